@@ -1,0 +1,317 @@
+"""The wire contracts shared by the edge, the analyzer and the service.
+
+Kept Django-free and dependency-free because it runs on cameras; the server imports it from here so
+that the three sides can never drift apart. Bump CONTRACT_VERSION on any incompatible change.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from urllib.parse import unquote_plus
+
+CONTRACT_VERSION = 1
+
+# --- Emotion taxonomy (Rekognition's eight) ---------------------------------------------------
+EMOTIONS: tuple[str, ...] = (
+    "HAPPY",
+    "SAD",
+    "ANGRY",
+    "CONFUSED",
+    "DISGUSTED",
+    "SURPRISED",
+    "CALM",
+    "FEAR",
+)
+# Positive, high-energy expressions that make a crowd "lively" (used by the vibe score).
+LIVELY_EMOTIONS: frozenset[str] = frozenset({"HAPPY", "SURPRISED"})
+
+ANALYZER_SOURCES: tuple[str, ...] = ("rekognition", "local", "edge")
+
+
+class ContractError(ValueError):
+    """Raised when data does not follow a StagePulse contract; the message says what is wrong."""
+
+
+def normalise_scores(scores: dict) -> dict[str, float]:
+    """Return the eight-emotion score map as floats in 0..100, rejecting strings and unknown keys."""
+    clean: dict[str, float] = {}
+    for name, value in scores.items():
+        key = str(name).upper()
+        if key not in EMOTIONS:
+            raise ContractError(f"unknown emotion {name!r}; expected one of {', '.join(EMOTIONS)}")
+        if isinstance(value, bool) or not isinstance(value, (int, float, Decimal)):
+            raise ContractError(f"score for {key} must be a number, got {type(value).__name__}")
+        number = float(value)
+        if math.isnan(number) or not 0.0 <= number <= 100.0:
+            raise ContractError(f"score for {key} must be within 0..100, got {number}")
+        clean[key] = number
+    for key in EMOTIONS:
+        clean.setdefault(key, 0.0)
+    return clean
+
+
+def top_emotion(scores: dict[str, float]) -> str:
+    """The highest-scoring emotion; ties resolve in taxonomy order so results are stable."""
+    return max(EMOTIONS, key=lambda name: (scores.get(name, 0.0), -EMOTIONS.index(name)))
+
+
+# --- S3 crop key -------------------------------------------------------------------------------
+CROP_PREFIX = "faces"
+# faces/<festival>/<stage>/<device>/<yyyy>/<mm>/<dd>/<hh>/<capture-ms>-<seq>.jpg
+_CROP_KEY_RE = re.compile(
+    r"^faces/(?P<festival>[^/]+)/(?P<stage>[^/]+)/(?P<device>[^/]+)/"
+    r"(?P<yyyy>\d{4})/(?P<mm>\d{2})/(?P<dd>\d{2})/(?P<hh>\d{2})/"
+    r"(?P<capture_ms>\d{10,16})-(?P<seq>\d+)\.jpg$"
+)
+# Object metadata keys (S3 lower-cases them; values are strings).
+META_CAPTURED_AT_MS = "captured-at-ms"
+META_DETECTOR_SCORE = "detector-score"
+META_BOX = "box"  # "x,y,w,h" in frame pixels
+META_EDGE_VERSION = "edge-version"
+META_ORGANIZATION = "organization"
+
+
+@dataclass(frozen=True)
+class CropKey:
+    festival: str
+    stage: str
+    device: str
+    captured_at_ms: int
+    seq: int
+
+    @property
+    def captured_at(self) -> datetime:
+        return datetime.fromtimestamp(self.captured_at_ms / 1000, tz=UTC)
+
+    @property
+    def stage_partition(self) -> str:
+        return observation_partition(self.festival, self.stage)
+
+
+def _check_segment(name: str, value: str) -> None:
+    if not value or "/" in value or value in {".", ".."}:
+        raise ContractError(f"{name} {value!r} cannot be used in a crop key")
+
+
+def build_crop_key(festival: str, stage: str, device: str, captured_at_ms: int, seq: int) -> str:
+    for name, value in (("festival", festival), ("stage", stage), ("device", device)):
+        _check_segment(name, value)
+    when = datetime.fromtimestamp(captured_at_ms / 1000, tz=UTC)
+    return (
+        f"{CROP_PREFIX}/{festival}/{stage}/{device}/"
+        f"{when:%Y/%m/%d/%H}/{int(captured_at_ms)}-{int(seq)}.jpg"
+    )
+
+
+def parse_crop_key(key: str, *, url_encoded: bool = False) -> CropKey:
+    """Route a crop from its key alone. S3 event keys are URL-encoded: pass url_encoded=True."""
+    if url_encoded:
+        key = unquote_plus(key)
+    match = _CROP_KEY_RE.match(key)
+    if not match:
+        raise ContractError(
+            f"key {key!r} is outside the crop layout "
+            "faces/<festival>/<stage>/<device>/<yyyy>/<mm>/<dd>/<hh>/<capture-ms>-<seq>.jpg"
+        )
+    parts = match.groupdict()
+    crop = CropKey(
+        festival=parts["festival"],
+        stage=parts["stage"],
+        device=parts["device"],
+        captured_at_ms=int(parts["capture_ms"]),
+        seq=int(parts["seq"]),
+    )
+    hour_path = f"{parts['yyyy']}/{parts['mm']}/{parts['dd']}/{parts['hh']}"
+    if f"{crop.captured_at:%Y/%m/%d/%H}" != hour_path:
+        raise ContractError(f"key {key!r}: hour folder {hour_path} does not match the capture time")
+    return crop
+
+
+# --- DynamoDB observation item -------------------------------------------------------------------
+OBSERVATION_PK = "pk"  # "<festival>/<stage>"
+OBSERVATION_SK = "sk"  # "<capture-ms, 13 digits>#<device>#<seq>#<face index>"
+OBSERVATION_TTL_ATTRIBUTE = "expires_at"
+DEFAULT_OBSERVATION_TTL_S = 7 * 24 * 3600
+
+
+def observation_partition(festival: str, stage: str) -> str:
+    return f"{festival}/{stage}"
+
+
+def observation_sort_key(captured_at_ms: int, device: str, seq: int, face_index: int) -> str:
+    """Sortable by capture time; the suffix makes the key unique and deterministic per face, so a
+    replayed event maps to the same item and the conditional put writes nothing new."""
+    return f"{int(captured_at_ms):013d}#{device}#{int(seq)}#{int(face_index)}"
+
+
+def sort_key_floor(captured_at_ms: int) -> str:
+    """The smallest sort key at or after a capture time (for 'since watermark' queries)."""
+    return f"{max(0, int(captured_at_ms)):013d}"
+
+
+def build_observation_item(
+    *,
+    crop: CropKey,
+    face_index: int,
+    scores: dict,
+    face_confidence: float,
+    source: str,
+    organization: str = "",
+    model: str = "",
+    analyzed_at_ms: int,
+    ttl_s: int = DEFAULT_OBSERVATION_TTL_S,
+) -> dict:
+    """One face's observation as plain Python values (floats); see to_dynamodb for the wire form."""
+    if source not in ANALYZER_SOURCES:
+        raise ContractError(f"unknown analyzer source {source!r}")
+    clean = normalise_scores(scores)
+    return {
+        OBSERVATION_PK: crop.stage_partition,
+        OBSERVATION_SK: observation_sort_key(crop.captured_at_ms, crop.device, crop.seq, face_index),
+        "contract": CONTRACT_VERSION,
+        "festival": crop.festival,
+        "stage": crop.stage,
+        "device": crop.device,
+        "organization": organization,
+        "captured_at_ms": int(crop.captured_at_ms),
+        "analyzed_at_ms": int(analyzed_at_ms),
+        "source": source,
+        "model": model,
+        "emotions": clean,
+        "top_emotion": top_emotion(clean),
+        "face_confidence": round(float(face_confidence), 3),
+        OBSERVATION_TTL_ATTRIBUTE: int(analyzed_at_ms // 1000) + int(ttl_s),
+    }
+
+
+def to_dynamodb(value):
+    """Floats become Decimal (boto3's resource layer refuses floats); numbers stay numbers."""
+    if isinstance(value, float):
+        return Decimal(str(round(value, 4)))
+    if isinstance(value, dict):
+        return {k: to_dynamodb(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_dynamodb(v) for v in value]
+    return value
+
+
+def from_dynamodb(value):
+    """Decimal back to int/float, for code that reads items with the resource layer."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {k: from_dynamodb(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [from_dynamodb(v) for v in value]
+    return value
+
+
+# --- Telemetry payload ---------------------------------------------------------------------------
+TELEMETRY_SCHEMA: dict = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": "StagePulse device telemetry",
+    "type": "object",
+    "required": ["device_id", "software_version", "sent_at_ms", "analysis_mode"],
+    "additionalProperties": False,
+    "properties": {
+        "contract": {"type": "integer", "minimum": 1},
+        "device_id": {"type": "string", "minLength": 1, "maxLength": 128},
+        "software_version": {"type": "string", "minLength": 1, "maxLength": 64},
+        "sent_at_ms": {"type": "integer", "minimum": 0},
+        "analysis_mode": {"enum": ["cloud", "edge"]},
+        "paused": {"type": "boolean"},
+        "fps": {"type": "number", "minimum": 0, "maximum": 1000},
+        "frames": {"type": "integer", "minimum": 0},
+        "faces_detected": {"type": "integer", "minimum": 0},
+        "uploads": {"type": "integer", "minimum": 0},
+        "bytes_sent": {"type": "integer", "minimum": 0},
+        "spool_depth": {"type": "integer", "minimum": 0},
+        "spool_dropped": {"type": "integer", "minimum": 0},
+        "errors": {"type": "integer", "minimum": 0},
+        "last_error": {"type": "string", "maxLength": 500},
+    },
+}
+
+
+# --- Edge configuration (the tunables an organizer sets per device) ------------------------------
+EDGE_CONFIG_DEFAULTS: dict = {
+    "fps_cap": 15.0,
+    "detection_threshold": 0.6,
+    "crop_margin": 0.25,
+    "min_face_px": 48,
+    "jpeg_quality": 85,
+    "throttle_interval_s": 10.0,
+    "upload_budget_per_min": 120,
+    "masks": [],
+    "paused": False,
+    "mode": "cloud",
+}
+
+_NUMERIC_RANGES: dict[str, tuple[float, float, type]] = {
+    "fps_cap": (0.1, 60.0, float),
+    "detection_threshold": (0.05, 0.99, float),
+    "crop_margin": (0.0, 1.0, float),
+    "min_face_px": (16, 1024, int),
+    "jpeg_quality": (30, 100, int),
+    "throttle_interval_s": (0.5, 3600.0, float),
+    "upload_budget_per_min": (1, 10000, int),
+}
+
+
+def validate_edge_config(config: dict) -> list[str]:
+    """Every problem in a device's edge configuration, as messages a crew member can act on.
+
+    Masks are polygons in normalised frame coordinates (0..1), at least three points each.
+    """
+    if not isinstance(config, dict):
+        return ["edge configuration must be a JSON object"]
+    errors: list[str] = []
+    known = set(EDGE_CONFIG_DEFAULTS)
+    for key in sorted(set(config) - known):
+        errors.append(f"{key}: unknown setting (known: {', '.join(sorted(known))})")
+    for key, (low, high, kind) in _NUMERIC_RANGES.items():
+        if key not in config:
+            continue
+        value = config[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            errors.append(f"{key}: must be a number, got {value!r}")
+        elif kind is int and int(value) != value:
+            errors.append(f"{key}: must be a whole number, got {value!r}")
+        elif not low <= value <= high:
+            errors.append(f"{key}: must be between {low:g} and {high:g}, got {value:g}")
+    if "paused" in config and not isinstance(config["paused"], bool):
+        errors.append(f"paused: must be true or false, got {config['paused']!r}")
+    if "mode" in config and config["mode"] not in ("cloud", "edge"):
+        errors.append(f"mode: must be 'cloud' or 'edge', got {config['mode']!r}")
+    masks = config.get("masks", [])
+    if not isinstance(masks, list):
+        errors.append("masks: must be a list of polygons")
+        masks = []
+    for index, polygon in enumerate(masks):
+        where = f"masks[{index}]"
+        if not isinstance(polygon, list) or len(polygon) < 3:
+            errors.append(f"{where}: a polygon needs at least 3 points [x, y]")
+            continue
+        for point in polygon:
+            if (
+                not isinstance(point, (list, tuple))
+                or len(point) != 2
+                or any(isinstance(c, bool) or not isinstance(c, (int, float)) for c in point)
+            ):
+                errors.append(f"{where}: point {point!r} must be [x, y] numbers")
+                break
+            if not all(0.0 <= c <= 1.0 for c in point):
+                errors.append(f"{where}: point {list(point)} is outside the frame (use 0..1)")
+                break
+    return errors
+
+
+def effective_edge_config(config: dict | None) -> dict:
+    """Defaults overlaid with a device's own settings (assumes validate_edge_config passed)."""
+    merged = dict(EDGE_CONFIG_DEFAULTS)
+    merged.update(config or {})
+    return merged
