@@ -1,0 +1,21 @@
+"""Suite-wide fixtures: AWS calls never leave the machine, and every test gets fake credentials."""
+
+import os
+
+import pytest
+
+for _name, _value in {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SECURITY_TOKEN": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": "eu-west-1",
+}.items():
+    os.environ[_name] = _value
+os.environ.pop("AWS_ENDPOINT_URL", None)
+os.environ.pop("AWS_PROFILE", None)
+
+
+@pytest.fixture
+def aws_region() -> str:
+    return os.environ["AWS_DEFAULT_REGION"]
