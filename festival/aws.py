@@ -1,0 +1,52 @@
+"""The one place that builds boto3 clients and resources.
+
+Django-free on purpose: the analyzer Lambda imports it too. Every client honours AWS_ENDPOINT_URL
+(a moto server in the embedded mode) and AWS_DEFAULT_REGION, and retries with adaptive backoff so
+throttling is absorbed here instead of in every caller.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+
+import boto3
+from botocore.config import Config
+
+DEFAULT_REGION = "eu-west-1"
+RETRY_CONFIG = Config(
+    retries={"max_attempts": 8, "mode": "adaptive"},
+    connect_timeout=5,
+    read_timeout=30,
+)
+
+
+def region() -> str:
+    return os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION") or DEFAULT_REGION
+
+
+def endpoint_url() -> str | None:
+    return os.environ.get("AWS_ENDPOINT_URL") or None
+
+
+def _session() -> boto3.session.Session:
+    return boto3.session.Session(region_name=region())
+
+
+def client(service_name: str, **kwargs):
+    """A boto3 client for `service_name`; pass keyword arguments to override (e.g. config)."""
+    kwargs.setdefault("endpoint_url", endpoint_url())
+    kwargs.setdefault("config", RETRY_CONFIG)
+    return _session().client(service_name, **kwargs)
+
+
+def resource(service_name: str, **kwargs):
+    kwargs.setdefault("endpoint_url", endpoint_url())
+    kwargs.setdefault("config", RETRY_CONFIG)
+    return _session().resource(service_name, **kwargs)
+
+
+@lru_cache(maxsize=32)
+def cached_client(service_name: str):
+    """A process-wide client for hot paths (clients are thread-safe; creating one costs ~50 ms)."""
+    return client(service_name)
