@@ -1,4 +1,4 @@
-"""`python -m bench [name ...]`: run every benchmark module (bench/bench_*.py) in its own process."""
+"""`python -m bench [name ...]`: run each benchmark module (bench/bench_*.py) in its own process."""
 
 from __future__ import annotations
 

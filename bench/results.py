@@ -13,12 +13,12 @@ RESULTS_PATH = Path(__file__).resolve().parent / "results.json"
 
 
 def record(section: str, figures: dict) -> dict:
-    """Merge `figures` under `section` (e.g. "edge") and stamp when and where they were taken."""
+    """Merge `figures` under `section` (e.g. "edge"), stamped with when and where measured."""
     data = json.loads(RESULTS_PATH.read_text()) if RESULTS_PATH.exists() else {}
     data[section] = {
         **figures,
         "_measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "_machine": f"{platform.machine()} {os.cpu_count()} cpu, Python {platform.python_version()}",
+        "_machine": f"{platform.machine()} x{os.cpu_count()}, Python {platform.python_version()}",
     }
     fd, tmp = tempfile.mkstemp(dir=RESULTS_PATH.parent, suffix=".json")
     with os.fdopen(fd, "w") as handle:

@@ -37,7 +37,7 @@ class ContractError(ValueError):
 
 
 def normalise_scores(scores: dict) -> dict[str, float]:
-    """Return the eight-emotion score map as floats in 0..100, rejecting strings and unknown keys."""
+    """The eight-emotion score map as floats in 0..100; strings and unknown keys are refused."""
     clean: dict[str, float] = {}
     for name, value in scores.items():
         key = str(name).upper()
@@ -171,7 +171,9 @@ def build_observation_item(
     clean = normalise_scores(scores)
     return {
         OBSERVATION_PK: crop.stage_partition,
-        OBSERVATION_SK: observation_sort_key(crop.captured_at_ms, crop.device, crop.seq, face_index),
+        OBSERVATION_SK: observation_sort_key(
+            crop.captured_at_ms, crop.device, crop.seq, face_index
+        ),
         "contract": CONTRACT_VERSION,
         "festival": crop.festival,
         "stage": crop.stage,

@@ -1,0 +1,111 @@
+"""The public fan API: read-only, anonymous, throttled, for festivals marked public.
+
+No personal data ever appears here; a festival that is not public is a 404.
+"""
+
+from __future__ import annotations
+
+from django.shortcuts import get_object_or_404
+from django.utils import timezone
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+from rest_framework.throttling import ScopedRateThrottle
+from rest_framework.views import APIView
+
+from festival.models import Festival
+from stages.models import Set, Stage
+from stages.selectors import festival_lineup, now_next_by_stage
+
+
+class FanView(APIView):
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+    throttle_classes = [ScopedRateThrottle]
+    throttle_scope = "fan"
+
+    def festival(self, slug: str) -> Festival:
+        return get_object_or_404(Festival, slug=slug, public=True)
+
+
+class FanFestivalSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Festival
+        fields = ["slug", "name", "timezone", "starts_on", "ends_on"]
+
+
+class FanStageSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Stage
+        fields = ["slug", "name", "position", "description"]
+
+
+class FanSetSerializer(serializers.ModelSerializer):
+    stage = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+
+    class Meta:
+        model = Set
+        fields = ["id", "stage", "artist", "starts_at", "ends_at"]
+
+
+class FanSlotSerializer(serializers.Serializer):
+    artist = serializers.CharField()
+    starts_at = serializers.DateTimeField()
+    ends_at = serializers.DateTimeField()
+
+
+class FanNowNextSerializer(serializers.Serializer):
+    stage = FanStageSerializer()
+    now = FanSlotSerializer(allow_null=True)
+    next = FanSlotSerializer(allow_null=True)
+
+
+class FanFestivalDetailSerializer(FanFestivalSerializer):
+    stages = FanStageSerializer(many=True, read_only=True)
+
+    class Meta(FanFestivalSerializer.Meta):
+        fields = [*FanFestivalSerializer.Meta.fields, "stages"]
+
+
+class FanLineupSerializer(serializers.Serializer):
+    generated_at = serializers.DateTimeField()
+    now_next = FanNowNextSerializer(many=True)
+    sets = FanSetSerializer(many=True)
+
+
+class FanFestivalListView(FanView):
+    @extend_schema(responses=FanFestivalSerializer(many=True), operation_id="fan_festivals_list")
+    def get(self, request):
+        festivals = Festival.objects.filter(public=True).order_by("-starts_on", "name")
+        return Response(FanFestivalSerializer(festivals, many=True).data)
+
+
+class FanFestivalDetailView(FanView):
+    @extend_schema(responses=FanFestivalDetailSerializer, operation_id="fan_festival_detail")
+    def get(self, request, slug: str):
+        festival = self.festival(slug)
+        return Response(FanFestivalDetailSerializer(festival).data)
+
+
+class FanStageListView(FanView):
+    @extend_schema(responses=FanStageSerializer(many=True), operation_id="fan_stages_list")
+    def get(self, request, slug: str):
+        festival = self.festival(slug)
+        return Response(FanStageSerializer(festival.stages.order_by("position"), many=True).data)
+
+
+class FanLineupView(FanView):
+    @extend_schema(responses=FanLineupSerializer, operation_id="fan_lineup")
+    def get(self, request, slug: str):
+        festival = self.festival(slug)
+        now = timezone.now()
+        payload = {
+            "generated_at": now,
+            "now_next": [
+                {"stage": row.stage, "now": row.now, "next": row.next}
+                for row in now_next_by_stage(festival, now)
+            ],
+            "sets": festival_lineup(festival),
+        }
+        return Response(FanLineupSerializer(payload).data)

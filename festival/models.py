@@ -1,0 +1,161 @@
+"""Tenancy (Organization, Membership) and the Festival, the unit everything else hangs off."""
+
+from __future__ import annotations
+
+import zoneinfo
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+
+
+class Role(models.TextChoices):
+    VIEWER = "viewer", "Viewer (read only)"
+    OPERATOR = "operator", "Operator (changes festivals, lineup, devices)"
+    OWNER = "owner", "Owner (also manages members)"
+
+
+ROLE_RANK = {Role.VIEWER: 1, Role.OPERATOR: 2, Role.OWNER: 3}
+
+
+class AnalysisMode(models.TextChoices):
+    CLOUD = "cloud", "Cloud (crops analyzed by the service)"
+    EDGE = "edge", "Edge (scores computed on the camera; no image leaves)"
+
+
+class TenantQuerySet(models.QuerySet):
+    """Every tenant-owned model's manager: the scoped query is the easy one to write."""
+
+    def for_organizations(self, organizations):
+        return self.filter(organization__in=organizations)
+
+    def for_user(self, user, min_role: str = Role.VIEWER):
+        from festival.tenancy import organization_ids_for
+
+        if user is None or not user.is_authenticated:
+            return self.none()
+        if user.is_superuser:
+            return self
+        return self.filter(organization_id__in=organization_ids_for(user, min_role))
+
+
+class Organization(models.Model):
+    name = models.CharField(max_length=200)
+    slug = models.SlugField(max_length=80, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Membership(models.Model):
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships"
+    )
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="memberships"
+    )
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.VIEWER)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = TenantQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "organization"], name="one_membership_per_org")
+        ]
+        ordering = ["organization__name", "user__username"]
+
+    def __str__(self) -> str:
+        return f"{self.user} — {self.organization} ({self.role})"
+
+
+def validate_timezone(value: str) -> None:
+    if value not in zoneinfo.available_timezones():
+        raise ValidationError(f"{value!r} is not a known time zone (e.g. Europe/Amsterdam)")
+
+
+class TenantModel(models.Model):
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+
+    objects = TenantQuerySet.as_manager()
+
+    class Meta:
+        abstract = True
+
+
+class Festival(TenantModel):
+    name = models.CharField(max_length=200)
+    slug = models.SlugField(
+        max_length=80, unique=True, help_text="Used in public URLs and in crop keys; keep it short."
+    )
+    timezone = models.CharField(
+        max_length=64, default="Europe/Amsterdam", validators=[validate_timezone]
+    )
+    starts_on = models.DateField()
+    ends_on = models.DateField()
+    public = models.BooleanField(
+        default=False, help_text="Publish the fan API (live ranking, lineup) for this festival."
+    )
+    min_faces_public = models.PositiveIntegerField(
+        "minimum faces for a public number",
+        default=5,
+        validators=[MinValueValidator(1), MaxValueValidator(1000)],
+        help_text="Buckets with fewer faces are suppressed in every public number.",
+    )
+    crop_retention_hours = models.PositiveIntegerField(
+        default=0,
+        validators=[MaxValueValidator(24)],
+        help_text="0 deletes each crop right after analysis; the bucket lifecycle caps it (1 day).",
+    )
+    analysis_mode = models.CharField(
+        max_length=8, choices=AnalysisMode.choices, default=AnalysisMode.CLOUD
+    )
+    cloudwatch_namespace = models.CharField(
+        max_length=255, blank=True, help_text="Leave empty for the service default."
+    )
+    crops_bucket = models.CharField(max_length=63, blank=True, help_text="Empty: service default.")
+    observations_table = models.CharField(
+        max_length=255, blank=True, help_text="Empty: service default."
+    )
+    ops_emails = models.TextField(
+        "operations e-mails",
+        blank=True,
+        help_text="Alert recipients, one per line or comma-separated.",
+    )
+    ops_webhook_url = models.URLField("operations webhook", blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-starts_on", "name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        if self.starts_on and self.ends_on and self.ends_on < self.starts_on:
+            raise ValidationError({"ends_on": "The festival cannot end before it starts."})
+
+    @property
+    def tz(self) -> zoneinfo.ZoneInfo:
+        return zoneinfo.ZoneInfo(self.timezone)
+
+    @property
+    def namespace(self) -> str:
+        return self.cloudwatch_namespace or settings.CLOUDWATCH_NAMESPACE
+
+    @property
+    def bucket(self) -> str:
+        return self.crops_bucket or settings.CROPS_BUCKET
+
+    @property
+    def table(self) -> str:
+        return self.observations_table or settings.OBSERVATIONS_TABLE
+
+    def ops_email_list(self) -> list[str]:
+        return [e.strip() for e in self.ops_emails.replace("\n", ",").split(",") if e.strip()]

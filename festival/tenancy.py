@@ -1,0 +1,165 @@
+"""Tenancy helpers: the one way to scope queries, API views and admin pages to an organization.
+
+Rules: another organization's object is a 404 (never a 403, which would confirm it exists);
+viewers read, operators change, owners also manage members.
+"""
+
+from __future__ import annotations
+
+from django.http import Http404
+from rest_framework import permissions, serializers, viewsets
+from rest_framework.exceptions import PermissionDenied
+
+from festival.models import ROLE_RANK, Membership, Organization, Role
+
+
+def organization_ids_for(user, min_role: str = Role.VIEWER) -> list[int]:
+    """Ids of the organizations where `user` holds at least `min_role` (cached per request)."""
+    if user is None or not user.is_authenticated:
+        return []
+    cache = user.__dict__.setdefault("_stagepulse_roles", None)
+    if cache is None:
+        cache = dict(Membership.objects.filter(user=user).values_list("organization_id", "role"))
+        user.__dict__["_stagepulse_roles"] = cache
+    floor = ROLE_RANK[Role(min_role)]
+    return [org_id for org_id, role in cache.items() if ROLE_RANK[Role(role)] >= floor]
+
+
+def role_in(user, organization_id: int) -> str:
+    """The user's role in one organization ("" when not a member)."""
+    if user is not None and user.is_authenticated and user.is_superuser:
+        return Role.OWNER
+    organization_ids_for(user)
+    return (user.__dict__.get("_stagepulse_roles") or {}).get(organization_id, "")
+
+
+def organizations_for(user, min_role: str = Role.VIEWER):
+    if user is not None and user.is_authenticated and user.is_superuser:
+        return Organization.objects.all()
+    return Organization.objects.filter(id__in=organization_ids_for(user, min_role))
+
+
+def has_role(user, organization_id: int, min_role: str) -> bool:
+    if user is None or not user.is_authenticated:
+        return False
+    if user.is_superuser:
+        return True
+    return organization_id in organization_ids_for(user, min_role)
+
+
+def forget_roles(user) -> None:
+    """Drop the per-request role cache (after a membership change in the same request)."""
+    user.__dict__.pop("_stagepulse_roles", None)
+
+
+# --- REST framework ------------------------------------------------------------------------------
+class TenantRolePermission(permissions.BasePermission):
+    """Reads need membership, writes need `write_role` in the object's organization."""
+
+    message = "Your role in this organization does not allow this change."
+
+    def has_object_permission(self, request, view, obj) -> bool:
+        needed = Role.VIEWER if request.method in permissions.SAFE_METHODS else view.write_role
+        return has_role(request.user, obj.organization_id, needed)
+
+
+class TenantScopedRelatedField(serializers.PrimaryKeyRelatedField):
+    """A foreign key that can only point at rows of the requesting user's organizations.
+
+    A row of another organization reads as "does not exist", exactly like a missing id.
+    """
+
+    def get_queryset(self):
+        request = self.context.get("request")
+        return super().get_queryset().for_user(request.user if request else None)
+
+
+class TenantViewSet(viewsets.ModelViewSet):
+    """Base for every organizer endpoint: the queryset is always the user's organizations' rows.
+
+    Subclasses set `queryset` (a TenantModel) and may override `organization_for_create`.
+    """
+
+    permission_classes = [permissions.IsAuthenticated, TenantRolePermission]
+    write_role: str = Role.OPERATOR
+
+    def get_queryset(self):
+        return super().get_queryset().for_user(self.request.user)
+
+    def organization_for_create(self, serializer) -> Organization:
+        raise NotImplementedError
+
+    def perform_create(self, serializer) -> None:
+        organization = self.organization_for_create(serializer)
+        if not has_role(self.request.user, organization.id, self.write_role):
+            raise PermissionDenied(self.__class__.permission_classes[1].message)
+        serializer.save(organization=organization)
+
+
+# --- Django admin --------------------------------------------------------------------------------
+class TenantAdminMixin:
+    """Scopes an admin to the staff user's organizations and fills in `organization`.
+
+    Permissions follow roles rather than Django's per-model permissions, so a viewer sees the
+    pages read-only and an operator can change them. Another organization's object is a 404.
+    """
+
+    # Where to take the organization from when the form does not show it ("festival", "stage").
+    organization_source: str | None = None
+    write_role: str = Role.OPERATOR
+
+    def _is_super(self, request) -> bool:
+        return request.user.is_active and request.user.is_superuser
+
+    def get_queryset(self, request):
+        queryset = super().get_queryset(request)
+        if self._is_super(request):
+            return queryset
+        return queryset.filter(organization_id__in=organization_ids_for(request.user))
+
+    def get_exclude(self, request, obj=None):
+        excluded = list(super().get_exclude(request, obj) or [])
+        if not self._is_super(request) and self.organization_source:
+            excluded.append("organization")
+        return excluded
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if not self._is_super(request):
+            model = db_field.related_model
+            if model is Organization:
+                kwargs["queryset"] = organizations_for(request.user, self.write_role)
+            elif hasattr(model.objects, "for_user"):
+                kwargs["queryset"] = model.objects.for_user(request.user, self.write_role)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def save_model(self, request, obj, form, change):
+        if self.organization_source and not obj.organization_id:
+            source = getattr(obj, self.organization_source)
+            obj.organization_id = source.organization_id
+        super().save_model(request, obj, form, change)
+
+    def _get_obj_does_not_exist_redirect(self, request, opts, object_id):
+        raise Http404(f"No {opts.verbose_name} with id {object_id!r}.")
+
+    # Role-based permissions.
+    def has_module_permission(self, request):
+        return self._is_super(request) or bool(organization_ids_for(request.user))
+
+    def has_view_permission(self, request, obj=None):
+        if self._is_super(request):
+            return True
+        if obj is None:
+            return bool(organization_ids_for(request.user))
+        return obj.organization_id in organization_ids_for(request.user)
+
+    def has_change_permission(self, request, obj=None):
+        if self._is_super(request):
+            return True
+        allowed = organization_ids_for(request.user, self.write_role)
+        return bool(allowed) if obj is None else obj.organization_id in allowed
+
+    def has_add_permission(self, request, *args):
+        return self.has_change_permission(request)
+
+    def has_delete_permission(self, request, obj=None):
+        return self.has_change_permission(request, obj)

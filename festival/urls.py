@@ -1,0 +1,40 @@
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.authtoken.views import obtain_auth_token
+from rest_framework.routers import DefaultRouter
+
+from devices.api import DeviceViewSet
+from festival import fan_api
+from festival.api import FestivalViewSet, MembershipViewSet, OrganizationViewSet
+from festival.views import healthz
+from stages.api import SetViewSet, StageViewSet
+
+router = DefaultRouter()
+router.register("organizations", OrganizationViewSet, basename="organization")
+router.register("members", MembershipViewSet, basename="membership")
+router.register("festivals", FestivalViewSet, basename="festival")
+router.register("stages", StageViewSet, basename="stage")
+router.register("sets", SetViewSet, basename="set")
+router.register("devices", DeviceViewSet, basename="device")
+
+public_urls = [
+    path("festivals/", fan_api.FanFestivalListView.as_view(), name="fan-festivals"),
+    path("festivals/<slug:slug>/", fan_api.FanFestivalDetailView.as_view(), name="fan-festival"),
+    path("festivals/<slug:slug>/stages/", fan_api.FanStageListView.as_view(), name="fan-stages"),
+    path("festivals/<slug:slug>/lineup/", fan_api.FanLineupView.as_view(), name="fan-lineup"),
+]
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("api/v1/", include(router.urls)),
+    path("api/v1/public/", include(public_urls)),
+    path("api/v1/auth/token/", obtain_auth_token, name="api-token"),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    path("healthz", healthz, name="healthz"),
+]
+
+admin.site.site_header = "StagePulse organizers"
+admin.site.site_title = "StagePulse"
+admin.site.index_title = "Festivals, lineup and cameras"

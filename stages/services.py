@@ -1,0 +1,356 @@
+"""Writes for stages and the lineup: one place that enforces "ends after it starts" and
+"no two sets overlap on a stage", for the admin, the API and the CSV import alike."""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+
+from festival.models import Festival
+from stages.models import Set, Stage
+
+LINEUP_COLUMNS = ["stage", "artist", "starts_at", "ends_at", "notes"]
+REQUIRED_COLUMNS = LINEUP_COLUMNS[:4]
+MAX_LINEUP_ROWS = 5000
+
+
+def describe_slot(existing: Set, tz: ZoneInfo) -> str:
+    start = existing.starts_at.astimezone(tz)
+    end = existing.ends_at.astimezone(tz)
+    return f"'{existing.artist}' on {existing.stage.name} ({start:%a %d %b %H:%M}–{end:%H:%M})"
+
+
+def overlapping_sets(stage: Stage, starts_at: datetime, ends_at: datetime, exclude_id=None):
+    """Sets on `stage` that share any time with [starts_at, ends_at); back-to-back is fine."""
+    query = Set.objects.filter(stage=stage, starts_at__lt=ends_at, ends_at__gt=starts_at)
+    if exclude_id is not None:
+        query = query.exclude(pk=exclude_id)
+    return query.select_related("stage").order_by("starts_at")
+
+
+def validate_set_slot(stage: Stage, starts_at, ends_at, exclude_id=None) -> None:
+    if starts_at is None or ends_at is None:
+        return
+    if ends_at <= starts_at:
+        raise ValidationError({"ends_at": "A set must end after it starts."})
+    clash = overlapping_sets(stage, starts_at, ends_at, exclude_id).first()
+    if clash is not None:
+        raise ValidationError(
+            {"starts_at": f"This set overlaps {describe_slot(clash, stage.festival.tz)}."}
+        )
+
+
+@transaction.atomic
+def save_set(instance: Set) -> Set:
+    """Create or update a set after locking its stage, so two writers cannot both fit a slot."""
+    stage = Stage.objects.select_for_update().select_related("festival").get(pk=instance.stage_id)
+    validate_set_slot(stage, instance.starts_at, instance.ends_at, exclude_id=instance.pk)
+    instance.organization_id = stage.organization_id
+    instance.save()
+    return instance
+
+
+# --- Lineup CSV ----------------------------------------------------------------------------------
+@dataclass
+class RowError:
+    line: int
+    column: str
+    message: str
+
+    def as_dict(self) -> dict:
+        return {"line": self.line, "column": self.column, "message": self.message}
+
+
+@dataclass
+class LineupImportResult:
+    created: int = 0
+    unchanged: int = 0
+    deleted: int = 0
+    errors: list[RowError] = field(default_factory=list)
+    dry_run: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def as_dict(self) -> dict:
+        return {
+            "ok": self.ok,
+            "dry_run": self.dry_run,
+            "created": self.created,
+            "unchanged": self.unchanged,
+            "deleted": self.deleted,
+            "errors": [error.as_dict() for error in self.errors],
+        }
+
+
+@dataclass
+class _Row:
+    line: int
+    stage: Stage
+    artist: str
+    starts_at: datetime
+    ends_at: datetime
+    notes: str
+
+
+def parse_local_datetime(text: str, tz: ZoneInfo) -> datetime:
+    """A lineup time in the festival's zone; refuses times a DST change makes ambiguous or void."""
+    text = text.strip()
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a date and time like 2026-07-10 23:30") from None
+    if value.tzinfo is not None:
+        return value
+    early = value.replace(tzinfo=tz, fold=0)
+    late = value.replace(tzinfo=tz, fold=1)
+    round_trip = early.astimezone(ZoneInfo("UTC")).astimezone(tz).replace(tzinfo=None)
+    if round_trip != value:
+        raise ValueError(
+            f"{text} does not exist in {tz.key}: the clocks skip that hour for daylight saving"
+        )
+    if early.utcoffset() != late.utcoffset():
+        raise ValueError(
+            f"{text} happens twice in {tz.key} (clocks go back); add the offset, e.g. "
+            f"{early.isoformat(timespec='minutes')} or {late.isoformat(timespec='minutes')}"
+        )
+    return early
+
+
+def format_local_datetime(value: datetime, tz: ZoneInfo) -> str:
+    local = value.astimezone(tz)
+    naive = local.replace(tzinfo=None)
+    if naive.replace(tzinfo=tz, fold=0).utcoffset() != naive.replace(tzinfo=tz, fold=1).utcoffset():
+        return local.isoformat(sep=" ", timespec="minutes")
+    return f"{naive:%Y-%m-%d %H:%M}"
+
+
+def _read_rows(festival: Festival, content: bytes | str, result: LineupImportResult) -> list[_Row]:
+    if isinstance(content, bytes):
+        try:
+            content = content.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            result.errors.append(
+                RowError(1, "", "The file is not UTF-8 text; save it as CSV UTF-8.")
+            )
+            return []
+    reader = csv.DictReader(io.StringIO(content))
+    header = [name.strip().lower() for name in (reader.fieldnames or [])]
+    missing = [name for name in REQUIRED_COLUMNS if name not in header]
+    if missing:
+        result.errors.append(
+            RowError(
+                1,
+                "",
+                f"Missing column(s): {', '.join(missing)}. "
+                f"Expected header: {','.join(LINEUP_COLUMNS)}",
+            )
+        )
+        return []
+    reader.fieldnames = header
+    stages = {}
+    for stage in Stage.objects.filter(festival=festival):
+        stages[stage.slug.lower()] = stage
+        stages[stage.name.lower()] = stage
+    tz = festival.tz
+    rows: list[_Row] = []
+    for record in reader:
+        line = reader.line_num
+        if len(rows) + len(result.errors) >= MAX_LINEUP_ROWS:
+            result.errors.append(RowError(line, "", f"More than {MAX_LINEUP_ROWS} rows."))
+            break
+        if not any((value or "").strip() for value in record.values() if isinstance(value, str)):
+            continue  # blank line
+        values = {k: (record.get(k) or "").strip() for k in LINEUP_COLUMNS}
+        row_errors = []
+        stage = stages.get(values["stage"].lower())
+        if stage is None:
+            known = ", ".join(sorted({s.slug for s in stages.values()})) or "none yet"
+            row_errors.append(
+                RowError(
+                    line,
+                    "stage",
+                    f"Unknown stage {values['stage']!r} (this festival has: {known}).",
+                )
+            )
+        if not values["artist"]:
+            row_errors.append(RowError(line, "artist", "Artist is empty."))
+        times = {}
+        for column in ("starts_at", "ends_at"):
+            try:
+                times[column] = parse_local_datetime(values[column], tz)
+            except ValueError as error:
+                row_errors.append(RowError(line, column, str(error)))
+        if len(times) == 2 and times["ends_at"] <= times["starts_at"]:
+            row_errors.append(
+                RowError(
+                    line,
+                    "ends_at",
+                    "A set must end after it starts (a set past midnight ends on the next date).",
+                )
+            )
+        if row_errors:
+            result.errors.extend(row_errors)
+            continue
+        rows.append(
+            _Row(
+                line, stage, values["artist"], times["starts_at"], times["ends_at"], values["notes"]
+            )
+        )
+    return rows
+
+
+def _check_overlaps_in_file(rows: list[_Row], tz: ZoneInfo, result: LineupImportResult) -> None:
+    by_stage: dict[int, list[_Row]] = {}
+    for row in rows:
+        by_stage.setdefault(row.stage.pk, []).append(row)
+    for stage_rows in by_stage.values():
+        stage_rows.sort(key=lambda r: r.starts_at)
+        for before, after in zip(stage_rows, stage_rows[1:], strict=False):
+            if after.starts_at < before.ends_at:
+                result.errors.append(
+                    RowError(
+                        after.line,
+                        "starts_at",
+                        f"Overlaps line {before.line} ('{before.artist}' on {before.stage.name}, "
+                        f"until {before.ends_at.astimezone(tz):%a %d %b %H:%M}).",
+                    )
+                )
+
+
+@transaction.atomic
+def import_lineup(
+    festival: Festival, content: bytes | str, *, replace: bool = False, dry_run: bool = False
+) -> LineupImportResult:
+    """All-or-nothing lineup import with a line-by-line report.
+
+    replace=False adds the file's sets (rows identical to an existing set count as unchanged);
+    replace=True makes the festival's lineup exactly the file. Nothing is written on any error.
+    """
+    result = LineupImportResult(dry_run=dry_run)
+    rows = _read_rows(festival, content, result)
+    tz = festival.tz
+    _check_overlaps_in_file(rows, tz, result)
+    existing = Set.objects.filter(stage__festival=festival).select_related("stage")
+    list(Stage.objects.select_for_update().filter(festival=festival))  # serialize importers
+    if replace:
+        result.deleted = existing.count()
+    else:
+        current = {(s.stage_id, s.artist, s.starts_at, s.ends_at): s for s in existing}
+        fresh = []
+        for row in rows:
+            if (row.stage.pk, row.artist, row.starts_at, row.ends_at) in current:
+                result.unchanged += 1
+                continue
+            clash = overlapping_sets(row.stage, row.starts_at, row.ends_at).first()
+            if clash is not None:
+                result.errors.append(
+                    RowError(
+                        row.line,
+                        "starts_at",
+                        f"Overlaps the existing set {describe_slot(clash, tz)}.",
+                    )
+                )
+                continue
+            fresh.append(row)
+        rows = fresh
+    result.errors.sort(key=lambda e: (e.line, e.column))
+    if result.errors:
+        result.created = result.deleted = result.unchanged = 0
+        return result
+    result.created = len(rows)
+    if dry_run:
+        return result
+    if replace:
+        existing.delete()
+    Set.objects.bulk_create(
+        Set(
+            organization_id=festival.organization_id,
+            stage=row.stage,
+            artist=row.artist,
+            starts_at=row.starts_at,
+            ends_at=row.ends_at,
+            notes=row.notes,
+        )
+        for row in rows
+    )
+    return result
+
+
+def export_lineup(festival: Festival) -> str:
+    """The festival's lineup as CSV in local time; import_lineup reads it back unchanged."""
+    tz = festival.tz
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(LINEUP_COLUMNS)
+    sets = (
+        Set.objects.filter(stage__festival=festival)
+        .select_related("stage")
+        .order_by("starts_at", "stage__position")
+    )
+    for item in sets:
+        writer.writerow(
+            [
+                item.stage.slug,
+                item.artist,
+                format_local_datetime(item.starts_at, tz),
+                format_local_datetime(item.ends_at, tz),
+                item.notes,
+            ]
+        )
+    return out.getvalue()
+
+
+def demo_lineup_rows(festival: Festival, first_day, days: int = 2) -> list[dict]:
+    """A plausible lineup (12:00–02:00, 90-minute sets, 15-minute changeovers) for seeding."""
+    stages = list(Stage.objects.filter(festival=festival).order_by("position"))
+    rows = []
+    artist_number = 0
+    for day in range(days):
+        date = first_day + timedelta(days=day)
+        for stage_index, stage in enumerate(stages):
+            start = datetime(date.year, date.month, date.day, 12, 0) + timedelta(
+                minutes=15 * stage_index
+            )
+            while start.hour >= 12 or start.hour < 1:
+                end = start + timedelta(minutes=90)
+                artist_number += 1
+                rows.append(
+                    {
+                        "stage": stage.slug,
+                        "artist": DEMO_ARTISTS[artist_number % len(DEMO_ARTISTS)]
+                        + ("" if artist_number < len(DEMO_ARTISTS) else f" ({artist_number})"),
+                        "starts_at": f"{start:%Y-%m-%d %H:%M}",
+                        "ends_at": f"{end:%Y-%m-%d %H:%M}",
+                        "notes": "",
+                    }
+                )
+                start = end + timedelta(minutes=15)
+    return rows
+
+
+DEMO_ARTISTS = [
+    "Nova Tide",
+    "The Lanterns",
+    "Kiko Bass",
+    "Mira & the Moths",
+    "Deep Static",
+    "Orchid Avenue",
+    "Sol Parade",
+    "Velvet Circuit",
+    "Haze Theory",
+    "Juniper Drift",
+    "Atlas Bloom",
+    "Echo Harbour",
+    "Pale Saturn",
+    "Ruby Frequency",
+    "Cobalt Kids",
+    "Lowland Choir",
+]
