@@ -163,7 +163,7 @@ def rekognition_stub():
 
 
 def moto_aws():
-    """Generator for an `aws` fixture: moto S3 + DynamoDB + CloudWatch + SQS with the bucket, the table and a queue."""
+    """For an `aws` fixture: moto S3, DynamoDB, CloudWatch and SQS with bucket, table, queue."""
     with mock_aws():
         s3 = boto3.client("s3", region_name=REGION)
         s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
