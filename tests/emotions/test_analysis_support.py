@@ -242,6 +242,19 @@ def all_items(aws) -> list[dict]:
     return aws.dynamodb.scan(TableName=TABLE)["Items"]
 
 
+def observations(aws) -> list[dict]:
+    """The table's items as plain Python values, as the ingest side will read them."""
+    from boto3.dynamodb.types import TypeDeserializer
+
+    from edge_package.contracts import from_dynamodb
+
+    deserializer = TypeDeserializer()
+    return [
+        from_dynamodb({k: deserializer.deserialize(v) for k, v in item.items()})
+        for item in all_items(aws)
+    ]
+
+
 def crop_exists(aws, key: str) -> bool:
     try:
         aws.s3.head_object(Bucket=BUCKET, Key=key)
