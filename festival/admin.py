@@ -4,7 +4,12 @@ from django.contrib.auth import get_user_model
 from django.db.models import Q
 
 from festival.models import Festival, Membership, Organization, Role
-from festival.tenancy import TenantAdminMixin, organization_ids_for, organizations_for
+from festival.tenancy import (
+    HideOtherTenantsAdminMixin,
+    TenantAdminMixin,
+    organization_ids_for,
+    organizations_for,
+)
 
 
 class SingleOrganizationDefaultMixin:
@@ -19,7 +24,7 @@ class SingleOrganizationDefaultMixin:
 
 
 @admin.register(Organization)
-class OrganizationAdmin(admin.ModelAdmin):
+class OrganizationAdmin(HideOtherTenantsAdminMixin, admin.ModelAdmin):
     list_display = ["name", "slug", "created_at"]
     search_fields = ["name", "slug"]
     prepopulated_fields = {"slug": ["name"]}
@@ -28,11 +33,6 @@ class OrganizationAdmin(admin.ModelAdmin):
         if request.user.is_superuser:
             return super().get_queryset(request)
         return super().get_queryset(request).filter(id__in=organization_ids_for(request.user))
-
-    def _get_obj_does_not_exist_redirect(self, request, opts, object_id):
-        from django.http import Http404
-
-        raise Http404(f"No organization with id {object_id!r}.")
 
     def has_module_permission(self, request):
         return request.user.is_superuser or bool(organization_ids_for(request.user))

@@ -233,7 +233,7 @@ class FestivalViewSet(TenantViewSet):
         summary="Export the lineup as CSV (local festival time)",
         responses={(200, "text/csv"): OpenApiTypes.STR},
     )
-    @action(detail=True, methods=["get"], url_path="lineup.csv")
+    @action(detail=True, methods=["get"], url_path="lineup")
     def lineup_csv(self, request, pk=None):
         festival = self.get_object()
         response = HttpResponse(lineup_services.export_lineup(festival), content_type="text/csv")

@@ -97,7 +97,34 @@ class TenantViewSet(viewsets.ModelViewSet):
 
 
 # --- Django admin --------------------------------------------------------------------------------
-class TenantAdminMixin:
+class HideOtherTenantsAdminMixin:
+    """An object outside the user's scoped queryset is a 404 on every object page, before any
+    permission check could answer 403 and so confirm that it exists."""
+
+    def _ensure_visible(self, request, object_id) -> None:
+        if object_id is None:
+            return
+        try:
+            visible = self.get_queryset(request).filter(pk=object_id).exists()
+        except (ValueError, TypeError):
+            visible = False
+        if not visible:
+            raise Http404(f"No {self.model._meta.verbose_name} with id {object_id!r}.")
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        self._ensure_visible(request, object_id)
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def delete_view(self, request, object_id, extra_context=None):
+        self._ensure_visible(request, object_id)
+        return super().delete_view(request, object_id, extra_context)
+
+    def history_view(self, request, object_id, extra_context=None):
+        self._ensure_visible(request, object_id)
+        return super().history_view(request, object_id, extra_context)
+
+
+class TenantAdminMixin(HideOtherTenantsAdminMixin):
     """Scopes an admin to the staff user's organizations and fills in `organization`.
 
     Permissions follow roles rather than Django's per-model permissions, so a viewer sees the
@@ -116,6 +143,26 @@ class TenantAdminMixin:
         if self._is_super(request):
             return queryset
         return queryset.filter(organization_id__in=organization_ids_for(request.user))
+
+    def get_list_filter(self, request):
+        """Relation filters list only rows in the scoped changelist, never other tenants' names."""
+        from django.contrib.admin import RelatedOnlyFieldListFilter
+
+        scoped = []
+        for entry in super().get_list_filter(request):
+            if isinstance(entry, str) and self._is_relation(entry):
+                scoped.append((entry, RelatedOnlyFieldListFilter))
+            else:
+                scoped.append(entry)
+        return scoped
+
+    def _is_relation(self, path: str) -> bool:
+        from django.contrib.admin.utils import get_fields_from_path
+
+        try:
+            return get_fields_from_path(self.model, path)[-1].is_relation
+        except Exception:  # noqa: BLE001 - not a model path; leave the filter as it is
+            return False
 
     def get_exclude(self, request, obj=None):
         excluded = list(super().get_exclude(request, obj) or [])
@@ -137,9 +184,6 @@ class TenantAdminMixin:
             source = getattr(obj, self.organization_source)
             obj.organization_id = source.organization_id
         super().save_model(request, obj, form, change)
-
-    def _get_obj_does_not_exist_redirect(self, request, opts, object_id):
-        raise Http404(f"No {opts.verbose_name} with id {object_id!r}.")
 
     # Role-based permissions.
     def has_module_permission(self, request):

@@ -19,3 +19,18 @@ os.environ.pop("AWS_PROFILE", None)
 @pytest.fixture
 def aws_region() -> str:
     return os.environ["AWS_DEFAULT_REGION"]
+
+
+@pytest.fixture
+def two_worlds(db):
+    """Two organizations side by side: `ours` is the requester's, `theirs` must stay invisible."""
+    from tests.factories import make_world
+
+    return make_world("ours"), make_world("theirs", public=False)
+
+
+@pytest.fixture
+def api_client():
+    from rest_framework.test import APIClient
+
+    return APIClient()
