@@ -1,0 +1,138 @@
+"""Dedupe and throttle: one face seen on many frames is sent at most once per interval.
+
+A light IoU tracker links detections across frames. Each track keeps the sharpest crop seen in its
+current window and releases it when the window ends (or when the face leaves), so the analyzer gets
+the best picture, not the first one. A per-device budget caps uploads per minute whatever the crowd.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+from edge_package.detect import iou
+
+
+@dataclass
+class Track:
+    track_id: int
+    box: tuple
+    first_seen: float
+    last_seen: float
+    window_start: float
+    window_s: float
+    best: object = None  # the candidate (any object) with the highest quality in this window
+    best_quality: float = -1.0
+    misses: int = 0
+
+
+@dataclass
+class UploadBudget:
+    """At most `per_minute` releases in any sliding 60 s window."""
+
+    per_minute: int
+    _times: deque = field(default_factory=deque)
+    refused: int = 0
+
+    def allow(self, now: float) -> bool:
+        while self._times and now - self._times[0] >= 60.0:
+            self._times.popleft()
+        if len(self._times) >= self.per_minute:
+            self.refused += 1
+            return False
+        self._times.append(now)
+        return True
+
+
+class Throttle:
+    """Feed every frame's candidates with update(); it returns the candidates to send now.
+
+    A candidate is any object; the caller supplies its box and a quality score (sharpness).
+    A track's first window is short (`first_wait_s`) so a new face is sent soon; later windows last
+    `interval_s`. A track not matched for `max_misses` frames ends and flushes its best candidate.
+    """
+
+    def __init__(
+        self,
+        interval_s: float,
+        budget_per_min: int,
+        *,
+        iou_threshold: float = 0.3,
+        max_misses: int = 5,
+        first_wait_s: float = 1.0,
+    ):
+        self.interval_s = interval_s
+        self.first_wait_s = min(first_wait_s, interval_s)
+        self.iou_threshold = iou_threshold
+        self.max_misses = max_misses
+        self.budget = UploadBudget(budget_per_min)
+        self.tracks: list[Track] = []
+        self._next_id = 0
+
+    def _match(self, boxes: list[tuple]) -> list[int | None]:
+        """Greedy best-IoU assignment of boxes to live tracks."""
+        pairs = sorted(
+            (
+                (iou(box, track.box), bi, ti)
+                for bi, box in enumerate(boxes)
+                for ti, track in enumerate(self.tracks)
+            ),
+            reverse=True,
+        )
+        assigned: list[int | None] = [None] * len(boxes)
+        used = set()
+        for score, bi, ti in pairs:
+            if score < self.iou_threshold:
+                break
+            if assigned[bi] is None and ti not in used:
+                assigned[bi] = ti
+                used.add(ti)
+        return assigned
+
+    def update(self, now: float, candidates: list[tuple[tuple, float, object]]) -> list[tuple]:
+        """candidates: (box, quality, payload). Returns [(track_id, payload)] to send now."""
+        boxes = [c[0] for c in candidates]
+        assigned = self._match(boxes)
+        seen = set()
+        for (box, quality, payload), ti in zip(candidates, assigned, strict=True):
+            if ti is None:
+                track = Track(self._next_id, box, now, now, now, self.first_wait_s)
+                self._next_id += 1
+                self.tracks.append(track)
+            else:
+                track = self.tracks[ti]
+                track.box, track.last_seen, track.misses = box, now, 0
+            seen.add(track.track_id)
+            if payload is not None and quality > track.best_quality:
+                track.best, track.best_quality = payload, quality
+        out = []
+        alive = []
+        # Longest-waiting tracks first, so a tight budget is shared instead of starving faces.
+        for track in sorted(self.tracks, key=lambda t: t.window_start):
+            if track.track_id not in seen:
+                track.misses += 1
+            ended = track.misses > self.max_misses
+            due = ended or now - track.window_start >= track.window_s
+            if due and track.best is not None:
+                if not self.budget.allow(now):
+                    alive.append(track)  # keep the crop; retry when the budget frees up
+                    continue
+                out.append((track.track_id, track.best))
+                track.best, track.best_quality = None, -1.0
+                track.window_start, track.window_s = now, self.interval_s
+            elif due:
+                track.window_start = now  # nothing usable this window: start a fresh one
+            if not ended:
+                alive.append(track)
+        self.tracks = alive
+        return out
+
+    def flush(self, now: float) -> list[tuple]:
+        """Release every pending best candidate (on shutdown), within the budget."""
+        out = []
+        for track in self.tracks:
+            if track.best is not None and self.budget.allow(now):
+                out.append((track.track_id, track.best))
+            track.best = None
+        self.tracks = []
+        return out
