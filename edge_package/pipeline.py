@@ -1,0 +1,236 @@
+"""The capture loop shared by every entry point: frame -> detect -> mask/gate -> throttle -> sink.
+
+Only crops the throttle releases are JPEG-encoded (or classified, in edge mode), and the frame
+itself is dropped after each iteration: no full frame is ever stored or sent. Every recoverable
+problem (a bad frame, a failed upload, a telemetry outage) is counted and reported; the loop goes
+on.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections import deque
+
+from edge_package.crop import MaskSet, QualityGate, encode_jpeg, make_crop
+from edge_package.detect import FrameShapeError, make_detector
+from edge_package.sinks import Release
+from edge_package.sources import SourceError
+from edge_package.spool import Spool
+from edge_package.telemetry import NullPublisher, TelemetryError, build_payload
+from edge_package.tracker import Throttle
+
+log = logging.getLogger("edge_package")
+
+
+def default_spool_dir(config) -> str:
+    base = os.environ.get("STAGEPULSE_SPOOL_DIR") or os.path.join(
+        os.path.expanduser("~"), ".stagepulse", "spool"
+    )
+    return config.spool_dir or os.path.join(base, config.device)
+
+
+def make_sink(config, spool: Spool | None = None):
+    """The production sink for the configured mode (S3 crops or edge-mode observations)."""
+    spool = spool or Spool(default_spool_dir(config), int(config.spool_max_mb * 1024 * 1024))
+    if config.mode == "edge":
+        from edge_package.sinks import ObservationSink
+
+        return ObservationSink(config, spool)
+    from edge_package.sinks import S3CropSink
+
+    return S3CropSink(config, spool)
+
+
+class EdgeRunner:
+    def __init__(
+        self,
+        config,
+        *,
+        detector=None,
+        sink=None,
+        publisher=None,
+        clock=time.monotonic,
+        wall_ms=lambda: int(time.time() * 1000),
+    ):
+        self.config = config
+        self.detector = detector or make_detector(
+            config.detector, threshold=config.detection_threshold
+        )
+        self.sink = sink if sink is not None else make_sink(config)
+        self.publisher = publisher or NullPublisher()
+        self.clock = clock
+        self.wall_ms = wall_ms
+        self._apply_tunables()
+        self.frames = 0
+        self.faces_detected = 0
+        self.masked = 0
+        self.rejected: dict[str, int] = {}
+        self.errors = 0
+        self.last_error = ""
+        self.seq = 0
+        self._frame_times: deque = deque(maxlen=60)
+        self._last_telemetry = None
+        self.stop_event = threading.Event()
+
+    def _apply_tunables(self) -> None:
+        cfg = self.config
+        self.masks = MaskSet(cfg.masks)
+        self.gate = QualityGate(min_face_px=cfg.min_face_px)
+        old = getattr(self, "throttle", None)
+        self.throttle = Throttle(cfg.throttle_interval_s, cfg.upload_budget_per_min)
+        if old is not None:
+            self.throttle.tracks = old.tracks
+        if hasattr(self.detector, "threshold"):
+            self.detector.threshold = cfg.detection_threshold
+
+    def update_tunables(self, **changes) -> None:
+        """Apply settings pushed from the service (pause, thresholds, masks) without a restart."""
+        self.config = self.config.with_tunables(**changes)
+        self._apply_tunables()
+
+    def error(self, message: str) -> None:
+        self.errors += 1
+        self.last_error = message[:500]
+        log.warning("%s", message)
+
+    @property
+    def fps(self) -> float:
+        if len(self._frame_times) < 2:
+            return 0.0
+        span = self._frame_times[-1] - self._frame_times[0]
+        return (len(self._frame_times) - 1) / span if span > 0 else 0.0
+
+    def process_frame(self, frame, now: float | None = None) -> list[Release]:
+        """Detect, gate and throttle one frame; returns the releases sent to the sink."""
+        now = self.clock() if now is None else now
+        self.frames += 1
+        self._frame_times.append(now)
+        image = frame.image
+        try:
+            detections = self.detector.detect(image)
+        except FrameShapeError as exc:
+            self.error(f"frame {frame.index} skipped: {exc}")
+            return []
+        height, width = image.shape[:2]
+        self.faces_detected += len(detections)
+        candidates = []
+        for det in detections:
+            if self.masks and self.masks.covers(det, width, height):
+                self.masked += 1
+                continue  # privacy: a masked face is never cropped
+            crop, reason = make_crop(image, det, margin=self.config.crop_margin, gate=self.gate)
+            if crop is None:
+                self.rejected[reason] = self.rejected.get(reason, 0) + 1
+                # Still tracked, so a blurry frame does not look like a new person.
+                candidates.append((det.box, -1.0, None))
+                continue
+            candidates.append((det.box, crop.sharpness, (crop, frame.captured_at_ms)))
+        releases = []
+        for _, (crop, captured_at_ms) in self.throttle.update(now, candidates):
+            releases.append(self._release(crop, captured_at_ms))
+        return releases
+
+    def _release(self, crop, captured_at_ms: int) -> Release:
+        self.seq += 1
+        release = Release(
+            image=crop.image,
+            jpeg=encode_jpeg(crop.image, self.config.jpeg_quality),
+            captured_at_ms=captured_at_ms,
+            seq=self.seq,
+            score=crop.detection.score,
+            box=crop.detection.box,
+        )
+        try:
+            self.sink.send(release)
+        except Exception as exc:  # a sink bug must not stop the camera; it is reported
+            self.error(f"sink failed: {exc}")
+        return release
+
+    def counters(self) -> dict:
+        stats = self.sink.stats() if hasattr(self.sink, "stats") else {}
+        last_error = getattr(self.sink, "last_error", "") or self.last_error
+        spool = getattr(self.sink, "spool", None)
+        if spool is not None and spool.last_error:
+            last_error = spool.last_error
+        return {
+            "fps": self.fps,
+            "frames": self.frames,
+            "faces_detected": self.faces_detected,
+            **stats,
+            "errors": self.errors + stats.get("errors", 0),
+            "last_error": last_error,
+        }
+
+    def telemetry(self) -> dict:
+        payload = build_payload(
+            device=self.config.device,
+            mode=self.config.mode,
+            counters=self.counters(),
+            paused=self.config.paused,
+            sent_at_ms=self.wall_ms(),
+        )
+        try:
+            self.publisher.publish(payload)
+        except TelemetryError as exc:
+            self.error(str(exc))
+        return payload
+
+    def tick(self, now: float) -> None:
+        """Housekeeping between frames: drain the spool, send telemetry when it is due."""
+        if hasattr(self.sink, "pump"):
+            self.sink.pump()
+        if self._last_telemetry is None or now - self._last_telemetry >= (
+            self.config.telemetry_interval_s
+        ):
+            self._last_telemetry = now
+            self.telemetry()
+
+    def run(self, source, *, max_frames=None, duration_s=None, status=None, status_every_s=1.0):
+        """Run until the source ends, max_frames/duration_s is reached or stop() is called."""
+        started = self.clock()
+        last_status = started
+        min_gap = 1.0 / self.config.fps_cap
+        try:
+            iterator = iter(source)
+            while not self.stop_event.is_set():
+                loop_start = self.clock()
+                if duration_s is not None and loop_start - started >= duration_s:
+                    break
+                if max_frames is not None and self.frames >= max_frames:
+                    break
+                try:
+                    frame = next(iterator)
+                except StopIteration:
+                    log.info("%s ended", getattr(source, "name", "source"))
+                    break
+                except SourceError as exc:
+                    self.error(str(exc))
+                    break
+                if not self.config.paused:
+                    self.process_frame(frame, loop_start)
+                del frame  # the frame never outlives its iteration
+                now = self.clock()
+                self.tick(now)
+                if status and now - last_status >= status_every_s:
+                    last_status = now
+                    status(self.counters())
+                spare = min_gap - (self.clock() - loop_start)
+                if spare > 0:
+                    self.stop_event.wait(spare)
+        finally:
+            now = self.clock()
+            for _, (crop, captured_at_ms) in self.throttle.flush(now):
+                self._release(crop, captured_at_ms)
+            if hasattr(self.sink, "pump"):
+                self.sink.pump(max_items=64)
+            self.telemetry()
+            close = getattr(source, "close", None)
+            if close:
+                close()
+        return self.counters()
+
+    def stop(self) -> None:
+        self.stop_event.set()

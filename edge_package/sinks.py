@@ -1,0 +1,278 @@
+"""Where a released face goes: S3 (cloud mode) or scores-only DynamoDB records (edge mode).
+
+Both sinks share one behaviour: try to deliver; when the network or AWS fails, keep the item in the
+bounded spool and back off; drain the spool oldest-first once deliveries succeed again. S3 objects
+are private (no ACL argument at all) and encrypted at rest (SSE); in edge mode no image leaves.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+
+from edge_package import __version__
+from edge_package.contracts import (
+    META_BOX,
+    META_CAPTURED_AT_MS,
+    META_DETECTOR_SCORE,
+    META_EDGE_VERSION,
+    META_ORGANIZATION,
+    build_crop_key,
+    build_observation_item,
+    parse_crop_key,
+    to_dynamodb,
+)
+
+# Errors that mean "this request is wrong and retrying will not help": the item is dropped.
+_PERMANENT = {"InvalidBucketName", "ValidationException", "InvalidArgument", "EntityTooLarge"}
+_PERMISSION = {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "Forbidden"}
+
+
+def aws_client(service: str, region: str = ""):
+    """boto3 client honouring AWS_ENDPOINT_URL (a moto server) with short, bounded retries."""
+    import boto3
+    from botocore.config import Config
+
+    config = Config(
+        retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=3, read_timeout=10
+    )
+    region = region or os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION")
+    return boto3.session.Session(region_name=region or "eu-west-1").client(
+        service, endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or None, config=config
+    )
+
+
+@dataclass
+class Release:
+    """One face the throttle released: the crop and the facts needed to route it."""
+
+    image: object  # BGR crop (numpy), for edge-mode classification
+    jpeg: bytes
+    captured_at_ms: int
+    seq: int
+    score: float
+    box: tuple[int, int, int, int]
+
+
+def error_code(exc: Exception) -> str:
+    response = getattr(exc, "response", None) or {}
+    return str(response.get("Error", {}).get("Code", ""))
+
+
+class DeliveryError(Exception):
+    def __init__(self, message: str, permanent: bool = False):
+        super().__init__(message)
+        self.permanent = permanent
+
+
+class SpoolingSink:
+    """Deliver-or-spool with exponential backoff; subclasses implement _deliver(meta, payload)."""
+
+    action = "deliver"
+
+    def __init__(self, spool, *, backoff_s: float = 2.0, max_backoff_s: float = 60.0, clock=None):
+        self.spool = spool
+        self.backoff_s = backoff_s
+        self.max_backoff_s = max_backoff_s
+        self.clock = clock or time.monotonic
+        self._failures = 0
+        self._retry_at = 0.0
+        self.uploads = 0
+        self.bytes_sent = 0
+        self.errors = 0
+        self.dropped = 0  # permanent failures (not the spool's cap drops)
+        self.last_error = ""
+
+    @property
+    def healthy(self) -> bool:
+        return self._failures == 0
+
+    def _fail(self, message: str) -> None:
+        self.errors += 1
+        self.last_error = message[:500]
+        self._failures += 1
+        delay = min(self.max_backoff_s, self.backoff_s * 2 ** (self._failures - 1))
+        self._retry_at = self.clock() + delay
+
+    def _attempt(self, meta: dict, payload: bytes) -> bool | None:
+        """True delivered, False failed (keep it), None permanently refused (drop it)."""
+        try:
+            sent = self._deliver(meta, payload)
+        except DeliveryError as exc:
+            if exc.permanent:
+                self.errors += 1
+                self.dropped += 1
+                self.last_error = str(exc)[:500]
+                return None
+            self._fail(str(exc))
+            return False
+        self._failures = 0
+        self.uploads += 1
+        self.bytes_sent += sent
+        return True
+
+    def submit(self, meta: dict, payload: bytes) -> None:
+        """Send now if the link is believed up, otherwise spool straight away."""
+        link_up = self.spool.depth == 0 and self.clock() >= self._retry_at
+        if link_up and self._attempt(meta, payload) is not False:
+            return
+        self.spool.put(meta, payload)
+
+    def pump(self, max_items: int = 8) -> int:
+        """Drain up to max_items from the spool when the backoff allows; returns items sent."""
+        if self.spool.depth == 0 or self.clock() < self._retry_at:
+            return 0
+        sent = 0
+        for entry in self.spool.peek(max_items):
+            outcome = self._attempt(entry.meta, entry.payload)
+            if outcome is False:
+                break
+            self.spool.ack(entry)
+            sent += outcome is True
+        return sent
+
+    def _deliver(self, meta: dict, payload: bytes) -> int:
+        raise NotImplementedError
+
+    def stats(self) -> dict:
+        return {
+            "uploads": self.uploads,
+            "bytes_sent": self.bytes_sent,
+            "spool_depth": self.spool.depth,
+            "spool_dropped": self.spool.dropped + self.dropped,
+            "errors": self.errors,
+        }
+
+
+class S3CropSink(SpoolingSink):
+    """Cloud mode: PutObject of the JPEG crop under the contract key, private and SSE-encrypted."""
+
+    def __init__(self, config, spool, *, client=None, **kwargs):
+        super().__init__(spool, **kwargs)
+        self.config = config
+        self.client = client or aws_client("s3", config.region)
+
+    def prepare(self, release: Release) -> tuple[dict, bytes]:
+        key = build_crop_key(
+            self.config.festival,
+            self.config.stage,
+            self.config.device,
+            release.captured_at_ms,
+            release.seq,
+        )
+        meta = {
+            "key": key,
+            "captured_at_ms": release.captured_at_ms,
+            "metadata": {
+                META_CAPTURED_AT_MS: str(release.captured_at_ms),
+                META_DETECTOR_SCORE: f"{release.score:.3f}",
+                META_BOX: ",".join(str(int(v)) for v in release.box),
+                META_EDGE_VERSION: __version__,
+                META_ORGANIZATION: self.config.organization,
+            },
+        }
+        return meta, release.jpeg
+
+    def send(self, release: Release) -> None:
+        self.submit(*self.prepare(release))
+
+    def _deliver(self, meta: dict, payload: bytes) -> int:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self.client.put_object(
+                Bucket=self.config.bucket,
+                Key=meta["key"],
+                Body=payload,
+                ContentType="image/jpeg",
+                ServerSideEncryption="AES256",
+                Metadata=meta["metadata"],
+            )
+        except ClientError as exc:
+            code = error_code(exc)
+            if code in _PERMISSION:
+                raise DeliveryError(
+                    f"S3 AccessDenied: this device's credentials lack s3:PutObject on "
+                    f"arn:aws:s3:::{self.config.bucket}/faces/{self.config.festival}/"
+                    f"{self.config.stage}/* (crops are kept in the spool until it is granted)"
+                ) from exc
+            if code == "NoSuchBucket":
+                raise DeliveryError(f"S3 bucket {self.config.bucket!r} does not exist") from exc
+            if code in _PERMANENT:
+                raise DeliveryError(f"S3 refused {meta['key']}: {code}", permanent=True) from exc
+            raise DeliveryError(f"S3 PutObject failed: {code or exc}") from exc
+        except BotoCoreError as exc:
+            raise DeliveryError(f"S3 unreachable: {exc}") from exc
+        return len(payload)
+
+
+class ObservationSink(SpoolingSink):
+    """Edge mode: classify the crop here and write only the scores (one DynamoDB item per face)."""
+
+    def __init__(self, config, spool, *, classifier=None, client=None, **kwargs):
+        super().__init__(spool, **kwargs)
+        self.config = config
+        if classifier is None:
+            from edge_package.emotion_model import EmotionClassifier  # lazy: litert + fer model
+
+            classifier = EmotionClassifier()
+        self.classifier = classifier
+        self.client = client or aws_client("dynamodb", config.region)
+
+    def prepare(self, release: Release, analyzed_at_ms: int | None = None) -> tuple[dict, bytes]:
+        key = build_crop_key(
+            self.config.festival,
+            self.config.stage,
+            self.config.device,
+            release.captured_at_ms,
+            release.seq,
+        )
+        item = build_observation_item(
+            crop=parse_crop_key(key),
+            face_index=0,
+            scores=self.classifier.classify(release.image),
+            face_confidence=release.score,
+            source="edge",
+            organization=self.config.organization,
+            model=getattr(self.classifier, "model_name", ""),
+            analyzed_at_ms=analyzed_at_ms or int(time.time() * 1000),
+        )
+        meta = {"captured_at_ms": release.captured_at_ms, "kind": "observation"}
+        return meta, json.dumps(item).encode()
+
+    def send(self, release: Release) -> None:
+        self.submit(*self.prepare(release))
+
+    def _deliver(self, meta: dict, payload: bytes) -> int:
+        from boto3.dynamodb.types import TypeSerializer
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        item = to_dynamodb(json.loads(payload))
+        wire = {k: TypeSerializer().serialize(v) for k, v in item.items()}
+        try:
+            self.client.put_item(
+                TableName=self.config.observations_table,
+                Item=wire,
+                ConditionExpression="attribute_not_exists(pk)",
+            )
+        except ClientError as exc:
+            code = error_code(exc)
+            if code == "ConditionalCheckFailedException":
+                return 0  # already written (a replay after a lost reply): nothing new to do
+            if code in _PERMISSION:
+                raise DeliveryError(
+                    "DynamoDB AccessDenied: this device's credentials lack dynamodb:PutItem on "
+                    f"table {self.config.observations_table!r}"
+                ) from exc
+            if code == "ResourceNotFoundException":
+                raise DeliveryError(
+                    f"DynamoDB table {self.config.observations_table!r} does not exist"
+                ) from exc
+            if code in _PERMANENT:
+                raise DeliveryError(f"DynamoDB refused the item: {exc}", permanent=True) from exc
+            raise DeliveryError(f"DynamoDB PutItem failed: {code or exc}") from exc
+        except BotoCoreError as exc:
+            raise DeliveryError(f"DynamoDB unreachable: {exc}") from exc
+        return len(payload)
