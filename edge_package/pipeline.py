@@ -73,6 +73,7 @@ class EdgeRunner:
         self.seq = 0
         self._frame_times: deque = deque(maxlen=60)
         self._last_telemetry = None
+        self.before_telemetry = None  # hook: e.g. re-read the device runtime's configuration
         self.stop_event = threading.Event()
 
     def _apply_tunables(self) -> None:
@@ -186,6 +187,8 @@ class EdgeRunner:
             self.config.telemetry_interval_s
         ):
             self._last_telemetry = now
+            if self.before_telemetry is not None:
+                self.before_telemetry()
             self.telemetry()
 
     def run(self, source, *, max_frames=None, duration_s=None, status=None, status_every_s=1.0):

@@ -1,0 +1,118 @@
+"""Greengrass v2 component entry point: `python -m edge_package.greengrass --source ...`.
+
+The recipe template (edge_package/recipes/greengrass-v2.yaml) installs a venv with the four edge
+dependencies and runs this module. The device configuration is the component's `stagepulse`
+configuration object, read through the nucleus IPC at start and again every telemetry interval, so a
+pause or a new mask pushed by a deployment applies without a restart. Telemetry is published to IoT
+Core through the same IPC client; AWS credentials come from the TokenExchangeService dependency.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+
+log = logging.getLogger("edge_package.greengrass")
+
+RECIPE_PATH = os.path.join(os.path.dirname(__file__), "recipes", "greengrass-v2.yaml")
+COMPONENT_NAME = "com.stagepulse.Edge"
+
+
+def render_recipe(*, version: str, artifact_uri: str, config: dict, source: str = "0") -> str:
+    """The recipe with its placeholders filled; the config is validated first (fail before deploy).
+
+    JSON is valid YAML, so the configuration object is embedded as JSON.
+    """
+    from edge_package.config import parse_config
+
+    parse_config(config, "component configuration")
+    with open(RECIPE_PATH, encoding="utf-8") as handle:
+        text = handle.read()
+    for name, value in {
+        "VERSION": version,
+        "ARTIFACT_URI": artifact_uri,
+        "SOURCE": source.replace('"', ""),
+        "CONFIG_JSON": json.dumps(config, sort_keys=True),
+    }.items():
+        text = text.replace("{{" + name + "}}", value)
+    return text
+
+
+def ipc_client():
+    """The nucleus IPC client; only present inside a Greengrass v2 component."""
+    try:
+        from awsiot.greengrasscoreipc.clientv2 import GreengrassCoreIPCClientV2
+    except ImportError as exc:
+        raise RuntimeError(
+            "awsiotsdk is not installed: the component's install step runs "
+            "'pip install awsiotsdk' (see docs/edge.md)"
+        ) from exc
+    return GreengrassCoreIPCClientV2()
+
+
+def read_component_config(client) -> dict:
+    """The component's `stagepulse` configuration object, as the deployment set it."""
+    response = client.get_configuration(component_name=COMPONENT_NAME, key_path=["stagepulse"])
+    value = getattr(response, "value", None)
+    return dict(value or {})
+
+
+class ConfigWatcher:
+    """Polls the component configuration and pushes tunable changes into the runner."""
+
+    def __init__(self, client, runner):
+        self.client = client
+        self.runner = runner
+
+    def poll(self) -> bool:
+        from edge_package.config import ConfigError, parse_config
+
+        try:
+            fresh = parse_config(read_component_config(self.client), "component configuration")
+        except ConfigError as exc:
+            self.runner.error(str(exc).replace("\n", " "))
+            return False
+        except Exception as exc:  # IPC hiccup: keep the current settings
+            self.runner.error(f"reading the component configuration failed: {exc}")
+            return False
+        if fresh.edge != self.runner.config.edge:
+            self.runner.update_tunables(**fresh.edge)
+            return True
+        return False
+
+
+def main(argv: list[str] | None = None, *, client=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m edge_package.greengrass")
+    parser.add_argument("--source", required=True, help="camera: webcam index, rtsp:// URL, file")
+    parser.add_argument("--config-json", default="", help="configuration JSON (from the recipe)")
+    parser.add_argument("--max-frames", type=int, default=None)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+
+    from edge_package.config import ConfigError, parse_config
+    from edge_package.pipeline import EdgeRunner
+    from edge_package.sources import SourceError, open_source
+    from edge_package.telemetry import GreengrassV2Publisher
+
+    try:
+        client = client or ipc_client()
+        raw = json.loads(args.config_json) if args.config_json else read_component_config(client)
+        config = parse_config(raw, "component configuration")
+        source = open_source(args.source)
+    except (ConfigError, SourceError, RuntimeError, json.JSONDecodeError) as exc:
+        print(f"StagePulse component cannot start: {exc}", file=sys.stderr)
+        return 2
+    runner = EdgeRunner(config, publisher=GreengrassV2Publisher(config.device, client=client))
+    runner.before_telemetry = ConfigWatcher(client, runner).poll
+    signal.signal(signal.SIGTERM, lambda *_: runner.stop())  # how Greengrass stops a component
+    final = runner.run(source, max_frames=args.max_frames)
+    log.info("StagePulse component stopped: %s", json.dumps(final))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

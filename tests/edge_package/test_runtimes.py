@@ -1,0 +1,229 @@
+"""Telemetry publishers and the DeepLens / Greengrass entry points, against fake device runtimes."""
+
+import json
+import sys
+import threading
+import types
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import boto3
+import numpy as np
+import pytest
+from moto import mock_aws
+
+from edge_package.config import parse_config
+from edge_package.contracts import TELEMETRY_SCHEMA
+from edge_package.sources import DeepLensSource, SourceError
+from edge_package.telemetry import (
+    GreengrassV1Publisher,
+    GreengrassV2Publisher,
+    HttpsPublisher,
+    TelemetryError,
+    build_payload,
+)
+
+BASE = {"device": "cam-1", "festival": "fest", "stage": "main", "bucket": "crops"}
+
+
+def _valid(payload: dict) -> None:
+    jsonschema = pytest.importorskip("jsonschema")
+    jsonschema.validate(payload, TELEMETRY_SCHEMA)
+
+
+def test_payload_follows_the_telemetry_schema():
+    payload = build_payload(
+        device="cam-1",
+        mode="cloud",
+        counters={"fps": 14.567, "frames": 10, "uploads": 3, "spool_depth": 0, "unknown": 5},
+        sent_at_ms=1_780_000_000_000,
+    )
+    _valid(payload)
+    assert payload["fps"] == 14.57 and "unknown" not in payload
+    assert payload["software_version"] and payload["analysis_mode"] == "cloud"
+
+
+class FakeIotData:
+    def __init__(self):
+        self.published = []
+
+    def publish(self, **kwargs):
+        self.published.append(kwargs)
+
+
+@pytest.fixture
+def greengrasssdk(monkeypatch):
+    fake_client = FakeIotData()
+    module = types.ModuleType("greengrasssdk")
+    module.client = lambda name: fake_client if name == "iot-data" else None
+    monkeypatch.setitem(sys.modules, "greengrasssdk", module)
+    return fake_client
+
+
+def test_greengrass_v1_publisher_sends_json_on_the_device_topic(greengrasssdk):
+    GreengrassV1Publisher("cam-1").publish({"device_id": "cam-1"})
+    (sent,) = greengrasssdk.published
+    assert sent["topic"] == "stagepulse/telemetry/cam-1"
+    assert json.loads(sent["payload"]) == {"device_id": "cam-1"}
+
+
+def test_greengrass_v1_publisher_outside_a_device_says_why(monkeypatch):
+    monkeypatch.setitem(sys.modules, "greengrasssdk", None)
+    with pytest.raises(TelemetryError, match="Greengrass v1"):
+        GreengrassV1Publisher("cam-1")
+
+
+class FakeIpc:
+    """The slice of awsiot's GreengrassCoreIPCClientV2 that the component uses."""
+
+    def __init__(self, config: dict):
+        self.config = config
+        self.published = []
+
+    def publish_to_iot_core(self, *, topic_name, qos, payload):
+        self.published.append((topic_name, json.loads(payload)))
+
+    def get_configuration(self, *, component_name, key_path):
+        assert component_name == "com.stagepulse.Edge" and key_path == ["stagepulse"]
+        return types.SimpleNamespace(value=dict(self.config))
+
+
+def test_greengrass_v2_publisher_uses_ipc_publish_to_iot_core():
+    ipc = FakeIpc({})
+    GreengrassV2Publisher("cam-1", client=ipc).publish({"device_id": "cam-1"})
+    assert ipc.published == [("stagepulse/telemetry/cam-1", {"device_id": "cam-1"})]
+
+
+def test_greengrass_v2_without_awsiotsdk_says_what_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "awsiot", None)
+    with pytest.raises(TelemetryError, match="pip install awsiotsdk"):
+        GreengrassV2Publisher("cam-1")
+
+
+class _Collector(BaseHTTPRequestHandler):
+    received: list = []
+    status = 201
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        type(self).received.append((self.path, self.headers["Authorization"], json.loads(body)))
+        self.send_response(type(self).status)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def telemetry_server():
+    _Collector.received = []
+    _Collector.status = 201
+    server = HTTPServer(("127.0.0.1", 0), _Collector)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}", _Collector
+    server.shutdown()
+
+
+def test_https_publisher_posts_to_the_service_with_the_device_token(telemetry_server):
+    url, collector = telemetry_server
+    HttpsPublisher(url + "/", "tok-123").publish({"device_id": "cam-1"})
+    assert collector.received == [("/api/v1/telemetry/", "Device tok-123", {"device_id": "cam-1"})]
+    collector.status = 401
+    with pytest.raises(TelemetryError, match="401 .check device_token"):
+        HttpsPublisher(url, "bad").publish({"device_id": "cam-1"})
+
+
+def test_https_publisher_reports_an_unreachable_service():
+    with pytest.raises(TelemetryError, match="failed"):
+        HttpsPublisher("http://127.0.0.1:9", "t", timeout_s=1).publish({})
+
+
+# --- DeepLens ------------------------------------------------------------------------------------
+def _fake_awscam(monkeypatch, frames):
+    module = types.ModuleType("awscam")
+    queue = list(frames)
+    module.getLastFrame = lambda: (True, queue.pop(0)) if queue else (False, None)
+    monkeypatch.setitem(sys.modules, "awscam", module)
+
+
+def test_deeplens_source_outside_a_deeplens_says_so(monkeypatch):
+    monkeypatch.setitem(sys.modules, "awscam", None)
+    with pytest.raises(SourceError, match="only on an AWS DeepLens"):
+        DeepLensSource()
+
+
+@mock_aws
+def test_deeplens_lambda_runs_the_loop_with_the_camera_and_iot_data(
+    monkeypatch, greengrasssdk, tmp_path
+):
+    from edge_package import deeplens
+    from edge_package.synthetic import SyntheticCrowdSource
+
+    boto3.client("s3", region_name="eu-west-1").create_bucket(
+        Bucket="crops", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"}
+    )
+    crowd = SyntheticCrowdSource(width=960, height=540, faces=3, min_face=70, max_face=110)
+    _fake_awscam(monkeypatch, [crowd.render(i).image for i in range(30)])
+    config = {**BASE, "spool_dir": str(tmp_path), "throttle_interval_s": 1.0}
+    monkeypatch.setenv("STAGEPULSE_CONFIG", json.dumps(config))
+    runner, source = deeplens.build_runner()
+    final = runner.run(source, max_frames=30)
+    assert deeplens.function_handler({}, None) is None
+    assert final["frames"] == 30 and final["uploads"] >= 3
+    assert greengrasssdk.published, "telemetry went out through iot-data"
+    payload = json.loads(greengrasssdk.published[-1]["payload"])
+    _valid(payload)
+    assert payload["frames"] == 30
+
+
+def test_deeplens_capture_loop_survives_a_startup_error(monkeypatch):
+    from edge_package import deeplens
+
+    monkeypatch.delenv("STAGEPULSE_CONFIG", raising=False)
+    deeplens.capture_loop(retry_s=0, max_restarts=1)
+    assert "STAGEPULSE_CONFIG is not set" in deeplens._state["error"]
+
+
+# --- Greengrass v2 -------------------------------------------------------------------------------
+@mock_aws
+def test_greengrass_v2_component_reads_ipc_config_and_applies_a_pause(tmp_path):
+    from edge_package import greengrass
+
+    boto3.client("s3", region_name="eu-west-1").create_bucket(
+        Bucket="crops", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"}
+    )
+    ipc = FakeIpc({**BASE, "spool_dir": str(tmp_path), "telemetry_interval_s": 0.5})
+    source = "synthetic:frames=6,width=640,height=360,faces=2,min_face=60,max_face=90"
+    assert greengrass.main(["--source", source, "--max-frames", "6"], client=ipc) == 0
+    assert ipc.published and ipc.published[-1][1]["frames"] == 6
+
+    from edge_package.pipeline import EdgeRunner
+
+    runner = EdgeRunner(parse_config(ipc.config), sink=object())
+    ipc.config["paused"] = True
+    assert greengrass.ConfigWatcher(ipc, runner).poll() is True
+    assert runner.config.paused is True
+    ipc.config["fps_cap"] = 0  # a bad push is reported, the running settings stay
+    assert greengrass.ConfigWatcher(ipc, runner).poll() is False
+    assert "fps_cap" in runner.last_error and runner.config.fps_cap == 15.0
+
+
+def test_greengrass_recipe_renders_with_a_validated_config():
+    from edge_package.greengrass import render_recipe
+
+    text = render_recipe(version="1.2.3", artifact_uri="s3://b/edge.zip", config=BASE)
+    assert 'ComponentVersion: "1.2.3"' in text and "s3://b/edge.zip" in text
+    assert '"festival": "fest"' in text and "{{" not in text
+    assert "{configuration:/source}" in text  # Greengrass's own variables survive
+    with pytest.raises(ValueError, match="stage: missing"):
+        render_recipe(version="1", artifact_uri="s3://b/e.zip", config={"device": "d"})
+
+
+def test_frame_source_shape_guard_keeps_the_loop_running():
+    from edge_package.pipeline import EdgeRunner
+    from edge_package.sources import Frame
+
+    runner = EdgeRunner(parse_config(BASE), sink=object())
+    bad = Frame(image=np.zeros((10, 10), np.uint8), index=0, captured_at_ms=0)
+    assert runner.process_frame(bad, 0.0) == []
+    assert runner.errors == 1 and "frame 0 skipped" in runner.last_error
