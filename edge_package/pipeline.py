@@ -150,6 +150,11 @@ class EdgeRunner:
             self.error(f"sink failed: {exc}")
         return release
 
+    def flush(self, now: float | None = None) -> list[Release]:
+        """Release every pending best crop now (shutdown): nothing waiting in a window is lost."""
+        now = self.clock() if now is None else now
+        return [self._release(crop, ms) for _, (crop, ms) in self.throttle.flush(now)]
+
     def counters(self) -> dict:
         stats = self.sink.stats() if hasattr(self.sink, "stats") else {}
         last_error = getattr(self.sink, "last_error", "") or self.last_error
@@ -224,9 +229,7 @@ class EdgeRunner:
                 if spare > 0:
                     self.stop_event.wait(spare)
         finally:
-            now = self.clock()
-            for _, (crop, captured_at_ms) in self.throttle.flush(now):
-                self._release(crop, captured_at_ms)
+            self.flush()
             if hasattr(self.sink, "pump"):
                 self.sink.pump(max_items=64)
             self.telemetry()

@@ -1,0 +1,211 @@
+"""The capture loop end to end: CLI on a video file into (moto) S3, masks, pause, edge mode."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import boto3
+import cv2
+import numpy as np
+import pytest
+from moto import mock_aws
+
+from edge_package import cli
+from edge_package.config import parse_config
+from edge_package.contracts import EMOTIONS, parse_crop_key
+from edge_package.pipeline import EdgeRunner
+from edge_package.sinks import ObservationSink, S3CropSink
+from edge_package.spool import Spool
+from edge_package.synthetic import SyntheticCrowdSource
+
+BASE = {"device": "cam-1", "festival": "fest", "stage": "main", "bucket": "crops"}
+REPO = Path(__file__).resolve().parents[2]
+
+
+class Recorder:
+    """Test double sink: remembers releases (the real sinks are tested in test_sinks)."""
+
+    def __init__(self):
+        self.releases = []
+
+    def send(self, release):
+        self.releases.append(release)
+
+
+def small_crowd(**kwargs):
+    params = dict(width=960, height=540, faces=4, min_face=70, max_face=110, seed=3)
+    return SyntheticCrowdSource(**{**params, **kwargs})
+
+
+def _bucket():
+    s3 = boto3.client("s3", region_name="eu-west-1")
+    s3.create_bucket(Bucket="crops", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+    return s3
+
+
+@mock_aws
+def test_cli_on_a_video_file_puts_crops_under_the_contract_keys(tmp_path, capsys):
+    s3 = _bucket()
+    video = tmp_path / "crowd.mp4"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 15, (960, 540))
+    for frame in small_crowd(frames=20):
+        writer.write(frame.image)
+    writer.release()
+    config = tmp_path / "device.json"
+    config.write_text(json.dumps({**BASE, "spool_dir": str(tmp_path / "spool"), "fps_cap": 60}))
+    code = cli.main(["run", "--source", str(video), "--config", str(config), "--quiet"])
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["frames"] == 20  # stopped cleanly at the end of the file
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket="crops").get("Contents", [])]
+    assert 3 <= len(keys) == summary["uploads"] <= 8  # ~one per person, not one per frame
+    for key in keys:
+        crop = parse_crop_key(key)
+        assert (crop.festival, crop.stage, crop.device) == ("fest", "main", "cam-1")
+        body = s3.get_object(Bucket="crops", Key=key)["Body"].read()
+        image = cv2.imdecode(np.frombuffer(body, np.uint8), cv2.IMREAD_COLOR)
+        assert max(image.shape[:2]) < 300  # a face crop, never the 960x540 frame
+
+
+def test_cli_bad_config_and_bad_source_exit_with_a_clear_message(tmp_path, capsys):
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"device": "cam-1"}))
+    assert cli.main(["run", "--source", "0", "--config", str(bad)]) == 2
+    assert "festival: missing" in capsys.readouterr().err
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps(BASE))
+    missing = str(tmp_path / "nope.mp4")
+    assert cli.main(["run", "--source", missing, "--config", str(good)]) == 3
+    assert "video file not found" in capsys.readouterr().err
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(b"not a video")
+    assert cli.main(["run", "--source", str(junk), "--config", str(good)]) == 3
+    assert "cannot open" in capsys.readouterr().err
+    assert cli.main(["run", "--source", "synthetic:mood=2", "--config", str(good)]) == 3
+
+
+def test_masked_faces_are_never_cropped():
+    left_half = [[0, 0], [0.5, 0], [0.5, 1], [0, 1]]
+    cfg = parse_config({**BASE, "masks": [left_half], "throttle_interval_s": 1.0})
+    sink = Recorder()
+    runner = EdgeRunner(cfg, sink=sink)
+    for frame in small_crowd(frames=20):
+        runner.process_frame(frame, frame.index / 10)
+    runner.flush(99)
+    assert runner.masked > 0 and sink.releases
+    assert all(r.box[0] + r.box[2] / 2 > 480 for r in sink.releases)
+
+
+def test_a_paused_device_detects_and_sends_nothing_but_still_reports():
+    cfg = parse_config({**BASE, "paused": True, "fps_cap": 60})
+    sink = Recorder()
+    runner = EdgeRunner(cfg, sink=sink)
+    final = runner.run(small_crowd(frames=5))
+    assert sink.releases == [] and final["faces_detected"] == 0
+    assert runner.telemetry()["paused"] is True
+
+
+def test_every_lingering_face_is_sent_while_uploads_stay_far_below_naive():
+    from edge_package.detect import iou
+
+    interval = 2.0
+    cfg = parse_config({**BASE, "throttle_interval_s": interval, "detection_threshold": 0.5})
+    sink = Recorder()
+    runner = EdgeRunner(cfg, sink=sink)
+    positions: dict[int, list] = {}
+    naive = 0
+    for frame in small_crowd(frames=100, dwell=50, seed=5):  # people come and go
+        for face_id, *box in frame.truth:
+            positions.setdefault(face_id, []).append(box)
+        naive += len(frame.truth)
+        runner.process_frame(frame, frame.index / 10)  # 10 fps
+    runner.flush(100)
+    lingering = [fid for fid, boxes in positions.items() if len(boxes) / 10 >= 2 * interval]
+    assert len(lingering) >= 4
+    for face_id in lingering:
+        assert any(
+            iou(release.box, box) > 0.3 for release in sink.releases for box in positions[face_id]
+        ), f"face {face_id} was on screen {len(positions[face_id]) / 10:.1f} s but never sent"
+    assert len(sink.releases) / naive < 0.1
+
+
+@mock_aws
+def test_edge_mode_sends_scores_and_never_an_image(tmp_path):
+    from tests.edge_package.test_sinks import HappyClassifier, _observations_table
+
+    ddb = _observations_table()
+    s3 = _bucket()
+    cfg = parse_config(
+        {
+            "device": "cam-1",
+            "festival": "fest",
+            "stage": "main",
+            "mode": "edge",
+            "observations_table": "observations",
+            "fps_cap": 60,
+            "throttle_interval_s": 1.0,
+        }
+    )
+    sink = ObservationSink(
+        cfg, Spool(str(tmp_path), 10**7), classifier=HappyClassifier(), client=ddb
+    )
+    final = EdgeRunner(cfg, sink=sink).run(small_crowd(frames=10))
+    items = ddb.scan(TableName="observations")["Items"]
+    assert len(items) == final["uploads"] >= 3
+    assert all(set(i["emotions"]["M"]) == set(EMOTIONS) for i in items)
+    assert s3.list_objects_v2(Bucket="crops").get("KeyCount", 0) == 0
+
+
+@mock_aws
+def test_cloud_runner_counts_bytes_and_reports_them_in_telemetry(tmp_path):
+    _bucket()
+    cfg = parse_config({**BASE, "fps_cap": 60})
+    sink = S3CropSink(cfg, Spool(str(tmp_path), 10**7))
+    runner = EdgeRunner(cfg, sink=sink)
+    runner.run(small_crowd(frames=8))
+    payload = runner.telemetry()
+    assert payload["uploads"] == sink.uploads > 0
+    assert payload["bytes_sent"] == sink.bytes_sent > 0
+    assert payload["spool_depth"] == 0 and payload["errors"] == 0
+
+
+SERVER_MODULES = ("django", "rest_framework", "festival", "stages", "devices", "emotions", "celery")
+
+
+def test_edge_package_never_imports_django_or_server_code():
+    modules = sorted(
+        f"edge_package.{p.stem}"
+        for p in (REPO / "edge_package").glob("*.py")
+        if p.stem not in ("__main__",)
+    )
+    assert "edge_package.pipeline" in modules and "edge_package.deeplens" in modules
+    script = (
+        "import importlib, json, sys\n"
+        f"for name in {modules!r}: importlib.import_module(name)\n"
+        "from edge_package.synthetic import SyntheticCrowdSource\n"
+        "from edge_package.pipeline import EdgeRunner\n"
+        "from edge_package.config import parse_config\n"
+        "cfg = parse_config({'device': 'd', 'festival': 'f', 'stage': 's', 'bucket': 'b'})\n"
+        "class Sink:\n    def send(self, r): pass\n"
+        "r = EdgeRunner(cfg, sink=Sink())\n"
+        "for f in SyntheticCrowdSource(width=640, height=360, faces=2, frames=3): "
+        "r.process_frame(f)\n"
+        "print(json.dumps(sorted(sys.modules)))\n"
+    )
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), "HOME": "/tmp"}
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd="/"
+    )
+    assert out.returncode == 0, out.stderr
+    loaded = json.loads(out.stdout.strip().splitlines()[-1])
+    leaked = [m for m in loaded if m.split(".")[0] in SERVER_MODULES]
+    assert leaked == []
+
+
+@pytest.mark.parametrize("module", ["edge_package", "edge_package.greengrass"])
+def test_entry_points_show_help(module):
+    out = subprocess.run(
+        [sys.executable, "-m", module, "--help"], capture_output=True, text=True, cwd=REPO
+    )
+    assert out.returncode == 0 and "--" in out.stdout
