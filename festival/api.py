@@ -94,6 +94,7 @@ class MembershipSerializer(serializers.ModelSerializer):
         model = Membership
         fields = ["id", "organization", "user", "username", "email", "role", "created_at"]
         read_only_fields = ["created_at"]
+        validators = []  # "already a member" is checked in the view with a clear message
 
     def validate_user(self, value: str):
         matches = get_user_model().objects.filter(Q(username=value) | Q(email__iexact=value))

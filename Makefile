@@ -1,0 +1,44 @@
+# StagePulse — the two commands: `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: install demo test test-postgres lint format bench schema clean
+
+$(STAMP): requirements.txt requirements-dev.txt requirements-nodeps.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -r requirements-nodeps.txt
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## make demo: a whole festival on embedded defaults (Ctrl-C stops everything)
+demo: install
+	$(BIN)/python manage.py run_demo $(DEMO_ARGS)
+
+## make test: the whole suite, offline, on SQLite
+test: install
+	$(BIN)/pytest
+
+## the same suite on PostgreSQL (DATABASE_URL defaults to the local `test` database)
+test-postgres: install
+	DATABASE_URL=$${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test} $(BIN)/pytest
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: install
+	$(BIN)/python -m bench
+
+schema: install
+	$(BIN)/python manage.py spectacular --validate --fail-on-warn --file var/openapi.yaml
+
+clean:
+	rm -rf var staticfiles
