@@ -109,3 +109,84 @@ class FanLineupView(FanView):
             "sets": festival_lineup(festival),
         }
         return Response(FanLineupSerializer(payload).data)
+
+
+class FanStageRefSerializer(serializers.Serializer):
+    slug = serializers.CharField()
+    name = serializers.CharField()
+
+
+class ExpressionShareSerializer(serializers.Serializer):
+    """Percent of faces by top apparent expression."""
+
+    HAPPY = serializers.FloatField()
+    SAD = serializers.FloatField()
+    ANGRY = serializers.FloatField()
+    CONFUSED = serializers.FloatField()
+    DISGUSTED = serializers.FloatField()
+    SURPRISED = serializers.FloatField()
+    CALM = serializers.FloatField()
+    FEAR = serializers.FloatField()
+
+
+class FanLiveStageSerializer(serializers.Serializer):
+    rank = serializers.IntegerField(allow_null=True)
+    stage = FanStageRefSerializer()
+    now_playing = serializers.CharField(allow_null=True)
+    suppressed = serializers.BooleanField(help_text="Too few faces to publish a number.")
+    faces = serializers.IntegerField(allow_null=True)
+    vibe = serializers.FloatField(allow_null=True, help_text="0-100; see the API docs.")
+    expression_share = ExpressionShareSerializer(allow_null=True)
+    trend = serializers.ChoiceField(["rising", "steady", "falling"], allow_null=True)
+    trend_delta = serializers.FloatField(allow_null=True)
+
+
+class FanLiveSerializer(serializers.Serializer):
+    festival = serializers.CharField()
+    generated_at = serializers.DateTimeField()
+    window_seconds = serializers.IntegerField()
+    min_faces = serializers.IntegerField()
+    stages = FanLiveStageSerializer(many=True)
+
+
+class FanTimelinePointSerializer(serializers.Serializer):
+    minute = serializers.DateTimeField()
+    suppressed = serializers.BooleanField()
+    faces = serializers.IntegerField(allow_null=True)
+    vibe = serializers.FloatField(allow_null=True)
+    expression_share = ExpressionShareSerializer(allow_null=True)
+
+
+class FanLiveView(FanView):
+    @extend_schema(
+        responses=FanLiveSerializer,
+        operation_id="fan_live_ranking",
+        description=(
+            "Stages ranked by their vibe over the last five minutes. vibe = 100 × (0.7 × mean "
+            "share of happy/surprised apparent expressions + 0.3 × crowd size relative to the "
+            "stage's norm). Stages with fewer faces than the festival's minimum are suppressed."
+        ),
+    )
+    def get(self, request, slug: str):
+        from emotions.selectors import live_ranking
+
+        festival = self.festival(slug)
+        response = Response(FanLiveSerializer(live_ranking(festival)).data)
+        response["Cache-Control"] = "public, max-age=5"
+        return response
+
+
+class FanStageTimelineView(FanView):
+    @extend_schema(
+        responses=FanTimelinePointSerializer(many=True), operation_id="fan_stage_timeline"
+    )
+    def get(self, request, slug: str, stage_slug: str):
+        from emotions.selectors import stage_timeline
+
+        festival = self.festival(slug)
+        stage = get_object_or_404(Stage, festival=festival, slug=stage_slug)
+        response = Response(
+            FanTimelinePointSerializer(stage_timeline(festival, stage), many=True).data
+        )
+        response["Cache-Control"] = "public, max-age=30"
+        return response

@@ -72,6 +72,7 @@ INSTALLED_APPS = [
     "festival.apps.FestivalConfig",
     "stages",
     "devices",
+    "emotions",
 ]
 
 MIDDLEWARE = [
@@ -238,8 +239,14 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celery" / "beat-schedule")
 CELERY_TIMEZONE = "UTC"
+INGEST_INTERVAL_S = float(os.environ.get("INGEST_INTERVAL_S", 5))
 CELERY_BEAT_SCHEDULE: dict = {
     "health-heartbeat": {"task": "festival.tasks.heartbeat", "schedule": 60.0},
+    "ingest-observations": {
+        "task": "emotions.tasks.ingest_observations",
+        "schedule": INGEST_INTERVAL_S,
+        "options": {"expires": INGEST_INTERVAL_S * 2},  # a backlog of stale runs is useless
+    },
 }
 
 # --- AWS (boto3 clients come from festival/aws.py) ----------------------------------------------

@@ -23,6 +23,12 @@ public_urls = [
     path("festivals/<slug:slug>/", fan_api.FanFestivalDetailView.as_view(), name="fan-festival"),
     path("festivals/<slug:slug>/stages/", fan_api.FanStageListView.as_view(), name="fan-stages"),
     path("festivals/<slug:slug>/lineup/", fan_api.FanLineupView.as_view(), name="fan-lineup"),
+    path("festivals/<slug:slug>/live/", fan_api.FanLiveView.as_view(), name="fan-live"),
+    path(
+        "festivals/<slug:slug>/stages/<slug:stage_slug>/timeline/",
+        fan_api.FanStageTimelineView.as_view(),
+        name="fan-stage-timeline",
+    ),
 ]
 
 urlpatterns = [

@@ -1,0 +1,135 @@
+"""The live vibe and ranking on constructed rollups, with hand-computed expectations."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from emotions.models import MinuteRollup
+from emotions.selectors import compute_live_ranking, forget_live_vibe, stage_timeline
+from stages.models import Stage
+
+pytestmark = pytest.mark.django_db
+
+NOW = datetime(2026, 7, 10, 18, 30, tzinfo=UTC)  # exactly on a minute: window = 5 full minutes
+
+
+def add_minutes(stage, start, minutes, faces_per_minute, happy, calm, surprised=0.0):
+    """Each face scores `happy`/`calm`/`surprised`; top expression is the largest."""
+    top = max(("HAPPY", happy), ("CALM", calm), ("SURPRISED", surprised), key=lambda p: p[1])[0]
+    for i in range(minutes):
+        MinuteRollup.objects.create(
+            organization=stage.organization,
+            festival=stage.festival,
+            stage=stage,
+            minute=start + timedelta(minutes=i),
+            faces=faces_per_minute,
+            counts={top: faces_per_minute},
+            sums={
+                "HAPPY": happy * faces_per_minute,
+                "CALM": calm * faces_per_minute,
+                "SURPRISED": surprised * faces_per_minute,
+            },
+        )
+
+
+@pytest.fixture
+def stages(two_worlds):
+    ours, _ = two_worlds
+    main = ours.stage
+    main.typical_crowd = 4
+    main.save()
+    tent = Stage.objects.create(
+        organization=ours.organization,
+        festival=ours.festival,
+        name="Tent",
+        slug="tent",
+        typical_crowd=4,
+    )
+    tiny = Stage.objects.create(
+        organization=ours.organization, festival=ours.festival, name="Tiny", slug="tiny"
+    )
+    return ours.festival, main, tent, tiny
+
+
+def test_happy_full_stage_ranks_above_calm_stage_and_small_bucket_is_suppressed(stages):
+    festival, main, tent, tiny = stages
+    window = NOW - timedelta(minutes=5)
+    add_minutes(main, window, 5, 4, happy=90, calm=5)  # energy .9, crowd 4/4 -> 93.0
+    add_minutes(tent, window, 5, 2, happy=10, calm=85, surprised=10)  # energy .2, crowd .5 -> 29.0
+    add_minutes(tiny, window, 1, 3, happy=99, calm=0)  # 3 faces < 5: suppressed
+    ranking = compute_live_ranking(festival, at=NOW)
+    rows = {r["stage"]["slug"]: r for r in ranking["stages"]}
+    assert rows["main"]["vibe"] == 93.0
+    assert rows["tent"]["vibe"] == 29.0
+    assert [r["stage"]["slug"] for r in ranking["stages"]] == ["main", "tent", "tiny"]
+    assert [r["rank"] for r in ranking["stages"]] == [1, 2, None]
+    assert rows["tiny"] == {
+        **rows["tiny"],
+        "suppressed": True,
+        "faces": None,
+        "vibe": None,
+        "expression_share": None,
+    }
+    assert rows["main"]["faces"] == 20
+    assert rows["main"]["expression_share"]["HAPPY"] == 100.0
+    assert rows["main"]["now_playing"] == "Ours Artist"
+
+
+def test_trend_compares_with_the_previous_window(stages):
+    festival, main, tent, _ = stages
+    add_minutes(main, NOW - timedelta(minutes=10), 5, 4, happy=30, calm=60)  # before: 51.0
+    add_minutes(main, NOW - timedelta(minutes=5), 5, 4, happy=90, calm=5)  # now: 93.0
+    add_minutes(tent, NOW - timedelta(minutes=10), 5, 4, happy=50, calm=40)
+    add_minutes(tent, NOW - timedelta(minutes=5), 5, 4, happy=48, calm=40)
+    rows = {r["stage"]["slug"]: r for r in compute_live_ranking(festival, at=NOW)["stages"]}
+    assert (rows["main"]["trend"], rows["main"]["trend_delta"]) == ("rising", 42.0)
+    assert rows["tent"]["trend"] == "steady"
+
+
+def test_crowd_norm_is_learned_when_not_set(stages):
+    festival, _, _, tiny = stages
+    add_minutes(tiny, NOW - timedelta(minutes=60), 1, 20, happy=50, calm=50)  # busiest: 20/min
+    add_minutes(tiny, NOW - timedelta(minutes=5), 5, 10, happy=50, calm=50)  # 10/min now
+    rows = {r["stage"]["slug"]: r for r in compute_live_ranking(festival, at=NOW)["stages"]}
+    assert rows["tiny"]["vibe"] == round(100 * (0.7 * 0.5 + 0.3 * 0.5), 1)
+
+
+def test_raising_the_minimum_suppresses_more(stages):
+    festival, main, _, _ = stages
+    add_minutes(main, NOW - timedelta(minutes=5), 5, 4, happy=90, calm=5)
+    festival.min_faces_public = 50
+    festival.save()
+    rows = compute_live_ranking(festival, at=NOW)["stages"]
+    assert all(r["suppressed"] for r in rows)
+
+
+def test_timeline_per_minute_with_suppression(stages):
+    festival, main, _, _ = stages
+    add_minutes(main, NOW - timedelta(minutes=3), 1, 8, happy=90, calm=5)
+    add_minutes(main, NOW - timedelta(minutes=2), 1, 2, happy=90, calm=5)
+    points = stage_timeline(festival, main, at=NOW, minutes=3)
+    assert [p["faces"] for p in points] == [8, None, None, None]
+    assert [p["suppressed"] for p in points] == [False, True, True, True]
+
+
+def test_live_endpoint_public_only_and_cacheable(api_client, stages, two_worlds):
+    festival, main, _, _ = stages
+    forget_live_vibe(festival)
+    response = api_client.get(f"/api/v1/public/festivals/{festival.slug}/live/")
+    assert response.status_code == 200
+    assert response["Cache-Control"] == "public, max-age=5"
+    body = response.json()
+    assert {r["stage"]["slug"] for r in body["stages"]} == {"main", "tent", "tiny"}
+    assert body["min_faces"] == 5
+    _, theirs = two_worlds
+    assert (
+        api_client.get(f"/api/v1/public/festivals/{theirs.festival.slug}/live/").status_code == 404
+    )
+    response = api_client.get(f"/api/v1/public/festivals/{festival.slug}/stages/main/timeline/")
+    assert response.status_code == 200 and len(response.json()) == 61
+    assert (
+        api_client.get(
+            f"/api/v1/public/festivals/{festival.slug}/stages/nope/timeline/"
+        ).status_code
+        == 404
+    )
