@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from boto3.dynamodb.types import TypeDeserializer
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from devices.models import Device
@@ -138,6 +138,55 @@ def _add_to_rollups(stage: Stage, rows: list[Observation]) -> None:
     MinuteRollup.objects.bulk_update(to_update, ["faces", "counts", "sums"])
 
 
+_COPY_COLUMNS = [
+    "organization_id", "festival_id", "stage_id", "set_id", "device_id", "dynamo_pk",
+    "dynamo_sk", "captured_at", "source", "model", "top_emotion", "face_confidence",
+    *[name.lower() for name in EMOTIONS],
+]  # fmt: skip
+
+
+def _insert_new_rows_postgres(rows: list[Observation]) -> list[Observation]:
+    """COPY into a temporary table, then INSERT … ON CONFLICT DO NOTHING RETURNING: one round
+    trip for thousands of rows, and only the rows that were really new come back."""
+    if not rows:
+        return []
+    columns = ", ".join(_COPY_COLUMNS)
+    table = Observation._meta.db_table
+    with connection.cursor() as cursor:
+        raw = cursor.cursor
+        raw.execute(
+            f"CREATE TEMP TABLE IF NOT EXISTS ingest_batch "
+            f"(LIKE {table} INCLUDING DEFAULTS EXCLUDING IDENTITY) ON COMMIT DELETE ROWS"
+        )
+        raw.execute("ALTER TABLE ingest_batch ALTER COLUMN id DROP NOT NULL")
+        with raw.copy(f"COPY ingest_batch ({columns}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row([getattr(row, column) for column in _COPY_COLUMNS])
+        raw.execute(
+            f"INSERT INTO {table} ({columns}) SELECT {columns} FROM ingest_batch "
+            "ON CONFLICT (dynamo_pk, dynamo_sk) DO NOTHING RETURNING dynamo_sk"
+        )
+        inserted = {sk for (sk,) in raw.fetchall()}
+        raw.execute("TRUNCATE ingest_batch")
+    return [row for row in rows if row.dynamo_sk in inserted]
+
+
+def _insert_new_rows_portable(stage: Stage, rows: list[Observation]) -> list[Observation]:
+    """Other databases (SQLite): look up which keys exist, insert the rest."""
+    partition = observation_partition(stage.festival.slug, stage.slug)
+    keys = [row.dynamo_sk for row in rows]
+    seen: set[str] = set()
+    for start in range(0, len(keys), 500):
+        seen.update(
+            Observation.objects.filter(
+                dynamo_pk=partition, dynamo_sk__in=keys[start : start + 500]
+            ).values_list("dynamo_sk", flat=True)
+        )
+    fresh = [row for row in rows if row.dynamo_sk not in seen]
+    Observation.objects.bulk_create(fresh, batch_size=2000)
+    return fresh
+
+
 def store_items(stage: Stage, items: Iterable[dict], result: IngestResult | None = None):
     """Upsert items into Postgres and the rollups, and advance the stage's watermark — atomically.
 
@@ -159,26 +208,16 @@ def store_items(stage: Stage, items: Iterable[dict], result: IngestResult | None
             continue
         newest_ms = max(newest_ms, int(item["captured_at_ms"]))
         rows.append(row)
+    unique = list({row.dynamo_sk: row for row in rows}.values())
     with transaction.atomic():
         watermark, _ = IngestWatermark.objects.select_for_update().get_or_create(
             stage=stage, defaults={"organization_id": stage.organization_id}
         )
-        keys = [r.dynamo_sk for r in rows]
-        seen: set[str] = set()
-        for start in range(0, len(keys), 500):
-            seen.update(
-                Observation.objects.filter(
-                    dynamo_pk=observation_partition(stage.festival.slug, stage.slug),
-                    dynamo_sk__in=keys[start : start + 500],
-                ).values_list("dynamo_sk", flat=True)
-            )
-        fresh = {}
-        for row in rows:
-            if row.dynamo_sk not in seen:
-                fresh.setdefault(row.dynamo_sk, row)
-        fresh_rows = list(fresh.values())
-        _attach_sets(stage, fresh_rows)
-        Observation.objects.bulk_create(fresh_rows, batch_size=2000)
+        _attach_sets(stage, unique)
+        if connection.vendor == "postgresql":
+            fresh_rows = _insert_new_rows_postgres(unique)
+        else:
+            fresh_rows = _insert_new_rows_portable(stage, unique)
         _add_to_rollups(stage, fresh_rows)
         watermark.captured_until_ms = max(watermark.captured_until_ms, newest_ms)
         watermark.last_run_at = timezone.now()

@@ -134,14 +134,16 @@ def test_database_down_moves_no_watermark_and_loses_nothing(dynamodb, two_worlds
     for i in range(4):
         put_face(ours, BASE + timedelta(seconds=i), seq=i)
     with (
+        # the connection drops after the rows went in, before the rollups: all or nothing
         mock.patch.object(
-            Observation.objects, "bulk_create", side_effect=OperationalError("server closed")
+            services, "_add_to_rollups", side_effect=OperationalError("server closed")
         ),
         pytest.raises(OperationalError),
     ):
         services.ingest_stage(ours.stage, dynamodb=dynamodb)
     assert not IngestWatermark.objects.filter(stage=ours.stage, captured_until_ms__gt=0).exists()
     assert not MinuteRollup.objects.exists()
+    assert not Observation.objects.exists()
     result = services.ingest_stage(ours.stage, dynamodb=dynamodb)
     assert result.created == 4
     assert MinuteRollup.objects.get(stage=ours.stage).faces == 4
