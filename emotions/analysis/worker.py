@@ -73,9 +73,11 @@ def gather(
             1 if remaining >= 1 else 0,
             visibility_timeout_s,
         )
+        new = [m for m in more if m["MessageId"] not in batch]
         for message in more:
             batch[message["MessageId"]] = message  # a re-received message keeps its newest handle
-        if not more and remaining <= 0:
+        # Keep going while a backlog yields new messages; otherwise only until the window closes.
+        if not new and remaining <= 0:
             break
     return list(batch.values())
 

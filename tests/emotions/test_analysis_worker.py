@@ -1,0 +1,156 @@
+"""The SQS worker: the handler driven by a polling loop; messages deleted only after writes."""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+
+import pytest
+from botocore.exceptions import ClientError
+
+from emotions.analysis.worker import run_worker
+
+from .test_analysis_support import (
+    all_items,
+    crop_exists,
+    jpeg_bytes,
+    key_for,
+    local_analyzer,
+    moto_aws,
+    put_crop,
+    queue_depth,
+    s3_event,
+)
+
+FAST = {"wait_time_s": 0, "batch_window_s": 0, "idle_exit": True}
+
+
+@pytest.fixture
+def aws():
+    yield from moto_aws()
+
+
+def enqueue_crops(aws, count: int, start: int = 0) -> list[str]:
+    keys = []
+    for i in range(start, start + count):
+        key = key_for(i)
+        record = put_crop(aws, key, jpeg_bytes(seed=i))
+        aws.sqs.send_message(QueueUrl=aws.queue_url, MessageBody=json.dumps(s3_event(record)))
+        keys.append(key)
+    return keys
+
+
+class Killing:
+    """A DynamoDB client that dies (like a killed process) on the n-th write."""
+
+    def __init__(self, real, die_on: int):
+        self.real, self.die_on, self.writes = real, die_on, 0
+
+    def put_item(self, **kwargs):
+        self.writes += 1
+        if self.writes == self.die_on:
+            raise SystemExit("worker killed")
+        return self.real.put_item(**kwargs)
+
+
+def test_worker_drains_the_queue_and_deletes_after_writing(aws):
+    keys = enqueue_crops(aws, 12)
+    stats = run_worker(aws.queue_url, analyzer=local_analyzer(aws), sqs=aws.sqs, **FAST)
+    assert stats.received == 12 and stats.deleted == 12 and stats.retried == 0
+    assert stats.faces_written == 12 and len(all_items(aws)) == 12
+    assert queue_depth(aws) == 0
+    assert not any(crop_exists(aws, key) for key in keys)
+
+
+def test_a_worker_killed_mid_batch_loses_nothing(aws):
+    keys = enqueue_crops(aws, 5)
+    analyzer = local_analyzer(aws)
+    analyzer.dynamodb = Killing(aws.dynamodb, die_on=3)
+    with pytest.raises(SystemExit):
+        run_worker(aws.queue_url, analyzer=analyzer, sqs=aws.sqs, visibility_timeout_s=0, **FAST)
+    assert len(all_items(aws)) == 2  # two writes happened before the "kill"
+    assert queue_depth(aws) == 5  # but no message was deleted
+    assert all(crop_exists(aws, key) for key in keys)
+    # A fresh worker redelivers everything; the two earlier writes count as duplicates.
+    stats = run_worker(aws.queue_url, analyzer=local_analyzer(aws), sqs=aws.sqs, **FAST)
+    assert stats.received == 5 and stats.deleted == 5
+    assert len(all_items(aws)) == 5 and queue_depth(aws) == 0
+    assert not any(crop_exists(aws, key) for key in keys)
+
+
+def test_a_retryable_failure_leaves_only_that_message_in_the_queue(aws):
+    keys = enqueue_crops(aws, 4)
+    analyzer = local_analyzer(aws)
+    real = aws.dynamodb
+
+    class Throttled:
+        def put_item(self, **kwargs):
+            if kwargs["Item"]["sk"]["S"].split("#")[2] == "2":
+                error = {"Error": {"Code": "ProvisionedThroughputExceededException"}}
+                raise ClientError(error, "PutItem")
+            return real.put_item(**kwargs)
+
+    analyzer.dynamodb = Throttled()
+    stats = run_worker(
+        aws.queue_url, analyzer=analyzer, sqs=aws.sqs, visibility_timeout_s=60, **FAST
+    )
+    assert stats.deleted == 3 and stats.retried == 1
+    assert queue_depth(aws) == 1 and crop_exists(aws, keys[2])
+    assert len(all_items(aws)) == 3
+
+
+def test_max_messages_stops_the_worker(aws):
+    enqueue_crops(aws, 6)
+    stats = run_worker(
+        aws.queue_url,
+        analyzer=local_analyzer(aws),
+        sqs=aws.sqs,
+        max_messages=2,
+        batch_size=2,
+        wait_time_s=0,
+        batch_window_s=0,
+    )
+    assert stats.received == 2 and queue_depth(aws) == 4
+
+
+def test_stop_event_and_sigterm_stop_the_worker_cleanly(aws):
+    stop = threading.Event()
+    stop.set()
+    stats = run_worker(aws.queue_url, analyzer=local_analyzer(aws), sqs=aws.sqs, stop_event=stop)
+    assert stats.received == 0
+
+    enqueue_crops(aws, 3)
+    analyzer = local_analyzer(aws)
+    real_s3 = aws.s3
+
+    class SignalOnFetch:
+        """Delivers SIGTERM while the batch is being analyzed, as a deploy would."""
+
+        def __getattr__(self, name):
+            return getattr(real_s3, name)
+
+        def get_object(self, **kwargs):
+            signal.raise_signal(signal.SIGTERM)
+            return real_s3.get_object(**kwargs)
+
+    analyzer.s3 = SignalOnFetch()
+    before = signal.getsignal(signal.SIGTERM)
+    stats = run_worker(
+        aws.queue_url,
+        analyzer=analyzer,
+        sqs=aws.sqs,
+        wait_time_s=0,
+        batch_window_s=0,
+        handle_signals=True,
+    )
+    # The batch in hand is finished and acknowledged, then the loop stops instead of polling.
+    assert stats.batches == 1 and stats.deleted == stats.received >= 1
+    assert signal.getsignal(signal.SIGTERM) == before
+
+
+def test_worker_needs_a_queue_url():
+    from emotions.analysis.config import AnalyzerSettings
+
+    with pytest.raises(ValueError, match="STAGEPULSE_ANALYZER_QUEUE_URL"):
+        run_worker(settings=AnalyzerSettings(backend="local"))
