@@ -178,9 +178,9 @@ class BlazeFaceDetector(FaceDetector):
     """MediaPipe BlazeFace full range (192x192) over a small image pyramid.
 
     The first level fits the whole frame into the model (large faces); each of `tile_scales` scales
-    the frame and cuts it into 192 px tiles overlapping by `tile_overlap` model pixels. At 0.35 a
-    48 px face in a 1080p frame reaches the model at ~17 px, inside its range (13 model runs per
-    1080p frame). Each level is resized and normalised once; tiles are views into it.
+    the frame and cuts it into 192 px tiles overlapping by `tile_overlap` model pixels. At 0.325 a
+    48 px face reaches the model at ~16 px, inside its range, and a 1080p frame becomes 624x351:
+    4x2 tiles, so 9 model runs per frame. Each level is resized once; tiles are views into it.
     """
 
     name = "blazeface"
@@ -190,7 +190,7 @@ class BlazeFaceDetector(FaceDetector):
         model_path: str | None = None,
         *,
         threshold: float = 0.6,
-        tile_scales: tuple[float, ...] = (0.35,),
+        tile_scales: tuple[float, ...] = (0.325,),
         tile_overlap: int = 32,
         nms_iou: float = 0.3,
         threads: int = 1,
@@ -254,9 +254,13 @@ class BlazeFaceDetector(FaceDetector):
         height, width = frame.shape[:2]
         size = self.input_size
         all_boxes, all_scores = [], []
-        for scale in self._levels(width, height):
+        previous = frame
+        # Finest level first; each coarser level is resized from the one before (cheaper than
+        # resizing the full frame again).
+        for scale in sorted(self._levels(width, height), reverse=True):
             sw, sh = max(1, round(width * scale)), max(1, round(height * scale))
-            scaled = cv2.resize(frame, (sw, sh), interpolation=cv2.INTER_AREA)
+            scaled = cv2.resize(previous, (sw, sh), interpolation=cv2.INTER_AREA)
+            previous = scaled
             tensor = cv2.cvtColor(scaled, cv2.COLOR_BGR2RGB).astype(np.float32)
             tensor *= 2.0 / 255.0
             tensor -= 1.0

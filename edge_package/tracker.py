@@ -23,7 +23,6 @@ class Track:
     window_s: float
     best: object = None  # the candidate (any object) with the highest quality in this window
     best_quality: float = -1.0
-    misses: int = 0
 
 
 @dataclass
@@ -49,7 +48,9 @@ class Throttle:
 
     A candidate is any object; the caller supplies its box and a quality score (sharpness).
     A track's first window is short (`first_wait_s`) so a new face is sent soon; later windows last
-    `interval_s`. A track not matched for `max_misses` frames ends and flushes its best candidate.
+    `interval_s`. A track unseen for `max_gap_s` ends and flushes its best candidate; the gap is in
+    seconds, not frames, so a detector that flickers on a hard face does not split one person into
+    many tracks (each of which would be sent).
     """
 
     def __init__(
@@ -58,13 +59,13 @@ class Throttle:
         budget_per_min: int,
         *,
         iou_threshold: float = 0.3,
-        max_misses: int = 5,
+        max_gap_s: float = 1.5,
         first_wait_s: float = 1.0,
     ):
         self.interval_s = interval_s
         self.first_wait_s = min(first_wait_s, interval_s)
         self.iou_threshold = iou_threshold
-        self.max_misses = max_misses
+        self.max_gap_s = max_gap_s
         self.budget = UploadBudget(budget_per_min)
         self.tracks: list[Track] = []
         self._next_id = 0
@@ -93,7 +94,6 @@ class Throttle:
         """candidates: (box, quality, payload). Returns [(track_id, payload)] to send now."""
         boxes = [c[0] for c in candidates]
         assigned = self._match(boxes)
-        seen = set()
         for (box, quality, payload), ti in zip(candidates, assigned, strict=True):
             if ti is None:
                 track = Track(self._next_id, box, now, now, now, self.first_wait_s)
@@ -101,17 +101,14 @@ class Throttle:
                 self.tracks.append(track)
             else:
                 track = self.tracks[ti]
-                track.box, track.last_seen, track.misses = box, now, 0
-            seen.add(track.track_id)
+                track.box, track.last_seen = box, now
             if payload is not None and quality > track.best_quality:
                 track.best, track.best_quality = payload, quality
         out = []
         alive = []
         # Longest-waiting tracks first, so a tight budget is shared instead of starving faces.
         for track in sorted(self.tracks, key=lambda t: t.window_start):
-            if track.track_id not in seen:
-                track.misses += 1
-            ended = track.misses > self.max_misses
+            ended = now - track.last_seen > self.max_gap_s
             due = ended or now - track.window_start >= track.window_s
             if due and track.best is not None:
                 if not self.budget.allow(now):

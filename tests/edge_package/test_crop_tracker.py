@@ -84,13 +84,13 @@ def test_one_face_over_100_frames_is_sent_once_per_interval_with_the_sharpest_cr
 
 
 def test_two_faces_are_tracked_apart_and_a_face_that_leaves_is_flushed():
-    throttle = Throttle(interval_s=5.0, budget_per_min=100, first_wait_s=5.0, max_misses=2)
+    throttle = Throttle(interval_s=5.0, budget_per_min=100, first_wait_s=5.0, max_gap_s=0.25)
     a, b = (0, 0, 50, 50), (300, 0, 50, 50)
     out = []
     for frame in range(10):
         out += throttle.update(frame * 0.1, [(a, 1.0, "a"), (b, 2.0, "b")])
     assert out == []  # still within the first window
-    for frame in range(10, 14):  # b leaves; after 3 misses its best crop is released
+    for frame in range(10, 14):  # b leaves; 0.3 s later its best crop is released
         out += throttle.update(frame * 0.1, [(a, 1.0, "a")])
     assert [payload for _, payload in out] == ["b"]
 
