@@ -1,11 +1,12 @@
 from django.contrib import admin
 from django.urls import include, path
+from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.authtoken.views import obtain_auth_token
 from rest_framework.routers import DefaultRouter
 
 from devices.api import DeviceViewSet
-from festival import fan_api
+from festival import dashboard, fan_api
 from festival.api import FestivalViewSet, MembershipViewSet, OrganizationViewSet
 from festival.views import healthz
 from stages.api import SetViewSet, StageViewSet
@@ -31,7 +32,18 @@ public_urls = [
     ),
 ]
 
+dashboard_urls = (
+    [
+        path("", dashboard.index, name="index"),
+        path("<int:festival_id>/", dashboard.festival_page, name="festival"),
+        path("<int:festival_id>/data.json", dashboard.festival_data, name="festival-data"),
+    ],
+    "dashboard",
+)
+
 urlpatterns = [
+    path("", RedirectView.as_view(pattern_name="dashboard:index"), name="home"),
+    path("dashboard/", include(dashboard_urls)),
     path("admin/", admin.site.urls),
     path("api/v1/", include(router.urls)),
     path("api/v1/public/", include(public_urls)),

@@ -40,3 +40,14 @@ def api_client():
 def fast_password_hashing(settings):
     """PBKDF2 costs ~0.3 s a user; tests create dozens. Production keeps the default hasher."""
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def isolated_cache(settings):
+    """Each test starts with an empty, private cache (the file cache is shared by processes)."""
+    from django.core.cache import cache
+
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    cache.clear()
+    yield
+    cache.clear()

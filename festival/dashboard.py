@@ -1,0 +1,93 @@
+"""The organizer dashboard: live ranking, per-stage timelines, camera health. Login required and
+tenant scoped (another organization's festival is a 404). The page refreshes itself from
+`data.json`, built from the same selectors as the fan API."""
+
+from __future__ import annotations
+
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_GET
+
+from devices.models import Device
+from emotions.selectors import live_ranking, stage_timeline
+from festival.models import Festival
+from stages.models import Stage
+
+TIMELINE_MINUTES = 60
+
+
+def _festival_for(request, festival_id: int) -> Festival:
+    return get_object_or_404(Festival.objects.for_user(request.user), pk=festival_id)
+
+
+@login_required
+@require_GET
+def index(request):
+    festivals = Festival.objects.for_user(request.user).order_by("-starts_on", "name")
+    first = festivals.first()
+    if first is None:
+        raise Http404("You are not a member of any organization with festivals yet.")
+    if festivals.count() == 1:
+        return redirect("dashboard:festival", festival_id=first.pk)
+    return render(request, "dashboard/index.html", {"festivals": festivals})
+
+
+@login_required
+@require_GET
+def festival_page(request, festival_id: int):
+    festival = _festival_for(request, festival_id)
+    festivals = Festival.objects.for_user(request.user).order_by("-starts_on", "name")
+    return render(
+        request,
+        "dashboard/festival.html",
+        {"festival": festival, "festivals": festivals, "refresh_seconds": 5},
+    )
+
+
+def device_health_rows(festival: Festival) -> list[dict]:
+    now = timezone.now()
+    rows = []
+    devices = Device.objects.filter(festival=festival).select_related("stage")
+    for device in devices.order_by("stage__position", "name"):
+        seen = device.last_seen_at
+        rows.append(
+            {
+                "name": device.name,
+                "thing_name": device.thing_name,
+                "stage": device.stage.name if device.stage else None,
+                "platform": device.get_platform_display(),
+                "status": device.status,
+                "paused": device.paused,
+                "last_seen_s": int((now - seen).total_seconds()) if seen else None,
+                "software_version": device.software_version or None,
+                **{key: getattr(device, key, None) for key in HEALTH_FIELDS},
+            }
+        )
+    return rows
+
+
+# Health figures the device fleet records when telemetry arrives (absent fields read as None).
+HEALTH_FIELDS = ("fps", "faces_detected", "uploads", "spool_depth", "errors", "alert_open")
+
+
+@login_required
+@require_GET
+def festival_data(request, festival_id: int):
+    festival = _festival_for(request, festival_id)
+    stages = Stage.objects.filter(festival=festival).order_by("position", "name")
+    payload = {
+        "live": live_ranking(festival),
+        "timelines": {
+            stage.slug: [
+                {"minute": p["minute"], "vibe": p["vibe"], "faces": p["faces"]}
+                for p in stage_timeline(festival, stage, minutes=TIMELINE_MINUTES)
+            ]
+            for stage in stages
+        },
+        "devices": device_health_rows(festival),
+    }
+    response = JsonResponse(payload)
+    response["Cache-Control"] = "private, no-store"
+    return response

@@ -1,0 +1,54 @@
+"""The organizer dashboard: login required, tenant scoped, data from the live selectors."""
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from emotions.models import MinuteRollup
+
+pytestmark = pytest.mark.django_db
+
+
+def test_anonymous_is_sent_to_login(client, two_worlds):
+    ours, _ = two_worlds
+    response = client.get(f"/dashboard/{ours.festival.pk}/")
+    assert response.status_code == 302 and "/admin/login/" in response["Location"]
+    assert client.get(f"/dashboard/{ours.festival.pk}/data.json").status_code == 302
+
+
+@pytest.mark.parametrize("suffix", ["", "data.json"])
+def test_other_organizations_festival_is_404(client, two_worlds, suffix):
+    ours, theirs = two_worlds
+    client.force_login(ours.viewer)
+    assert client.get(f"/dashboard/{theirs.festival.pk}/{suffix}").status_code == 404
+    assert client.get(f"/dashboard/{ours.festival.pk}/{suffix}").status_code == 200
+
+
+def test_single_festival_redirects_to_its_page(client, two_worlds):
+    ours, _ = two_worlds
+    client.force_login(ours.viewer)
+    response = client.get("/dashboard/")
+    assert response.status_code == 302 and response["Location"] == f"/dashboard/{ours.festival.pk}/"
+
+
+def test_data_has_ranking_timelines_and_devices(client, two_worlds):
+    ours, theirs = two_worlds
+    minute = timezone.now().replace(second=0, microsecond=0) - timedelta(minutes=1)
+    MinuteRollup.objects.create(
+        organization=ours.organization,
+        festival=ours.festival,
+        stage=ours.stage,
+        minute=minute,
+        faces=12,
+        counts={"HAPPY": 12},
+        sums={"HAPPY": 960.0},
+    )
+    client.force_login(ours.operator)
+    data = client.get(f"/dashboard/{ours.festival.pk}/data.json").json()
+    (row,) = data["live"]["stages"]
+    assert row["faces"] == 12 and row["vibe"] > 50
+    assert list(data["timelines"]) == ["main"]
+    assert any(point["faces"] == 12 for point in data["timelines"]["main"])
+    assert [d["thing_name"] for d in data["devices"]] == [ours.device.thing_name]
+    assert theirs.device.thing_name not in str(data)
