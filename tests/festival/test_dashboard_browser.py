@@ -74,9 +74,8 @@ def browser_page(live_server, two_worlds, tmp_path):
 
 
 def accent_pixels(png: bytes) -> int:
-    from PIL import Image
-
     import numpy as np
+    from PIL import Image
 
     pixels = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)
     r, g, b = pixels[..., 0], pixels[..., 1], pixels[..., 2]
