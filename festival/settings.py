@@ -225,6 +225,7 @@ if CELERY_BROKER_URL == "filesystem://":
         "data_folder_in": str(_broker_dir),
         "data_folder_out": str(_broker_dir),
         "processed_folder": str(_broker_dir / "processed"),
+        "control_folder": str(_broker_dir / "control"),
         "store_processed": False,
     }
     _default_results = f"file://{VAR_DIR / 'celery' / 'results'}"
@@ -242,6 +243,8 @@ CELERY_TIMEZONE = "UTC"
 INGEST_INTERVAL_S = float(os.environ.get("INGEST_INTERVAL_S", 5))
 CELERY_BEAT_SCHEDULE: dict = {
     "health-heartbeat": {"task": "festival.tasks.heartbeat", "schedule": 60.0},
+    "devices-health-sweep": {"task": "devices.tasks.sweep_device_health", "schedule": 60.0},
+    "devices-metrics": {"task": "devices.tasks.publish_device_metrics", "schedule": 60.0},
     "ingest-observations": {
         "task": "emotions.tasks.ingest_observations",
         "schedule": INGEST_INTERVAL_S,
@@ -255,6 +258,16 @@ AWS_DEFAULT_REGION = os.environ.get("AWS_DEFAULT_REGION", "eu-west-1")
 CLOUDWATCH_NAMESPACE = os.environ.get("CLOUDWATCH_NAMESPACE", "StagePulse")
 CROPS_BUCKET = os.environ.get("CROPS_BUCKET", "stagepulse-crops")
 ARTIFACTS_BUCKET = os.environ.get("ARTIFACTS_BUCKET", "stagepulse-artifacts")
+
+# Device fleet (devices/): see README "Device fleet".
+DEVICE_OFFLINE_AFTER_MINUTES = int(os.environ.get("DEVICE_OFFLINE_AFTER_MINUTES", "5"))
+DEPLOYMENT_TIMEOUT_MINUTES = int(os.environ.get("DEPLOYMENT_TIMEOUT_MINUTES", "30"))
+DEPLOYMENT_POLL_SECONDS = float(os.environ.get("DEPLOYMENT_POLL_SECONDS", "15"))
+DEEPLENS_LAMBDA_ROLE_ARN = os.environ.get("DEEPLENS_LAMBDA_ROLE_ARN", "")
+DEEPLENS_LAMBDA_RUNTIME = os.environ.get("DEEPLENS_LAMBDA_RUNTIME", "python3.8")
+STAGEPULSE_PUBLIC_URL = os.environ.get("STAGEPULSE_PUBLIC_URL", "")
+TELEMETRY_IOT_RULE_SECRET = os.environ.get("TELEMETRY_IOT_RULE_SECRET", "")
+
 OBSERVATIONS_TABLE = os.environ.get("OBSERVATIONS_TABLE", "stagepulse-observations")
 ANALYSIS_QUEUE_NAME = os.environ.get("ANALYSIS_QUEUE_NAME", "stagepulse-analysis")
 
