@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
@@ -66,6 +67,34 @@ class Device(TenantModel):
             + ". Masks are polygons in 0..1 frame coordinates."
         ),
     )
+    # AWS IoT registration (filled by services.register_device; the private key is never kept).
+    certificate_arn = models.CharField(max_length=255, blank=True)
+    certificate_id = models.CharField(max_length=128, blank=True)
+    policy_name = models.CharField(max_length=128, blank=True)
+    role_name = models.CharField(max_length=64, blank=True)
+    role_alias = models.CharField(max_length=128, blank=True)
+    registered_at = models.DateTimeField(null=True, blank=True)
+    # Telemetry token: only its SHA-256 is stored (services.issue_device_token).
+    token_hash = models.CharField(max_length=64, blank=True, db_index=True, editable=False)
+    # DeepLens (Greengrass v1) group the device's core belongs to.
+    greengrass_group_id = models.CharField(max_length=64, blank=True)
+    current_release = models.ForeignKey(
+        "EdgeRelease",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="The last release that deployed successfully (the rollback target).",
+    )
+    # Health, from the last telemetry report.
+    health = models.JSONField(default=dict, blank=True, editable=False)
+    metrics_published_at = models.DateTimeField(null=True, blank=True, editable=False)
+    offline_alerted_at = models.DateTimeField(
+        null=True, blank=True, editable=False, help_text="Set while an offline alert is open."
+    )
+    # Edge configuration pushed to the IoT device shadow (desired state).
+    shadow_synced_at = models.DateTimeField(null=True, blank=True, editable=False)
+    shadow_error = models.CharField(max_length=500, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -86,3 +115,102 @@ class Device(TenantModel):
     @property
     def paused(self) -> bool:
         return bool(self.effective_config["paused"])
+
+    @property
+    def thing_arn_suffix(self) -> str:
+        return f"thing/{self.thing_name}"
+
+    @property
+    def crop_prefix(self) -> str:
+        """faces/<festival>/<stage>/<thing>/ (contracts.build_crop_key); the device's S3 scope."""
+        stage = self.stage.slug if self.stage_id else ""
+        return f"faces/{self.festival.slug}/{stage}/{self.thing_name}/"
+
+
+class EdgeRelease(models.Model):
+    """A packaged build of edge_package/. Global: the software is the same for every tenant."""
+
+    version = models.CharField(max_length=64, unique=True)
+    sha256 = models.CharField(max_length=64, unique=True)
+    bucket = models.CharField(max_length=63)
+    key = models.CharField(max_length=512)
+    size_bytes = models.PositiveBigIntegerField()
+    manifest = models.JSONField(default=dict, help_text="Files with hashes and edge dependencies.")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"edge {self.version} ({self.sha256[:12]})"
+
+    @property
+    def uri(self) -> str:
+        return f"s3://{self.bucket}/{self.key}"
+
+
+class DeploymentState(models.TextChoices):
+    # Greengrass v2
+    CREATE_COMPONENT = "create_component", "Creating the component version"
+    CREATE_DEPLOYMENT = "create_deployment", "Creating the deployment"
+    # DeepLens / Greengrass v1
+    ENSURE_GROUP = "ensure_group", "Ensuring the Greengrass group"
+    LAMBDA_FUNCTION = "lambda_function", "Creating the Lambda function"
+    LAMBDA_VERSION = "lambda_version", "Publishing the Lambda version"
+    LAMBDA_ALIAS = "lambda_alias", "Pointing the alias at the version"
+    FUNCTION_DEFINITION = "function_definition", "Creating the function definition"
+    RESOURCE_DEFINITION = "resource_definition", "Creating the camera/GPU resource definition"
+    SUBSCRIPTION_DEFINITION = "subscription_definition", "Creating the subscription definition"
+    GROUP_VERSION = "group_version", "Creating the group version"
+    GROUP_DEPLOYMENT = "group_deployment", "Starting the group deployment"
+    # both
+    POLL = "poll", "Waiting for the device"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    TIMED_OUT = "timed_out", "Timed out"
+
+
+TERMINAL_STATES = frozenset(
+    {DeploymentState.SUCCEEDED, DeploymentState.FAILED, DeploymentState.TIMED_OUT}
+)
+
+
+class Deployment(TenantModel):
+    """One release going to one device, driven step by step (services.deployments).
+
+    `state` is the next step to run; what each step created is kept in `resources`, so a worker
+    killed mid-way resumes at the step it was on instead of starting over.
+    """
+
+    device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="deployments")
+    release = models.ForeignKey(EdgeRelease, on_delete=models.PROTECT, related_name="deployments")
+    platform = models.CharField(max_length=16, choices=Platform.choices)
+    state = models.CharField(max_length=32, choices=DeploymentState.choices)
+    resources = models.JSONField(default=dict, blank=True)
+    history = models.JSONField(default=list, blank=True)
+    reason = models.TextField(blank=True)
+    rollback_of = models.ForeignKey(
+        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="rollbacks"
+    )
+    polls = models.PositiveIntegerField(default=0)
+    deadline_at = models.DateTimeField(null=True, blank=True)
+    lease_until = models.DateTimeField(null=True, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.release.version} -> {self.device.thing_name} ({self.state})"
+
+    @property
+    def finished(self) -> bool:
+        return self.state in TERMINAL_STATES

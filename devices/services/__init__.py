@@ -1,0 +1,38 @@
+"""Device services (writes): registration, tokens, releases, deployments, telemetry, health."""
+
+from devices.services.deployments import run_deployment, start_deployment
+from devices.services.health import (
+    publish_device_metrics,
+    push_config_to_shadow,
+    set_paused,
+    sweep_device_health,
+    update_device,
+)
+from devices.services.registration import (
+    CredentialsBundle,
+    deregister_device,
+    device_config,
+    register_device,
+)
+from devices.services.releases import build_edge_release
+from devices.services.telemetry import TelemetryRejected, record_telemetry
+from devices.services.tokens import device_for_token, issue_device_token
+
+__all__ = [
+    "CredentialsBundle",
+    "TelemetryRejected",
+    "build_edge_release",
+    "deregister_device",
+    "device_config",
+    "device_for_token",
+    "issue_device_token",
+    "publish_device_metrics",
+    "push_config_to_shadow",
+    "record_telemetry",
+    "register_device",
+    "run_deployment",
+    "set_paused",
+    "start_deployment",
+    "sweep_device_health",
+    "update_device",
+]

@@ -1,0 +1,617 @@
+"""Deploying an edge release to one device, as a resumable state machine on a Deployment row.
+
+`run_deployment` runs steps until the deployment must wait (polling the device) or finishes.
+Each step records what it created in `deployment.resources` and moves `state` on in the same
+save, and every AWS call is made idempotent (client tokens, "already exists" adopted), so a worker
+killed at any point resumes at the step it was on. A short lease keeps two workers apart.
+
+Greengrass v2: component version from the recipe (one per release; the contract defaults), then a
+deployment to the device's thing whose configuration merge carries the device's own settings.
+DeepLens (Greengrass v1, legacy): group with the device as core, Lambda function + version +
+alias, resource/function/subscription definitions, group version, group deployment.
+On failure or timeout the device is redeployed with its last good release.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from botocore.exceptions import BotoCoreError, ClientError
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from devices.models import (
+    TERMINAL_STATES,
+    Deployment,
+    DeploymentState,
+    Device,
+    EdgeRelease,
+    Platform,
+)
+from devices.services.registration import TELEMETRY_TOPIC, device_config
+from edge_package.contracts import EDGE_CONFIG_DEFAULTS
+from edge_package.greengrass import COMPONENT_NAME, render_recipe
+from festival import aws
+
+log = logging.getLogger(__name__)
+S = DeploymentState
+
+GREENGRASS_V2_STEPS = [S.CREATE_COMPONENT, S.CREATE_DEPLOYMENT, S.POLL]
+DEEPLENS_STEPS = [
+    S.ENSURE_GROUP,
+    S.LAMBDA_FUNCTION,
+    S.LAMBDA_VERSION,
+    S.LAMBDA_ALIAS,
+    S.RESOURCE_DEFINITION,
+    S.FUNCTION_DEFINITION,
+    S.SUBSCRIPTION_DEFINITION,
+    S.GROUP_VERSION,
+    S.GROUP_DEPLOYMENT,
+    S.POLL,
+]
+STEPS = {Platform.GREENGRASS_V2: GREENGRASS_V2_STEPS, Platform.DEEPLENS: DEEPLENS_STEPS}
+LEASE = timedelta(seconds=120)
+LAMBDA_ALIAS = "live"
+# DeepLens device resources the pinned lambda needs: the camera and the GPU.
+DEEPLENS_RESOURCES = [
+    ("camera", "/dev/video0"),
+    ("gpu", "/dev/dri/renderD128"),
+]
+DEEPLENS_VOLUMES = [("awscam-out", "/opt/awscam/out")]
+
+
+class StepFailed(Exception):
+    """A step cannot succeed; the message is the deployment's reason."""
+
+
+@dataclass
+class Outcome:
+    resources: dict = field(default_factory=dict)
+    note: str = ""
+    wait_s: float | None = None  # stay in this state and come back later
+    done: bool = False  # the deployment succeeded
+
+
+def timeout() -> timedelta:
+    return timedelta(minutes=settings.DEPLOYMENT_TIMEOUT_MINUTES)
+
+
+# --- starting ------------------------------------------------------------------------------------
+def start_deployment(
+    device: Device,
+    release: EdgeRelease,
+    *,
+    user=None,
+    rollback_of: Deployment | None = None,
+    enqueue: bool = True,
+) -> Deployment:
+    """Record a deployment of `release` to `device` and (by default) queue its task."""
+    if device.platform not in STEPS:
+        raise ValidationError(
+            f"{device.thing_name} is a standalone device: update it with the CLI "
+            "(pip install the release); there is nothing to deploy through AWS."
+        )
+    if not device.certificate_arn:
+        raise ValidationError(f"Register {device.thing_name} in AWS IoT before deploying to it.")
+    with transaction.atomic():
+        running = (
+            Deployment.objects.select_for_update()
+            .filter(device=device)
+            .exclude(state__in=TERMINAL_STATES)
+            .first()
+        )
+        if running is not None:
+            raise ValidationError(
+                f"{device.thing_name} already has deployment #{running.pk} "
+                f"({running.release.version}) at step '{running.state}'; wait for it to finish."
+            )
+        now = timezone.now()
+        deployment = Deployment.objects.create(
+            organization_id=device.organization_id,
+            device=device,
+            release=release,
+            platform=device.platform,
+            state=STEPS[device.platform][0],
+            rollback_of=rollback_of,
+            deadline_at=now + timeout(),
+            created_by=user,
+            history=[_event(now, "queued", f"release {release.version}")],
+        )
+        if enqueue:
+            transaction.on_commit(lambda: _enqueue(deployment.pk))
+    return deployment
+
+
+def _enqueue(deployment_id: int, countdown: float | None = None) -> None:
+    from devices.tasks import deploy_device
+
+    deploy_device.apply_async((deployment_id,), countdown=countdown)
+
+
+def _event(when, state: str, note: str = "") -> dict:
+    return {"at": when.isoformat(timespec="seconds"), "state": state, "note": note}
+
+
+# --- running -------------------------------------------------------------------------------------
+def run_deployment(deployment_id: int, *, max_steps: int = 50) -> float | None:
+    """Advance as far as possible. Returns seconds to wait before calling again, or None when the
+    deployment is finished (or gone)."""
+    now = timezone.now()
+    claimed = (
+        Deployment.objects.filter(pk=deployment_id)
+        .exclude(state__in=TERMINAL_STATES)
+        .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now))
+        .update(lease_until=now + LEASE)
+    )
+    if not claimed:
+        current = Deployment.objects.filter(pk=deployment_id).first()
+        if current is None or current.finished:
+            return None
+        return max(1.0, (current.lease_until - now).total_seconds())  # another worker holds it
+    for _ in range(max_steps):
+        deployment = Deployment.objects.select_related(
+            "device__festival", "device__stage", "device__organization", "release"
+        ).get(pk=deployment_id)
+        state = deployment.state
+        try:
+            outcome = STEP_FUNCTIONS[state](deployment)
+        except StepFailed as exc:
+            _finish(deployment, S.FAILED, f"{state}: {exc}")
+            return None
+        except ClientError as exc:
+            _finish(deployment, S.FAILED, f"{state}: {_describe(exc)}")
+            return None
+        except BotoCoreError as exc:
+            if state == S.POLL and timezone.now() < deployment.deadline_at:
+                _release(deployment, note=f"poll error, retrying: {exc}")
+                return float(settings.DEPLOYMENT_POLL_SECONDS)
+            _finish(deployment, S.FAILED, f"{state}: {exc}")
+            return None
+        if outcome.done:
+            deployment.resources.update(outcome.resources)
+            _finish(deployment, S.SUCCEEDED, outcome.note)
+            return None
+        if outcome.wait_s is not None:
+            deployment.resources.update(outcome.resources)
+            deployment.polls += 1
+            if timezone.now() >= deployment.deadline_at:
+                _timed_out(deployment, outcome.note)
+                return None
+            _release(deployment, note=outcome.note, quiet=True)
+            return outcome.wait_s
+        _advance(deployment, outcome)
+    _release(deployment)
+    return 0.0
+
+
+def _advance(deployment: Deployment, outcome: Outcome) -> None:
+    steps = STEPS[deployment.platform]
+    nxt = steps[steps.index(deployment.state) + 1]
+    deployment.resources.update(outcome.resources)
+    deployment.history.append(_event(timezone.now(), deployment.state, outcome.note or "done"))
+    deployment.state = nxt
+    deployment.save(update_fields=["resources", "history", "state", "updated_at"])
+
+
+def _release(deployment: Deployment, note: str = "", quiet: bool = False) -> None:
+    if note and not (quiet and deployment.history and deployment.history[-1]["note"] == note):
+        deployment.history.append(_event(timezone.now(), deployment.state, note))
+    deployment.lease_until = None
+    deployment.save(update_fields=["resources", "history", "polls", "lease_until", "updated_at"])
+
+
+def _timed_out(deployment: Deployment, last: str) -> None:
+    minutes = settings.DEPLOYMENT_TIMEOUT_MINUTES
+    reason = f"the device did not finish within {minutes} min (last status: {last or 'unknown'})"
+    if deployment.platform == Platform.GREENGRASS_V2 and deployment.resources.get("deployment_id"):
+        try:
+            aws.client("greengrassv2").cancel_deployment(
+                deploymentId=deployment.resources["deployment_id"]
+            )
+            reason += "; the Greengrass deployment was cancelled"
+        except (ClientError, BotoCoreError) as exc:
+            reason += f"; cancelling it failed: {exc}"
+    _finish(deployment, S.TIMED_OUT, reason)
+
+
+def _finish(deployment: Deployment, state: str, reason: str) -> None:
+    now = timezone.now()
+    with transaction.atomic():
+        deployment.state = state
+        deployment.reason = reason if state != S.SUCCEEDED else ""
+        deployment.finished_at = now
+        deployment.lease_until = None
+        deployment.history.append(_event(now, state, reason))
+        deployment.save()
+        device = Device.objects.select_for_update().get(pk=deployment.device_id)
+        if state == S.SUCCEEDED:
+            device.current_release = deployment.release
+            device.save(update_fields=["current_release", "updated_at"])
+            return
+        last_good = device.current_release
+        if (
+            deployment.rollback_of_id is None
+            and last_good is not None
+            and last_good.pk != deployment.release_id
+        ):
+            rollback = start_deployment(device, last_good, rollback_of=deployment)
+            deployment.history.append(
+                _event(now, state, f"rolling back to {last_good.version} (#{rollback.pk})")
+            )
+            deployment.save(update_fields=["history"])
+
+
+def _describe(exc: ClientError) -> str:
+    error = exc.response.get("Error", {})
+    code = error.get("Code", "Error")
+    message = error.get("Message", str(exc))
+    service = exc.operation_name
+    endpoint = aws.endpoint_url()
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    if endpoint and (status == 404 or code in ("404", "NotImplemented", "UnknownOperation")):
+        return (
+            f"{service} is not available at {endpoint} (moto has no Greengrass v2); "
+            "this step needs real AWS"
+        )
+    return f"{service}: {code}: {message}"
+
+
+# --- Greengrass v2 --------------------------------------------------------------------------------
+def _thing_arn(deployment: Deployment) -> str:
+    if "thing_arn" not in deployment.resources:
+        described = aws.client("iot").describe_thing(thingName=deployment.device.thing_name)
+        deployment.resources["thing_arn"] = described["thingArn"]
+    return deployment.resources["thing_arn"]
+
+
+def component_recipe(release: EdgeRelease) -> str:
+    """One component version per release; its defaults are the contract defaults. Each device's
+    own settings arrive through the deployment's configuration merge."""
+    defaults = {
+        "device": "unassigned",
+        "festival": "unassigned",
+        "stage": "unassigned",
+        "bucket": settings.CROPS_BUCKET,
+        **EDGE_CONFIG_DEFAULTS,
+    }
+    return render_recipe(version=release.version, artifact_uri=release.uri, config=defaults)
+
+
+def gg2_create_component(deployment: Deployment) -> Outcome:
+    release = deployment.release
+    client = aws.client("greengrassv2")
+    try:
+        response = client.create_component_version(
+            inlineRecipe=component_recipe(release).encode(),
+            clientToken=f"stagepulse-component-{release.sha256[:32]}",
+        )
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") == "ConflictException":
+            return Outcome({"component_version": release.version}, "component version existed")
+        raise
+    state = response.get("status", {}).get("componentState", "")
+    if state == "FAILED":
+        raise StepFailed(
+            f"component {COMPONENT_NAME} {release.version} was refused: "
+            f"{response['status'].get('message', '')}"
+        )
+    return Outcome(
+        {"component_version": response["componentVersion"], "component_arn": response["arn"]},
+        f"component {response['componentName']} {response['componentVersion']} ({state})",
+    )
+
+
+def gg2_create_deployment(deployment: Deployment) -> Outcome:
+    device = deployment.device
+    config = device_config(device)
+    response = aws.client("greengrassv2").create_deployment(
+        targetArn=_thing_arn(deployment),
+        deploymentName=f"stagepulse {device.thing_name} {deployment.release.version}",
+        components={
+            COMPONENT_NAME: {
+                "componentVersion": deployment.resources["component_version"],
+                "configurationUpdate": {
+                    "reset": ["/stagepulse"],
+                    "merge": json.dumps({"stagepulse": config}, sort_keys=True),
+                },
+            }
+        },
+        deploymentPolicies={
+            "failureHandlingPolicy": "ROLLBACK",
+            "componentUpdatePolicy": {"timeoutInSeconds": 60, "action": "NOTIFY_COMPONENTS"},
+        },
+        clientToken=f"stagepulse-deployment-{deployment.pk}",
+    )
+    return Outcome(
+        {"deployment_id": response["deploymentId"], "iot_job_id": response.get("iotJobId", "")},
+        f"deployment {response['deploymentId']}",
+    )
+
+
+GG2_SUCCESS = {"SUCCEEDED", "COMPLETED"}
+GG2_FAILURE = {"FAILED", "CANCELED", "REJECTED", "TIMED_OUT"}
+
+
+def gg2_poll(deployment: Deployment) -> Outcome:
+    wanted = deployment.resources["deployment_id"]
+    paginator = aws.client("greengrassv2").get_paginator("list_effective_deployments")
+    for page in paginator.paginate(coreDeviceThingName=deployment.device.thing_name):
+        for item in page.get("effectiveDeployments", []):
+            if item["deploymentId"] != wanted:
+                continue
+            status = item["coreDeviceExecutionStatus"]
+            if status in GG2_SUCCESS:
+                return Outcome(done=True, note=f"device reports {status}")
+            if status in GG2_FAILURE:
+                details = item.get("statusDetails", {})
+                why = item.get("reason") or ", ".join(details.get("errorStack", [])) or status
+                raise StepFailed(f"device reports {status}: {why}")
+            return Outcome(wait_s=settings.DEPLOYMENT_POLL_SECONDS, note=f"device: {status}")
+    return Outcome(wait_s=settings.DEPLOYMENT_POLL_SECONDS, note="not yet seen by the device")
+
+
+# --- DeepLens / Greengrass v1 --------------------------------------------------------------------
+def _token(deployment: Deployment, step: str) -> str:
+    return f"stagepulse-{deployment.pk}-{step}"
+
+
+def gg1_ensure_group(deployment: Deployment) -> Outcome:
+    device = deployment.device
+    gg = aws.client("greengrass")
+    role_arn = aws.client("iam").get_role(RoleName=device.role_name)["Role"]["Arn"]
+    if device.greengrass_group_id:
+        group = gg.get_group(GroupId=device.greengrass_group_id)
+        version = gg.get_group_version(
+            GroupId=device.greengrass_group_id, GroupVersionId=group["LatestVersion"]
+        )
+        core_arn = version["Definition"].get("CoreDefinitionVersionArn")
+        if not core_arn:
+            raise StepFailed(f"group {device.greengrass_group_id} has no core definition")
+        group_id = device.greengrass_group_id
+    else:
+        core = gg.create_core_definition(
+            AmznClientToken=_token(deployment, "core"),
+            Name=f"stagepulse-{device.thing_name}-core",
+            InitialVersion={
+                "Cores": [
+                    {
+                        "Id": "core",
+                        "ThingArn": _thing_arn(deployment),
+                        "CertificateArn": device.certificate_arn,
+                        "SyncShadow": True,
+                    }
+                ]
+            },
+        )
+        core_arn = core["LatestVersionArn"]
+        group_id = gg.create_group(
+            AmznClientToken=_token(deployment, "group"),
+            Name=f"stagepulse-{device.thing_name}",
+            InitialVersion={"CoreDefinitionVersionArn": core_arn},
+        )["Id"]
+        Device.objects.filter(pk=device.pk).update(greengrass_group_id=group_id)
+    # The group role gives the lambda its AWS credentials: the device's own-prefix role.
+    gg.associate_role_to_group(GroupId=group_id, RoleArn=role_arn)
+    return Outcome({"group_id": group_id, "core_definition_version_arn": core_arn}, group_id)
+
+
+def _function_name(device: Device) -> str:
+    return f"stagepulse-edge-{device.thing_name}"[:64]
+
+
+def gg1_lambda_function(deployment: Deployment) -> Outcome:
+    device, release = deployment.device, deployment.release
+    client = aws.client("lambda")
+    name = _function_name(device)
+    environment = {"Variables": {"STAGEPULSE_CONFIG": json.dumps(device_config(device))}}
+    code = {"S3Bucket": release.bucket, "S3Key": release.key}
+    role_arn = settings.DEEPLENS_LAMBDA_ROLE_ARN
+    if not role_arn:
+        raise StepFailed("DEEPLENS_LAMBDA_ROLE_ARN is not set (the role Lambda requires)")
+    try:
+        response = client.create_function(
+            FunctionName=name,
+            Runtime=settings.DEEPLENS_LAMBDA_RUNTIME,
+            Role=role_arn,
+            Handler="edge_package.deeplens.function_handler",
+            Code=code,
+            Timeout=3,
+            MemorySize=512,
+            Environment=environment,
+            Description=f"StagePulse edge {release.version} for {device.thing_name}",
+        )
+        note = "created"
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") != "ResourceConflictException":
+            raise
+        client.update_function_code(FunctionName=name, **code)
+        client.get_waiter("function_updated_v2").wait(FunctionName=name)
+        response = client.update_function_configuration(
+            FunctionName=name, Environment=environment, Role=role_arn
+        )
+        note = "updated"
+    return Outcome({"function_arn": response["FunctionArn"]}, f"{name} {note}")
+
+
+def gg1_lambda_version(deployment: Deployment) -> Outcome:
+    client = aws.client("lambda")
+    name = _function_name(deployment.device)
+    client.get_waiter("function_updated_v2").wait(FunctionName=name)
+    version = client.publish_version(FunctionName=name, Description=deployment.release.version)[
+        "Version"
+    ]
+    return Outcome({"function_version": version}, f"version {version}")
+
+
+def gg1_lambda_alias(deployment: Deployment) -> Outcome:
+    client = aws.client("lambda")
+    name = _function_name(deployment.device)
+    version = deployment.resources["function_version"]
+    try:
+        alias = client.create_alias(FunctionName=name, Name=LAMBDA_ALIAS, FunctionVersion=version)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") != "ResourceConflictException":
+            raise
+        alias = client.update_alias(FunctionName=name, Name=LAMBDA_ALIAS, FunctionVersion=version)
+    return Outcome({"alias_arn": alias["AliasArn"]}, f"{LAMBDA_ALIAS} -> {version}")
+
+
+def gg1_resource_definition(deployment: Deployment) -> Outcome:
+    resources = [
+        {
+            "Id": rid,
+            "Name": rid,
+            "ResourceDataContainer": {
+                "LocalDeviceResourceData": {
+                    "SourcePath": path,
+                    "GroupOwnerSetting": {"AutoAddGroupOwner": True},
+                }
+            },
+        }
+        for rid, path in DEEPLENS_RESOURCES
+    ] + [
+        {
+            "Id": rid,
+            "Name": rid,
+            "ResourceDataContainer": {
+                "LocalVolumeResourceData": {
+                    "SourcePath": path,
+                    "DestinationPath": path,
+                    "GroupOwnerSetting": {"AutoAddGroupOwner": True},
+                }
+            },
+        }
+        for rid, path in DEEPLENS_VOLUMES
+    ]
+    response = aws.client("greengrass").create_resource_definition(
+        AmznClientToken=_token(deployment, "resources"),
+        Name=f"stagepulse-{deployment.device.thing_name}-resources",
+        InitialVersion={"Resources": resources},
+    )
+    return Outcome({"resource_definition_version_arn": response["LatestVersionArn"]})
+
+
+def gg1_function_definition(deployment: Deployment) -> Outcome:
+    access = [
+        {"ResourceId": rid, "Permission": "rw"} for rid, _ in DEEPLENS_RESOURCES + DEEPLENS_VOLUMES
+    ]
+    response = aws.client("greengrass").create_function_definition(
+        AmznClientToken=_token(deployment, "functions"),
+        Name=f"stagepulse-{deployment.device.thing_name}-functions",
+        InitialVersion={
+            "DefaultConfig": {"Execution": {"IsolationMode": "GreengrassContainer"}},
+            "Functions": [
+                {
+                    "Id": "stagepulse-edge",
+                    "FunctionArn": deployment.resources["alias_arn"],
+                    "FunctionConfiguration": {
+                        "Pinned": True,  # long-lived: the capture loop runs from import
+                        "MemorySize": 1536 * 1024,  # KB
+                        "Timeout": 60,
+                        "EncodingType": "json",
+                        "Environment": {
+                            "AccessSysfs": True,
+                            "ResourceAccessPolicies": access,
+                        },
+                    },
+                }
+            ],
+        },
+    )
+    return Outcome({"function_definition_version_arn": response["LatestVersionArn"]})
+
+
+def gg1_subscription_definition(deployment: Deployment) -> Outcome:
+    thing = deployment.device.thing_name
+    alias = deployment.resources["alias_arn"]
+    response = aws.client("greengrass").create_subscription_definition(
+        AmznClientToken=_token(deployment, "subscriptions"),
+        Name=f"stagepulse-{thing}-subscriptions",
+        InitialVersion={
+            "Subscriptions": [
+                {
+                    "Id": "telemetry-to-cloud",
+                    "Source": alias,
+                    "Subject": TELEMETRY_TOPIC.format(thing=thing),
+                    "Target": "cloud",
+                },
+                {
+                    "Id": "shadow-delta-to-lambda",
+                    "Source": "GGShadowService",
+                    "Subject": f"$aws/things/{thing}/shadow/update/delta",
+                    "Target": alias,
+                },
+            ]
+        },
+    )
+    return Outcome({"subscription_definition_version_arn": response["LatestVersionArn"]})
+
+
+def gg1_group_version(deployment: Deployment) -> Outcome:
+    r = deployment.resources
+    response = aws.client("greengrass").create_group_version(
+        AmznClientToken=_token(deployment, "group-version"),
+        GroupId=r["group_id"],
+        CoreDefinitionVersionArn=r["core_definition_version_arn"],
+        FunctionDefinitionVersionArn=r["function_definition_version_arn"],
+        ResourceDefinitionVersionArn=r["resource_definition_version_arn"],
+        SubscriptionDefinitionVersionArn=r["subscription_definition_version_arn"],
+    )
+    return Outcome({"group_version_id": response["Version"]}, response["Version"])
+
+
+def gg1_group_deployment(deployment: Deployment) -> Outcome:
+    r = deployment.resources
+    response = aws.client("greengrass").create_deployment(
+        AmznClientToken=_token(deployment, "deployment"),
+        GroupId=r["group_id"],
+        GroupVersionId=r["group_version_id"],
+        DeploymentType="NewDeployment",
+    )
+    return Outcome({"deployment_id": response["DeploymentId"]}, response["DeploymentId"])
+
+
+def gg1_poll(deployment: Deployment) -> Outcome:
+    r = deployment.resources
+    status = aws.client("greengrass").get_deployment_status(
+        GroupId=r["group_id"], DeploymentId=r["deployment_id"]
+    )
+    state = status.get("DeploymentStatus", "")
+    if state == "Success":
+        return Outcome(done=True, note="group deployment Success")
+    if state == "Failure":
+        details = "; ".join(
+            d.get("DetailedErrorMessage", "") for d in status.get("ErrorDetails", [])
+        )
+        raise StepFailed(f"group deployment Failure: {status.get('ErrorMessage', '')} {details}")
+    return Outcome(wait_s=settings.DEPLOYMENT_POLL_SECONDS, note=f"group deployment {state}")
+
+
+def _poll(deployment: Deployment) -> Outcome:
+    return (
+        gg2_poll(deployment)
+        if deployment.platform == Platform.GREENGRASS_V2
+        else gg1_poll(deployment)
+    )
+
+
+STEP_FUNCTIONS = {
+    S.CREATE_COMPONENT: gg2_create_component,
+    S.CREATE_DEPLOYMENT: gg2_create_deployment,
+    S.ENSURE_GROUP: gg1_ensure_group,
+    S.LAMBDA_FUNCTION: gg1_lambda_function,
+    S.LAMBDA_VERSION: gg1_lambda_version,
+    S.LAMBDA_ALIAS: gg1_lambda_alias,
+    S.RESOURCE_DEFINITION: gg1_resource_definition,
+    S.FUNCTION_DEFINITION: gg1_function_definition,
+    S.SUBSCRIPTION_DEFINITION: gg1_subscription_definition,
+    S.GROUP_VERSION: gg1_group_version,
+    S.GROUP_DEPLOYMENT: gg1_group_deployment,
+    S.POLL: _poll,
+}

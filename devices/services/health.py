@@ -1,0 +1,211 @@
+"""Device health: offline detection with one alert per incident (and a recovery notice),
+device metrics to CloudWatch, and pushing edge configuration to the IoT device shadow."""
+
+from __future__ import annotations
+
+import json
+import logging
+import urllib.error
+import urllib.request
+from datetime import timedelta
+
+from botocore.exceptions import BotoCoreError, ClientError
+from django.conf import settings
+from django.core.mail import send_mail
+from django.utils import timezone
+
+from devices.models import Device, DeviceStatus
+from festival import aws
+
+log = logging.getLogger(__name__)
+
+METRICS = {
+    "fps": ("Fps", "Count/Second"),
+    "faces_detected": ("FacesDetected", "Count"),
+    "uploads": ("Uploads", "Count"),
+    "bytes_sent": ("BytesSent", "Bytes"),
+    "spool_depth": ("SpoolDepth", "Count"),
+    "errors": ("Errors", "Count"),
+}
+
+
+# --- alerts --------------------------------------------------------------------------------------
+def send_alert(device: Device, *, subject: str, body: str, event: str) -> list[str]:
+    """E-mail the festival's operations contacts and/or call its webhook. Returns what was sent;
+    a failing channel is logged and does not stop the other."""
+    festival = device.festival
+    sent = []
+    recipients = festival.ops_email_list()
+    if recipients:
+        try:
+            send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, recipients)
+            sent.append("email")
+        except Exception as exc:  # noqa: BLE001 - SMTP errors vary; report and go on
+            log.error("alert e-mail for %s failed: %s", device.thing_name, exc)
+    if festival.ops_webhook_url:
+        payload = {
+            "event": event,
+            "text": f"{subject}\n{body}",
+            "festival": festival.slug,
+            "stage": device.stage.slug if device.stage_id else "",
+            "device": device.thing_name,
+            "last_seen_at": device.last_seen_at.isoformat() if device.last_seen_at else None,
+        }
+        request = urllib.request.Request(
+            festival.ops_webhook_url,
+            data=json.dumps(payload).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:
+                response.read()
+            sent.append("webhook")
+        except (urllib.error.URLError, OSError) as exc:
+            log.error("alert webhook for %s failed: %s", device.thing_name, exc)
+    return sent
+
+
+def _where(device: Device) -> str:
+    stage = device.stage.name if device.stage_id else "no stage"
+    return f"{device.name} ({device.thing_name}) at {device.festival.name} / {stage}"
+
+
+def sweep_device_health(now=None) -> dict:
+    """Mark silent devices offline and alert once per incident; send a recovery notice for
+    devices that came back. Safe to run concurrently: each alert is claimed by one UPDATE."""
+    now = now or timezone.now()
+    limit = timedelta(minutes=settings.DEVICE_OFFLINE_AFTER_MINUTES)
+    cutoff = now - limit
+    counts = {"offline": 0, "alerts": 0, "recovered": 0}
+    silent = Device.objects.filter(status=DeviceStatus.ONLINE, last_seen_at__lt=cutoff)
+    for device in silent.select_related("festival", "stage"):
+        marked = Device.objects.filter(
+            pk=device.pk, status=DeviceStatus.ONLINE, last_seen_at__lt=cutoff
+        ).update(status=DeviceStatus.OFFLINE)
+        counts["offline"] += marked
+        claimed = Device.objects.filter(pk=device.pk, offline_alerted_at__isnull=True).update(
+            offline_alerted_at=now
+        )
+        if marked and claimed:
+            minutes = int((now - device.last_seen_at).total_seconds() // 60)
+            send_alert(
+                device,
+                subject=f"[StagePulse] camera offline: {device.name}",
+                body=(
+                    f"{_where(device)} has sent no telemetry for {minutes} min "
+                    f"(last seen {device.last_seen_at:%Y-%m-%d %H:%M} UTC)."
+                ),
+                event="device.offline",
+            )
+            counts["alerts"] += 1
+    back = Device.objects.filter(status=DeviceStatus.ONLINE, offline_alerted_at__isnull=False)
+    for device in back.select_related("festival", "stage"):
+        if Device.objects.filter(pk=device.pk, offline_alerted_at__isnull=False).update(
+            offline_alerted_at=None
+        ):
+            send_alert(
+                device,
+                subject=f"[StagePulse] camera back online: {device.name}",
+                body=f"{_where(device)} is reporting again.",
+                event="device.recovered",
+            )
+            counts["recovered"] += 1
+    return counts
+
+
+# --- CloudWatch ----------------------------------------------------------------------------------
+def publish_device_metrics(now=None) -> int:
+    """Put each device's latest telemetry into CloudWatch (namespace festival.namespace,
+    dimensions Festival, Stage, Device), once per report. Returns the number of devices sent."""
+    now = now or timezone.now()
+    pending = Device.objects.select_related("festival", "stage").filter(last_seen_at__isnull=False)
+    by_namespace: dict[str, list[tuple[Device, list[dict]]]] = {}
+    for device in pending:
+        if device.metrics_published_at and device.metrics_published_at >= device.last_seen_at:
+            continue
+        dimensions = [
+            {"Name": "Festival", "Value": device.festival.slug},
+            {"Name": "Stage", "Value": device.stage.slug if device.stage_id else "-"},
+            {"Name": "Device", "Value": device.thing_name},
+        ]
+        data = [
+            {
+                "MetricName": name,
+                "Dimensions": dimensions,
+                "Timestamp": device.last_seen_at,
+                "Value": float(device.health[key]),
+                "Unit": unit,
+            }
+            for key, (name, unit) in METRICS.items()
+            if isinstance(device.health.get(key), (int, float))
+        ]
+        if data:
+            by_namespace.setdefault(device.festival.namespace, []).append((device, data))
+    sent = 0
+    client = aws.client("cloudwatch") if by_namespace else None
+    for namespace, items in by_namespace.items():
+        batch: list[dict] = []
+        devices: list[Device] = []
+        for device, data in [*items, (None, [])]:
+            if device is None or len(batch) + len(data) > 1000:
+                if batch:
+                    try:
+                        client.put_metric_data(Namespace=namespace, MetricData=batch)
+                    except (ClientError, BotoCoreError) as exc:
+                        log.error("device metrics to %s failed: %s", namespace, exc)
+                        batch, devices = [], []
+                        continue
+                    Device.objects.filter(pk__in=[d.pk for d in devices]).update(
+                        metrics_published_at=now
+                    )
+                    sent += len(devices)
+                batch, devices = [], []
+            if device is not None:
+                batch.extend(data)
+                devices.append(device)
+    return sent
+
+
+# --- device shadow -------------------------------------------------------------------------------
+def push_config_to_shadow(device: Device) -> bool:
+    """Desired state = the effective edge config (pause, masks, thresholds...). Records success or
+    the error on the device; returns whether it was pushed."""
+    if not device.registered_at:
+        return False
+    document = {"state": {"desired": {"stagepulse": device.effective_config}}}
+    try:
+        aws.client("iot-data").update_thing_shadow(
+            thingName=device.thing_name, payload=json.dumps(document).encode()
+        )
+    except (ClientError, BotoCoreError) as exc:
+        message = f"shadow update failed: {exc}"[:500]
+        Device.objects.filter(pk=device.pk).update(shadow_error=message)
+        device.shadow_error = message
+        return False
+    now = timezone.now()
+    Device.objects.filter(pk=device.pk).update(shadow_synced_at=now, shadow_error="")
+    device.shadow_synced_at, device.shadow_error = now, ""
+    return True
+
+
+def update_device(device: Device, **changes) -> Device:
+    """Apply organizer changes (name, stage, config...), then push the config to the shadow and
+    re-scope the S3 role when the stage moved. Validation errors change nothing."""
+    from devices.services.registration import update_device_role_policy
+
+    old_stage, old_config = device.stage_id, dict(device.config)
+    for key, value in changes.items():
+        setattr(device, key, value)
+    device.full_clean()
+    device.save()
+    if device.registered_at and device.stage_id != old_stage:
+        update_device_role_policy(device)
+    if device.config != old_config or device.stage_id != old_stage:
+        push_config_to_shadow(device)
+    return device
+
+
+def set_paused(device: Device, paused: bool) -> Device:
+    """The privacy switch: pushed to the device through its shadow, no redeploy."""
+    return update_device(device, config={**device.config, "paused": bool(paused)})

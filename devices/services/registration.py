@@ -1,0 +1,364 @@
+"""Registering a camera in AWS IoT: thing, key pair and certificate, a policy scoped to the
+device's own topics, and an IAM role (reached through the IoT credentials provider's role alias)
+that may only write under the device's own crop prefix.
+
+The credentials bundle is returned once; the private key is never stored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+
+import certifi
+from botocore.exceptions import ClientError
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.utils import timezone
+
+from devices.models import Device, DeviceStatus
+from devices.services.tokens import issue_device_token
+from festival import aws
+
+log = logging.getLogger(__name__)
+
+TELEMETRY_TOPIC = "stagepulse/telemetry/{thing}"
+CREDENTIALS_PROVIDER = "credentials.iot.amazonaws.com"
+
+
+@dataclass(frozen=True)
+class CredentialsBundle:
+    """What a device needs to connect; offered for download once."""
+
+    thing_name: str
+    certificate_pem: str
+    private_key: str
+    root_ca: str
+    endpoint: str
+    credentials_endpoint: str
+    device_config: dict
+
+    def files(self) -> dict[str, str]:
+        return {
+            "certificate.pem.crt": self.certificate_pem,
+            "private.pem.key": self.private_key,
+            "AmazonRootCA1.pem": self.root_ca,
+            "stagepulse.json": json.dumps(self.device_config, indent=2, sort_keys=True) + "\n",
+            "endpoints.json": json.dumps(
+                {"iot_data": self.endpoint, "credentials_provider": self.credentials_endpoint},
+                indent=2,
+            )
+            + "\n",
+        }
+
+
+def _names(device: Device) -> dict[str, str]:
+    thing = device.thing_name
+    digest = hashlib.sha256(thing.encode()).hexdigest()[:10]
+    short = thing if len(thing) <= 40 else f"{thing[:29]}-{digest}"
+    return {
+        "policy": f"stagepulse-device-{thing}",
+        # IAM role names: 64 characters at most.
+        "role": f"stagepulse-dev-{short}"[:64],
+        "role_alias": f"stagepulse-device-{thing}"[:128],
+    }
+
+
+def amazon_root_ca() -> str:
+    """Amazon Root CA 1 (the IoT ATS endpoint's root), read from certifi's bundle."""
+    with open(certifi.where(), encoding="ascii") as handle:
+        text = handle.read()
+    start = text.index('# Label: "Amazon Root CA 1"')
+    begin = text.index("-----BEGIN CERTIFICATE-----", start)
+    end = text.index("-----END CERTIFICATE-----", begin) + len("-----END CERTIFICATE-----")
+    return text[begin:end] + "\n"
+
+
+def iot_policy_document(device: Device, *, region: str, account: str) -> dict:
+    """MQTT rights for this thing only: its client id, telemetry topic, shadow, Greengrass v2 core
+    topics, and the role alias of its own S3 role."""
+    thing = device.thing_name
+    arn = f"arn:aws:iot:{region}:{account}"
+    names = _names(device)
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Action": "iot:Connect", "Resource": f"{arn}:client/{thing}*"},
+            {
+                "Effect": "Allow",
+                "Action": "iot:Publish",
+                "Resource": [
+                    f"{arn}:topic/{TELEMETRY_TOPIC.format(thing=thing)}",
+                    f"{arn}:topic/$aws/things/{thing}/shadow/*",
+                    f"{arn}:topic/$aws/things/{thing}/jobs/*",
+                    f"{arn}:topic/$aws/things/{thing}/greengrass/*",
+                    f"{arn}:topic/$aws/things/{thing}/greengrassv2/*",
+                ],
+            },
+            {
+                "Effect": "Allow",
+                "Action": "iot:Subscribe",
+                "Resource": [
+                    f"{arn}:topicfilter/$aws/things/{thing}/shadow/*",
+                    f"{arn}:topicfilter/$aws/things/{thing}/jobs/*",
+                    f"{arn}:topicfilter/$aws/things/{thing}/greengrass/*",
+                    f"{arn}:topicfilter/$aws/things/{thing}/greengrassv2/*",
+                ],
+            },
+            {
+                "Effect": "Allow",
+                "Action": "iot:Receive",
+                "Resource": [
+                    f"{arn}:topic/$aws/things/{thing}/shadow/*",
+                    f"{arn}:topic/$aws/things/{thing}/jobs/*",
+                    f"{arn}:topic/$aws/things/{thing}/greengrass/*",
+                    f"{arn}:topic/$aws/things/{thing}/greengrassv2/*",
+                ],
+            },
+            {
+                "Effect": "Allow",
+                "Action": ["iot:GetThingShadow", "iot:UpdateThingShadow"],
+                "Resource": f"{arn}:thing/{thing}",
+            },
+            {
+                "Effect": "Allow",
+                "Action": "iot:AssumeRoleWithCertificate",
+                "Resource": f"{arn}:rolealias/{names['role_alias']}",
+            },
+            {
+                # Greengrass v2 nucleus calls; AWS scopes them by the certificate, not by ARN.
+                "Effect": "Allow",
+                "Action": [
+                    "greengrass:GetComponentVersionArtifact",
+                    "greengrass:ResolveComponentCandidates",
+                    "greengrass:GetDeploymentConfiguration",
+                ],
+                "Resource": "*",
+            },
+        ],
+    }
+
+
+def device_role_policy_document(device: Device) -> dict:
+    """What the device's temporary credentials may do: write crops under its own prefix only
+    (and, in edge mode, write observation items of its own stage only)."""
+    festival = device.festival
+    statements = [
+        {
+            "Sid": "OwnCropPrefixOnly",
+            "Effect": "Allow",
+            "Action": ["s3:PutObject", "s3:AbortMultipartUpload"],
+            "Resource": f"arn:aws:s3:::{festival.bucket}/{device.crop_prefix}*",
+        },
+        {
+            "Sid": "OwnStageObservationsOnly",
+            "Effect": "Allow",
+            "Action": ["dynamodb:PutItem"],
+            "Resource": f"arn:aws:dynamodb:*:*:table/{festival.table}",
+            "Condition": {
+                "ForAllValues:StringEquals": {
+                    "dynamodb:LeadingKeys": [f"{festival.slug}/{device.stage.slug}"]
+                }
+            },
+        },
+    ]
+    return {"Version": "2012-10-17", "Statement": statements}
+
+
+CREDENTIALS_TRUST_POLICY = {
+    "Version": "2012-10-17",
+    "Statement": [
+        {
+            "Effect": "Allow",
+            "Principal": {"Service": [CREDENTIALS_PROVIDER, "greengrass.amazonaws.com"]},
+            "Action": "sts:AssumeRole",
+        }
+    ],
+}
+
+
+def _account_id() -> str:
+    return aws.client("sts").get_caller_identity()["Account"]
+
+
+def device_config(device: Device, *, token: str = "") -> dict:
+    """The flat edge configuration (edge_package.config) for this device."""
+    festival = device.festival
+    config = {
+        "device": device.thing_name,
+        "festival": festival.slug,
+        "stage": device.stage.slug if device.stage_id else "",
+        "organization": device.organization.slug,
+        "bucket": festival.bucket,
+        "observations_table": festival.table,
+        "region": aws.region(),
+        **device.effective_config,
+    }
+    if settings.STAGEPULSE_PUBLIC_URL:
+        config["service_url"] = settings.STAGEPULSE_PUBLIC_URL
+    if token:
+        config["device_token"] = token
+    return config
+
+
+def register_device(device: Device) -> CredentialsBundle:
+    """Create the thing, certificate, policy and S3 role; return the bundle (once).
+
+    Any AWS failure undoes what this call created and raises ValidationError with the reason;
+    the device stays unregistered.
+    """
+    if device.status not in (DeviceStatus.NEW, DeviceStatus.RETIRED):
+        raise ValidationError(
+            f"{device.thing_name} is already registered; deregister it first to issue new "
+            "credentials."
+        )
+    if not device.stage_id:
+        raise ValidationError(
+            f"{device.thing_name} has no stage: choose its stage first (the stage is part of the "
+            "S3 prefix it may write to)."
+        )
+    iot, iam = aws.client("iot"), aws.client("iam")
+    names = _names(device)
+    undo: list = []
+    try:
+        iot.create_thing(
+            thingName=device.thing_name,
+            attributePayload={
+                "attributes": {
+                    "festival": device.festival.slug,
+                    "stage": device.stage.slug,
+                    "organization": device.organization.slug,
+                }
+            },
+        )
+        undo.append(lambda: iot.delete_thing(thingName=device.thing_name))
+        keys = iot.create_keys_and_certificate(setAsActive=True)
+        cert_arn, cert_id = keys["certificateArn"], keys["certificateId"]
+        undo.append(lambda: _delete_certificate(iot, cert_arn, cert_id, device.thing_name))
+        account = _account_id()
+        iot.create_policy(
+            policyName=names["policy"],
+            policyDocument=json.dumps(
+                iot_policy_document(device, region=aws.region(), account=account)
+            ),
+        )
+        undo.append(lambda: iot.delete_policy(policyName=names["policy"]))
+        iot.attach_policy(policyName=names["policy"], target=cert_arn)
+        iot.attach_thing_principal(thingName=device.thing_name, principal=cert_arn)
+        role = iam.create_role(
+            RoleName=names["role"],
+            AssumeRolePolicyDocument=json.dumps(CREDENTIALS_TRUST_POLICY),
+            Description=f"StagePulse camera {device.thing_name}: own crop prefix only",
+        )["Role"]
+        undo.append(lambda: _delete_role(iam, names["role"]))
+        iam.put_role_policy(
+            RoleName=names["role"],
+            PolicyName="own-prefix",
+            PolicyDocument=json.dumps(device_role_policy_document(device)),
+        )
+        iot.create_role_alias(
+            roleAlias=names["role_alias"], roleArn=role["Arn"], credentialDurationSeconds=3600
+        )
+        undo.append(lambda: iot.delete_role_alias(roleAlias=names["role_alias"]))
+        endpoint = iot.describe_endpoint(endpointType="iot:Data-ATS")["endpointAddress"]
+        credentials_endpoint = iot.describe_endpoint(endpointType="iot:CredentialProvider")[
+            "endpointAddress"
+        ]
+    except ClientError as exc:
+        for step in reversed(undo):
+            try:
+                step()
+            except ClientError as cleanup:  # keep undoing; report the original problem
+                log.warning("cleanup after failed registration: %s", cleanup)
+        error = exc.response.get("Error", {})
+        raise ValidationError(
+            f"AWS IoT registration of {device.thing_name} failed and was undone: "
+            f"{error.get('Code', 'Error')}: {error.get('Message', exc)}"
+        ) from exc
+
+    token = issue_device_token(device, save=False)
+    device.certificate_arn = cert_arn
+    device.certificate_id = cert_id
+    device.policy_name = names["policy"]
+    device.role_name = names["role"]
+    device.role_alias = names["role_alias"]
+    device.registered_at = timezone.now()
+    device.status = DeviceStatus.REGISTERED
+    device.save()
+    return CredentialsBundle(
+        thing_name=device.thing_name,
+        certificate_pem=keys["certificatePem"],
+        private_key=keys["keyPair"]["PrivateKey"],
+        root_ca=amazon_root_ca(),
+        endpoint=endpoint,
+        credentials_endpoint=credentials_endpoint,
+        device_config=device_config(device, token=token),
+    )
+
+
+def _delete_certificate(iot, cert_arn: str, cert_id: str, thing_name: str) -> None:
+    for call in (
+        lambda: iot.detach_thing_principal(thingName=thing_name, principal=cert_arn),
+        *[
+            (lambda name=p["policyName"]: iot.detach_policy(policyName=name, target=cert_arn))
+            for p in iot.list_attached_policies(target=cert_arn).get("policies", [])
+        ],
+    ):
+        _ignore_missing(call)
+    _ignore_missing(lambda: iot.update_certificate(certificateId=cert_id, newStatus="REVOKED"))
+    _ignore_missing(lambda: iot.delete_certificate(certificateId=cert_id, forceDelete=True))
+
+
+def _delete_role(iam, role_name: str) -> None:
+    _ignore_missing(lambda: iam.delete_role_policy(RoleName=role_name, PolicyName="own-prefix"))
+    _ignore_missing(lambda: iam.delete_role(RoleName=role_name))
+
+
+def _ignore_missing(call) -> None:
+    try:
+        call()
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "")
+        if code not in ("ResourceNotFoundException", "NoSuchEntity", "NoSuchEntityException"):
+            raise
+
+
+def deregister_device(device: Device) -> None:
+    """Revoke and delete the certificate, policy, role, role alias and thing (missing parts are
+    skipped, so a half-finished deregistration can be run again)."""
+    iot, iam = aws.client("iot"), aws.client("iam")
+    try:
+        if device.certificate_arn:
+            _delete_certificate(
+                iot, device.certificate_arn, device.certificate_id, device.thing_name
+            )
+        if device.policy_name:
+            _ignore_missing(lambda: iot.delete_policy(policyName=device.policy_name))
+        if device.role_alias:
+            _ignore_missing(lambda: iot.delete_role_alias(roleAlias=device.role_alias))
+        if device.role_name:
+            _delete_role(iam, device.role_name)
+        _ignore_missing(lambda: iot.delete_thing(thingName=device.thing_name))
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        raise ValidationError(
+            f"Deregistering {device.thing_name} stopped at {error.get('Code')}: "
+            f"{error.get('Message')}. Nothing was lost; run it again."
+        ) from exc
+    device.certificate_arn = device.certificate_id = device.policy_name = ""
+    device.role_name = device.role_alias = device.token_hash = ""
+    device.registered_at = None
+    device.status = DeviceStatus.RETIRED
+    device.save()
+
+
+def update_device_role_policy(device: Device) -> None:
+    """After a stage change the S3 prefix moves: rewrite the role's policy."""
+    if device.role_name and device.stage_id:
+        aws.client("iam").put_role_policy(
+            RoleName=device.role_name,
+            PolicyName="own-prefix",
+            PolicyDocument=json.dumps(device_role_policy_document(device)),
+        )

@@ -1,0 +1,29 @@
+"""Celery tasks for the device fleet: thin wrappers around devices.services.
+
+The worker may be killed at any point (acks_late): a redelivered deploy task resumes at the step
+stored on its Deployment row.
+"""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from devices import services
+
+
+@shared_task(name="devices.tasks.deploy_device", ignore_result=True)
+def deploy_device(deployment_id: int) -> None:
+    """Advance one deployment; while it waits on the device, come back after the poll interval."""
+    wait_s = services.run_deployment(deployment_id)
+    if wait_s is not None:
+        deploy_device.apply_async((deployment_id,), countdown=wait_s)
+
+
+@shared_task(name="devices.tasks.sweep_device_health", ignore_result=True)
+def sweep_device_health() -> dict:
+    return services.sweep_device_health()
+
+
+@shared_task(name="devices.tasks.publish_device_metrics", ignore_result=True)
+def publish_device_metrics() -> int:
+    return services.publish_device_metrics()

@@ -1,0 +1,56 @@
+"""Fixtures for the device fleet: every AWS call goes to moto (IoT, IAM, S3, Lambda,
+Greengrass v1, IoT data, CloudWatch); Greengrass v2 (not in moto) is stubbed per test."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from moto import mock_aws
+
+from festival import aws
+
+LAMBDA_TRUST = {
+    "Version": "2012-10-17",
+    "Statement": [
+        {
+            "Effect": "Allow",
+            "Principal": {"Service": ["lambda.amazonaws.com", "greengrass.amazonaws.com"]},
+            "Action": "sts:AssumeRole",
+        }
+    ],
+}
+
+
+@pytest.fixture
+def moto_aws(settings):
+    with mock_aws():
+        s3 = aws.client("s3")
+        s3.create_bucket(
+            Bucket=settings.ARTIFACTS_BUCKET,
+            CreateBucketConfiguration={"LocationConstraint": aws.region()},
+        )
+        role = aws.client("iam").create_role(
+            RoleName="stagepulse-deeplens-lambda",
+            AssumeRolePolicyDocument=json.dumps(LAMBDA_TRUST),
+        )["Role"]
+        settings.DEEPLENS_LAMBDA_ROLE_ARN = role["Arn"]
+        yield
+
+
+@pytest.fixture
+def registered(moto_aws, two_worlds):
+    """Our world's device, registered in moto IoT; returns (device, bundle)."""
+    from devices import services
+
+    device = two_worlds[0].device
+    bundle = services.register_device(device)
+    device.refresh_from_db()
+    return device, bundle
+
+
+@pytest.fixture
+def release(moto_aws, db):
+    from devices import services
+
+    return services.build_edge_release()
