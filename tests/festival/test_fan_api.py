@@ -57,3 +57,19 @@ def test_no_personal_or_internal_fields(api_client, two_worlds):
 def test_writes_are_not_allowed(api_client, two_worlds):
     response = api_client.post("/api/v1/public/festivals/ours-fest/lineup/", {})
     assert response.status_code == 405
+
+
+def test_fan_api_is_throttled_with_the_common_error_format(api_client, two_worlds):
+    from unittest import mock
+
+    from rest_framework.throttling import SimpleRateThrottle
+
+    rates = {"fan": "3/minute", "telemetry": "30/minute"}
+    with mock.patch.object(SimpleRateThrottle, "THROTTLE_RATES", rates):
+        codes = [
+            api_client.get("/api/v1/public/festivals/ours-fest/").status_code for _ in range(4)
+        ]
+        assert codes == [200, 200, 200, 429]
+        response = api_client.get("/api/v1/public/festivals/ours-fest/")
+    assert response.json()["error"]["code"] == "throttled"
+    assert "Retry-After" in response
