@@ -215,6 +215,10 @@ def test_greengrass_recipe_renders_with_a_validated_config():
     assert 'ComponentVersion: "1.2.3"' in text and "s3://b/edge.zip" in text
     assert '"festival": "fest"' in text and "{{" not in text
     assert "{configuration:/source}" in text  # Greengrass's own variables survive
+    yaml = pytest.importorskip("yaml")
+    recipe = yaml.safe_load(text)
+    assert recipe["ComponentConfiguration"]["DefaultConfiguration"]["stagepulse"] == BASE
+    assert "edge_package.greengrass" in recipe["Manifests"][0]["Lifecycle"]["Run"]["Script"]
     with pytest.raises(ValueError, match="stage: missing"):
         render_recipe(version="1", artifact_uri="s3://b/e.zip", config={"device": "d"})
 
