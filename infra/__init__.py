@@ -1,0 +1,1 @@
+"""StagePulse infrastructure: the CloudFormation template and a Django-free deployer (deploy.py)."""
