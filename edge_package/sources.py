@@ -53,26 +53,64 @@ class FrameSource:
 
 
 class VideoSource(FrameSource):
-    """OpenCV capture of a video file, an RTSP/HTTP URL or a webcam index."""
+    """OpenCV capture of a video file, an RTSP/HTTP URL or a webcam index.
 
-    def __init__(self, target: str | int, *, loop: bool = False):
+    A file ends at its last frame (or restarts with loop=True). A live source (URL, webcam) that
+    drops is reopened with backoff, so a flaky stream or a replugged camera does not stop the
+    device; `reconnects` counts the attempts and `max_reconnects` (None: forever) bounds them.
+    """
+
+    def __init__(
+        self,
+        target: str | int,
+        *,
+        loop: bool = False,
+        max_reconnects: int | None = None,
+        backoff_s: float = 1.0,
+        sleep=time.sleep,
+    ):
         self.target = target
         self.name = f"video {target}"
         self.loop = loop
-        if isinstance(target, str) and "://" not in target and not os.path.exists(target):
+        self.live = isinstance(target, int) or "://" in str(target)
+        self.max_reconnects = max_reconnects
+        self.backoff_s = backoff_s
+        self.reconnects = 0
+        self._sleep = sleep
+        if not self.live and not os.path.exists(target):
             raise SourceError(f"video file not found: {target}")
         self._cap = cv2.VideoCapture(target)
         if not self._cap.isOpened():
             raise SourceError(f"cannot open {self.name} (unreadable file, bad URL or no camera)")
+
+    def _reopen(self) -> bool:
+        failures = 0
+        while self.max_reconnects is None or failures < self.max_reconnects:
+            self.reconnects += 1
+            self._sleep(min(30.0, self.backoff_s * 2**failures))
+            self._cap.release()
+            self._cap = cv2.VideoCapture(self.target)
+            if self._cap.isOpened():
+                return True
+            failures += 1
+        return False
 
     def __iter__(self) -> Iterator[Frame]:
         index = 0
         while True:
             ok, image = self._cap.read()
             if not ok or image is None:
-                if self.loop and isinstance(self.target, str) and "://" not in self.target:
-                    self._cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
-                    ok, image = self._cap.read()
+                if self.live:
+                    if not self._reopen():
+                        raise SourceError(
+                            f"{self.name} dropped and did not come back after "
+                            f"{self.max_reconnects} reconnects"
+                        )
+                    continue
+                if not self.loop:
+                    return
+                self._cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+                ok, image = self._cap.read()
                 if not ok or image is None:
                     return
             yield Frame(image=image, index=index, captured_at_ms=now_ms())

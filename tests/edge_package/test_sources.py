@@ -138,3 +138,41 @@ def test_ctrl_c_stops_the_cli_cleanly_and_keeps_unsent_crops(tmp_path):
     assert summary["frames"] > 5 and summary["uploads"] == 0
     assert summary["spool_depth"] >= 3 and "S3 unreachable" in summary["last_error"]
     assert len(list(spool.glob("*.spool"))) == summary["spool_depth"]
+
+
+class FakeCapture:
+    """Stands in for cv2.VideoCapture on an RTSP stream that drops twice."""
+
+    opened: list = []
+    script: list = []
+
+    def __init__(self, target):
+        type(self).opened.append(target)
+        self.reads = type(self).script.pop(0) if type(self).script else []
+
+    def isOpened(self):  # noqa: N802 (OpenCV's name)
+        return self.reads is not None
+
+    def read(self):
+        if self.reads:
+            return True, self.reads.pop(0)
+        return False, None
+
+    def release(self):
+        pass
+
+
+def test_a_dropped_rtsp_stream_is_reopened_and_capture_goes_on(monkeypatch):
+    image = np.zeros((48, 64, 3), np.uint8)
+    # first connection: 2 frames then a drop; a failed reconnect; then 3 frames and a final drop.
+    FakeCapture.opened, FakeCapture.script = [], [[image, image], None, [image] * 3, None, None]
+    monkeypatch.setattr("edge_package.sources.cv2.VideoCapture", FakeCapture)
+    slept = []
+    source = VideoSource("rtsp://cam/stream", max_reconnects=2, sleep=slept.append)
+    frames = []
+    with pytest.raises(SourceError, match="did not come back after 2 reconnects"):
+        for frame in source:
+            frames.append(frame.index)
+    assert frames == [0, 1, 2, 3, 4]
+    assert slept == [1.0, 2.0, 1.0, 2.0]  # exponential backoff, reset after a good reconnect
+    assert source.reconnects == 4
