@@ -16,6 +16,9 @@ import numpy as np
 from edge_package.detect import Detection
 
 MAX_CROP_SIDE = 320  # the analyzers work at <= 256 px; larger crops only cost bytes
+# A "crop" covering more than this share of the frame is nearly the frame itself (usually a false
+# detection): never sent, so no frame-sized picture can leave the device through the crop path.
+MAX_CROP_FRAME_SHARE = 0.5
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,8 @@ def make_crop(
     x, y, cw, ch = crop_region(det, w, h, margin)
     if cw < 8 or ch < 8:
         return None, "small"
+    if cw * ch > MAX_CROP_FRAME_SHARE * w * h:
+        return None, "frame-sized"
     image = frame[y : y + ch, x : x + cw]
     # Judge the face itself, not the margin (background in the margin would skew both measures).
     fx, fy, fw, fh = det.box

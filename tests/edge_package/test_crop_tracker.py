@@ -59,6 +59,11 @@ def test_quality_gate_rejects_small_blurry_dark_and_bright_faces(astronaut):
     assert make_crop(bright, det, margin=0.2, gate=GATE) == (None, "bright")
 
 
+def test_a_detection_covering_most_of_the_frame_is_never_sent(astronaut):
+    whole = Detection(20, 20, 470, 470, 0.99)
+    assert make_crop(astronaut, whole, margin=0.25, gate=GATE) == (None, "frame-sized")
+
+
 def test_masks_cover_faces_whose_centre_is_inside_a_polygon():
     bar = MaskSet([[[0.0, 0.0], [0.5, 0.0], [0.5, 0.5], [0.0, 0.5]]])  # top-left quarter
     assert bar.covers(Detection(100, 100, 50, 50, 0.9), 1000, 1000)
