@@ -1,16 +1,26 @@
-"""`make demo`: migrate, seed, then run web + Celery worker + beat together until Ctrl-C."""
+"""`make demo`: a whole festival on embedded defaults, in one command; Ctrl-C stops everything.
+
+moto server -> infra stack deployed into it -> database migrated and seeded, a live lineup of
+short sets around now -> web, Celery worker and beat, the analyzer worker (local model) and one
+simulated camera per stage running the real edge_package.
+"""
 
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import sys
+import time
 
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
+from festival import demo
+from festival.models import Festival
 from festival.services import DEMO_PASSWORD, seed_demo
+from stages.services import import_lineup
 
 
 class Command(BaseCommand):
@@ -19,46 +29,74 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--port", type=int, default=int(os.environ.get("DEMO_PORT", 8000)))
         parser.add_argument(
+            "--moto-port", type=int, default=int(os.environ.get("DEMO_MOTO_PORT", 5055))
+        )
+        parser.add_argument(
             "--duration", type=float, default=0, help="Stop after this many seconds (0: run)."
         )
+        parser.add_argument(
+            "--set-minutes", type=int, default=4, help="Length of the demo's live sets."
+        )
+        parser.add_argument("--camera-fps", type=float, default=2.0, help="fps cap per camera")
+        parser.add_argument("--no-cameras", action="store_true")
 
-    def handle(self, *args, port: int, duration: float, **options):
+    def step(self, message: str) -> None:
+        self.stdout.write(f"[{time.strftime('%H:%M:%S')}] {message}")
+        self.stdout.flush()
+
+    def handle(self, *args, port, moto_port, duration, set_minutes, camera_fps, no_cameras, **_):
         from honcho.manager import Manager
 
-        self.stdout.write("Preparing the database …")
-        call_command("migrate", verbosity=0, interactive=False)
-        logins = seed_demo()
-        python = sys.executable
-        manager = Manager()
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        manager.add_process(
-            "web", f"{python} manage.py runserver 127.0.0.1:{port} --noreload", env=env
-        )
-        manager.add_process(
-            "worker",
-            f"{python} -m celery -A festival worker --pool=threads --concurrency=4 "
-            "--loglevel=INFO --without-heartbeat --without-gossip --without-mingle",
-            env=env,
-        )
-        manager.add_process(
-            "beat",
-            f"{python} -m celery -A festival beat --loglevel=INFO "
-            f"--schedule={settings.CELERY_BEAT_SCHEDULE_FILENAME}",
-            env=env,
-        )
-        if duration:
-            manager.add_process("timer", f"{python} -c 'import time; time.sleep({duration})'")
+        folder = settings.VAR_DIR / "demo"
+        folder.mkdir(parents=True, exist_ok=True)
+        port = demo.free_port(port)
         base = f"http://127.0.0.1:{port}"
-        self.stdout.write(
-            self.style.SUCCESS("\nStagePulse demo starting. Look here:")
-            + f"\n  admin        {base}/admin/"
-            + f"\n  API docs     {base}/api/docs/"
-            + f"\n  fan API      {base}/api/v1/public/festivals/pulse-2026/lineup/"
-            + f"\n  health       {base}/healthz"
-            + f"\n  logins (password '{DEMO_PASSWORD}'): "
-            + ", ".join(f"{login.username} ({login.role})" for login in logins)
-            + "\n  Ctrl-C stops everything.\n"
-        )
-        signal.signal(signal.SIGTERM, lambda *_: manager.terminate())
-        manager.loop()
-        sys.exit(manager.returncode if not duration else 0)
+        moto_port = demo.free_port(moto_port)
+        self.step(f"starting the moto server (local AWS) on 127.0.0.1:{moto_port} …")
+        moto = demo.start_moto(moto_port, folder / "moto.log")
+        extra = {
+            **demo.aws_environment(moto_port),
+            "INGEST_INTERVAL_S": os.environ.get("INGEST_INTERVAL_S", "2"),
+            "REPORT_GRACE_MINUTES": os.environ.get("REPORT_GRACE_MINUTES", "1"),
+            "STAGEPULSE_PUBLIC_URL": base,
+        }
+        os.environ.update(extra)
+        try:
+            self.step("deploying the CloudFormation stack into moto …")
+            extra.update(demo.deploy_infra(emit=lambda line: self.step(f"  {line}")))
+            os.environ.update(extra)
+            self.step("migrating and seeding the database …")
+            call_command("migrate", verbosity=0, interactive=False)
+            logins = seed_demo()
+            festival = Festival.objects.get(slug=demo.DEMO_FESTIVAL)
+            import_lineup(festival, demo.live_lineup(festival, set_minutes), replace=True)
+            processes = demo.service_processes(port, float(extra["INGEST_INTERVAL_S"]))
+            if not no_cameras:
+                processes += demo.prepare_cameras(festival, base, folder / "cameras", camera_fps)
+            manager = Manager()
+            env = demo.child_environment(extra)
+            for process in processes:
+                manager.add_process(process.name, shlex.join(process.command), env=env)
+            if duration:
+                manager.add_process(
+                    "timer", f"{sys.executable} -c 'import time; time.sleep({duration})'"
+                )
+            self.stdout.write(
+                self.style.SUCCESS("\nStagePulse demo is starting. Look here:")
+                + f"\n  dashboard    {base}/dashboard/"
+                + f"\n  admin        {base}/admin/"
+                + f"\n  API docs     {base}/api/docs/"
+                + f"\n  fan API      {base}/api/v1/public/festivals/{festival.slug}/live/"
+                + f"\n  health       {base}/healthz"
+                + f"\n  local AWS    http://127.0.0.1:{moto_port} (moto)"
+                + f"\n  logins (password '{DEMO_PASSWORD}'): "
+                + ", ".join(f"{login.username} ({login.role})" for login in logins)
+                + f"\n  Sets last {set_minutes} minutes; the first report appears a minute after"
+                " the first set ends.\n  Ctrl-C stops everything.\n"
+            )
+            signal.signal(signal.SIGTERM, lambda *_: manager.terminate())
+            manager.loop()
+        finally:
+            moto.terminate()
+            moto.wait(timeout=10)
+        sys.exit(0 if duration else manager.returncode)

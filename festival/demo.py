@@ -1,0 +1,191 @@
+"""The embedded demo's topology: a moto server for AWS, the infra stack deployed into it, the
+service processes, the analyzer worker, and one simulated camera per stage running the real
+edge_package on a synthetic crowd whose size and mood differ per stage.
+
+`manage.py run_demo` drives it; the end-to-end test starts the same topology for a minute.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+from django.conf import settings
+from django.utils import timezone
+
+DEMO_FESTIVAL = "pulse-2026"
+DEMO_STACK = "stagepulse-demo"
+
+# Per stage: people in view and the share of smiling faces, so the ranking means something.
+CROWDS = {
+    "main": {"faces": 12, "mood": 0.9},
+    "forest": {"faces": 9, "mood": 0.6},
+    "tent": {"faces": 7, "mood": 0.3},
+    "harbour": {"faces": 5, "mood": 0.05},
+}
+DEFAULT_CROWD = {"faces": 6, "mood": 0.5}
+
+
+@dataclass
+class Process:
+    name: str
+    command: list[str]
+
+
+def free_port(preferred: int) -> int:
+    with socket.socket() as probe:
+        if probe.connect_ex(("127.0.0.1", preferred)) != 0:
+            return preferred
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.2)
+    raise RuntimeError(f"nothing answered on 127.0.0.1:{port} after {timeout_s:.0f} s")
+
+
+def start_moto(port: int, log_path: Path) -> subprocess.Popen:
+    """A moto server on loopback: every boto3 client of every process points here."""
+    log = log_path.open("ab")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    wait_for_port(port)
+    return process
+
+
+def aws_environment(moto_port: int) -> dict[str, str]:
+    return {
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{moto_port}",
+        "AWS_ACCESS_KEY_ID": "demo",
+        "AWS_SECRET_ACCESS_KEY": "demo",
+        "AWS_DEFAULT_REGION": settings.AWS_DEFAULT_REGION,
+    }
+
+
+def deploy_infra(emit) -> dict[str, str]:
+    """The same CloudFormation template as production, deployed into the moto server."""
+    from infra import deploy as infra_deploy
+
+    result = infra_deploy.deploy(
+        DEMO_STACK,
+        {
+            "EnvironmentName": "demo",
+            "Embedded": "true",
+            "AnalyzerMode": "worker",
+            "CropsBucketName": settings.CROPS_BUCKET,
+            "ArtifactsBucketName": settings.ARTIFACTS_BUCKET,
+            "ObservationsTableName": settings.OBSERVATIONS_TABLE,
+            "AnalysisQueueName": settings.ANALYSIS_QUEUE_NAME,
+            "MetricsNamespace": settings.CLOUDWATCH_NAMESPACE,
+        },
+        emit=emit,
+    )
+    return infra_deploy.service_env(result.outputs)
+
+
+def live_lineup(festival, set_minutes: int, hours: int = 3) -> str:
+    """Short sets around now on every stage, so a set ends (and its report appears) within
+    minutes of starting the demo. Replaces the seeded lineup of the demo festival."""
+    from stages.models import Stage
+    from stages.services import LINEUP_COLUMNS, format_local_datetime
+
+    tz = festival.tz
+    now = timezone.now().replace(second=0, microsecond=0)
+    lines = [",".join(LINEUP_COLUMNS)]
+    names = ["Nova Tide", "Kiko Bass", "Deep Static", "Sol Parade", "Haze Theory", "Atlas Bloom"]
+    for index, stage in enumerate(Stage.objects.filter(festival=festival).order_by("position")):
+        start = now - timedelta(minutes=set_minutes // 2 + index)
+        number = 0
+        while start < now + timedelta(hours=hours):
+            end = start + timedelta(minutes=set_minutes)
+            artist = f"{names[(index + number) % len(names)]} #{number + 1}"
+            lines.append(
+                f"{stage.slug},{artist},{format_local_datetime(start, tz)},"
+                f"{format_local_datetime(end, tz)},demo"
+            )
+            start, number = end, number + 1
+    return "\n".join(lines) + "\n"
+
+
+def prepare_cameras(festival, service_url: str, folder: Path, fps: float) -> list[Process]:
+    """A device config per camera (with a fresh telemetry token) and its edge process."""
+    from devices.models import Device, DeviceStatus
+    from devices.services.registration import device_config
+    from devices.services.tokens import issue_device_token
+
+    folder.mkdir(parents=True, exist_ok=True)
+    processes = []
+    devices = Device.objects.filter(festival=festival, stage__isnull=False).select_related(
+        "stage", "festival", "organization"
+    )
+    for seed, device in enumerate(devices.order_by("stage__position")):
+        config = device_config(device, token=issue_device_token(device))
+        config.update(
+            service_url=service_url,
+            fps_cap=fps,
+            telemetry_interval_s=10,
+            throttle_interval_s=8,
+            spool_dir=str(folder / f"{device.thing_name}-spool"),
+        )
+        if device.status == DeviceStatus.NEW:
+            device.status = DeviceStatus.REGISTERED
+            device.save(update_fields=["status"])
+        path = folder / f"{device.thing_name}.json"
+        path.write_text(json.dumps(config, indent=2))
+        crowd = CROWDS.get(device.stage.slug, DEFAULT_CROWD)
+        source = (
+            f"synthetic:faces={crowd['faces']},mood={crowd['mood']},seed={seed + 1},"
+            "width=960,height=540,min_face=56,max_face=110"
+        )
+        processes.append(
+            Process(
+                f"cam-{device.stage.slug}",
+                [sys.executable, "-m", "edge_package", "run", "--source", source, "--config",
+                 str(path), "--quiet"],
+            )
+        )  # fmt: skip
+    return processes
+
+
+def service_processes(port: int, ingest_interval: float) -> list[Process]:
+    python = sys.executable
+    return [
+        Process("web", [python, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload"]),
+        Process(
+            "worker",
+            [python, "-m", "celery", "-A", "festival", "worker", "--pool=threads",
+             "--concurrency=4", "--loglevel=WARNING", "--without-heartbeat", "--without-gossip",
+             "--without-mingle"],
+        ),
+        Process(
+            "beat",
+            [python, "-m", "celery", "-A", "festival", "beat", "--loglevel=WARNING",
+             f"--schedule={settings.CELERY_BEAT_SCHEDULE_FILENAME}"],
+        ),
+        Process(
+            "analyzer",
+            [python, "manage.py", "analysis_worker", "--backend", "local", "--wait", "2",
+             "--batch-window", "0.5", "--batch-size", "32"],
+        ),
+    ]  # fmt: skip
+
+
+def child_environment(extra: dict[str, str]) -> dict[str, str]:
+    return {**os.environ, "PYTHONUNBUFFERED": "1", "STAGEPULSE_ENV": "demo", **extra}
