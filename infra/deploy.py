@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import io
+import json
 import logging
 import subprocess
 import sys
@@ -345,6 +346,7 @@ def deploy(
     parameters: Mapping[str, str] | None = None,
     *,
     template_path: Path | str = TEMPLATE_PATH,
+    create_defaults: Mapping[str, str] | None = None,
     vendor_dependencies: bool = True,
     emit: Callable[[str], None] | None = None,
     cfn=None,
@@ -354,8 +356,10 @@ def deploy(
 ) -> DeployResult:
     """Create or update the stack through a change set and return its outputs.
 
-    Parameters not given keep their previous value on update (template default on create). In
-    lambda mode with no AnalyzerCodeKey the analyzer bundle is built, uploaded and wired in.
+    Parameters not given keep their previous value on update; on create they come from
+    create_defaults, then the template defaults (so a later deploy never silently renames a
+    bucket). In lambda mode with no AnalyzerCodeKey the analyzer bundle is built, uploaded and
+    wired in.
     """
     emit = emit or log.info
     cfn = cfn or aws.client("cloudformation")
@@ -376,6 +380,8 @@ def deploy(
     ):
         raise DeployError(f"{stack_name} is busy ({stack['StackStatus']}); try again when it ends")
     exists = bool(stack) and stack["StackStatus"] != "REVIEW_IN_PROGRESS"
+    if not exists:
+        requested = {**(create_defaults or {}), **requested}
     existing = stack_parameters(stack) if exists else None
     api_params, effective = _resolve_parameters(template, requested, existing)
 
@@ -399,6 +405,8 @@ def deploy(
         existing = stack_parameters(describe_stack(stack_name, cfn=cfn) or {})
         api_params, effective = _resolve_parameters(template, requested, existing)
 
+    if effective.get("Embedded") == "true":
+        template_body = embedded_template_body(template, effective)
     if exists:
         action = _update_stack(cfn, stack_name, template_body, api_params, emit=emit)
     else:
@@ -428,6 +436,23 @@ def deploy(
 
 
 # --- Embedded (moto): apply what the template declares and moto's CloudFormation skips ---------
+def embedded_template_body(template: dict, params: Mapping[str, str]) -> str:
+    """The template without the resources and outputs whose condition is false.
+
+    Equivalent for CloudFormation; needed for moto, whose stack updates ignore conditions and fail
+    on a switched-off resource (e.g. the Lambda function) that refers to a changed parameter.
+    """
+    resolver = _Resolver(template, params, {}, {}, None)
+    pruned = dict(template)
+    for section in ("Resources", "Outputs"):
+        pruned[section] = {
+            name: spec
+            for name, spec in template.get(section, {}).items()
+            if not spec.get("Condition") or resolver.condition(spec["Condition"])
+        }
+    return json.dumps(pruned, indent=1)
+
+
 _PSEUDO = ("AWS::Region", "AWS::AccountId", "AWS::Partition", "AWS::StackName")
 
 

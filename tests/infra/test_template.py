@@ -1,0 +1,160 @@
+"""The template itself: cfn-lint clean, and the privacy/least-privilege promises it makes."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from edge_package import contracts
+from edge_package.telemetry import TOPIC_TEMPLATE
+from emotions.analysis.config import AnalyzerSettings
+from infra import deploy as infra
+
+TEMPLATES = sorted(infra.INFRA_DIR.glob("*.yaml"))
+CFN_LINT = Path(sys.executable).with_name("cfn-lint")
+
+
+def cfn_lint(path: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([str(CFN_LINT), str(path)], capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def template() -> dict:
+    return infra.load_template()
+
+
+def statements(resource: dict) -> list[dict]:
+    props = resource["Properties"]
+    if "PolicyDocument" in props:
+        return props["PolicyDocument"]["Statement"]
+    return [s for p in props.get("Policies", []) for s in p["PolicyDocument"]["Statement"]]
+
+
+@pytest.mark.parametrize("path", TEMPLATES, ids=lambda p: p.name)
+def test_cfn_lint_passes(path):
+    result = cfn_lint(path)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_cfn_lint_catches_a_broken_template(tmp_path):
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(
+        infra.TEMPLATE_PATH.read_text().replace("!Ref ObservationsTableName", "!Ref Nope")
+    )
+    result = cfn_lint(broken)
+    assert result.returncode != 0 and "Nope" in result.stdout
+
+
+def test_face_crops_expire_within_a_day(template):
+    rules = template["Resources"]["CropsBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
+    faces = [r for r in rules if r.get("Prefix") == f"{contracts.CROP_PREFIX}/"]
+    assert faces and faces[0]["Status"] == "Enabled" and faces[0]["ExpirationInDays"] <= 1
+
+
+def test_table_keys_follow_the_observation_contract(template):
+    props = template["Resources"]["ObservationsTable"]["Properties"]
+    assert props["BillingMode"] == "PAY_PER_REQUEST"
+    assert {a["AttributeName"]: a["AttributeType"] for a in props["AttributeDefinitions"]} == {
+        contracts.OBSERVATION_PK: "S",
+        contracts.OBSERVATION_SK: "S",
+    }
+    assert props["TimeToLiveSpecification"] == {
+        "AttributeName": contracts.OBSERVATION_TTL_ATTRIBUTE,
+        "Enabled": True,
+    }
+
+
+def test_device_role_can_only_put_crops_under_its_own_thing_name(template):
+    role = template["Resources"]["DeviceRole"]
+    trust = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+    assert trust == [
+        {
+            "Effect": "Allow",
+            "Principal": {"Service": "credentials.iot.amazonaws.com"},
+            "Action": "sts:AssumeRole",
+        }
+    ]
+    (statement,) = statements(role)
+    assert statement["Action"] == "s3:PutObject"
+    resource = statement["Resource"]["Fn::Sub"]
+    assert resource.endswith("/faces/*/*/${!credentials-iot:ThingName}/*")
+    # The device segment is the 4th of the crop key layout: faces/<festival>/<stage>/<device>/
+    key = contracts.build_crop_key("fest", "main", "cam-7", 1767225600000, 1)
+    assert key.split("/")[3] == "cam-7"
+
+
+def test_analyzer_policy_is_least_privilege(template):
+    actions = {}
+    for statement in statements(template["Resources"]["AnalyzerPolicy"]):
+        for action in (
+            [statement["Action"]] if isinstance(statement["Action"], str) else statement["Action"]
+        ):
+            actions[action] = statement
+    assert set(actions) == {
+        "s3:GetObject",
+        "s3:DeleteObject",
+        "rekognition:DetectFaces",
+        "dynamodb:PutItem",
+        "cloudwatch:PutMetricData",
+        "sqs:ReceiveMessage",
+        "sqs:DeleteMessage",
+        "sqs:ChangeMessageVisibility",
+        "sqs:GetQueueAttributes",
+        "sqs:GetQueueUrl",
+    }
+    assert actions["s3:GetObject"]["Resource"]["Fn::Sub"].endswith("${CropsBucketName}/faces/*")
+    assert actions["dynamodb:PutItem"]["Resource"] == {"Fn::GetAtt": ["ObservationsTable", "Arn"]}
+    assert "Condition" in actions["cloudwatch:PutMetricData"]  # namespace-scoped
+
+
+def test_no_statement_grants_every_action(template):
+    for name, resource in template["Resources"].items():
+        if resource["Type"] in ("AWS::IAM::Role", "AWS::IAM::ManagedPolicy", "AWS::IoT::Policy"):
+            for statement in statements(resource):
+                if statement["Effect"] == "Allow":
+                    action = statement["Action"]
+                    assert "*" not in (action if isinstance(action, list) else [action]), name
+
+
+def test_iot_policy_scopes_each_device_to_its_own_topic(template):
+    by_sid = {s["Sid"]: s for s in statements(template["Resources"]["DevicePolicy"])}
+    assert by_sid["ConnectAsOwnThing"]["Resource"]["Fn::Sub"].endswith(
+        ":client/${!iot:Connection.Thing.ThingName}"
+    )
+    publish = by_sid["PublishOwnTelemetry"]["Resource"]["Fn::Sub"]
+    device_topic = TOPIC_TEMPLATE.format(device="${!iot:Connection.Thing.ThingName}")
+    assert publish.endswith(f":topic/{device_topic}")
+
+
+def test_telemetry_rule_reads_the_topic_the_edge_publishes_to(template):
+    sql = template["Resources"]["TelemetryRule"]["Properties"]["TopicRulePayload"]["Sql"]
+    topic_filter = TOPIC_TEMPLATE.format(device="+")
+    assert f"FROM '{topic_filter}'" in sql
+    # The device id segment of the topic must be the payload's device_id (no spoofing).
+    segment = TOPIC_TEMPLATE.split("/").index("{device}") + 1
+    assert f"device_id = topic({segment})" in sql
+
+
+def test_lambda_runs_the_real_handler_with_settings_it_understands(template):
+    function = template["Resources"]["AnalyzerFunction"]["Properties"]
+    module_name, func_name = function["Handler"].rsplit(".", 1)
+    module = __import__(module_name, fromlist=[func_name])
+    assert callable(getattr(module, func_name))
+    env = {
+        "STAGEPULSE_ANALYZER_BACKEND": "rekognition",
+        "STAGEPULSE_OBSERVATIONS_TABLE": "t-obs",
+        "STAGEPULSE_METRICS_NAMESPACE": "NS",
+        "STAGEPULSE_CROP_RETENTION_HOURS": "3",
+    }
+    assert set(function["Environment"]["Variables"]) == set(env)
+    settings = AnalyzerSettings.from_env(env)
+    assert (settings.backend, settings.table_name, settings.metrics_namespace) == (
+        "rekognition",
+        "t-obs",
+        "NS",
+    )
+    assert settings.retention_hours == 3
+    assert function["DeadLetterConfig"]["TargetArn"] == {
+        "Fn::GetAtt": ["AnalyzerDeadLetterQueue", "Arn"]
+    }
