@@ -5,7 +5,9 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.authtoken.views import obtain_auth_token
 from rest_framework.routers import DefaultRouter
 
-from devices.api import DeviceViewSet
+from devices.api import DeploymentViewSet, DeviceViewSet, EdgeReleaseViewSet, TelemetryView
+from emotions.api import SetReportViewSet
+from emotions.views import set_report_page
 from festival import dashboard, fan_api
 from festival.api import FestivalViewSet, MembershipViewSet, OrganizationViewSet
 from festival.views import healthz
@@ -18,8 +20,21 @@ router.register("festivals", FestivalViewSet, basename="festival")
 router.register("stages", StageViewSet, basename="stage")
 router.register("sets", SetViewSet, basename="set")
 router.register("devices", DeviceViewSet, basename="device")
+router.register("reports", SetReportViewSet, basename="set-report")
+router.register("deployments", DeploymentViewSet, basename="deployment")
+router.register("edge-releases", EdgeReleaseViewSet, basename="edge-release")
 
 public_urls = [
+    path(
+        "festivals/<slug:slug>/reports/",
+        fan_api.FanSetReportListView.as_view(),
+        name="fan-set-reports",
+    ),
+    path(
+        "festivals/<slug:slug>/reports/<int:report_id>/",
+        fan_api.FanSetReportDetailView.as_view(),
+        name="fan-set-report",
+    ),
     path("festivals/", fan_api.FanFestivalListView.as_view(), name="fan-festivals"),
     path("festivals/<slug:slug>/", fan_api.FanFestivalDetailView.as_view(), name="fan-festival"),
     path("festivals/<slug:slug>/stages/", fan_api.FanStageListView.as_view(), name="fan-stages"),
@@ -47,10 +62,12 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include(router.urls)),
     path("api/v1/public/", include(public_urls)),
+    path("api/v1/telemetry/", TelemetryView.as_view(), name="telemetry"),
     path("api/v1/auth/token/", obtain_auth_token, name="api-token"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("healthz", healthz, name="healthz"),
+    path("reports/<int:report_id>/", set_report_page, name="set-report-page"),
 ]
 
 admin.site.site_header = "StagePulse organizers"
