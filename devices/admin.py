@@ -1,9 +1,42 @@
-from django.contrib import admin
+import io
+import json
+import zipfile
+
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import HttpResponse, HttpResponseRedirect
+from django.urls import path, reverse
 from django.utils import timezone
+from django.utils.html import escape, format_html
+from django.utils.safestring import mark_safe
 from django.utils.timesince import timesince
 
-from devices.models import Device
-from festival.tenancy import TenantAdminMixin
+from devices import selectors, services
+from devices.models import Deployment, Device, EdgeRelease
+from festival.models import Role
+from festival.tenancy import (
+    HideOtherTenantsAdminMixin,
+    TenantAdminMixin,
+    has_role,
+    organization_ids_for,
+)
+
+
+def _error_text(exc: DjangoValidationError) -> str:
+    return "; ".join(exc.messages)
+
+
+class DeploymentInline(admin.TabularInline):
+    model = Deployment
+    fk_name = "device"
+    extra = 0
+    max_num = 0
+    can_delete = False
+    fields = ["release", "state", "reason", "updated_at"]
+    readonly_fields = fields
+    ordering = ["-created_at"]
+    show_change_link = True
 
 
 @admin.register(Device)
@@ -17,15 +50,236 @@ class DeviceAdmin(TenantAdminMixin, admin.ModelAdmin):
         "platform",
         "status",
         "seen",
+        "fps",
+        "faces",
+        "spool",
+        "errors",
         "software_version",
+        "deployment",
     ]
     list_filter = ["status", "platform", "festival"]
     search_fields = ["name", "thing_name"]
     list_select_related = ["festival", "stage"]
-    readonly_fields = ["status", "last_seen_at", "software_version", "created_at", "updated_at"]
+    readonly_fields = [
+        "status",
+        "last_seen_at",
+        "software_version",
+        "health",
+        "current_release",
+        "certificate_arn",
+        "registered_at",
+        "greengrass_group_id",
+        "shadow_synced_at",
+        "shadow_error",
+        "created_at",
+        "updated_at",
+    ]
+    exclude = ["policy_name", "role_name", "role_alias", "certificate_id"]
+    inlines = [DeploymentInline]
+    actions = ["register", "deploy_latest", "pause", "resume", "deregister"]
 
     @admin.display(description="Last seen", ordering="last_seen_at")
     def seen(self, device):
         if device.last_seen_at is None:
             return "never"
         return f"{timesince(device.last_seen_at, timezone.now())} ago"
+
+    @admin.display(description="fps")
+    def fps(self, device):
+        return device.health.get("fps", "–")
+
+    @admin.display(description="faces")
+    def faces(self, device):
+        return device.health.get("faces_detected", "–")
+
+    @admin.display(description="spool")
+    def spool(self, device):
+        return device.health.get("spool_depth", "–")
+
+    @admin.display(description="errors")
+    def errors(self, device):
+        return device.health.get("errors", "–")
+
+    @admin.display(description="Last deployment")
+    def deployment(self, device):
+        latest = device.deployments.order_by("-created_at", "-id").first()
+        if latest is None:
+            return "–"
+        url = reverse("admin:devices_deployment_change", args=[latest.pk])
+        return format_html('<a href="{}">{} {}</a>', url, latest.release.version, latest.state)
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        if change and {"config", "stage"} & set(form.changed_data):
+            if {"stage"} & set(form.changed_data) and obj.registered_at:
+                services.registration.update_device_role_policy(obj)
+            if not services.push_config_to_shadow(obj) and obj.registered_at:
+                messages.warning(request, f"{obj}: saved, but {obj.shadow_error}")
+
+    def _writable(self, request, queryset):
+        """Selected devices where the user may make changes; the others are reported."""
+        allowed = []
+        for device in queryset.select_related("festival", "stage", "organization"):
+            if has_role(request.user, device.organization_id, Role.OPERATOR):
+                allowed.append(device)
+            else:
+                messages.error(request, f"{device}: your role there is read-only.")
+        return allowed
+
+    @admin.action(description="Register in AWS IoT and download credentials (shown once)")
+    def register(self, request, queryset):
+        buffer = io.BytesIO()
+        done = 0
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+            for device in self._writable(request, queryset):
+                try:
+                    bundle = services.register_device(device)
+                except DjangoValidationError as exc:
+                    messages.error(request, f"{device}: {_error_text(exc)}")
+                    continue
+                for name, text in bundle.files().items():
+                    archive.writestr(f"{device.thing_name}/{name}", text)
+                done += 1
+        if not done:
+            return None
+        response = HttpResponse(buffer.getvalue(), content_type="application/zip")
+        response["Content-Disposition"] = 'attachment; filename="stagepulse-credentials.zip"'
+        return response
+
+    @admin.action(description="Deploy the newest edge release")
+    def deploy_latest(self, request, queryset):
+        release = selectors.latest_release()
+        if release is None:
+            messages.error(request, "No edge release exists yet: build one first.")
+            return
+        for device in self._writable(request, queryset):
+            try:
+                deployment = services.start_deployment(device, release, user=request.user)
+            except DjangoValidationError as exc:
+                messages.error(request, f"{device}: {_error_text(exc)}")
+                continue
+            messages.success(request, f"{device}: deployment #{deployment.pk} of {release} queued")
+
+    def _set_paused(self, request, queryset, paused: bool):
+        for device in self._writable(request, queryset):
+            services.set_paused(device, paused)
+            word = "paused" if paused else "resumed"
+            if device.shadow_error:
+                messages.warning(request, f"{device}: {word}, but {device.shadow_error}")
+            else:
+                messages.success(request, f"{device}: {word}")
+
+    @admin.action(description="Pause (privacy switch, pushed to the device)")
+    def pause(self, request, queryset):
+        self._set_paused(request, queryset, True)
+
+    @admin.action(description="Resume")
+    def resume(self, request, queryset):
+        self._set_paused(request, queryset, False)
+
+    @admin.action(description="Deregister (revoke and delete certificate, policy, thing)")
+    def deregister(self, request, queryset):
+        for device in self._writable(request, queryset):
+            try:
+                services.deregister_device(device)
+            except DjangoValidationError as exc:
+                messages.error(request, f"{device}: {_error_text(exc)}")
+                continue
+            messages.success(request, f"{device}: deregistered")
+
+
+@admin.register(Deployment)
+class DeploymentAdmin(TenantAdminMixin, admin.ModelAdmin):
+    list_display = ["id", "device", "release", "platform", "state", "reason", "updated_at"]
+    list_filter = ["state", "platform", "device__festival"]
+    list_select_related = ["device", "release"]
+    search_fields = ["device__thing_name", "device__name", "release__version"]
+    readonly_fields = [
+        "device",
+        "release",
+        "platform",
+        "state",
+        "reason",
+        "progress",
+        "resources_pretty",
+        "rollback_of",
+        "created_by",
+        "created_at",
+        "updated_at",
+        "finished_at",
+    ]
+    exclude = ["resources", "history", "lease_until", "organization", "polls", "deadline_at"]
+
+    @admin.display(description="Progress")
+    def progress(self, deployment):
+        rows = "".join(
+            "<tr><td>{}</td><td>{}</td><td>{}</td></tr>".format(
+                escape(e["at"]), escape(e["state"]), escape(e["note"])
+            )
+            for e in deployment.history
+        )
+        return mark_safe(f"<table>{rows}</table>")  # every cell is escaped above
+
+    @admin.display(description="AWS resources")
+    def resources_pretty(self, deployment):
+        return format_html("<pre>{}</pre>", json.dumps(deployment.resources, indent=2))
+
+    def has_add_permission(self, request, *args):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(EdgeRelease)
+class EdgeReleaseAdmin(HideOtherTenantsAdminMixin, admin.ModelAdmin):
+    """Global: the same software for every organization (no tenant data in a release)."""
+
+    list_display = ["version", "short_sha", "size_bytes", "created_at"]
+    readonly_fields = ["version", "sha256", "bucket", "key", "size_bytes", "manifest", "created_at"]
+    exclude = ["created_by"]
+    change_list_template = "admin/devices/edgerelease/change_list.html"
+
+    @admin.display(description="sha256")
+    def short_sha(self, release):
+        return release.sha256[:12]
+
+    def get_urls(self):
+        return [
+            path("build/", self.admin_site.admin_view(self.build_view), name="devices_build"),
+            *super().get_urls(),
+        ]
+
+    def _can_build(self, request) -> bool:
+        user = request.user
+        return user.is_superuser or bool(organization_ids_for(user, Role.OPERATOR))
+
+    def build_view(self, request):
+        if request.method != "POST" or not self._can_build(request):
+            raise PermissionDenied
+        try:
+            release = services.build_edge_release(user=request.user)
+        except DjangoValidationError as exc:
+            messages.error(request, _error_text(exc))
+        else:
+            messages.success(request, f"{release} ({release.uri})")
+        return HttpResponseRedirect(reverse("admin:devices_edgerelease_changelist"))
+
+    def changelist_view(self, request, extra_context=None):
+        extra_context = {**(extra_context or {}), "can_build": self._can_build(request)}
+        return super().changelist_view(request, extra_context)
+
+    def has_module_permission(self, request):
+        return request.user.is_superuser or bool(organization_ids_for(request.user))
+
+    def has_view_permission(self, request, obj=None):
+        return self.has_module_permission(request)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

@@ -1,21 +1,47 @@
-"""Organizer API for devices (cameras)."""
+"""Organizer API for devices (cameras), edge releases and deployments; the device telemetry
+endpoint. Thin: validation and permissions here, work in devices.services."""
 
 from __future__ import annotations
 
-from rest_framework import serializers
-from rest_framework.exceptions import ValidationError
+import hmac
 
-from devices.models import Device
-from edge_package.contracts import validate_edge_config
-from festival.models import Festival
-from festival.tenancy import TenantScopedRelatedField, TenantViewSet
+from django.conf import settings
+from django.contrib.auth.models import AnonymousUser
+from django.core.exceptions import ValidationError as DjangoValidationError
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from rest_framework import mixins, permissions, serializers, status, viewsets
+from rest_framework.authentication import BaseAuthentication
+from rest_framework.decorators import action
+from rest_framework.exceptions import AuthenticationFailed, PermissionDenied, ValidationError
+from rest_framework.response import Response
+from rest_framework.throttling import SimpleRateThrottle
+from rest_framework.views import APIView
+
+from devices import selectors, services
+from devices.models import Deployment, Device, EdgeRelease
+from edge_package.contracts import TELEMETRY_SCHEMA, validate_edge_config
+from festival.models import Festival, Role
+from festival.tenancy import TenantScopedRelatedField, TenantViewSet, has_role, organization_ids_for
 from stages.models import Stage
+
+
+def _django_errors(exc: DjangoValidationError) -> ValidationError:
+    return ValidationError(exc.message_dict if hasattr(exc, "error_dict") else exc.messages)
+
+
+class ReleaseBriefSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = EdgeRelease
+        fields = ["id", "version", "sha256"]
 
 
 class DeviceSerializer(serializers.ModelSerializer):
     festival = TenantScopedRelatedField(queryset=Festival.objects.all())
     stage = TenantScopedRelatedField(queryset=Stage.objects.all(), allow_null=True, required=False)
     effective_config = serializers.JSONField(read_only=True)
+    current_release = ReleaseBriefSerializer(read_only=True)
+    registered = serializers.SerializerMethodField()
 
     class Meta:
         model = Device
@@ -27,13 +53,29 @@ class DeviceSerializer(serializers.ModelSerializer):
             "thing_name",
             "platform",
             "status",
+            "registered",
             "last_seen_at",
             "software_version",
+            "health",
+            "current_release",
             "config",
             "effective_config",
+            "shadow_synced_at",
+            "shadow_error",
             "created_at",
         ]
-        read_only_fields = ["status", "last_seen_at", "software_version", "created_at"]
+        read_only_fields = [
+            "status",
+            "last_seen_at",
+            "software_version",
+            "health",
+            "shadow_synced_at",
+            "shadow_error",
+            "created_at",
+        ]
+
+    def get_registered(self, device) -> bool:
+        return bool(device.registered_at)
 
     def validate_config(self, value):
         problems = validate_edge_config(value)
@@ -50,14 +92,282 @@ class DeviceSerializer(serializers.ModelSerializer):
             )
         if stage is not None and stage.festival_id != festival.pk:
             raise ValidationError({"stage": "This stage belongs to another festival."})
+        if (
+            self.instance is not None
+            and self.instance.registered_at
+            and attrs.get("thing_name", self.instance.thing_name) != self.instance.thing_name
+        ):
+            raise ValidationError(
+                {"thing_name": "A registered device keeps its thing name; deregister it first."}
+            )
         return attrs
 
 
+class DeploymentSerializer(serializers.ModelSerializer):
+    device = TenantScopedRelatedField(queryset=Device.objects.all())
+    release = serializers.PrimaryKeyRelatedField(
+        queryset=EdgeRelease.objects.all(),
+        required=False,
+        help_text="Empty: the newest release.",
+    )
+    release_version = serializers.CharField(source="release.version", read_only=True)
+    finished = serializers.BooleanField(read_only=True)
+
+    class Meta:
+        model = Deployment
+        fields = [
+            "id",
+            "device",
+            "release",
+            "release_version",
+            "platform",
+            "state",
+            "finished",
+            "reason",
+            "history",
+            "resources",
+            "rollback_of",
+            "created_at",
+            "updated_at",
+            "finished_at",
+        ]
+        read_only_fields = [f for f in fields if f not in ("device", "release")]
+
+
 class DeviceViewSet(TenantViewSet):
-    queryset = Device.objects.select_related("festival", "stage")
+    queryset = Device.objects.select_related("festival", "stage", "current_release")
     serializer_class = DeviceSerializer
     filterset_fields = ["festival", "stage", "platform", "status"]
     search_fields = ["name", "thing_name"]
 
     def organization_for_create(self, serializer):
         return serializer.validated_data["festival"].organization
+
+    def perform_update(self, serializer):
+        try:
+            serializer.instance = services.update_device(
+                serializer.instance, **serializer.validated_data
+            )
+        except DjangoValidationError as exc:
+            raise _django_errors(exc) from exc
+
+    @extend_schema(
+        request=None,
+        responses={
+            201: inline_serializer(
+                "CredentialsBundle",
+                {"thing_name": serializers.CharField(), "files": serializers.DictField()},
+            )
+        },
+    )
+    @action(detail=True, methods=["post"])
+    def register(self, request, pk=None):
+        """Create the AWS IoT thing, certificate, policy and S3 role. The response carries the
+        private key and the telemetry token: this is the only time they are shown."""
+        device = self.get_object()
+        try:
+            bundle = services.register_device(device)
+        except DjangoValidationError as exc:
+            raise _django_errors(exc) from exc
+        return Response(
+            {"thing_name": bundle.thing_name, "files": bundle.files()},
+            status=status.HTTP_201_CREATED,
+        )
+
+    @extend_schema(request=None, responses={200: DeviceSerializer})
+    @action(detail=True, methods=["post"])
+    def deregister(self, request, pk=None):
+        device = self.get_object()
+        try:
+            services.deregister_device(device)
+        except DjangoValidationError as exc:
+            raise _django_errors(exc) from exc
+        return Response(self.get_serializer(device).data)
+
+    @extend_schema(
+        request=None,
+        responses={201: inline_serializer("DeviceToken", {"token": serializers.CharField()})},
+    )
+    @action(detail=True, methods=["post"])
+    def token(self, request, pk=None):
+        """A new telemetry token (the previous one stops working); shown once."""
+        device = self.get_object()
+        return Response({"token": services.issue_device_token(device)}, status=201)
+
+
+class DeploymentViewSet(
+    mixins.CreateModelMixin,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    viewsets.GenericViewSet,
+):
+    """Start a deployment (operator) and follow it (`state`, `history`, `reason`)."""
+
+    queryset = Deployment.objects.select_related("device", "release")
+    serializer_class = DeploymentSerializer
+    permission_classes = [permissions.IsAuthenticated]
+    filterset_fields = ["device", "state", "platform"]
+
+    def get_queryset(self):
+        return super().get_queryset().for_user(self.request.user)
+
+    def create(self, request, *args, **kwargs):
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        device = serializer.validated_data["device"]
+        if not has_role(request.user, device.organization_id, Role.OPERATOR):
+            raise PermissionDenied("Your role in this organization does not allow deployments.")
+        release = serializer.validated_data.get("release") or selectors.latest_release()
+        if release is None:
+            raise ValidationError({"release": "No edge release exists yet: build one first."})
+        try:
+            deployment = services.start_deployment(device, release, user=request.user)
+        except DjangoValidationError as exc:
+            raise _django_errors(exc) from exc
+        return Response(self.get_serializer(deployment).data, status=status.HTTP_202_ACCEPTED)
+
+
+class EdgeReleaseSerializer(serializers.ModelSerializer):
+    uri = serializers.CharField(read_only=True)
+
+    class Meta:
+        model = EdgeRelease
+        fields = ["id", "version", "sha256", "uri", "size_bytes", "manifest", "created_at"]
+
+
+class EdgeReleaseViewSet(viewsets.ReadOnlyModelViewSet):
+    """Edge releases are global (the same software for every organization)."""
+
+    queryset = EdgeRelease.objects.all()
+    serializer_class = EdgeReleaseSerializer
+    permission_classes = [permissions.IsAuthenticated]
+
+    def get_queryset(self):
+        user = self.request.user
+        if user.is_superuser or organization_ids_for(user):
+            return selectors.releases()
+        return EdgeRelease.objects.none()
+
+    @extend_schema(request=None, responses={201: EdgeReleaseSerializer})
+    @action(detail=False, methods=["post"])
+    def build(self, request):
+        """Package edge_package/ (idempotent: the same content returns the existing release)."""
+        user = request.user
+        if not (user.is_superuser or organization_ids_for(user, Role.OPERATOR)):
+            raise PermissionDenied("Building a release needs the operator role.")
+        try:
+            release = services.build_edge_release(user=user)
+        except DjangoValidationError as exc:
+            raise _django_errors(exc) from exc
+        return Response(self.get_serializer(release).data, status=status.HTTP_201_CREATED)
+
+
+# --- telemetry ------------------------------------------------------------------------------------
+class DeviceAuthentication(BaseAuthentication):
+    """`Authorization: Device <token>` (standalone devices), or, for the AWS IoT rule's HTTPS
+    action, `Authorization: IotRule <secret>` with `X-StagePulse-Thing: ${topic(3)}` (the IoT
+    policy lets a certificate publish only on its own topic, so the topic is its identity)."""
+
+    def authenticate(self, request):
+        scheme, _, credential = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")
+        credential = credential.strip()
+        if scheme == "Device":
+            device = services.device_for_token(credential)
+            if device is None:
+                raise AuthenticationFailed("Unknown or revoked device token.")
+            return AnonymousUser(), device
+        if scheme == "IotRule":
+            secret = settings.TELEMETRY_IOT_RULE_SECRET
+            if not secret or not hmac.compare_digest(credential.encode(), secret.encode()):
+                raise AuthenticationFailed("Invalid IoT rule credentials.")
+            thing = request.META.get("HTTP_X_STAGEPULSE_THING", "")
+            device = Device.objects.select_related("festival", "stage").filter(thing_name=thing)
+            device = device.first()
+            if device is None:
+                raise AuthenticationFailed(f"No device with thing name {thing!r}.")
+            return AnonymousUser(), device
+        return None
+
+    def authenticate_header(self, request):
+        return 'Device realm="telemetry"'
+
+
+class DeviceAuthenticationScheme(OpenApiAuthenticationExtension):
+    target_class = "devices.api.DeviceAuthentication"
+    name = "deviceToken"
+
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "apiKey",
+            "in": "header",
+            "name": "Authorization",
+            "description": "Device <token> (issued at registration or by manage.py device_token)",
+        }
+
+
+class IsDevice(permissions.BasePermission):
+    message = "A device token is required: Authorization: Device <token>."
+
+    def has_permission(self, request, view):
+        return isinstance(request.auth, Device)
+
+
+class DeviceTelemetryThrottle(SimpleRateThrottle):
+    """Per device (or per client address when no device is identified)."""
+
+    scope = "telemetry"
+
+    def get_cache_key(self, request, view):
+        try:
+            device = request.auth
+        except AuthenticationFailed:
+            device = None
+        ident = f"device-{device.pk}" if isinstance(device, Device) else self.get_ident(request)
+        return self.cache_format % {"scope": self.scope, "ident": ident}
+
+
+class TelemetryView(APIView):
+    """POST a telemetry report (edge_package.contracts.TELEMETRY_SCHEMA)."""
+
+    authentication_classes = [DeviceAuthentication]
+    permission_classes = [IsDevice]
+    throttle_classes: list = []  # checked first, in initial(), so bad tokens are limited too
+
+    def initial(self, request, *args, **kwargs):
+        throttle = DeviceTelemetryThrottle()
+        if not throttle.allow_request(request, self):
+            self.throttled(request, throttle.wait())
+        super().initial(request, *args, **kwargs)
+
+    @extend_schema(
+        request={"application/json": {k: v for k, v in TELEMETRY_SCHEMA.items() if k != "$schema"}},
+        responses={
+            202: inline_serializer(
+                "TelemetryAccepted",
+                {
+                    "accepted": serializers.BooleanField(),
+                    "device": serializers.CharField(),
+                    "status": serializers.CharField(),
+                    "desired": serializers.DictField(),
+                },
+            ),
+            400: OpenApiResponse(description="schema problems, one per field"),
+            401: OpenApiResponse(description="unknown or revoked device token"),
+            429: OpenApiResponse(description="too many reports from this device"),
+        },
+    )
+    def post(self, request):
+        device = request.auth
+        try:
+            device = services.record_telemetry(device, request.data)
+        except services.TelemetryRejected as exc:
+            raise ValidationError({"payload": exc.problems}) from exc
+        return Response(
+            {
+                "accepted": True,
+                "device": device.thing_name,
+                "status": device.status,
+                "desired": device.effective_config,
+            },
+            status=status.HTTP_202_ACCEPTED,
+        )
