@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from emotions.models import IngestWatermark, MinuteRollup, Observation
+from emotions.models import IngestWatermark, MinuteRollup, Observation, SetReport
 from festival.tenancy import TenantAdminMixin
 
 
@@ -38,3 +38,44 @@ class MinuteRollupAdmin(ReadOnlyTenantAdmin):
 class IngestWatermarkAdmin(ReadOnlyTenantAdmin):
     list_display = ["stage", "captured_until_ms", "last_run_at", "last_count"]
     list_select_related = ["stage"]
+
+
+@admin.register(SetReport)
+class SetReportAdmin(ReadOnlyTenantAdmin):
+    list_display = [
+        "set",
+        "stage",
+        "status",
+        "built_at",
+        "faces",
+        "vibe",
+        "published",
+        "rebuild_reason",
+    ]
+    list_filter = ["festival", "stage", "status", "published", "suppressed"]
+    list_select_related = ["set", "stage"]
+    readonly_fields = ["page_link"]
+    exclude = ["payload"]
+    actions = ["rebuild_reports"]
+
+    @admin.display(description="report page")
+    def page_link(self, obj):
+        from django.urls import reverse
+        from django.utils.html import format_html
+
+        return format_html(
+            '<a href="{}">open the printable report</a>', reverse("set-report-page", args=[obj.pk])
+        )
+
+    @admin.action(description="Rebuild the selected reports (late data)")
+    def rebuild_reports(self, request, queryset):
+        from emotions.reports.services import request_rebuild
+        from festival.tenancy import has_role
+
+        queued = 0
+        for report in queryset:
+            if has_role(request.user, report.organization_id, self.write_role):
+                queued += request_rebuild(report, f"requested by {request.user.get_username()}")
+        self.message_user(
+            request, f"{queued} report(s) queued; the sweeper rebuilds them within a minute."
+        )

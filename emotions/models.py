@@ -80,3 +80,57 @@ class IngestWatermark(TenantModel):
     captured_until_ms = models.BigIntegerField(default=0)
     last_run_at = models.DateTimeField(null=True, blank=True)
     last_count = models.PositiveIntegerField(default=0)
+
+
+class ReportStatus(models.TextChoices):
+    PENDING = "pending", "Pending (waiting for a sweeper to build it)"
+    BUILDING = "building", "Building"
+    READY = "ready", "Ready"
+    FAILED = "failed", "Failed"
+
+
+class SetReport(TenantModel):
+    """The report on one set: built once after the set ends (plus a grace period), rebuilt when
+    late data arrives. Key numbers are columns (for lists and comparisons); everything the page
+    shows is in `payload` (see emotions.reports.build_payload)."""
+
+    festival = models.ForeignKey(Festival, on_delete=models.CASCADE, related_name="+")
+    stage = models.ForeignKey(Stage, on_delete=models.CASCADE, related_name="+")
+    set = models.OneToOneField(Set, on_delete=models.CASCADE, related_name="report")
+    status = models.CharField(
+        max_length=16, choices=ReportStatus.choices, default=ReportStatus.PENDING, db_index=True
+    )
+    claim_token = models.CharField(max_length=36, blank=True, editable=False)
+    claimed_at = models.DateTimeField(null=True, blank=True, editable=False)
+    builds = models.PositiveIntegerField(default=0, editable=False)
+    covered_faces = models.PositiveIntegerField(
+        default=0, editable=False, help_text="Faces in the rollups when built (late-data check)."
+    )
+    built_at = models.DateTimeField(null=True, blank=True)
+    rebuild_reason = models.CharField(max_length=200, blank=True)
+    error = models.TextField(blank=True)
+    announced_at = models.DateTimeField(null=True, blank=True)
+    published = models.BooleanField(
+        default=False,
+        help_text="Show this report's aggregate numbers in the fan API (public festivals only).",
+    )
+    # Key numbers (None while pending, or when the set had too few faces to report).
+    suppressed = models.BooleanField(default=False, help_text="Too few faces for any number.")
+    faces = models.PositiveIntegerField(null=True, blank=True)
+    minutes_with_data = models.PositiveIntegerField(null=True, blank=True)
+    vibe = models.FloatField(null=True, blank=True)
+    peak_vibe = models.FloatField(null=True, blank=True)
+    peak_at = models.DateTimeField(null=True, blank=True)
+    low_vibe = models.FloatField(null=True, blank=True)
+    low_at = models.DateTimeField(null=True, blank=True)
+    top_expression = models.CharField(max_length=10, blank=True)
+    payload = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-set__starts_at", "stage__position"]
+        indexes = [models.Index(fields=["festival", "status"])]
+
+    def __str__(self) -> str:
+        return f"report: {self.set} ({self.status})"

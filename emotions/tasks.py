@@ -28,3 +28,52 @@ def ingest_observations() -> dict:
     if created:
         log.info("ingested %s new observations over %s stages", created, len(results))
     return {"created": created, "stages": len(results)}
+
+
+@shared_task(
+    name="emotions.tasks.sweep_set_reports",
+    autoretry_for=(OperationalError, InterfaceError),
+    retry_backoff=5,
+    retry_backoff_max=120,
+    max_retries=5,
+    ignore_result=True,
+)
+def sweep_set_reports() -> dict:
+    """Build the reports of sets that ended (plus the grace period); rebuild on late data.
+    Safe to run on several workers at once: each report is claimed by one conditional UPDATE."""
+    from emotions.reports import services as reports
+
+    result = reports.sweep()
+    if result.built or result.failed or result.rebuilds_requested:
+        log.info(
+            "set reports: built %s, failed %s, rebuilds requested %s",
+            result.built,
+            result.failed,
+            result.rebuilds_requested,
+        )
+    return {
+        "created": result.created,
+        "built": len(result.built),
+        "failed": len(result.failed),
+        "rebuilds_requested": result.rebuilds_requested,
+    }
+
+
+@shared_task(name="emotions.tasks.build_set_report", ignore_result=True)
+def build_set_report(report_id: int) -> bool:
+    """Build one report now (after a rebuild request); a no-op when another worker has it."""
+    from emotions.reports import services as reports
+
+    return reports.build_report(report_id)
+
+
+@shared_task(name="emotions.tasks.sync_festival_dashboard", ignore_result=True)
+def sync_festival_dashboard(festival_id: int) -> str:
+    """Create or update the festival's CloudWatch dashboard (after its stages changed)."""
+    from emotions import cloudwatch_dashboards
+    from festival.models import Festival
+
+    festival = Festival.objects.filter(pk=festival_id).first()
+    if festival is None:
+        return ""
+    return cloudwatch_dashboards.put_festival_dashboard(festival)

@@ -190,3 +190,45 @@ class FanStageTimelineView(FanView):
         )
         response["Cache-Control"] = "public, max-age=30"
         return response
+
+
+# --- published set reports (emotions.reports) ---------------------------------------------------
+class FanSetReportSummarySerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    artist = serializers.CharField(source="set.artist")
+    stage = serializers.CharField(source="stage.slug")
+    starts_at = serializers.DateTimeField(source="set.starts_at")
+    ends_at = serializers.DateTimeField(source="set.ends_at")
+    suppressed = serializers.BooleanField(help_text="Too few faces for any number.")
+    faces = serializers.IntegerField(allow_null=True)
+    vibe = serializers.FloatField(allow_null=True)
+    top_expression = serializers.CharField(allow_blank=True)
+
+
+class FanSetReportListView(FanView):
+    """Set reports an organizer published, for public festivals only; aggregate numbers only."""
+
+    @extend_schema(
+        responses=FanSetReportSummarySerializer(many=True), operation_id="fan_set_reports"
+    )
+    def get(self, request, slug: str):
+        from emotions.reports.selectors import published_reports
+
+        festival = self.festival(slug)
+        response = Response(
+            FanSetReportSummarySerializer(published_reports(festival), many=True).data
+        )
+        response["Cache-Control"] = "public, max-age=300"
+        return response
+
+
+class FanSetReportDetailView(FanView):
+    @extend_schema(responses={200: dict}, operation_id="fan_set_report")
+    def get(self, request, slug: str, report_id: int):
+        from emotions.reports.selectors import public_payload, published_reports
+
+        festival = self.festival(slug)
+        report = get_object_or_404(published_reports(festival), pk=report_id)
+        response = Response(public_payload(report))
+        response["Cache-Control"] = "public, max-age=300"
+        return response

@@ -241,7 +241,16 @@ CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celery" / "beat-schedule")
 CELERY_TIMEZONE = "UTC"
 INGEST_INTERVAL_S = float(os.environ.get("INGEST_INTERVAL_S", 5))
+# Set reports are built this long after a set ends (late crops still arriving).
+REPORT_GRACE_MINUTES = int(os.environ.get("REPORT_GRACE_MINUTES", 10))
+if REPORT_GRACE_MINUTES < 0:
+    raise ImproperlyConfigured("REPORT_GRACE_MINUTES must be 0 or more")
 CELERY_BEAT_SCHEDULE: dict = {
+    "sweep-set-reports": {
+        "task": "emotions.tasks.sweep_set_reports",
+        "schedule": 60.0,
+        "options": {"expires": 120},
+    },
     "health-heartbeat": {"task": "festival.tasks.heartbeat", "schedule": 60.0},
     "devices-health-sweep": {"task": "devices.tasks.sweep_device_health", "schedule": 60.0},
     "devices-metrics": {"task": "devices.tasks.publish_device_metrics", "schedule": 60.0},
@@ -256,6 +265,8 @@ CELERY_BEAT_SCHEDULE: dict = {
 AWS_ENDPOINT_URL = os.environ.get("AWS_ENDPOINT_URL", "")
 AWS_DEFAULT_REGION = os.environ.get("AWS_DEFAULT_REGION", "eu-west-1")
 CLOUDWATCH_NAMESPACE = os.environ.get("CLOUDWATCH_NAMESPACE", "StagePulse")
+# Keep one CloudWatch dashboard per festival in step with its stages and cameras.
+CLOUDWATCH_DASHBOARDS = env_bool("CLOUDWATCH_DASHBOARDS", PRODUCTION)
 CROPS_BUCKET = os.environ.get("CROPS_BUCKET", "stagepulse-crops")
 ARTIFACTS_BUCKET = os.environ.get("ARTIFACTS_BUCKET", "stagepulse-artifacts")
 

@@ -1,0 +1,395 @@
+"""Reads for set reports: the report payload, computed from SQL aggregates, and report lists.
+
+Numbers come from the per-minute rollups of the set's stage (a few hundred rows, whatever the
+number of faces) with the same vibe formula as the live ranking (emotions.selectors.vibe_score).
+Observations are only read through one GROUP BY (device, source, model) for coverage and the
+model statement, so a set with a million faces never brings a million rows into Python.
+
+A minute belongs to the set when it starts in [floor(starts_at), ends_at); a set starting at
+18:00:30 shares its first minute with whatever played before (sets normally start on the minute).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.db.models import Count, Sum
+
+from devices.models import Device, DeviceStatus
+from edge_package.contracts import EMOTIONS
+from emotions.models import MinuteRollup, Observation, ReportStatus, SetReport
+from emotions.selectors import WindowStats, expression_share, vibe_score
+from festival.models import Festival
+from stages.models import Set, Stage
+
+PAYLOAD_VERSION = 1
+# A festival "day" runs from 06:00 to 06:00 local time, so a set at 01:00 is compared with the
+# evening it closes rather than with the next afternoon.
+DAY_STARTS_AT_HOUR = 6
+
+SOURCE_WORDING = {
+    "rekognition": "Amazon Rekognition DetectFaces (cloud)",
+    "local": "the local on-device/worker classifier",
+}
+LIMITS_TEXT = (
+    "These are apparent facial expressions as read by an automated model from face crops, not "
+    "feelings or opinions. The model reads the shape of a face; it is less reliable in poor "
+    "light, at steep angles, with partly hidden faces, and it is known to vary across ages and "
+    "skin tones. Faces are counted per analysed crop (a person may be counted in several "
+    "minutes), so the crowd curve is an indication of crowd size, not a head count."
+)
+
+
+def _floor(value: datetime) -> datetime:
+    return value.replace(second=0, microsecond=0)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def festival_day(festival: Festival, moment: datetime) -> tuple[datetime, datetime]:
+    """The festival day (06:00-06:00 local) that `moment` falls in, as UTC-aware bounds."""
+    local = moment.astimezone(festival.tz)
+    start = local.replace(hour=DAY_STARTS_AT_HOUR, minute=0, second=0, microsecond=0)
+    if local < start:
+        start -= timedelta(days=1)
+    # Add the day in local wall time (a DST night has 23 or 25 hours).
+    end = (start.replace(tzinfo=None) + timedelta(days=1)).replace(tzinfo=festival.tz)
+    return start, end
+
+
+@dataclass
+class _Row:
+    stage_id: int
+    minute: datetime
+    faces: int
+    counts: dict
+    sums: dict
+
+    def stats(self) -> WindowStats:
+        stats = WindowStats()
+        stats.faces = self.faces
+        stats.counts = dict(self.counts)
+        stats.sums = dict(self.sums)
+        return stats
+
+
+def _day_rollups(festival: Festival, start: datetime, end: datetime) -> list[_Row]:
+    rows = MinuteRollup.objects.filter(
+        festival=festival, minute__gte=_floor(start), minute__lt=end
+    ).values_list("stage_id", "minute", "faces", "counts", "sums")
+    return [_Row(*row) for row in rows]
+
+
+def _set_rows(rows: list[_Row], a_set: Set) -> list[_Row]:
+    first = _floor(a_set.starts_at)
+    return [
+        r
+        for r in rows
+        if r.stage_id == a_set.stage_id and first <= r.minute < a_set.ends_at and r.faces > 0
+    ]
+
+
+def _total(rows: list[_Row]) -> WindowStats:
+    stats = WindowStats()
+    for row in rows:
+        stats.faces += row.faces
+        for name, value in row.counts.items():
+            stats.counts[name] = stats.counts.get(name, 0) + value
+        for name, value in row.sums.items():
+            stats.sums[name] = stats.sums.get(name, 0.0) + value
+    return stats
+
+
+def _norms(stages: list[Stage], rows: list[_Row]) -> dict[int, float]:
+    """Crowd norm per stage: its typical_crowd, else its busiest minute that festival day."""
+    busiest: dict[int, int] = {}
+    for row in rows:
+        busiest[row.stage_id] = max(busiest.get(row.stage_id, 0), row.faces)
+    return {s.pk: float(s.typical_crowd or busiest.get(s.pk) or 1) for s in stages}
+
+
+def _set_vibe(rows: list[_Row], norm: float, min_faces: int) -> tuple[int, float | None]:
+    stats = _total(rows)
+    if stats.faces < min_faces:
+        return stats.faces, None
+    return stats.faces, vibe_score(stats, max(len(rows), 1), norm)
+
+
+def _mean_scores(stats: WindowStats) -> dict[str, float]:
+    return {name: round(stats.sums.get(name, 0.0) / stats.faces, 1) for name in EMOTIONS}
+
+
+def _top(shares: dict[str, float]) -> str:
+    return max(EMOTIONS, key=lambda name: (shares.get(name, 0.0), -EMOTIONS.index(name)))
+
+
+def _coverage(a_set: Set, minutes: list[dict]) -> tuple[dict, list[dict]]:
+    """Per device faces during the set (exact set times) and the models that read them."""
+    grouped = (
+        Observation.objects.filter(
+            stage_id=a_set.stage_id,
+            captured_at__gte=a_set.starts_at,
+            captured_at__lt=a_set.ends_at,
+        )
+        .values_list("device_id", "source", "model")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    per_device: dict[int | None, int] = {}
+    per_model: dict[tuple[str, str], int] = {}
+    for device_id, source, model, n in grouped:
+        per_device[device_id] = per_device.get(device_id, 0) + n
+        per_model[(source, model)] = per_model.get((source, model), 0) + n
+    ids = {d for d in per_device if d is not None}
+    devices = Device.objects.filter(pk__in=ids) | Device.objects.filter(stage_id=a_set.stage_id)
+    device_rows = []
+    for device in devices.distinct().order_by("name"):
+        faces = per_device.get(device.pk, 0)
+        device_rows.append(
+            {
+                "name": device.name,
+                "thing_name": device.thing_name,
+                "faces": faces,
+                "silent": faces == 0,
+                "status_now": device.status,
+                "offline_now": device.status == DeviceStatus.OFFLINE,
+                "last_seen_at": _iso(device.last_seen_at),
+            }
+        )
+    set_minutes = len(minutes)
+    with_data = sum(1 for m in minutes if m["has_data"])
+    coverage = {
+        "set_minutes": set_minutes,
+        "minutes_with_data": with_data,
+        "minutes_reportable": sum(1 for m in minutes if not m["suppressed"]),
+        "coverage_percent": round(100.0 * with_data / set_minutes, 1) if set_minutes else 0.0,
+        "devices": device_rows,
+        "devices_silent": [d["name"] for d in device_rows if d["silent"]],
+        "faces_unknown_device": per_device.get(None, 0),
+        "note": (
+            "StagePulse does not keep a device's online/offline history yet: a device is "
+            "listed as silent when it sent no analysed face during the set, and its status is "
+            "its status now (with when it was last seen), not during the set."
+        ),
+    }
+    models = [
+        {"source": source, "model": model, "faces": n}
+        for (source, model), n in sorted(per_model.items(), key=lambda item: -item[1])
+    ]
+    return coverage, models
+
+
+def _model_statement(models: list[dict]) -> str:
+    if not models:
+        return "No analysed faces: no model was involved. " + LIMITS_TEXT
+    parts = []
+    for entry in models:
+        where = SOURCE_WORDING.get(entry["source"], entry["source"] or "an unnamed analyzer")
+        name = f" (model {entry['model']})" if entry["model"] else ""
+        parts.append(f"{where}{name}")
+    return "Apparent expression read by " + "; ".join(parts) + ". " + LIMITS_TEXT
+
+
+def build_payload(a_set: Set) -> dict:
+    """Everything a report shows, as JSON-ready data. Small buckets carry no numbers."""
+    stage = a_set.stage
+    festival = stage.festival
+    k = festival.min_faces_public
+    tz = festival.tz
+    day_start, day_end = festival_day(festival, a_set.starts_at)
+    day_sets = list(
+        Set.objects.filter(
+            stage__festival=festival, starts_at__gte=day_start, starts_at__lt=day_end
+        )
+        .select_related("stage")
+        .order_by("starts_at", "stage__position")
+    )
+    if a_set.pk not in {s.pk for s in day_sets}:
+        day_sets.append(a_set)
+    window_start = min([day_start, *[s.starts_at for s in day_sets]])
+    window_end = max([day_end, *[s.ends_at for s in day_sets]])
+    rows = _day_rollups(festival, window_start, window_end)
+    stages = list(Stage.objects.filter(festival=festival))
+    norms = _norms(stages, rows)
+    norm = norms[stage.pk]
+
+    own = {r.minute: r for r in _set_rows(rows, a_set)}
+    total = _total(list(own.values()))
+    suppressed = total.faces < k
+
+    minutes = []
+    minute = _floor(a_set.starts_at)
+    while minute < a_set.ends_at:
+        row = own.get(minute)
+        faces = row.faces if row else 0
+        small = faces < k
+        stats = row.stats() if row else WindowStats()
+        minutes.append(
+            {
+                "minute": _iso(minute),
+                "local_time": minute.astimezone(tz).strftime("%H:%M"),
+                "has_data": faces > 0,
+                "suppressed": small or suppressed,
+                "faces": None if small or suppressed else faces,
+                "vibe": None if small or suppressed else vibe_score(stats, 1.0, norm),
+                "expression_share": None if small or suppressed else expression_share(stats),
+            }
+        )
+        minute += timedelta(minutes=1)
+
+    coverage, models = _coverage(a_set, minutes)
+    reportable = [m for m in minutes if not m["suppressed"]]
+
+    def moment(point: dict | None) -> dict | None:
+        if point is None:
+            return None
+        share = point["expression_share"]
+        return {
+            "minute": point["minute"],
+            "local_time": point["local_time"],
+            "vibe": point["vibe"],
+            "faces": point["faces"],
+            "top_expression": _top(share),
+        }
+
+    peak = max(reportable, key=lambda m: m["vibe"], default=None)
+    low = min(reportable, key=lambda m: m["vibe"], default=None)
+
+    comparison = []
+    for other in day_sets:
+        faces, vibe = _set_vibe(_set_rows(rows, other), norms.get(other.stage_id, 1.0), k)
+        comparison.append(
+            {
+                "set_id": other.pk,
+                "artist": other.artist,
+                "stage": other.stage.name,
+                "same_stage": other.stage_id == a_set.stage_id,
+                "this_set": other.pk == a_set.pk,
+                "starts_at": _iso(other.starts_at),
+                "local_start": other.starts_at.astimezone(tz).strftime("%H:%M"),
+                "suppressed": vibe is None,
+                "faces": None if vibe is None else faces,
+                "vibe": vibe,
+            }
+        )
+    ranked = sorted((c for c in comparison if c["vibe"] is not None), key=lambda c: -c["vibe"])
+    for position, entry in enumerate(ranked, start=1):
+        entry["rank_festival_day"] = position
+    stage_ranked = [c for c in ranked if c["same_stage"]]
+    for position, entry in enumerate(stage_ranked, start=1):
+        entry["rank_stage_day"] = position
+    mine = next(c for c in comparison if c["this_set"])
+
+    overall = None
+    if not suppressed:
+        share = expression_share(total)
+        overall = {
+            "faces": total.faces,
+            "vibe": vibe_score(total, max(len(own), 1), norm),
+            "expression_share": share,
+            "mean_scores": _mean_scores(total),
+            "top_expression": _top(share),
+        }
+    return {
+        "version": PAYLOAD_VERSION,
+        "set": {
+            "id": a_set.pk,
+            "artist": a_set.artist,
+            "stage": {"slug": stage.slug, "name": stage.name},
+            "festival": {"slug": festival.slug, "name": festival.name},
+            "timezone": festival.timezone,
+            "starts_at": _iso(a_set.starts_at),
+            "ends_at": _iso(a_set.ends_at),
+            "local_start": a_set.starts_at.astimezone(tz).strftime("%Y-%m-%d %H:%M"),
+            "local_end": a_set.ends_at.astimezone(tz).strftime("%Y-%m-%d %H:%M"),
+        },
+        "min_faces": k,
+        "crowd_norm": norm,
+        "suppressed": suppressed,
+        "suppressed_message": (
+            f"Fewer than {k} faces were analysed during this set, so this report shows no "
+            "numbers about the crowd's apparent expression."
+            if suppressed
+            else ""
+        ),
+        "overall": overall,
+        "minutes": minutes,
+        "peak": moment(peak),
+        "low": moment(low),
+        "comparison": {
+            "day_starts": _iso(day_start),
+            "sets": comparison,
+            "rank_festival_day": mine.get("rank_festival_day"),
+            "rank_stage_day": mine.get("rank_stage_day"),
+            "festival_sets_ranked": len(ranked),
+            "stage_sets_ranked": len(stage_ranked),
+        },
+        "coverage": coverage,
+        "models": models,
+        "model_statement": _model_statement(models),
+        "method": (
+            "vibe = 100 x (0.7 x mean share of HAPPY + SURPRISED scores + 0.3 x crowd size "
+            "relative to the stage's norm: its typical crowd, else its busiest minute that "
+            f"day). Minutes with fewer than {k} faces show no numbers."
+        ),
+        "covered_faces": total.faces,
+    }
+
+
+def rollup_faces(a_set: Set) -> int:
+    """Faces in the set's minutes now (compared with a report's covered_faces: late data)."""
+    total = (
+        MinuteRollup.objects.filter(
+            stage_id=a_set.stage_id, minute__gte=_floor(a_set.starts_at), minute__lt=a_set.ends_at
+        )
+        .order_by()
+        .aggregate(faces=Sum("faces"))["faces"]
+    )
+    return total or 0
+
+
+# --- lists --------------------------------------------------------------------------------------
+def reports_for_user(user, *, festival_id: int | None = None):
+    """The report rows a user may see (their organizations'), newest set first."""
+    reports = SetReport.objects.for_user(user).select_related("set", "stage", "festival")
+    if festival_id is not None:
+        reports = reports.filter(festival_id=festival_id)
+    return reports
+
+
+def published_reports(festival: Festival):
+    """Reports fans may see: ready, published by an organizer, of a public festival."""
+    if not festival.public:
+        return SetReport.objects.none()
+    return (
+        SetReport.objects.filter(festival=festival, status=ReportStatus.READY, published=True)
+        .select_related("set", "stage")
+        .order_by("-set__starts_at")
+    )
+
+
+FAN_MINUTE_KEYS = ("minute", "local_time", "suppressed", "faces", "vibe", "expression_share")
+
+
+def public_payload(report: SetReport) -> dict:
+    """The fan view of a report: aggregate numbers only (no devices, no per-device counts)."""
+    payload = report.payload or {}
+    return {
+        "id": report.pk,
+        "set": payload.get("set"),
+        "built_at": _iso(report.built_at),
+        "min_faces": payload.get("min_faces"),
+        "suppressed": payload.get("suppressed", True),
+        "suppressed_message": payload.get("suppressed_message", ""),
+        "overall": payload.get("overall"),
+        "peak": payload.get("peak"),
+        "low": payload.get("low"),
+        "minutes": [
+            {key: point.get(key) for key in FAN_MINUTE_KEYS} for point in payload.get("minutes", [])
+        ],
+        "model_statement": payload.get("model_statement", ""),
+        "method": payload.get("method", ""),
+    }
