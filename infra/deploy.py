@@ -20,6 +20,7 @@ import importlib.metadata
 import io
 import json
 import logging
+import re
 import subprocess
 import sys
 import tempfile
@@ -275,7 +276,30 @@ def _resolve_parameters(
             effective[name] = existing[name]
         else:
             effective[name] = str(spec.get("Default", ""))
+    problems = [p for name in requested if (p := _check_parameter(name, declared[name], requested))]
+    if problems:
+        raise DeployError("invalid parameter(s):\n  " + "\n  ".join(problems))
     return api, effective
+
+
+def _check_parameter(name: str, spec: Mapping, values: Mapping[str, str]) -> str:
+    """The template's own constraints, checked before CloudFormation (moto does not check)."""
+    value = str(values[name])
+    allowed = spec.get("AllowedValues")
+    if allowed and value not in [str(a) for a in allowed]:
+        return f"{name}={value!r}: must be one of {', '.join(map(str, allowed))}"
+    pattern = spec.get("AllowedPattern")
+    if pattern and not re.fullmatch(pattern, value):
+        return f"{name}={value!r}: must match {pattern} ({spec.get('Description', '').strip()})"
+    if spec.get("Type") == "Number":
+        try:
+            number = float(value)
+        except ValueError:
+            return f"{name}={value!r}: must be a number"
+        low, high = spec.get("MinValue"), spec.get("MaxValue")
+        if (low is not None and number < low) or (high is not None and number > high):
+            return f"{name}={value}: must be between {low} and {high}"
+    return ""
 
 
 def _create_stack(cfn, stack_name: str, template_body: str, api_params: list[dict], *, emit) -> str:
@@ -335,7 +359,10 @@ def _update_stack(cfn, stack_name: str, template_body: str, api_params: list[dic
         emit(
             f"  {rc.get('Action', '?'):<7} {rc.get('LogicalResourceId')} ({rc.get('ResourceType')})"
         )
-    cfn.execute_change_set(ChangeSetName=change_set_id, StackName=stack_name)
+    try:
+        cfn.execute_change_set(ChangeSetName=change_set_id, StackName=stack_name)
+    except ClientError as exc:
+        raise DeployError(f"executing the change set for {stack_name} failed: {exc}") from None
     _wait(cfn, "stack_update_complete", stack_name, since=since, what="update")
     return "updated"
 
