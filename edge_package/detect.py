@@ -295,62 +295,55 @@ class BlazeFaceDetector(FaceDetector):
 
 
 class HaarDetector(FaceDetector):
-    """The classic cascade baseline, kept for comparison with BlazeFace.
+    """OpenCV's Haar frontal-face cascade: the classic baseline, kept for comparison.
 
-    OpenCV 5 moved CascadeClassifier out of the main wheel; where it is missing, scikit-image's
-    Cascade runs OpenCV's LBP frontal-face cascade instead (`backend` says which one ran).
+    OpenCV 5 moved CascadeClassifier out of the main wheel; where it is missing, the same cascade
+    file runs on edge_package.haar's numpy evaluator (`backend` says which one ran).
     """
 
     name = "haar"
 
-    def __init__(self, model_path: str | None = None, *, min_size: int = 40, scale_factor=1.2):
+    def __init__(
+        self, model_path: str | None = None, *, min_size: int = 40, scale_factor=1.1, neighbors=5
+    ):
         self.min_size = min_size
         self.scale_factor = scale_factor
+        self.neighbors = neighbors
+        self.model_path = model_path or default_haar_path()
+        if not os.path.isfile(self.model_path):
+            raise DetectorError(f"Haar cascade not found: {self.model_path}")
         if hasattr(cv2, "CascadeClassifier"):
-            self.backend = "opencv-haar"
-            self.model_path = model_path or default_haar_path()
-            if not os.path.isfile(self.model_path):
-                raise DetectorError(f"Haar cascade not found: {self.model_path}")
+            self.backend = "opencv"
             self._cascade = cv2.CascadeClassifier(self.model_path)
             if self._cascade.empty():
                 raise DetectorError(f"Haar cascade {self.model_path} is unreadable")
             return
+        from edge_package.haar import CascadeFormatError, HaarCascade
+
+        self.backend = "numpy"
         try:
-            from skimage import data as sk_data
-            from skimage.feature import Cascade
-        except ImportError as exc:
-            raise DetectorError(
-                f"OpenCV {cv2.__version__} has no CascadeClassifier and scikit-image is not "
-                "installed: the cascade baseline is unavailable on this device"
-            ) from exc
-        self.backend = "skimage-lbp"
-        self.model_path = model_path or sk_data.lbp_frontal_face_cascade_filename()
-        if not os.path.isfile(self.model_path):
-            raise DetectorError(f"LBP cascade not found: {self.model_path}")
-        self._cascade = Cascade(self.model_path)
+            self._cascade = HaarCascade(self.model_path)
+        except CascadeFormatError as exc:
+            raise DetectorError(str(exc)) from exc
 
     def detect(self, frame: np.ndarray) -> list[Detection]:
         gray = cv2.cvtColor(check_frame(frame), cv2.COLOR_BGR2GRAY)
-        if self.backend == "opencv-haar":
+        if self.backend == "opencv":
             found = self._cascade.detectMultiScale(
                 gray,
                 scaleFactor=self.scale_factor,
-                minNeighbors=5,
+                minNeighbors=self.neighbors,
                 minSize=(self.min_size, self.min_size),
             )
-            boxes = [tuple(map(float, b)) for b in found]
         else:
             found = self._cascade.detect_multi_scale(
                 gray,
                 scale_factor=self.scale_factor,
-                step_ratio=1,
-                min_size=(self.min_size, self.min_size),
-                max_size=gray.shape[:2],
-                min_neighbor_number=4,
+                min_neighbors=self.neighbors,
+                min_size=self.min_size,
             )
-            boxes = [(f["c"], f["r"], f["width"], f["height"]) for f in found]
-        # Cascades give no calibrated confidence: every accepted window scores 1.0.
-        return [Detection(float(x), float(y), float(w), float(h), 1.0) for x, y, w, h in boxes]
+        # A cascade gives no calibrated confidence: every accepted face scores 1.0.
+        return [Detection(float(x), float(y), float(w), float(h), 1.0) for x, y, w, h in found]
 
 
 def make_detector(name: str = "blazeface", **kwargs) -> FaceDetector:

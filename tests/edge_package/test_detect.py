@@ -15,6 +15,7 @@ from edge_package.detect import (
     plan_tiles,
     ssd_anchors,
 )
+from edge_package.haar import group_rectangles
 from edge_package.synthetic import PORTRAIT_FACES, SyntheticCrowdSource
 
 
@@ -127,8 +128,34 @@ def test_a_missing_model_file_names_the_path(tmp_path):
         BlazeFaceDetector(model_path=str(corrupt))
 
 
-def test_cascade_baseline_finds_grace_hopper_and_nothing_on_bricks(grace_hopper):
-    haar = HaarDetector()
-    found = haar.detect(grace_hopper)
-    assert any(iou(d.box, PORTRAIT_FACES["grace_hopper"]) > 0.6 for d in found)
+@pytest.fixture(scope="module")
+def haar():
+    return HaarDetector()
+
+
+@pytest.mark.parametrize("name", ["astronaut", "grace_hopper"])
+def test_cascade_baseline_finds_each_portrait_face(name, request, haar):
+    found = haar.detect(request.getfixturevalue(name))
+    assert len(found) == 1 and iou(found[0].box, PORTRAIT_FACES[name]) > 0.6
+
+
+def test_cascade_baseline_finds_nothing_on_bricks_or_a_cat(haar):
     assert haar.detect(_faceless_images()["bricks"]) == []
+    assert haar.detect(_faceless_images()["cat"]) == []
+
+
+def test_cascade_file_errors_are_clear(tmp_path):
+    broken = tmp_path / "broken.xml"
+    broken.write_text("<opencv_storage><x>")
+    with pytest.raises(DetectorError, match="broken.xml"):
+        HaarDetector(model_path=str(broken))
+    with pytest.raises(DetectorError, match="not found"):
+        HaarDetector(model_path=str(tmp_path / "missing.xml"))
+
+
+def test_group_rectangles_keeps_supported_clusters_and_drops_nested_ones():
+    face = [(100 + d, 100 - d, 50, 50) for d in range(6)]  # 6 near-identical windows
+    lonely = [(400, 400, 30, 30)]  # one stray window: not enough neighbours
+    nested = [(110, 110, 20, 20)] * 4  # a weaker cluster inside the face
+    kept = group_rectangles(face + lonely + nested, min_neighbors=3)
+    assert kept == [(102, 98, 50, 50)]
