@@ -244,7 +244,7 @@ def register_device(device: Device) -> CredentialsBundle:
                 iot_policy_document(device, region=aws.region(), account=account)
             ),
         )
-        undo.append(lambda: iot.delete_policy(policyName=names["policy"]))
+        undo.append(lambda: _delete_policy(iot, names["policy"], cert_arn))
         iot.attach_policy(policyName=names["policy"], target=cert_arn)
         iot.attach_thing_principal(thingName=device.thing_name, principal=cert_arn)
         role = iam.create_role(
@@ -299,16 +299,23 @@ def register_device(device: Device) -> CredentialsBundle:
 
 
 def _delete_certificate(iot, cert_arn: str, cert_id: str, thing_name: str) -> None:
-    for call in (
-        lambda: iot.detach_thing_principal(thingName=thing_name, principal=cert_arn),
-        *[
-            (lambda name=p["policyName"]: iot.detach_policy(policyName=name, target=cert_arn))
-            for p in iot.list_attached_policies(target=cert_arn).get("policies", [])
-        ],
-    ):
-        _ignore_missing(call)
+    _ignore_missing(lambda: iot.detach_thing_principal(thingName=thing_name, principal=cert_arn))
+    try:
+        attached = iot.list_attached_policies(target=cert_arn).get("policies", [])
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
+            raise
+        attached = []
+    for policy in attached:
+        name = policy["policyName"]
+        _ignore_missing(lambda name=name: iot.detach_policy(policyName=name, target=cert_arn))
     _ignore_missing(lambda: iot.update_certificate(certificateId=cert_id, newStatus="REVOKED"))
     _ignore_missing(lambda: iot.delete_certificate(certificateId=cert_id, forceDelete=True))
+
+
+def _delete_policy(iot, policy_name: str, cert_arn: str) -> None:
+    _ignore_missing(lambda: iot.detach_policy(policyName=policy_name, target=cert_arn))
+    _ignore_missing(lambda: iot.delete_policy(policyName=policy_name))
 
 
 def _delete_role(iam, role_name: str) -> None:

@@ -54,3 +54,22 @@ def release(moto_aws, db):
     from devices import services
 
     return services.build_edge_release()
+
+
+@pytest.fixture
+def ggv2(monkeypatch):
+    """A real botocore greengrassv2 client wrapped in a Stubber (moto has no Greengrass v2);
+    every other service still goes to moto through festival.aws.client."""
+    from botocore.stub import Stubber
+
+    client = aws.client("greengrassv2")
+    stubber = Stubber(client)
+    real = aws.client
+
+    def pick(name, **kwargs):
+        return client if name == "greengrassv2" else real(name, **kwargs)
+
+    monkeypatch.setattr(aws, "client", pick)
+    with stubber:
+        yield stubber
+    stubber.assert_no_pending_responses()
