@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from datetime import timedelta
@@ -25,10 +27,10 @@ DEMO_STACK = "stagepulse-demo"
 
 # Per stage: people in view and the share of smiling faces, so the ranking means something.
 CROWDS = {
-    "main": {"faces": 12, "mood": 0.9},
-    "forest": {"faces": 9, "mood": 0.6},
-    "tent": {"faces": 7, "mood": 0.3},
-    "harbour": {"faces": 5, "mood": 0.05},
+    "main": {"faces": 12, "mood": 1.0},
+    "forest": {"faces": 10, "mood": 0.7},
+    "tent": {"faces": 8, "mood": 0.3},
+    "harbour": {"faces": 6, "mood": 0.0},
 }
 DEFAULT_CROWD = {"faces": 6, "mood": 0.5}
 
@@ -189,3 +191,76 @@ def service_processes(port: int, ingest_interval: float) -> list[Process]:
 
 def child_environment(extra: dict[str, str]) -> dict[str, str]:
     return {**os.environ, "PYTHONUNBUFFERED": "1", "STAGEPULSE_ENV": "demo", **extra}
+
+
+class ProcessGroup:
+    """Runs named processes with prefixed output; stops cameras first so nothing is in flight."""
+
+    COLORS = ["36", "33", "35", "32", "34", "31", "96", "93", "95", "92"]
+
+    def __init__(self, env: dict[str, str], out=None):
+        self.env = env
+        self.out = out or sys.stdout
+        self.children: dict[str, subprocess.Popen] = {}
+        self._lock = threading.Lock()
+
+    def start(self, process: Process) -> None:
+        child = subprocess.Popen(
+            process.command,
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            bufsize=1,
+            start_new_session=True,  # Ctrl-C reaches us only; we stop the children in order
+        )
+        self.children[process.name] = child
+        color = self.COLORS[len(self.children) % len(self.COLORS)]
+        prefix = (
+            f"\033[{color}m{process.name:<12}|\033[0m "
+            if self.out.isatty()
+            else (f"{process.name:<12}| ")
+        )
+        threading.Thread(target=self._pump, args=(child, prefix), daemon=True).start()
+
+    def _pump(self, child: subprocess.Popen, prefix: str) -> None:
+        for line in child.stdout:
+            with self._lock:
+                self.out.write(f"{time.strftime('%H:%M:%S')} {prefix}{line}")
+                self.out.flush()
+
+    def exited(self) -> list[str]:
+        return [name for name, child in self.children.items() if child.poll() is not None]
+
+    def stop(self, names: list[str] | None = None, timeout_s: float = 15.0) -> None:
+        chosen = [n for n in (names or list(self.children)) if n in self.children]
+        for name in chosen:
+            if self.children[name].poll() is None:
+                self.children[name].send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout_s
+        for name in chosen:
+            try:
+                self.children[name].wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                self.children[name].kill()
+
+
+def queue_depth(queue_url: str) -> int:
+    """Messages waiting or in flight on the analysis queue."""
+    from festival import aws
+
+    attributes = aws.client("sqs").get_queue_attributes(
+        QueueUrl=queue_url,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    return sum(int(value) for value in attributes.values())
+
+
+def drain(queue_url: str, timeout_s: float = 60.0) -> int:
+    """Wait until the analyzer has emptied its queue; returns what is left (0 when drained)."""
+    deadline = time.monotonic() + timeout_s
+    depth = queue_depth(queue_url)
+    while depth and time.monotonic() < deadline:
+        time.sleep(1.0)
+        depth = queue_depth(queue_url)
+    return depth

@@ -8,9 +8,7 @@ simulated camera per stage running the real edge_package.
 from __future__ import annotations
 
 import os
-import shlex
 import signal
-import sys
 import time
 
 from django.conf import settings
@@ -45,8 +43,6 @@ class Command(BaseCommand):
         self.stdout.flush()
 
     def handle(self, *args, port, moto_port, duration, set_minutes, camera_fps, no_cameras, **_):
-        from honcho.manager import Manager
-
         folder = settings.VAR_DIR / "demo"
         folder.mkdir(parents=True, exist_ok=True)
         port = demo.free_port(port)
@@ -71,18 +67,19 @@ class Command(BaseCommand):
             festival = Festival.objects.get(slug=demo.DEMO_FESTIVAL)
             import_lineup(festival, demo.live_lineup(festival, set_minutes), replace=True)
             processes = demo.service_processes(port, float(extra["INGEST_INTERVAL_S"]))
-            if not no_cameras:
-                processes += demo.prepare_cameras(festival, base, folder / "cameras", camera_fps)
-            manager = Manager()
-            env = demo.child_environment(extra)
+            cameras = (
+                []
+                if no_cameras
+                else demo.prepare_cameras(festival, base, folder / "cameras", camera_fps)
+            )
+            group = demo.ProcessGroup(demo.child_environment(extra), out=self.stdout._out)
             for process in processes:
-                manager.add_process(process.name, shlex.join(process.command), env=env)
-            if duration:
-                manager.add_process(
-                    "timer", f"{sys.executable} -c 'import time; time.sleep({duration})'"
-                )
+                group.start(process)
+            demo.wait_for_port(port, timeout_s=60)
+            for camera in cameras:
+                group.start(camera)
             self.stdout.write(
-                self.style.SUCCESS("\nStagePulse demo is starting. Look here:")
+                self.style.SUCCESS("\nStagePulse demo is running. Look here:")
                 + f"\n  dashboard    {base}/dashboard/"
                 + f"\n  admin        {base}/admin/"
                 + f"\n  API docs     {base}/api/docs/"
@@ -91,12 +88,34 @@ class Command(BaseCommand):
                 + f"\n  local AWS    http://127.0.0.1:{moto_port} (moto)"
                 + f"\n  logins (password '{DEMO_PASSWORD}'): "
                 + ", ".join(f"{login.username} ({login.role})" for login in logins)
-                + f"\n  Sets last {set_minutes} minutes; the first report appears a minute after"
-                " the first set ends.\n  Ctrl-C stops everything.\n"
+                + f"\n  Sets last {set_minutes} minutes; a set's report appears shortly after"
+                " it ends.\n  Ctrl-C stops everything.\n"
             )
-            signal.signal(signal.SIGTERM, lambda *_: manager.terminate())
-            manager.loop()
+            self.run_until_stopped(group, duration)
+            self.step("stopping the cameras, then letting the analyzer drain its queue …")
+            group.stop([camera.name for camera in cameras])
+            left = demo.drain(extra["STAGEPULSE_ANALYZER_QUEUE_URL"], timeout_s=45)
+            self.step("queue drained" if not left else f"{left} crops left in the queue")
+            time.sleep(float(extra["INGEST_INTERVAL_S"]) * 2)  # one more ingest run
+            group.stop()
         finally:
             moto.terminate()
             moto.wait(timeout=10)
-        sys.exit(0 if duration else manager.returncode)
+        self.step("demo stopped")
+
+    def run_until_stopped(self, group, duration: float) -> None:
+        stop = {"now": False}
+
+        def request_stop(*_):
+            stop["now"] = True
+
+        signal.signal(signal.SIGTERM, request_stop)
+        signal.signal(signal.SIGINT, request_stop)
+        deadline = time.monotonic() + duration if duration else None
+        while not stop["now"]:
+            if deadline and time.monotonic() >= deadline:
+                break
+            if group.exited():
+                self.stderr.write(f"stopping: {', '.join(group.exited())} exited")
+                break
+            time.sleep(0.5)
