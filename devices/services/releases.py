@@ -141,7 +141,7 @@ def build_edge_release(*, user=None, version: str = "", root: Path = EDGE_ROOT) 
         raise ValidationError(
             f"Release {version} already exists with different content (sha256 "
             f"{clash.sha256[:12]}…); bump __version__ in edge_package/__init__.py or pass "
-            "--version."
+            "--release-version."
         )
     bucket = settings.ARTIFACTS_BUCKET
     key = f"edge-releases/{version}/{ARTIFACT_NAME}"

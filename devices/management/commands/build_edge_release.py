@@ -14,11 +14,13 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("--version", default="", help="default: edge_package.__version__")
+        parser.add_argument(
+            "--release-version", default="", help="default: edge_package.__version__"
+        )
 
     def handle(self, *args, **options):
         try:
-            release = services.build_edge_release(version=options["version"])
+            release = services.build_edge_release(version=options["release_version"])
         except ValidationError as exc:
             raise CommandError("; ".join(exc.messages)) from exc
         manifest = release.manifest
