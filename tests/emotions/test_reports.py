@@ -181,7 +181,10 @@ def test_two_sweepers_at_once_build_each_report_once(two_worlds, settings):
         thread.join()
     report = SetReport.objects.get(set=ours.set)
     assert report.status == ReportStatus.READY and report.builds == 1
-    assert sorted(len(r.built) for r in results) == [0, 1]
+    # Both worlds' sets ended: every report was built by exactly one of the two sweepers.
+    built = [pk for result in results for pk in result.built]
+    assert sorted(built) == sorted(SetReport.objects.values_list("pk", flat=True))
+    assert set(SetReport.objects.values_list("builds", flat=True)) == {1}
     assert len(mail.outbox) == 1  # the only set with an e-mail recipient
 
 
