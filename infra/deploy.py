@@ -16,7 +16,6 @@ Two things here exist only because of real-world constraints, and are documented
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata
 import io
 import json
 import logging
@@ -54,8 +53,10 @@ ENV_TO_PARAMETER = {
 }
 NO_CHANGES_MARKERS = ("didn't contain changes", "No updates are to be performed")
 FAILED_SUFFIXES = ("_FAILED",)
-# Packages the analyzer imports that the Lambda Python runtime lacks (boto3 is provided).
-ANALYZER_DEPENDENCIES = ("numpy", "Pillow")
+# Packages the analyzer imports that the Lambda Python runtime lacks (boto3 is provided). Not pinned
+# to this venv's versions: the python3.11 runtime (Amazon Linux 2, glibc 2.26) needs manylinux2014
+# wheels, which recent numpy releases no longer publish; pip picks the newest that fit.
+ANALYZER_DEPENDENCIES = ("numpy>=1.26", "Pillow>=10")
 WAITER_CONFIG = {"Delay": 5, "MaxAttempts": 720}  # up to an hour; moto answers at once
 
 
@@ -148,8 +149,8 @@ def _add_file(archive: zipfile.ZipFile, name: str, data: bytes) -> None:
 
 
 def _vendor_dependencies(target: Path) -> None:
-    """Linux wheels of the versions this venv runs, for the python3.11 x86_64 Lambda runtime."""
-    pins = [f"{name}=={importlib.metadata.version(name)}" for name in ANALYZER_DEPENDENCIES]
+    """Linux wheels for the python3.11 x86_64 Lambda runtime."""
+    pins = list(ANALYZER_DEPENDENCIES)
     command = [
         sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
         "--target", str(target), "--platform", "manylinux2014_x86_64", "--implementation", "cp",
