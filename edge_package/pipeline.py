@@ -38,10 +38,10 @@ def make_sink(config, spool: Spool | None = None):
     if config.mode == "edge":
         from edge_package.sinks import ObservationSink
 
-        return ObservationSink(config, spool)
+        return ObservationSink(config, spool, background=True)
     from edge_package.sinks import S3CropSink
 
-    return S3CropSink(config, spool)
+    return S3CropSink(config, spool, background=True)
 
 
 class EdgeRunner:
@@ -186,7 +186,7 @@ class EdgeRunner:
 
     def tick(self, now: float) -> None:
         """Housekeeping between frames: drain the spool, send telemetry when it is due."""
-        if hasattr(self.sink, "pump"):
+        if hasattr(self.sink, "pump") and not getattr(self.sink, "background", False):
             self.sink.pump()
         if self._last_telemetry is None or now - self._last_telemetry >= (
             self.config.telemetry_interval_s
@@ -201,6 +201,8 @@ class EdgeRunner:
         started = self.clock()
         last_status = started
         min_gap = 1.0 / self.config.fps_cap
+        if hasattr(self.sink, "start"):
+            self.sink.start()
         try:
             iterator = iter(source)
             while not self.stop_event.is_set():
@@ -230,7 +232,9 @@ class EdgeRunner:
                     self.stop_event.wait(spare)
         finally:
             self.flush()
-            if hasattr(self.sink, "pump"):
+            if getattr(self.sink, "background", False):
+                self.sink.stop()  # drains what the link allows; the rest stays spooled
+            elif hasattr(self.sink, "pump"):
                 self.sink.pump(max_items=64)
             self.telemetry()
             close = getattr(source, "close", None)

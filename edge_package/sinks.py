@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from dataclasses import dataclass
 
@@ -68,12 +69,27 @@ class DeliveryError(Exception):
 
 
 class SpoolingSink:
-    """Deliver-or-spool with exponential backoff; subclasses implement _deliver(meta, payload)."""
+    """Deliver-or-spool with exponential backoff; subclasses implement _deliver(meta, payload).
 
-    action = "deliver"
+    With background=True (what the entry points use) the capture thread only writes to the spool
+    and an uploader thread does all network I/O, so a slow or black-holed network never stalls
+    the camera. Without it, delivery happens inline (simple, and what the unit tests drive).
+    """
 
-    def __init__(self, spool, *, backoff_s: float = 2.0, max_backoff_s: float = 60.0, clock=None):
+    def __init__(
+        self,
+        spool,
+        *,
+        backoff_s: float = 2.0,
+        max_backoff_s: float = 60.0,
+        clock=None,
+        background: bool = False,
+    ):
         self.spool = spool
+        self.background = background
+        self._thread: threading.Thread | None = None
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
         self.backoff_s = backoff_s
         self.max_backoff_s = max_backoff_s
         self.clock = clock or time.monotonic
@@ -115,6 +131,10 @@ class SpoolingSink:
 
     def submit(self, meta: dict, payload: bytes) -> None:
         """Send now if the link is believed up, otherwise spool straight away."""
+        if self.background:
+            self.spool.put(meta, payload)
+            self._wake.set()
+            return
         link_up = self.spool.depth == 0 and self.clock() >= self._retry_at
         if link_up and self._attempt(meta, payload) is not False:
             return
@@ -132,6 +152,40 @@ class SpoolingSink:
             self.spool.ack(entry)
             sent += outcome is True
         return sent
+
+    def start(self) -> None:
+        """Start the uploader thread (background mode only; idempotent)."""
+        if not self.background or (self._thread and self._thread.is_alive()):
+            return
+        self._stopping.clear()
+        self._thread = threading.Thread(target=self._upload_loop, name="stagepulse-upload")
+        self._thread.daemon = True
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        """Drain what the link allows, then stop; the rest stays spooled for the next start."""
+        if self._thread is None:
+            return
+        self._stopping.set()
+        self._wake.set()
+        self._thread.join(timeout_s)
+        self._thread = None
+
+    def _upload_loop(self) -> None:
+        while True:
+            done = self.uploads + self.dropped
+            if self.spool.depth:
+                try:
+                    self.pump(max_items=16)
+                except Exception as exc:  # never let the uploader die silently
+                    self._fail(f"uploader: {exc}")
+            progressed = self.uploads + self.dropped > done
+            if self._stopping.is_set() and (not progressed or not self.spool.depth):
+                return
+            if not progressed:
+                wait = self._retry_at - self.clock() if self.spool.depth else 1.0
+                self._wake.wait(min(1.0, max(0.05, wait)))
+                self._wake.clear()
 
     def _deliver(self, meta: dict, payload: bytes) -> int:
         raise NotImplementedError

@@ -1,6 +1,7 @@
 """Delivery: private encrypted S3 crops, a spool while S3 fails, drain on recovery, edge records."""
 
 import errno
+import threading
 
 import boto3
 import numpy as np
@@ -225,3 +226,33 @@ def test_edge_mode_with_the_real_fer_model(tmp_path, astronaut):
     assert item["top_emotion"]["S"] == "HAPPY"
     assert item["model"]["S"].startswith("fer-")
     assert float(item["emotions"]["M"]["HAPPY"]["N"]) > 50
+
+
+class BlockedS3:
+    """put_object hangs until released, like a black-holed network."""
+
+    def __init__(self, client):
+        self.client = client
+        self.release = threading.Event()
+        self.entered = threading.Event()
+
+    def put_object(self, **kwargs):
+        self.entered.set()
+        assert self.release.wait(30)
+        return self.client.put_object(**kwargs)
+
+
+def test_background_uploads_never_block_the_camera_and_drain_on_stop(s3, tmp_path):
+    blocked = BlockedS3(s3)
+    sink = S3CropSink(CFG, Spool(str(tmp_path), 10_000_000), client=blocked, background=True)
+    sink.start()
+    sink.send(release(1))
+    assert blocked.entered.wait(30)  # the uploader is now stuck inside PutObject
+    for seq in range(2, 6):
+        sink.send(release(seq))  # returns although the network hangs
+    assert sink.spool.depth == 5 and sink.uploads == 0
+    blocked.release.set()
+    sink.stop()
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket="crops")["Contents"]]
+    assert sorted(parse_crop_key(k).seq for k in keys) == [1, 2, 3, 4, 5]
+    assert sink.spool.depth == 0 and sink.uploads == 5
