@@ -3,7 +3,8 @@
 Each entry is one file written atomically (temp file + rename), so a power cut never leaves half an
 entry. When the byte cap is reached the oldest entries are dropped to make room, and every drop is
 counted (the telemetry reports it); a full disk drops the new entry and says so, and the device
-keeps running.
+keeps running. Entries are face crops, so the folder and files are readable by their owner only,
+and each is deleted as soon as it is delivered.
 """
 
 from __future__ import annotations
@@ -18,6 +19,10 @@ from dataclasses import dataclass
 
 _HEADER = struct.Struct(">I")
 SUFFIX = ".spool"
+
+
+def _private(path: str, flags: int) -> int:
+    return os.open(path, flags, 0o600)
 
 
 @dataclass
@@ -35,7 +40,7 @@ class Spool:
         self.last_error = ""
         self._lock = threading.Lock()
         self._counter = 0
-        os.makedirs(folder, exist_ok=True)
+        os.makedirs(folder, mode=0o700, exist_ok=True)  # face crops: owner-only
         self._sizes = {
             os.path.join(folder, name): os.path.getsize(os.path.join(folder, name))
             for name in os.listdir(folder)
@@ -77,7 +82,7 @@ class Spool:
             path = os.path.join(self.folder, name)
             tmp = path + ".tmp"
             try:
-                with open(tmp, "wb") as handle:
+                with open(tmp, "wb", opener=_private) as handle:
                     handle.write(blob)
                 os.replace(tmp, path)
             except OSError as exc:

@@ -154,9 +154,12 @@ def test_a_full_disk_drops_the_entry_with_a_clear_message(tmp_path, monkeypatch)
     assert spool.depth == 0 and list(tmp_path.iterdir()) == []
 
 
-def test_spool_survives_a_restart(tmp_path):
-    Spool(str(tmp_path), 10_000_000).put({"captured_at_ms": 5, "key": "k"}, b"payload")
-    reopened = Spool(str(tmp_path), 10_000_000)
+def test_spool_survives_a_restart_and_is_private(tmp_path):
+    folder = tmp_path / "spool"
+    Spool(str(folder), 10_000_000).put({"captured_at_ms": 5, "key": "k"}, b"payload")
+    assert folder.stat().st_mode & 0o777 == 0o700
+    assert [p.stat().st_mode & 0o777 for p in folder.iterdir()] == [0o600]
+    reopened = Spool(str(folder), 10_000_000)
     (entry,) = reopened.peek()
     assert entry.meta["key"] == "k" and entry.payload == b"payload"
 
