@@ -22,6 +22,9 @@ class SetReportSerializer(serializers.ModelSerializer):
     starts_at = serializers.DateTimeField(source="set.starts_at", read_only=True)
     ends_at = serializers.DateTimeField(source="set.ends_at", read_only=True)
     page_url = serializers.SerializerMethodField()
+    status = serializers.CharField(
+        read_only=True, help_text="pending, building, ready or failed"
+    )  # a plain string: "status" enums of other models would collide in the OpenAPI names
 
     class Meta:
         model = SetReport
@@ -69,7 +72,7 @@ class SetReportDetailSerializer(SetReportSerializer):
 
 
 class RebuildSerializer(serializers.Serializer):
-    reason = serializers.CharField(max_length=200, required=False, default="")
+    reason = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
 
 
 class PublishSerializer(serializers.Serializer):
