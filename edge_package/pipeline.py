@@ -81,8 +81,12 @@ class EdgeRunner:
         self.masks = MaskSet(cfg.masks)
         self.gate = QualityGate(min_face_px=cfg.min_face_px)
         old = getattr(self, "throttle", None)
+        old_masks = getattr(self, "_mask_polygons", None)
+        self._mask_polygons = cfg.masks
         self.throttle = Throttle(cfg.throttle_interval_s, cfg.upload_budget_per_min)
-        if old is not None:
+        # Keep pending crops across a tunable change, except when the device is paused or the masks
+        # changed: a pause or a new mask must also stop crops that were already waiting.
+        if old is not None and not cfg.paused and old_masks == cfg.masks:
             self.throttle.tracks = old.tracks
         if hasattr(self.detector, "threshold"):
             self.detector.threshold = cfg.detection_threshold
@@ -109,6 +113,8 @@ class EdgeRunner:
         now = self.clock() if now is None else now
         self.frames += 1
         self._frame_times.append(now)
+        if self.config.paused:
+            return []  # privacy switch: the frame is not even looked at
         image = frame.image
         try:
             detections = self.detector.detect(image)
@@ -219,8 +225,7 @@ class EdgeRunner:
                 except SourceError as exc:
                     self.error(str(exc))
                     break
-                if not self.config.paused:
-                    self.process_frame(frame, loop_start)
+                self.process_frame(frame, loop_start)
                 del frame  # the frame never outlives its iteration
                 now = self.clock()
                 self.tick(now)

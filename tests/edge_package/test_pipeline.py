@@ -106,6 +106,21 @@ def test_a_paused_device_detects_and_sends_nothing_but_still_reports():
     assert runner.telemetry()["paused"] is True
 
 
+def test_pausing_or_adding_a_mask_drops_crops_already_waiting():
+    cfg = parse_config({**BASE, "throttle_interval_s": 10.0})
+    for change in ({"paused": True}, {"masks": [[[0, 0], [1, 0], [1, 1], [0, 1]]]}):
+        sink = Recorder()
+        runner = EdgeRunner(cfg, sink=sink)
+        for frame in small_crowd(frames=3):  # faces seen, crops waiting for their first window
+            runner.process_frame(frame, frame.index / 10)
+        assert runner.throttle.tracks and sink.releases == []
+        runner.update_tunables(**change)
+        assert runner.flush(99) == [] and sink.releases == []
+    runner.update_tunables(paused=False, masks=[])
+    runner.process_frame(small_crowd().render(5), 100.0)
+    assert runner.throttle.tracks  # unpaused and unmasked: faces are tracked again
+
+
 def test_every_lingering_face_is_sent_while_uploads_stay_far_below_naive():
     from edge_package.detect import iou
 
