@@ -93,6 +93,16 @@ def test_greengrass_v2_publisher_uses_ipc_publish_to_iot_core():
     assert ipc.published == [("stagepulse/telemetry/cam-1", {"device_id": "cam-1"})]
 
 
+def test_greengrass_v2_publisher_builds_the_nucleus_ipc_client(monkeypatch):
+    ipc = FakeIpc({})
+    names = ["awsiot", "awsiot.greengrasscoreipc", "awsiot.greengrasscoreipc.clientv2"]
+    for name in names:
+        monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
+    sys.modules[names[-1]].GreengrassCoreIPCClientV2 = lambda: ipc
+    GreengrassV2Publisher("cam-9").publish({"device_id": "cam-9"})
+    assert ipc.published == [("stagepulse/telemetry/cam-9", {"device_id": "cam-9"})]
+
+
 def test_greengrass_v2_without_awsiotsdk_says_what_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "awsiot", None)
     with pytest.raises(TelemetryError, match="pip install awsiotsdk"):
