@@ -248,7 +248,7 @@ if REPORT_GRACE_MINUTES < 0:
 CELERY_BEAT_SCHEDULE: dict = {
     "sweep-set-reports": {
         "task": "emotions.tasks.sweep_set_reports",
-        "schedule": 60.0,
+        "schedule": float(os.environ.get("REPORT_SWEEP_INTERVAL_S", 60)),
         "options": {"expires": 120},
     },
     "health-heartbeat": {"task": "festival.tasks.heartbeat", "schedule": 60.0},

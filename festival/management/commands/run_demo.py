@@ -15,6 +15,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
+from emotions.services import ingest_active_festivals
 from festival import demo
 from festival.models import Festival
 from festival.services import DEMO_PASSWORD, seed_demo
@@ -54,6 +55,8 @@ class Command(BaseCommand):
             **demo.aws_environment(moto_port),
             "INGEST_INTERVAL_S": os.environ.get("INGEST_INTERVAL_S", "2"),
             "REPORT_GRACE_MINUTES": os.environ.get("REPORT_GRACE_MINUTES", "1"),
+            "REPORT_SWEEP_INTERVAL_S": os.environ.get("REPORT_SWEEP_INTERVAL_S", "10"),
+            "CLOUDWATCH_DASHBOARDS": os.environ.get("CLOUDWATCH_DASHBOARDS", "1"),
             "STAGEPULSE_PUBLIC_URL": base,
         }
         os.environ.update(extra)
@@ -96,8 +99,9 @@ class Command(BaseCommand):
             group.stop([camera.name for camera in cameras])
             left = demo.drain(extra["STAGEPULSE_ANALYZER_QUEUE_URL"], timeout_s=45)
             self.step("queue drained" if not left else f"{left} crops left in the queue")
-            time.sleep(float(extra["INGEST_INTERVAL_S"]) * 2)  # one more ingest run
             group.stop()
+            created = sum(r.created for r in ingest_active_festivals())  # the last crops
+            self.step(f"final ingest: {created} observations")
         finally:
             moto.terminate()
             moto.wait(timeout=10)

@@ -1,0 +1,142 @@
+"""End to end: the demo topology (moto server, stack, web, Celery worker and beat, analyzer worker,
+one simulated camera per stage running the real edge code) for about a minute.
+
+Asserts: crops were uploaded, analyzed, written to DynamoDB and ingested into the database; the
+live ranking puts the happy stages above the dull ones; a set report was built; no crop remains
+in the bucket and no full frame was ever uploaded.
+"""
+
+import json
+import os
+import re
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import boto3
+import numpy as np
+import pytest
+
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
+
+ROOT = Path(__file__).resolve().parents[2]
+FRAME_SIZE = (960, 540)  # what the demo cameras capture
+CROP_KEY = re.compile(
+    r"^faces/pulse-2026/[a-z]+/pulse-2026-[a-z]+-cam1/\d{4}/\d\d/\d\d/\d\d/\d+-\d+\.jpg$"
+)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class BucketWatcher(threading.Thread):
+    """Reads every object that appears in the crops bucket before the analyzer deletes it."""
+
+    def __init__(self, endpoint: str):
+        super().__init__(daemon=True)
+        self.s3 = boto3.client("s3", endpoint_url=endpoint, region_name="eu-west-1")
+        self.seen: dict[str, tuple[int, int] | None] = {}
+        self.bad_keys: list[str] = []
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        import cv2
+
+        while not self.stop.is_set():
+            try:
+                listing = self.s3.list_objects_v2(Bucket="stagepulse-crops")
+            except Exception:  # noqa: BLE001 - the stack is not there yet
+                time.sleep(0.5)
+                continue
+            for item in listing.get("Contents", []):
+                key = item["Key"]
+                if key in self.seen:
+                    continue
+                if not CROP_KEY.match(key):
+                    self.bad_keys.append(key)
+                try:
+                    body = self.s3.get_object(Bucket="stagepulse-crops", Key=key)["Body"].read()
+                except Exception:  # noqa: BLE001 - analyzed and deleted in between
+                    self.seen[key] = None
+                    continue
+                image = cv2.imdecode(np.frombuffer(body, np.uint8), cv2.IMREAD_COLOR)
+                self.seen[key] = None if image is None else (image.shape[1], image.shape[0])
+            time.sleep(0.3)
+
+    def remaining(self) -> list[str]:
+        listing = self.s3.list_objects_v2(Bucket="stagepulse-crops")
+        return [item["Key"] for item in listing.get("Contents", [])]
+
+
+def test_a_festival_runs_end_to_end(tmp_path):
+    web_port, moto_port = free_port(), free_port()
+    endpoint = f"http://127.0.0.1:{moto_port}"
+    env = {
+        **os.environ,
+        "STAGEPULSE_VAR_DIR": str(tmp_path),
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'e2e.sqlite3'}",
+        "REPORT_GRACE_MINUTES": "0",
+        "INGEST_INTERVAL_S": "2",
+        "PYTHONUNBUFFERED": "1",
+    }
+    for name in ("CELERY_BROKER_URL", "CACHE_URL", "CELERY_RESULT_BACKEND", "AWS_ENDPOINT_URL"):
+        env.pop(name, None)
+    demo = subprocess.Popen(
+        [sys.executable, "manage.py", "run_demo", "--duration", "75", "--set-minutes", "1",
+         "--port", str(web_port), "--moto-port", str(moto_port)],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    watcher = BucketWatcher(endpoint)
+    watcher.start()
+    log_lines: list[str] = []
+    ranking = remaining = items = None
+    try:
+        for line in demo.stdout:
+            log_lines.append(line)
+            if "stopping the cameras" in line:
+                url = f"http://127.0.0.1:{web_port}/api/v1/public/festivals/pulse-2026/live/"
+                with urllib.request.urlopen(url, timeout=10) as response:
+                    ranking = json.load(response)
+            if "queue drained" in line or "crops left in the queue" in line:
+                remaining = watcher.remaining()
+                ddb = boto3.client("dynamodb", endpoint_url=endpoint, region_name="eu-west-1")
+                items = ddb.scan(TableName="stagepulse-observations", Select="COUNT")["Count"]
+        demo.wait(timeout=120)
+    finally:
+        watcher.stop.set()
+        if demo.poll() is None:
+            demo.kill()
+    log = "".join(log_lines)
+    assert demo.returncode == 0, log[-4000:]
+    assert ranking is not None, "the demo never reached its drain step:\n" + log[-4000:]
+
+    # Crops were uploaded under the contract's keys, and none was a full frame.
+    sizes = [size for size in watcher.seen.values() if size]
+    assert len(watcher.seen) >= 20, log[-3000:]
+    assert watcher.bad_keys == []
+    assert sizes, "no crop could be read before analysis"
+    assert all(w < FRAME_SIZE[0] / 2 and h < FRAME_SIZE[1] / 2 for w, h in sizes), sizes[:5]
+    # ... analyzed (the bucket is empty again), written to DynamoDB, ingested into the database.
+    assert remaining == []
+    assert items >= 20
+    with sqlite3.connect(tmp_path / "e2e.sqlite3") as db:
+        observations = db.execute("SELECT COUNT(*) FROM emotions_observation").fetchone()[0]
+        reports = db.execute(
+            "SELECT COUNT(*) FROM emotions_setreport WHERE status = 'ready'"
+        ).fetchone()[0]
+    assert observations == items
+    assert reports >= 1, log[-3000:]
+    # The ranking follows the simulated moods: smiling crowds above the dull ones.
+    rows = {row["stage"]["slug"]: row for row in ranking["stages"]}
+    happy = {slug: (row["expression_share"] or {}).get("HAPPY", 0) for slug, row in rows.items()}
+    order = [row["stage"]["slug"] for row in ranking["stages"]]
+    assert set(order[:2]) == {"main", "forest"}, (order, happy)
+    assert happy["main"] > happy["tent"] and happy["forest"] > happy["harbour"], happy
