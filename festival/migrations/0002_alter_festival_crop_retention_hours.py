@@ -5,15 +5,18 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('festival', '0001_initial'),
+        ("festival", "0001_initial"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='festival',
-            name='crop_retention_hours',
-            field=models.PositiveIntegerField(default=0, help_text='0 deletes each crop right after analysis; the bucket lifecycle caps it (1 day).', validators=[django.core.validators.MaxValueValidator(24)]),
+            model_name="festival",
+            name="crop_retention_hours",
+            field=models.PositiveIntegerField(
+                default=0,
+                help_text="0 deletes each crop right after analysis; the bucket lifecycle caps it (1 day).",
+                validators=[django.core.validators.MaxValueValidator(24)],
+            ),
         ),
     ]
