@@ -11,11 +11,13 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from devices.models import Device
+from emotions.reports.selectors import reports_for_user
 from emotions.selectors import live_ranking, stage_timeline
 from festival.models import Festival
 from stages.models import Stage
 
 TIMELINE_MINUTES = 60
+REPORTS_SHOWN = 30
 
 
 def _festival_for(request, festival_id: int) -> Festival:
@@ -39,10 +41,16 @@ def index(request):
 def festival_page(request, festival_id: int):
     festival = _festival_for(request, festival_id)
     festivals = Festival.objects.for_user(request.user).order_by("-starts_on", "name")
+    reports = reports_for_user(request.user, festival_id=festival.pk).order_by("-set__ends_at")
     return render(
         request,
         "dashboard/festival.html",
-        {"festival": festival, "festivals": festivals, "refresh_seconds": 5},
+        {
+            "festival": festival,
+            "festivals": festivals,
+            "reports": reports[:REPORTS_SHOWN],
+            "refresh_seconds": 5,
+        },
     )
 
 
@@ -62,14 +70,15 @@ def device_health_rows(festival: Festival) -> list[dict]:
                 "paused": device.paused,
                 "last_seen_s": int((now - seen).total_seconds()) if seen else None,
                 "software_version": device.software_version or None,
-                **{key: getattr(device, key, None) for key in HEALTH_FIELDS},
+                **{key: (device.health or {}).get(key) for key in HEALTH_FIELDS},
+                "alert_open": device.offline_alerted_at is not None,
             }
         )
     return rows
 
 
-# Health figures the device fleet records when telemetry arrives (absent fields read as None).
-HEALTH_FIELDS = ("fps", "faces_detected", "uploads", "spool_depth", "errors", "alert_open")
+# Health figures from the device's last telemetry report (absent fields read as None).
+HEALTH_FIELDS = ("fps", "faces_detected", "uploads", "spool_depth", "errors")
 
 
 @login_required

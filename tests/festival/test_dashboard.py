@@ -52,3 +52,23 @@ def test_data_has_ranking_timelines_and_devices(client, two_worlds):
     assert any(point["faces"] == 12 for point in data["timelines"]["main"])
     assert [d["thing_name"] for d in data["devices"]] == [ours.device.thing_name]
     assert theirs.device.thing_name not in str(data)
+
+
+def test_reports_panel_lists_only_our_reports(client, two_worlds):
+    from emotions.models import ReportStatus, SetReport
+
+    ours, theirs = two_worlds
+    for world in (ours, theirs):
+        SetReport.objects.create(
+            organization=world.organization,
+            festival=world.festival,
+            stage=world.stage,
+            set=world.set,
+            status=ReportStatus.READY,
+            faces=40,
+            vibe=71.4,
+        )
+    client.force_login(ours.viewer)
+    page = client.get(f"/dashboard/{ours.festival.pk}/").content.decode()
+    assert "Ours Artist" in page and "71" in page
+    assert "Theirs Artist" not in page
