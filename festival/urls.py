@@ -10,7 +10,7 @@ from emotions.api import SetReportViewSet
 from emotions.views import set_report_page
 from festival import dashboard, fan_api
 from festival.api import FestivalViewSet, MembershipViewSet, OrganizationViewSet
-from festival.views import healthz
+from festival.views import healthz, ping
 from stages.api import SetViewSet, StageViewSet
 
 router = DefaultRouter()
@@ -67,6 +67,7 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("healthz", healthz, name="healthz"),
+    path("ping", ping, name="ping"),
     path("reports/<int:report_id>/", set_report_page, name="set-report-page"),
 ]
 

@@ -10,3 +10,9 @@ def healthz(request):
     except Exception as error:  # noqa: BLE001 - any database failure means unhealthy
         return JsonResponse({"status": "unhealthy", "database": str(error)[:200]}, status=503)
     return JsonResponse({"status": "ok"})
+
+
+def ping(request):
+    """A trivial JSON answer (no database, no cache): the baseline the API benchmark compares
+    the live ranking against (bench/bench_api.py)."""
+    return JsonResponse({"ok": True})
