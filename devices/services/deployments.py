@@ -58,6 +58,7 @@ DEEPLENS_STEPS = [
 STEPS = {Platform.GREENGRASS_V2: GREENGRASS_V2_STEPS, Platform.DEEPLENS: DEEPLENS_STEPS}
 LEASE = timedelta(seconds=120)
 LAMBDA_ALIAS = "live"
+CONFLICT_CODES = ("ResourceConflictException", "ConflictException")
 # DeepLens device resources the pinned lambda needs: the camera and the GPU.
 DEEPLENS_RESOURCES = [
     ("camera", "/dev/video0"),
@@ -211,7 +212,7 @@ def _timed_out(deployment: Deployment, last: str) -> None:
     reason = f"the device did not finish within {minutes} min (last status: {last or 'unknown'})"
     if deployment.platform == Platform.GREENGRASS_V2 and deployment.resources.get("deployment_id"):
         try:
-            aws.client("greengrassv2").cancel_deployment(
+            aws.cached_client("greengrassv2").cancel_deployment(
                 deploymentId=deployment.resources["deployment_id"]
             )
             reason += "; the Greengrass deployment was cancelled"
@@ -265,7 +266,7 @@ def _describe(exc: ClientError) -> str:
 # --- Greengrass v2 --------------------------------------------------------------------------------
 def _thing_arn(deployment: Deployment) -> str:
     if "thing_arn" not in deployment.resources:
-        described = aws.client("iot").describe_thing(thingName=deployment.device.thing_name)
+        described = aws.cached_client("iot").describe_thing(thingName=deployment.device.thing_name)
         deployment.resources["thing_arn"] = described["thingArn"]
     return deployment.resources["thing_arn"]
 
@@ -285,7 +286,7 @@ def component_recipe(release: EdgeRelease) -> str:
 
 def gg2_create_component(deployment: Deployment) -> Outcome:
     release = deployment.release
-    client = aws.client("greengrassv2")
+    client = aws.cached_client("greengrassv2")
     try:
         response = client.create_component_version(
             inlineRecipe=component_recipe(release).encode(),
@@ -310,7 +311,7 @@ def gg2_create_component(deployment: Deployment) -> Outcome:
 def gg2_create_deployment(deployment: Deployment) -> Outcome:
     device = deployment.device
     config = device_config(device)
-    response = aws.client("greengrassv2").create_deployment(
+    response = aws.cached_client("greengrassv2").create_deployment(
         targetArn=_thing_arn(deployment),
         deploymentName=f"stagepulse {device.thing_name} {deployment.release.version}",
         components={
@@ -340,7 +341,7 @@ GG2_FAILURE = {"FAILED", "CANCELED", "REJECTED", "TIMED_OUT"}
 
 def gg2_poll(deployment: Deployment) -> Outcome:
     wanted = deployment.resources["deployment_id"]
-    paginator = aws.client("greengrassv2").get_paginator("list_effective_deployments")
+    paginator = aws.cached_client("greengrassv2").get_paginator("list_effective_deployments")
     for page in paginator.paginate(coreDeviceThingName=deployment.device.thing_name):
         for item in page.get("effectiveDeployments", []):
             if item["deploymentId"] != wanted:
@@ -363,8 +364,8 @@ def _token(deployment: Deployment, step: str) -> str:
 
 def gg1_ensure_group(deployment: Deployment) -> Outcome:
     device = deployment.device
-    gg = aws.client("greengrass")
-    role_arn = aws.client("iam").get_role(RoleName=device.role_name)["Role"]["Arn"]
+    gg = aws.cached_client("greengrass")
+    role_arn = aws.cached_client("iam").get_role(RoleName=device.role_name)["Role"]["Arn"]
     if device.greengrass_group_id:
         group = gg.get_group(GroupId=device.greengrass_group_id)
         version = gg.get_group_version(
@@ -407,7 +408,7 @@ def _function_name(device: Device) -> str:
 
 def gg1_lambda_function(deployment: Deployment) -> Outcome:
     device, release = deployment.device, deployment.release
-    client = aws.client("lambda")
+    client = aws.cached_client("lambda")
     name = _function_name(device)
     environment = {"Variables": {"STAGEPULSE_CONFIG": json.dumps(device_config(device))}}
     code = {"S3Bucket": release.bucket, "S3Key": release.key}
@@ -428,7 +429,7 @@ def gg1_lambda_function(deployment: Deployment) -> Outcome:
         )
         note = "created"
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") != "ResourceConflictException":
+        if exc.response.get("Error", {}).get("Code") not in CONFLICT_CODES:
             raise
         client.update_function_code(FunctionName=name, **code)
         client.get_waiter("function_updated_v2").wait(FunctionName=name)
@@ -440,7 +441,7 @@ def gg1_lambda_function(deployment: Deployment) -> Outcome:
 
 
 def gg1_lambda_version(deployment: Deployment) -> Outcome:
-    client = aws.client("lambda")
+    client = aws.cached_client("lambda")
     name = _function_name(deployment.device)
     client.get_waiter("function_updated_v2").wait(FunctionName=name)
     version = client.publish_version(FunctionName=name, Description=deployment.release.version)[
@@ -450,13 +451,14 @@ def gg1_lambda_version(deployment: Deployment) -> Outcome:
 
 
 def gg1_lambda_alias(deployment: Deployment) -> Outcome:
-    client = aws.client("lambda")
+    client = aws.cached_client("lambda")
     name = _function_name(deployment.device)
     version = deployment.resources["function_version"]
     try:
         alias = client.create_alias(FunctionName=name, Name=LAMBDA_ALIAS, FunctionVersion=version)
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") != "ResourceConflictException":
+        # Lambda answers ResourceConflictException (moto: ConflictException) for an existing alias.
+        if exc.response.get("Error", {}).get("Code") not in CONFLICT_CODES:
             raise
         alias = client.update_alias(FunctionName=name, Name=LAMBDA_ALIAS, FunctionVersion=version)
     return Outcome({"alias_arn": alias["AliasArn"]}, f"{LAMBDA_ALIAS} -> {version}")
@@ -489,7 +491,7 @@ def gg1_resource_definition(deployment: Deployment) -> Outcome:
         }
         for rid, path in DEEPLENS_VOLUMES
     ]
-    response = aws.client("greengrass").create_resource_definition(
+    response = aws.cached_client("greengrass").create_resource_definition(
         AmznClientToken=_token(deployment, "resources"),
         Name=f"stagepulse-{deployment.device.thing_name}-resources",
         InitialVersion={"Resources": resources},
@@ -501,7 +503,7 @@ def gg1_function_definition(deployment: Deployment) -> Outcome:
     access = [
         {"ResourceId": rid, "Permission": "rw"} for rid, _ in DEEPLENS_RESOURCES + DEEPLENS_VOLUMES
     ]
-    response = aws.client("greengrass").create_function_definition(
+    response = aws.cached_client("greengrass").create_function_definition(
         AmznClientToken=_token(deployment, "functions"),
         Name=f"stagepulse-{deployment.device.thing_name}-functions",
         InitialVersion={
@@ -530,7 +532,7 @@ def gg1_function_definition(deployment: Deployment) -> Outcome:
 def gg1_subscription_definition(deployment: Deployment) -> Outcome:
     thing = deployment.device.thing_name
     alias = deployment.resources["alias_arn"]
-    response = aws.client("greengrass").create_subscription_definition(
+    response = aws.cached_client("greengrass").create_subscription_definition(
         AmznClientToken=_token(deployment, "subscriptions"),
         Name=f"stagepulse-{thing}-subscriptions",
         InitialVersion={
@@ -555,7 +557,7 @@ def gg1_subscription_definition(deployment: Deployment) -> Outcome:
 
 def gg1_group_version(deployment: Deployment) -> Outcome:
     r = deployment.resources
-    response = aws.client("greengrass").create_group_version(
+    response = aws.cached_client("greengrass").create_group_version(
         AmznClientToken=_token(deployment, "group-version"),
         GroupId=r["group_id"],
         CoreDefinitionVersionArn=r["core_definition_version_arn"],
@@ -568,7 +570,7 @@ def gg1_group_version(deployment: Deployment) -> Outcome:
 
 def gg1_group_deployment(deployment: Deployment) -> Outcome:
     r = deployment.resources
-    response = aws.client("greengrass").create_deployment(
+    response = aws.cached_client("greengrass").create_deployment(
         AmznClientToken=_token(deployment, "deployment"),
         GroupId=r["group_id"],
         GroupVersionId=r["group_version_id"],
@@ -579,7 +581,7 @@ def gg1_group_deployment(deployment: Deployment) -> Outcome:
 
 def gg1_poll(deployment: Deployment) -> Outcome:
     r = deployment.resources
-    status = aws.client("greengrass").get_deployment_status(
+    status = aws.cached_client("greengrass").get_deployment_status(
         GroupId=r["group_id"], DeploymentId=r["deployment_id"]
     )
     state = status.get("DeploymentStatus", "")

@@ -143,7 +143,7 @@ def publish_device_metrics(now=None) -> int:
         if data:
             by_namespace.setdefault(device.festival.namespace, []).append((device, data))
     sent = 0
-    client = aws.client("cloudwatch") if by_namespace else None
+    client = aws.cached_client("cloudwatch") if by_namespace else None
     for namespace, items in by_namespace.items():
         batch: list[dict] = []
         devices: list[Device] = []
@@ -175,7 +175,7 @@ def push_config_to_shadow(device: Device) -> bool:
         return False
     document = {"state": {"desired": {"stagepulse": device.effective_config}}}
     try:
-        aws.client("iot-data").update_thing_shadow(
+        aws.cached_client("iot-data").update_thing_shadow(
             thingName=device.thing_name, payload=json.dumps(document).encode()
         )
     except (ClientError, BotoCoreError) as exc:

@@ -180,7 +180,7 @@ CREDENTIALS_TRUST_POLICY = {
 
 
 def _account_id() -> str:
-    return aws.client("sts").get_caller_identity()["Account"]
+    return aws.cached_client("sts").get_caller_identity()["Account"]
 
 
 def device_config(device: Device, *, token: str = "") -> dict:
@@ -219,7 +219,7 @@ def register_device(device: Device) -> CredentialsBundle:
             f"{device.thing_name} has no stage: choose its stage first (the stage is part of the "
             "S3 prefix it may write to)."
         )
-    iot, iam = aws.client("iot"), aws.client("iam")
+    iot, iam = aws.cached_client("iot"), aws.cached_client("iam")
     names = _names(device)
     undo: list = []
     try:
@@ -335,7 +335,7 @@ def _ignore_missing(call) -> None:
 def deregister_device(device: Device) -> None:
     """Revoke and delete the certificate, policy, role, role alias and thing (missing parts are
     skipped, so a half-finished deregistration can be run again)."""
-    iot, iam = aws.client("iot"), aws.client("iam")
+    iot, iam = aws.cached_client("iot"), aws.cached_client("iam")
     try:
         if device.certificate_arn:
             _delete_certificate(
@@ -364,7 +364,7 @@ def deregister_device(device: Device) -> None:
 def update_device_role_policy(device: Device) -> None:
     """After a stage change the S3 prefix moves: rewrite the role's policy."""
     if device.role_name and device.stage_id:
-        aws.client("iam").put_role_policy(
+        aws.cached_client("iam").put_role_policy(
             RoleName=device.role_name,
             PolicyName="own-prefix",
             PolicyDocument=json.dumps(device_role_policy_document(device)),

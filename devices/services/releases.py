@@ -146,7 +146,7 @@ def build_edge_release(*, user=None, version: str = "", root: Path = EDGE_ROOT) 
     bucket = settings.ARTIFACTS_BUCKET
     key = f"edge-releases/{version}/{ARTIFACT_NAME}"
     try:
-        aws.client("s3").put_object(
+        aws.cached_client("s3").put_object(
             Bucket=bucket,
             Key=key,
             Body=data,

@@ -1,5 +1,8 @@
 """Fixtures for the device fleet: every AWS call goes to moto (IoT, IAM, S3, Lambda,
-Greengrass v1, IoT data, CloudWatch); Greengrass v2 (not in moto) is stubbed per test."""
+Greengrass v1, IoT data, CloudWatch); Greengrass v2 (not in moto) is stubbed per test.
+
+The services use festival.aws.cached_client (process-wide clients); moto intercepts at the HTTP
+layer, so cached clients talk to each test's fresh moto state."""
 
 from __future__ import annotations
 
@@ -64,12 +67,12 @@ def ggv2(monkeypatch):
 
     client = aws.client("greengrassv2")
     stubber = Stubber(client)
-    real = aws.client
+    real = aws.cached_client
 
-    def pick(name, **kwargs):
-        return client if name == "greengrassv2" else real(name, **kwargs)
+    def pick(name):
+        return client if name == "greengrassv2" else real(name)
 
-    monkeypatch.setattr(aws, "client", pick)
+    monkeypatch.setattr(aws, "cached_client", pick)
     with stubber:
         yield stubber
     stubber.assert_no_pending_responses()

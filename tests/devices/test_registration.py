@@ -163,7 +163,7 @@ def test_deregistration_failure_keeps_the_record(registered, monkeypatch):
     iot = aws.client("iot")
     stubber = Stubber(iot)
     stubber.add_client_error("detach_thing_principal", "ThrottlingException", "slow down")
-    monkeypatch.setattr(aws, "client", lambda name, **kw: iot)
+    monkeypatch.setattr(aws, "cached_client", lambda name: iot)
     with stubber, pytest.raises(ValidationError, match="ThrottlingException.*run it again"):
         services.deregister_device(device)
     device.refresh_from_db()

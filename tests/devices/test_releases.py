@@ -68,7 +68,9 @@ def test_build_uploads_once_and_is_idempotent(moto_aws, settings, edge_copy):
     s3 = aws.client("s3")
     body = s3.get_object(Bucket=settings.ARTIFACTS_BUCKET, Key=release.key)["Body"].read()
     assert hashlib.sha256(body).hexdigest() == release.sha256
-    assert release.uri == f"s3://{settings.ARTIFACTS_BUCKET}/edge-releases/0.1.0/stagepulse-edge.zip"
+    assert (
+        release.uri == f"s3://{settings.ARTIFACTS_BUCKET}/edge-releases/0.1.0/stagepulse-edge.zip"
+    )
     again = services.build_edge_release(root=edge_copy)
     assert again.pk == release.pk
     assert EdgeRelease.objects.count() == 1
