@@ -76,3 +76,14 @@ def ggv2(monkeypatch):
     with stubber:
         yield stubber
     stubber.assert_no_pending_responses()
+
+
+@pytest.fixture(autouse=True)
+def private_cache(settings):
+    """Throttle counters live in the cache: give each test its own, empty one."""
+    from django.core.cache import cache
+
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    cache.clear()
+    yield
+    cache.clear()

@@ -1,0 +1,199 @@
+"""POST /api/v1/telemetry/: device token auth, schema validation, flood limit, health."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from devices import services
+from devices.models import Device, DeviceStatus
+from devices.services.tokens import hash_token
+
+pytestmark = pytest.mark.django_db
+URL = "/api/v1/telemetry/"
+
+
+def report(device: Device, **extra) -> dict:
+    payload = {
+        "contract": 1,
+        "device_id": device.thing_name,
+        "software_version": "0.1.0",
+        "sent_at_ms": int(time.time() * 1000),
+        "analysis_mode": "cloud",
+        "paused": False,
+        "fps": 12.5,
+        "frames": 750,
+        "faces_detected": 41,
+        "uploads": 30,
+        "bytes_sent": 120000,
+        "spool_depth": 2,
+        "errors": 1,
+        "last_error": "upload timeout",
+    }
+    payload.update(extra)
+    return payload
+
+
+def post(api_client, token: str, payload):
+    return api_client.post(URL, payload, format="json", HTTP_AUTHORIZATION=f"Device {token}")
+
+
+@pytest.fixture
+def ours(two_worlds):
+    device = two_worlds[0].device
+    return device, services.issue_device_token(device)
+
+
+def test_a_report_makes_the_device_healthy(api_client, ours):
+    device, token = ours
+    response = post(api_client, token, report(device))
+    assert response.status_code == 202, response.json()
+    assert response.json()["desired"]["paused"] is False
+    device.refresh_from_db()
+    assert device.status == DeviceStatus.ONLINE
+    assert device.last_seen_at is not None
+    assert device.software_version == "0.1.0"
+    health = device.health
+    assert (health["fps"], health["faces_detected"], health["uploads"]) == (12.5, 41, 30)
+    assert (health["spool_depth"], health["errors"]) == (2, 1)
+    assert health["last_error"] == "upload timeout"
+
+
+def test_token_is_stored_hashed(ours):
+    device, token = ours
+    device.refresh_from_db()
+    assert device.token_hash == hash_token(token) and token not in device.token_hash
+
+
+@pytest.mark.parametrize(
+    "header", ["", "Device ", "Device spd_wrong", "Token abc", "Device not-a-device-token"]
+)
+def test_wrong_or_missing_token_is_401_and_changes_nothing(api_client, ours, header):
+    device, _ = ours
+    response = api_client.post(URL, report(device), format="json", HTTP_AUTHORIZATION=header)
+    assert response.status_code == 401
+    device.refresh_from_db()
+    assert device.last_seen_at is None and device.status == DeviceStatus.NEW
+
+
+def test_a_reissued_token_replaces_the_old_one(api_client, ours):
+    device, old = ours
+    new = services.issue_device_token(device)
+    assert post(api_client, old, report(device)).status_code == 401
+    assert post(api_client, new, report(device)).status_code == 202
+
+
+def test_a_token_cannot_report_for_another_organizations_device(api_client, ours, two_worlds):
+    device, token = ours
+    theirs = two_worlds[1].device
+    response = post(api_client, token, report(theirs))
+    assert response.status_code == 400
+    assert "not the device these credentials belong to" in response.json()["error"]["message"]
+    for d in (device, theirs):
+        d.refresh_from_db()
+        assert d.last_seen_at is None
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"fps": "fast"}, "fps: 'fast' is not of type 'number'"),
+        ({"faces_detected": -1}, "faces_detected: -1 is less than the minimum of 0"),
+        ({"analysis_mode": "fog"}, "analysis_mode: 'fog' is not one of ['cloud', 'edge']"),
+        ({"temperature": 80}, "(body): Additional properties are not allowed ('temperature'"),
+    ],
+)
+def test_invalid_payload_is_refused_with_every_problem(api_client, ours, change, message):
+    device, token = ours
+    response = post(api_client, token, report(device, **change))
+    assert response.status_code == 400
+    problems = response.json()["error"]["fields"]["payload"]
+    assert any(p.startswith(message) for p in problems), problems
+    device.refresh_from_db()
+    assert device.last_seen_at is None
+
+
+def test_missing_fields_are_all_listed(api_client, ours):
+    device, token = ours
+    response = post(api_client, token, {"device_id": device.thing_name})
+    problems = response.json()["error"]["fields"]["payload"]
+    for name in ("software_version", "sent_at_ms", "analysis_mode"):
+        assert any(f"'{name}' is a required property" in p for p in problems)
+
+
+def test_not_json_is_a_400(api_client, ours):
+    _, token = ours
+    response = api_client.post(
+        URL, "{oops", content_type="application/json", HTTP_AUTHORIZATION=f"Device {token}"
+    )
+    assert response.status_code == 400
+
+
+def test_a_flood_is_throttled_per_device(api_client, ours, two_worlds):
+    device, token = ours
+    codes = [post(api_client, token, report(device)).status_code for _ in range(31)]
+    assert codes[:30] == [202] * 30
+    assert codes[30] == 429
+    # Another device is not held back by this one.
+    other = two_worlds[1].device
+    assert post(api_client, services.issue_device_token(other), report(other)).status_code == 202
+
+
+def test_token_guessing_is_throttled_too(api_client, ours):
+    device, _ = ours
+    codes = [post(api_client, "spd_guess", report(device)).status_code for _ in range(31)]
+    assert codes[:30] == [401] * 30 and codes[30] == 429
+
+
+def test_iot_rule_path_identifies_the_device_by_its_topic(api_client, ours, settings):
+    device, _ = ours
+    settings.TELEMETRY_IOT_RULE_SECRET = "rule-secret-0123456789"
+    headers = {"HTTP_X_STAGEPULSE_THING": device.thing_name}
+    bad = api_client.post(
+        URL, report(device), format="json", HTTP_AUTHORIZATION="IotRule nope", **headers
+    )
+    assert bad.status_code == 401
+    good = api_client.post(
+        URL,
+        report(device),
+        format="json",
+        HTTP_AUTHORIZATION="IotRule rule-secret-0123456789",
+        **headers,
+    )
+    assert good.status_code == 202
+    device.refresh_from_db()
+    assert device.status == DeviceStatus.ONLINE
+
+
+def test_iot_rule_path_is_off_without_a_secret(api_client, ours, settings):
+    device, _ = ours
+    settings.TELEMETRY_IOT_RULE_SECRET = ""
+    response = api_client.post(
+        URL,
+        report(device),
+        format="json",
+        HTTP_AUTHORIZATION="IotRule ",
+        HTTP_X_STAGEPULSE_THING=device.thing_name,
+    )
+    assert response.status_code == 401
+
+
+def test_api_token_action_is_for_operators(api_client, two_worlds):
+    ours, _ = two_worlds
+    api_client.force_authenticate(ours.viewer)
+    assert api_client.post(f"/api/v1/devices/{ours.device.pk}/token/").status_code == 403
+    api_client.force_authenticate(ours.operator)
+    response = api_client.post(f"/api/v1/devices/{ours.device.pk}/token/")
+    assert response.status_code == 201
+    token = response.json()["token"]
+    assert services.device_for_token(token) == ours.device
+
+
+def test_management_command_issues_a_working_token(api_client, ours, capsys):
+    from django.core.management import call_command
+
+    device, _ = ours
+    call_command("device_token", device.thing_name)
+    token = capsys.readouterr().out.strip()
+    assert post(api_client, token, report(device)).status_code == 202
