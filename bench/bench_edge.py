@@ -1,5 +1,7 @@
 """Edge benchmark: the real capture loop on a synthetic 1080p crowd clip with ground truth.
 
+The loop and the scoring live in edge_package/evaluation.py, shared with the face model gate.
+
 `python -m bench.bench_edge` (about 1-2 minutes on 2 cores), one thread. Only
 EdgeRunner.process_frame is timed (detect, mask/gate, dedupe/throttle, JPEG-encode what is
 released); rendering the synthetic frame and the ground-truth bookkeeping are not. The throttle
@@ -10,129 +12,39 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
 
 import cv2
 
 from bench.results import record
-from edge_package.config import parse_config
 from edge_package.contracts import EDGE_CONFIG_DEFAULTS
 from edge_package.detect import BlazeFaceDetector, HaarDetector, iou
-from edge_package.pipeline import EdgeRunner
-from edge_package.synthetic import SyntheticCrowdSource
+from edge_package.evaluation import MATCH_IOU, MIN_FACE, Clip, CountingSink, evaluate
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 CLIP_FPS = 15.0
-MIN_FACE = 48
-MATCH_IOU = 0.4
-
-
-class CountingSink:
-    """Counts what the loop would send (the bench measures the loop, not the network)."""
-
-    def __init__(self):
-        self.releases = []
-        self.bytes = 0
-
-    def send(self, release):
-        self.releases.append(release.box)
-        self.bytes += len(release.jpeg)
-
-
-class RecordingDetector:
-    """Keeps the last frame's detections so accuracy is scored on exactly what the loop saw."""
-
-    def __init__(self, inner):
-        self.inner = inner
-        self.threshold = getattr(inner, "threshold", None)
-        self.last = []
-
-    def detect(self, frame):
-        if self.threshold is not None:
-            self.inner.threshold = self.threshold
-        self.last = self.inner.detect(frame)
-        return self.last
-
-
-def score_frame(detections, truth, min_score=0.0):
-    """(true positives, false positives, misses) for faces >= MIN_FACE px; smaller faces are
-    'don't care': finding them is neither a hit nor a false alarm."""
-    dets = [d for d in detections if d.score >= min_score]
-    big = [t for t in truth if max(t[3], t[4]) >= MIN_FACE]
-    small = [t for t in truth if max(t[3], t[4]) < MIN_FACE]
-    matched, tp, fp = set(), 0, 0
-    for det in sorted(dets, key=lambda d: -d.score):
-        best = max(big, key=lambda t: iou(det.box, t[1:]), default=None)
-        if best is not None and best[0] not in matched and iou(det.box, best[1:]) >= MATCH_IOU:
-            matched.add(best[0])
-            tp += 1
-        elif det.size < MIN_FACE or any(iou(det.box, t[1:]) >= MATCH_IOU for t in small):
-            continue
-        else:
-            fp += 1
-    return tp, fp, len(big) - len(matched)
 
 
 def run_clip(detector, frames: int, *, faces: int, seed: int, threshold: float, lingering=True):
-    cfg = parse_config(
-        {
-            "device": "bench",
-            "festival": "bench",
-            "stage": "main",
-            "bucket": "unused",
-            "detection_threshold": threshold,
-        }
-    )
+    clip = Clip(frames=frames, faces=faces, seed=seed, min_face=MIN_FACE, fps=CLIP_FPS)
     sink = CountingSink()
-    recorder = RecordingDetector(detector)
-    runner = EdgeRunner(cfg, detector=recorder, sink=sink)
-    source = SyntheticCrowdSource(
-        faces=faces, min_face=MIN_FACE, max_face=160, dwell=int(24 * CLIP_FPS), seed=seed
-    )
-    totals = {"tp": 0, "fp": 0, "fn": 0, "tp06": 0, "fp06": 0, "fn06": 0}
     positions: dict[int, list] = {}
     detected_ids: set[int] = set()
-    busy = 0.0
-    detections = 0
-    frame_jpeg_bytes = 0
-    for index in range(frames):
-        frame = source.render(index)
-        started = time.perf_counter()
-        runner.process_frame(frame, index / CLIP_FPS)
-        busy += time.perf_counter() - started
-        detections += len(recorder.last)
-        tp, fp, fn = score_frame(recorder.last, frame.truth)
-        totals["tp"] += tp
-        totals["fp"] += fp
-        totals["fn"] += fn
-        tp, fp, fn = score_frame(recorder.last, frame.truth, min_score=0.6)
-        totals["tp06"] += tp
-        totals["fp06"] += fp
-        totals["fn06"] += fn
-        if lingering:
-            for face_id, *box in frame.truth:
-                positions.setdefault(face_id, []).append(box)
-                if any(iou(d.box, box) >= MATCH_IOU for d in recorder.last):
-                    detected_ids.add(face_id)
-            ok, buf = cv2.imencode(
-                ".jpg", frame.image, [cv2.IMWRITE_JPEG_QUALITY, cfg.jpeg_quality]
-            )
-            frame_jpeg_bytes += len(buf)
-    runner.flush(frames / CLIP_FPS)
-    result = {
-        "fps": frames / busy,
-        "recall": totals["tp"] / max(1, totals["tp"] + totals["fn"]),
-        "precision": totals["tp"] / max(1, totals["tp"] + totals["fp"]),
-        "recall_at_0_6": totals["tp06"] / max(1, totals["tp06"] + totals["fn06"]),
-        "precision_at_0_6": totals["tp06"] / max(1, totals["tp06"] + totals["fp06"]),
-        "uploads": len(sink.releases),
-        "budget_refusals": runner.throttle.budget.refused,
-        "naive_uploads": detections,
-        "bytes_sent": sink.bytes,
-        "frame_jpeg_bytes": frame_jpeg_bytes,
-    }
+    jpeg_bytes = [0]
+
+    def on_frame(frame, detections, cfg):
+        if not lingering:
+            return
+        for face_id, *box in frame.truth:
+            positions.setdefault(face_id, []).append(box)
+            if any(iou(d.box, box) >= MATCH_IOU for d in detections):
+                detected_ids.add(face_id)
+        ok, buf = cv2.imencode(".jpg", frame.image, [cv2.IMWRITE_JPEG_QUALITY, cfg.jpeg_quality])
+        jpeg_bytes[0] += len(buf)
+
+    result = evaluate(detector, clip, threshold=threshold, on_frame=on_frame, sink=sink)
+    result["frame_jpeg_bytes"] = jpeg_bytes[0]
     if lingering:
-        need = 2 * cfg.throttle_interval_s * CLIP_FPS
+        need = 2 * result["throttle_interval_s"] * CLIP_FPS
         long_faces = [fid for fid, boxes in positions.items() if len(boxes) >= need]
         covered = [
             fid

@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 FULL_RANGE_MODEL = "face_detection_full_range.tflite"
+SHORT_RANGE_MODEL = "face_detection_short_range.tflite"
 HAAR_MODEL = "haarcascade_frontalface_default.xml"
 
 
@@ -122,15 +123,28 @@ def non_max_suppression(
     return kept
 
 
-def ssd_anchors(input_size: int = 192, strides: tuple[int, ...] = (4,), per_cell: int = 1):
-    """Anchor centres (N, 2) in 0..1 for MediaPipe's SSD layout (full range: one per 4 px cell)."""
+def ssd_anchors(
+    input_size: int = 192, strides: tuple[int, ...] = (4,), per_cell: int | tuple[int, ...] = 1
+):
+    """Anchor centres (N, 2) in 0..1 for MediaPipe's SSD layout (full range: one per 4 px cell;
+    short range: 2 per 8 px cell, then 6 per 16 px cell). `per_cell` may differ per stride."""
+    counts = per_cell if isinstance(per_cell, tuple) else (per_cell,) * len(strides)
     anchors = []
-    for stride in strides:
+    for stride, count in zip(strides, counts, strict=True):
         cells = input_size // stride
         ys, xs = np.mgrid[0:cells, 0:cells]
         centres = np.stack([(xs + 0.5) / cells, (ys + 0.5) / cells], axis=-1).reshape(-1, 2)
-        anchors.append(np.repeat(centres, per_cell, axis=0))
+        anchors.append(np.repeat(centres, count, axis=0))
     return np.concatenate(anchors).astype(np.float32)
+
+
+def blazeface_layout(input_size: int, anchor_count: int) -> tuple[str, np.ndarray] | None:
+    """("full_range" | "short_range", anchors) for a BlazeFace model's anchor count, else None."""
+    if anchor_count == (input_size // 4) ** 2:
+        return "full_range", ssd_anchors(input_size, (4,))
+    if anchor_count == 2 * (input_size // 8) ** 2 + 6 * (input_size // 16) ** 2:
+        return "short_range", ssd_anchors(input_size, (8, 16), (2, 6))
+    return None
 
 
 def decode_boxes(raw: np.ndarray, anchors: np.ndarray, input_size: int) -> np.ndarray:
@@ -175,7 +189,8 @@ class FaceDetector:
 
 
 class BlazeFaceDetector(FaceDetector):
-    """MediaPipe BlazeFace full range (192x192) over a small image pyramid.
+    """MediaPipe BlazeFace full range (192x192) over a small image pyramid. The short-range model
+    (128x128, 896 anchors) loads too (`layout` says which), so organizations can compare models.
 
     The first level fits the whole frame into the model (large faces); each of `tile_scales` scales
     the frame and cuts it into 192 px tiles overlapping by `tile_overlap` model pixels. At 0.325 a
@@ -223,9 +238,13 @@ class BlazeFaceDetector(FaceDetector):
             raise DetectorError(f"{self.model_path}: outputs are not BlazeFace's (16 + 1 wide)")
         self._box_index, self._score_index = by_width[16], by_width[1]
         count = int(outs[0]["shape"][1])
-        if count != (self.input_size // 4) ** 2:
-            raise DetectorError(f"{self.model_path}: {count} anchors is not the full-range layout")
-        self.anchors = ssd_anchors(self.input_size, (4,))
+        layout = blazeface_layout(self.input_size, count)
+        if layout is None:
+            raise DetectorError(
+                f"{self.model_path}: {count} anchors is neither the full-range nor the "
+                "short-range BlazeFace layout"
+            )
+        self.layout, self.anchors = layout
         self._canvas = np.full((1, self.input_size, self.input_size, 3), -1.0, np.float32)
 
     def _levels(self, width: int, height: int) -> list[float]:
