@@ -13,7 +13,12 @@ import os
 import re
 from dataclasses import dataclass, field
 
-from edge_package.contracts import EDGE_CONFIG_DEFAULTS, effective_edge_config, validate_edge_config
+from edge_package.contracts import (
+    EDGE_CONFIG_DEFAULTS,
+    FACE_MODEL_KEYS,
+    effective_edge_config,
+    validate_edge_config,
+)
 
 _SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
@@ -71,6 +76,11 @@ class DeviceConfig:
     def mode(self) -> str:
         return self.edge["mode"]
 
+    @property
+    def face_model(self) -> tuple[str, str]:
+        """(url, sha256) of a rolled-out face model; ("", "") means the bundled one."""
+        return (self.edge.get("face_model_url", ""), self.edge.get("face_model_sha256", ""))
+
     def with_tunables(self, **changes) -> DeviceConfig:
         """A copy with new tunables (e.g. a pause pushed from the service), validated first."""
         merged = {**self.edge, **changes}
@@ -91,10 +101,10 @@ def parse_config(raw: dict, source: str = "configuration") -> DeviceConfig:
     for key, value in raw.items():
         if key in IDENTITY_FIELDS:
             identity[key] = value
-        elif key in EDGE_CONFIG_DEFAULTS:
+        elif key in EDGE_CONFIG_DEFAULTS or key in FACE_MODEL_KEYS:
             tunables[key] = value
         else:
-            known = sorted(set(IDENTITY_FIELDS) | set(EDGE_CONFIG_DEFAULTS))
+            known = sorted(set(IDENTITY_FIELDS) | set(EDGE_CONFIG_DEFAULTS) | set(FACE_MODEL_KEYS))
             problems.append(f"{key}: unknown setting (known: {', '.join(known)})")
     values: dict = {}
     for key, (kind, default) in IDENTITY_FIELDS.items():

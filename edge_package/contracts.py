@@ -253,6 +253,32 @@ EDGE_CONFIG_DEFAULTS: dict = {
     "mode": "cloud",
 }
 
+# A rolled-out face detection model (detectors app -> device): where the edge fetches it and the
+# SHA-256 it must have. Optional, absent by default (= the bundled model), so kept out of
+# EDGE_CONFIG_DEFAULTS (and the Device field help text); "" clears them. The edge falls back to
+# the bundled model when it cannot load the file.
+FACE_MODEL_KEYS = ("face_model_url", "face_model_sha256")
+FACE_MODEL_URL_SCHEMES = ("s3://", "https://", "http://", "file://")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def _face_model_errors(config: dict) -> list[str]:
+    errors = []
+    url = config.get("face_model_url", "")
+    digest = config.get("face_model_sha256", "")
+    if not isinstance(url, str):
+        errors.append(f"face_model_url: must be a string, got {url!r}")
+    elif url and not (url.startswith(FACE_MODEL_URL_SCHEMES) or url.startswith("/")):
+        errors.append(
+            f"face_model_url: {url!r} must start with {', '.join(FACE_MODEL_URL_SCHEMES)} or '/'"
+        )
+    if not isinstance(digest, str) or (digest and not _SHA256.match(digest)):
+        errors.append(f"face_model_sha256: must be 64 lowercase hex digits, got {digest!r}")
+    elif bool(url) != bool(digest):
+        errors.append("face_model_url and face_model_sha256 go together (set both or neither)")
+    return errors
+
+
 _NUMERIC_RANGES: dict[str, tuple[float, float, type]] = {
     "fps_cap": (0.1, 60.0, float),
     "detection_threshold": (0.05, 0.99, float),
@@ -272,7 +298,7 @@ def validate_edge_config(config: dict) -> list[str]:
     if not isinstance(config, dict):
         return ["edge configuration must be a JSON object"]
     errors: list[str] = []
-    known = set(EDGE_CONFIG_DEFAULTS)
+    known = set(EDGE_CONFIG_DEFAULTS) | set(FACE_MODEL_KEYS)
     for key in sorted(set(config) - known):
         errors.append(f"{key}: unknown setting (known: {', '.join(sorted(known))})")
     for key, (low, high, kind) in _NUMERIC_RANGES.items():
@@ -289,6 +315,7 @@ def validate_edge_config(config: dict) -> list[str]:
         errors.append(f"paused: must be true or false, got {config['paused']!r}")
     if "mode" in config and config["mode"] not in ("cloud", "edge"):
         errors.append(f"mode: must be 'cloud' or 'edge', got {config['mode']!r}")
+    errors += _face_model_errors(config)
     masks = config.get("masks", [])
     if not isinstance(masks, list):
         errors.append("masks: must be a list of polygons")

@@ -56,6 +56,9 @@ class EdgeRunner:
         wall_ms=lambda: int(time.time() * 1000),
     ):
         self.config = config
+        self.model_choice = None  # set when this runner loads BlazeFace itself (model_store)
+        if detector is None and config.detector == "blazeface":
+            detector = self._load_face_model()
         self.detector = detector or make_detector(
             config.detector, threshold=config.detection_threshold
         )
@@ -75,6 +78,8 @@ class EdgeRunner:
         self._last_telemetry = None
         self.before_telemetry = None  # hook: e.g. re-read the device runtime's configuration
         self.stop_event = threading.Event()
+        if self.model_choice is not None and self.model_choice.problem:
+            self.error(self.model_choice.problem)
 
     def _apply_tunables(self) -> None:
         cfg = self.config
@@ -91,9 +96,24 @@ class EdgeRunner:
         if hasattr(self.detector, "threshold"):
             self.detector.threshold = cfg.detection_threshold
 
+    def _load_face_model(self):
+        """The rolled-out face model (verified) or the bundled one; see edge_package.model_store."""
+        from edge_package.model_store import load_face_detector
+
+        url, sha256 = self.config.face_model
+        self.model_choice = load_face_detector(
+            url, sha256, region=self.config.region, threshold=self.config.detection_threshold
+        )
+        return self.model_choice.detector
+
     def update_tunables(self, **changes) -> None:
         """Apply settings pushed from the service (pause, thresholds, masks) without a restart."""
+        old_model = self.config.face_model
         self.config = self.config.with_tunables(**changes)
+        if self.model_choice is not None and self.config.face_model != old_model:
+            self.detector = self._load_face_model()  # a new model rolled out (or rolled back)
+            if self.model_choice.problem:
+                self.error(self.model_choice.problem)
         self._apply_tunables()
 
     def error(self, message: str) -> None:
