@@ -73,6 +73,7 @@ INSTALLED_APPS = [
     "stages",
     "devices",
     "emotions",
+    "detectors",
 ]
 
 MIDDLEWARE = [
@@ -278,6 +279,16 @@ DEEPLENS_LAMBDA_ROLE_ARN = os.environ.get("DEEPLENS_LAMBDA_ROLE_ARN", "")
 DEEPLENS_LAMBDA_RUNTIME = os.environ.get("DEEPLENS_LAMBDA_RUNTIME", "python3.8")
 STAGEPULSE_PUBLIC_URL = os.environ.get("STAGEPULSE_PUBLIC_URL", "")
 TELEMETRY_IOT_RULE_SECRET = os.environ.get("TELEMETRY_IOT_RULE_SECRET", "")
+
+# Face detectors (detectors/): see README "Bring your own face detector".
+SAGEMAKER_ROLE_ARN = os.environ.get("SAGEMAKER_ROLE_ARN", "")
+SAGEMAKER_TRAINING_IMAGE = os.environ.get("SAGEMAKER_TRAINING_IMAGE", "")
+TRAINING_JOB_POLL_SECONDS = float(os.environ.get("TRAINING_JOB_POLL_SECONDS", "60"))
+FACE_MODEL_GATE_CLIP = os.environ.get(
+    "FACE_MODEL_GATE_CLIP", "frames=30,width=1920,height=1080,faces=16,min_face=24,max_face=160"
+)
+FACE_MODEL_GATE_MARGIN = float(os.environ.get("FACE_MODEL_GATE_MARGIN", "0.02"))
+FACE_MODEL_GATE_MIN_FPS_RATIO = float(os.environ.get("FACE_MODEL_GATE_MIN_FPS_RATIO", "0"))
 
 OBSERVATIONS_TABLE = os.environ.get("OBSERVATIONS_TABLE", "stagepulse-observations")
 ANALYSIS_QUEUE_NAME = os.environ.get("ANALYSIS_QUEUE_NAME", "stagepulse-analysis")

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class DetectorsConfig(AppConfig):
+    name = "detectors"
+    verbose_name = "Face detectors (training, registry, gate, rollout)"
