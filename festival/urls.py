@@ -5,6 +5,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.authtoken.views import obtain_auth_token
 from rest_framework.routers import DefaultRouter
 
+from detectors.api import FaceModelViewSet, ModelRolloutViewSet, TrainingJobViewSet
 from devices.api import DeploymentViewSet, DeviceViewSet, EdgeReleaseViewSet, TelemetryView
 from emotions.api import SetReportViewSet
 from emotions.views import set_report_page
@@ -23,6 +24,9 @@ router.register("devices", DeviceViewSet, basename="device")
 router.register("reports", SetReportViewSet, basename="set-report")
 router.register("deployments", DeploymentViewSet, basename="deployment")
 router.register("edge-releases", EdgeReleaseViewSet, basename="edge-release")
+router.register("face-models", FaceModelViewSet, basename="face-model")
+router.register("face-model-rollouts", ModelRolloutViewSet, basename="face-model-rollout")
+router.register("training-jobs", TrainingJobViewSet, basename="training-job")
 
 public_urls = [
     path(

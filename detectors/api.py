@@ -1,0 +1,334 @@
+"""Organizer API for face detectors: the model registry (upload, evaluate, promote, roll out),
+rollouts (rollback) and SageMaker training jobs. Thin: permissions here, work in services."""
+
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import PermissionDenied, ValidationError
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.response import Response
+
+from detectors import selectors, services
+from detectors.models import (
+    Evaluation,
+    FaceModel,
+    ModelFormat,
+    ModelRollout,
+    TrainingJob,
+)
+from devices.models import Device
+from festival.api import ScopedOrganizationField, default_organization
+from festival.api_common import error_response
+from festival.models import Role
+from festival.tenancy import (
+    TenantRolePermission,
+    TenantScopedRelatedField,
+    TenantViewSet,
+    has_role,
+)
+from stages.models import Stage
+
+MAX_UPLOAD_BYTES = 64 * 1024 * 1024
+
+
+def _django_errors(exc: DjangoValidationError) -> ValidationError:
+    return ValidationError(exc.message_dict if hasattr(exc, "error_dict") else exc.messages)
+
+
+class EvaluationSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Evaluation
+        fields = [
+            "id",
+            "face_model",
+            "clip",
+            "threshold",
+            "recall",
+            "precision",
+            "fps",
+            "baseline",
+            "passed",
+            "comparison",
+            "created_at",
+        ]
+
+
+class FaceModelSerializer(serializers.ModelSerializer):
+    organization = ScopedOrganizationField(min_role=Role.OPERATOR, required=False)
+    file = serializers.FileField(write_only=True, help_text="A .tflite BlazeFace model.")
+    expected_sha256 = serializers.CharField(
+        write_only=True, required=False, allow_blank=True, max_length=64
+    )
+    format = serializers.ChoiceField(choices=ModelFormat.choices, default=ModelFormat.TFLITE)
+    uri = serializers.CharField(read_only=True)
+    latest_gate = serializers.SerializerMethodField()
+
+    class Meta:
+        model = FaceModel
+        fields = [
+            "id",
+            "organization",
+            "name",
+            "version",
+            "source",
+            "format",
+            "layout",
+            "input_size",
+            "sha256",
+            "size_bytes",
+            "uri",
+            "status",
+            "training_job",
+            "notes",
+            "promoted_at",
+            "created_at",
+            "latest_gate",
+            "file",
+            "expected_sha256",
+        ]
+        read_only_fields = [
+            "version",
+            "source",
+            "layout",
+            "input_size",
+            "sha256",
+            "size_bytes",
+            "status",
+            "training_job",
+            "promoted_at",
+        ]
+
+    def validate_file(self, value):
+        if value.size > MAX_UPLOAD_BYTES:
+            raise ValidationError(f"The file is larger than {MAX_UPLOAD_BYTES} bytes.")
+        return value
+
+    def get_latest_gate(self, obj) -> dict | None:
+        gate = selectors.latest_gate(obj)
+        return EvaluationSerializer(gate).data if gate else None
+
+
+class RolloutRequestSerializer(serializers.Serializer):
+    devices = TenantScopedRelatedField(queryset=Device.objects.all(), many=True, required=False)
+    stage = TenantScopedRelatedField(queryset=Stage.objects.all(), required=False)
+
+
+class ModelRolloutSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ModelRollout
+        fields = [
+            "id",
+            "face_model",
+            "device",
+            "previous_model",
+            "state",
+            "shadow_pushed",
+            "created_at",
+            "ended_at",
+        ]
+
+
+def _refused(exc: services.PromotionRefused) -> Response:
+    return error_response(
+        status.HTTP_409_CONFLICT,
+        "promotion_refused",
+        exc.messages[0],
+        evaluation=EvaluationSerializer(exc.evaluation).data,
+        current=EvaluationSerializer(exc.evaluation.baseline).data,
+    )
+
+
+class FaceModelViewSet(TenantViewSet):
+    """Face detection models of your organizations. Upload a .tflite (multipart: `file`, `name`),
+    evaluate it, promote it through the gate, roll it out to cameras."""
+
+    queryset = FaceModel.objects.select_related("organization")
+    serializer_class = FaceModelSerializer
+    parser_classes = [MultiPartParser, FormParser, JSONParser]
+    http_method_names = ["get", "post", "head", "options"]
+    filterset_fields = ["status", "source", "name"]
+    ordering_fields = ["created_at", "version", "name"]
+
+    def perform_create(self, serializer) -> None:
+        data = serializer.validated_data
+        organization = default_organization(
+            self.request.user, self.write_role, data.get("organization")
+        )
+        if not has_role(self.request.user, organization.id, self.write_role):
+            raise PermissionDenied(TenantRolePermission.message)
+        try:
+            serializer.instance = services.register_model(
+                organization,
+                name=data["name"],
+                data=data["file"].read(),
+                fmt=data.get("format", ModelFormat.TFLITE),
+                expected_sha256=data.get("expected_sha256", ""),
+                notes=data.get("notes", ""),
+                user=self.request.user,
+            )
+        except DjangoValidationError as exc:
+            raise _django_errors(exc) from exc
+
+    def _writable(self):
+        model = self.get_object()
+        if not has_role(self.request.user, model.organization_id, self.write_role):
+            raise PermissionDenied(TenantRolePermission.message)
+        return model
+
+    @extend_schema(request=None, responses={201: EvaluationSerializer})
+    @action(detail=True, methods=["post"])
+    def evaluate(self, request, pk=None):
+        """Score the model on the gate's synthetic crowd clip (recall, precision, fps)."""
+        evaluation = services.evaluate_model(self._writable(), user=request.user)
+        return Response(EvaluationSerializer(evaluation).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=None, responses={200: EvaluationSerializer})
+    @action(detail=True, methods=["post"])
+    def promote(self, request, pk=None):
+        """Run the gate against the current model; 409 with both figure sets when refused."""
+        model = self._writable()
+        try:
+            evaluation = services.promote_model(model, user=request.user)
+        except services.PromotionRefused as exc:
+            return _refused(exc)
+        except DjangoValidationError as exc:
+            raise _django_errors(exc) from exc
+        return Response(EvaluationSerializer(evaluation).data)
+
+    @extend_schema(
+        request=RolloutRequestSerializer, responses={201: ModelRolloutSerializer(many=True)}
+    )
+    @action(detail=True, methods=["post"])
+    def rollout(self, request, pk=None):
+        """Send the promoted model to cameras (`devices`: ids) or to every camera of a `stage`."""
+        model = self._writable()
+        body = RolloutRequestSerializer(data=request.data, context={"request": request})
+        body.is_valid(raise_exception=True)
+        try:
+            rollouts = services.roll_out(
+                model,
+                devices=body.validated_data.get("devices"),
+                stage=body.validated_data.get("stage"),
+                user=request.user,
+            )
+        except DjangoValidationError as exc:
+            raise _django_errors(exc) from exc
+        return Response(
+            ModelRolloutSerializer(rollouts, many=True).data, status=status.HTTP_201_CREATED
+        )
+
+
+class ModelRolloutViewSet(
+    mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
+):
+    """Which model each camera was sent; `rollback` returns a camera to its previous model."""
+
+    queryset = ModelRollout.objects.select_related("face_model", "device")
+    serializer_class = ModelRolloutSerializer
+    permission_classes = TenantViewSet.permission_classes
+    write_role = Role.OPERATOR
+    filterset_fields = ["device", "face_model", "state"]
+
+    def get_queryset(self):
+        return super().get_queryset().for_user(self.request.user)
+
+    @extend_schema(request=None, responses={200: ModelRolloutSerializer})
+    @action(detail=True, methods=["post"])
+    def rollback(self, request, pk=None):
+        rollout = self.get_object()
+        if not has_role(request.user, rollout.organization_id, self.write_role):
+            raise PermissionDenied(TenantRolePermission.message)
+        if rollout.state != "active":
+            raise ValidationError(
+                {"detail": "Only the camera's active rollout can be rolled back."}
+            )
+        try:
+            rolled = services.roll_back(rollout.device, user=request.user)
+        except DjangoValidationError as exc:
+            raise _django_errors(exc) from exc
+        return Response(ModelRolloutSerializer(rolled).data)
+
+
+class TrainingJobSerializer(serializers.ModelSerializer):
+    organization = ScopedOrganizationField(min_role=Role.OPERATOR, required=False)
+    role_arn = serializers.CharField(required=False, allow_blank=True)
+    image_uri = serializers.CharField(required=False, allow_blank=True)
+    output_uri = serializers.CharField(required=False, allow_blank=True)
+    logs_url = serializers.CharField(read_only=True)
+    face_model = serializers.SerializerMethodField()
+
+    class Meta:
+        model = TrainingJob
+        fields = [
+            "id",
+            "organization",
+            "job_name",
+            "model_name",
+            "role_arn",
+            "image_uri",
+            "instance_type",
+            "instance_count",
+            "max_runtime_s",
+            "hyperparameters",
+            "training_data_uri",
+            "output_uri",
+            "status",
+            "secondary_status",
+            "failure_reason",
+            "metrics",
+            "model_artifact_uri",
+            "logs_url",
+            "face_model",
+            "created_at",
+            "finished_at",
+        ]
+        read_only_fields = [
+            "job_name",
+            "status",
+            "secondary_status",
+            "failure_reason",
+            "metrics",
+            "model_artifact_uri",
+            "finished_at",
+        ]
+
+    def get_face_model(self, obj) -> int | None:
+        model = obj.models.first()
+        return model.id if model else None
+
+
+class TrainingJobViewSet(TenantViewSet):
+    """SageMaker training jobs; a Celery task follows each one until it ends."""
+
+    queryset = TrainingJob.objects.select_related("organization")
+    serializer_class = TrainingJobSerializer
+    http_method_names = ["get", "post", "head", "options"]
+    filterset_fields = ["status"]
+
+    def perform_create(self, serializer) -> None:
+        data = dict(serializer.validated_data)
+        organization = default_organization(
+            self.request.user, self.write_role, data.pop("organization", None)
+        )
+        if not has_role(self.request.user, organization.id, self.write_role):
+            raise PermissionDenied(TenantRolePermission.message)
+        try:
+            serializer.instance = services.start_training_job(
+                organization, user=self.request.user, **data
+            )
+        except DjangoValidationError as exc:
+            raise _django_errors(exc) from exc
+
+    @extend_schema(request=None, responses={200: TrainingJobSerializer})
+    @action(detail=True, methods=["post"])
+    def refresh(self, request, pk=None):
+        """Look at the job in SageMaker now (the follower task does this on its own)."""
+        job = self.get_object()
+        if not has_role(request.user, job.organization_id, self.write_role):
+            raise PermissionDenied(TenantRolePermission.message)
+        services.follow_training_job(job.id)
+        job.refresh_from_db()
+        return Response(self.get_serializer(job).data)
