@@ -14,6 +14,7 @@ from django.utils.timesince import timesince
 
 from devices import selectors, services
 from devices.models import Deployment, Device, EdgeRelease
+from edge_package.contracts import EDGE_CONFIG_DEFAULTS
 from festival.models import Role
 from festival.tenancy import (
     HideOtherTenantsAdminMixin,
@@ -77,6 +78,16 @@ class DeviceAdmin(TenantAdminMixin, admin.ModelAdmin):
     exclude = ["policy_name", "role_name", "role_alias", "certificate_id"]
     inlines = [DeploymentInline]
     actions = ["register", "deploy_latest", "pause", "resume", "deregister"]
+
+    def formfield_for_dbfield(self, db_field, request, **kwargs):
+        field = super().formfield_for_dbfield(db_field, request, **kwargs)
+        if db_field.name == "config" and field is not None:
+            defaults = ", ".join(f"{k}={v!r}" for k, v in EDGE_CONFIG_DEFAULTS.items())
+            field.help_text = (
+                f"Overrides of the edge defaults: {defaults}. Masks are polygons in 0..1 frame "
+                "coordinates. Changes are pushed to the device's shadow (no redeploy)."
+            )
+        return field
 
     @admin.display(description="Last seen", ordering="last_seen_at")
     def seen(self, device):

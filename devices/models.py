@@ -7,7 +7,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
 
-from edge_package.contracts import EDGE_CONFIG_DEFAULTS, effective_edge_config, validate_edge_config
+from edge_package.contracts import effective_edge_config, validate_edge_config
 from festival.models import Festival, TenantModel
 from stages.models import Stage
 
@@ -61,10 +61,11 @@ class Device(TenantModel):
         default=dict,
         blank=True,
         validators=[validate_edge_config_field],
+        # Static on purpose: the defaults live in edge_package.contracts and change without a
+        # migration; the admin form lists their current values (DeviceAdmin).
         help_text=(
-            "Overrides of the edge defaults: "
-            + ", ".join(f"{k}={v!r}" for k, v in EDGE_CONFIG_DEFAULTS.items())
-            + ". Masks are polygons in 0..1 frame coordinates."
+            "Overrides of the edge defaults (edge_package.contracts.EDGE_CONFIG_DEFAULTS). "
+            "Masks are polygons in 0..1 frame coordinates."
         ),
     )
     # AWS IoT registration (filled by services.register_device; the private key is never kept).

@@ -402,6 +402,25 @@ def gg1_ensure_group(deployment: Deployment) -> Outcome:
     return Outcome({"group_id": group_id, "core_definition_version_arn": core_arn}, group_id)
 
 
+DEFAULT_DEEPLENS_ROLE = "stagepulse-deeplens-lambda"
+
+
+def deeplens_lambda_role_arn() -> str:
+    """DEEPLENS_LAMBDA_ROLE_ARN: an ARN, or a role name (default stagepulse-deeplens-lambda)."""
+    configured = settings.DEEPLENS_LAMBDA_ROLE_ARN or DEFAULT_DEEPLENS_ROLE
+    if configured.startswith("arn:"):
+        return configured
+    try:
+        return aws.cached_client("iam").get_role(RoleName=configured)["Role"]["Arn"]
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") != "NoSuchEntity":
+            raise
+        raise StepFailed(
+            f"the IAM role {configured!r} that the DeepLens Lambda runs as does not exist: create "
+            "it (trusting lambda.amazonaws.com) or set DEEPLENS_LAMBDA_ROLE_ARN"
+        ) from exc
+
+
 def _function_name(device: Device) -> str:
     return f"stagepulse-edge-{device.thing_name}"[:64]
 
@@ -412,9 +431,7 @@ def gg1_lambda_function(deployment: Deployment) -> Outcome:
     name = _function_name(device)
     environment = {"Variables": {"STAGEPULSE_CONFIG": json.dumps(device_config(device))}}
     code = {"S3Bucket": release.bucket, "S3Key": release.key}
-    role_arn = settings.DEEPLENS_LAMBDA_ROLE_ARN
-    if not role_arn:
-        raise StepFailed("DEEPLENS_LAMBDA_ROLE_ARN is not set (the role Lambda requires)")
+    role_arn = deeplens_lambda_role_arn()
     try:
         response = client.create_function(
             FunctionName=name,

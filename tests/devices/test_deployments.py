@@ -360,13 +360,23 @@ def test_second_deployment_reuses_the_devices_group(deeplens, release):
     assert len(aws.client("greengrass").list_groups()["Groups"]) == 1
 
 
-def test_missing_lambda_role_setting_is_a_clear_failure(deeplens, release, settings):
-    settings.DEEPLENS_LAMBDA_ROLE_ARN = ""
+def test_missing_lambda_role_is_a_clear_failure(deeplens, release, settings):
+    settings.DEEPLENS_LAMBDA_ROLE_ARN = "no-such-role"
     deployment = services.start_deployment(deeplens, release, enqueue=False)
     services.run_deployment(deployment.pk)
     deployment.refresh_from_db()
     assert deployment.state == S.FAILED
-    assert "DEEPLENS_LAMBDA_ROLE_ARN is not set" in deployment.reason
+    assert "the IAM role 'no-such-role' that the DeepLens Lambda runs as does not exist" in (
+        deployment.reason
+    )
+
+
+def test_lambda_role_by_default_name(deeplens, release, settings):
+    settings.DEEPLENS_LAMBDA_ROLE_ARN = ""  # the conftest created stagepulse-deeplens-lambda
+    deployment = services.start_deployment(deeplens, release, enqueue=False)
+    services.run_deployment(deployment.pk)
+    deployment.refresh_from_db()
+    assert deployment.state == S.POLL, deployment.reason
 
 
 # --- starting, tasks, API, admin ---------------------------------------------------------------
