@@ -366,7 +366,7 @@ def roll_back(device: Device, *, user=None) -> ModelRollout:
 
 
 # --- SageMaker training --------------------------------------------------------------------------
-def _s3_uri(value: str, field: str) -> str:
+def check_s3_uri(value: str, field: str) -> str:
     if not re.match(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/", value or ""):
         raise ValidationError({field: f"{value!r} is not an s3://bucket/prefix/ location."})
     return value if value.endswith("/") else value + "/"
@@ -399,8 +399,8 @@ def start_training_job(
     (WIDER FACE-style layout, README). The container writes model.tflite to /opt/ml/model."""
     if not _NAME.match(model_name or ""):
         raise ValidationError({"model_name": "Use lowercase letters, digits, '.', '_' or '-'."})
-    data = _s3_uri(training_data_uri, "training_data_uri")
-    output = _s3_uri(
+    data = check_s3_uri(training_data_uri, "training_data_uri")
+    output = check_s3_uri(
         output_uri or f"s3://{settings.ARTIFACTS_BUCKET}/training/{organization.slug}/",
         "output_uri",
     )

@@ -1,0 +1,287 @@
+"""Admin for face detectors: upload a model, start a SageMaker training job, run the promotion
+gate (the comparison is shown on the model page), roll a camera back. Scoped per organization."""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
+from django.utils.html import format_html, format_html_join
+
+from detectors import selectors, services
+from detectors.models import (
+    Evaluation,
+    FaceModel,
+    ModelFormat,
+    ModelRollout,
+    RolloutState,
+    TrainingJob,
+)
+from festival.tenancy import TenantAdminMixin, has_role
+
+
+def _copy_into(obj, created) -> None:
+    """The admin saved nothing itself: show the row the service created."""
+    obj.__dict__.update({k: v for k, v in created.__dict__.items() if not k.startswith("_")})
+    obj._state.adding = False
+    obj._state.db = created._state.db
+
+
+class FaceModelUploadForm(forms.ModelForm):
+    file = forms.FileField(help_text="A BlazeFace .tflite model (full- or short-range layout).")
+    expected_sha256 = forms.CharField(
+        required=False, max_length=64, help_text="Optional: refused when the file hashes otherwise."
+    )
+    model_format = forms.ChoiceField(choices=ModelFormat.choices, initial=ModelFormat.TFLITE)
+
+    class Meta:
+        model = FaceModel
+        fields = ["organization", "name", "notes"]
+
+    def clean(self):
+        cleaned = super().clean()
+        upload = cleaned.get("file")
+        if upload is not None:
+            cleaned["data"] = upload.read()
+            try:
+                services.inspect_model(
+                    cleaned["data"],
+                    fmt=cleaned.get("model_format", ModelFormat.TFLITE),
+                    expected_sha256=cleaned.get("expected_sha256", ""),
+                )
+            except ValidationError as exc:
+                raise forms.ValidationError({"file": exc.messages}) from exc
+        return cleaned
+
+
+class EvaluationInline(admin.TabularInline):
+    model = Evaluation
+    fk_name = "face_model"
+    extra = 0
+    can_delete = False
+    fields = ["created_at", "recall", "precision", "fps", "passed", "baseline", "clip"]
+    readonly_fields = fields
+    show_change_link = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(FaceModel)
+class FaceModelAdmin(TenantAdminMixin, admin.ModelAdmin):
+    list_display = ["__str__", "organization", "source", "layout", "status", "latest_figures"]
+    list_filter = ["organization", "status", "source"]
+    search_fields = ["name", "sha256"]
+    inlines = [EvaluationInline]
+    actions = ["promote_through_gate"]
+    readonly_fields = [
+        "version",
+        "source",
+        "format",
+        "layout",
+        "input_size",
+        "sha256",
+        "size_bytes",
+        "bucket",
+        "key",
+        "status",
+        "training_job",
+        "promoted_at",
+        "created_by",
+        "gate_comparison",
+    ]
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        if obj is None:
+            kwargs["form"] = FaceModelUploadForm
+        return super().get_form(request, obj, change=change, **kwargs)
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return ["organization", "name", "file", "expected_sha256", "model_format", "notes"]
+        return ["organization", "name", "notes", *self.readonly_fields]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [] if obj is None else ["organization", "name", *self.readonly_fields]
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            return super().save_model(request, obj, form, change)
+        data = form.cleaned_data
+        created = services.register_model(
+            data["organization"],
+            name=data["name"],
+            data=data["data"],
+            fmt=data.get("model_format", ModelFormat.TFLITE),
+            expected_sha256=data.get("expected_sha256", ""),
+            notes=data.get("notes", ""),
+            user=request.user,
+        )
+        _copy_into(obj, created)
+
+    @admin.display(description="last gate (recall / precision / fps)")
+    def latest_figures(self, obj):
+        gate = selectors.latest_gate(obj)
+        if gate is None:
+            return "-"
+        verdict = "passed" if gate.passed else "refused"
+        return f"{gate.recall:.3f} / {gate.precision:.3f} / {gate.fps:.1f} ({verdict})"
+
+    @admin.display(description="gate: candidate beside the current model")
+    def gate_comparison(self, obj):
+        gate = selectors.latest_gate(obj)
+        if gate is None:
+            return "Not gated yet: use the action 'Promote through the evaluation gate'."
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (r["metric"], f"{r['candidate']:.3f}", f"{r['current']:.3f}", f"{r['delta']:+.3f}")
+                for r in gate.comparison.get("rows", [])
+            ),
+        )
+        reasons = "; ".join(gate.comparison.get("reasons", [])) or "within the margin"
+        return format_html(
+            "<table><tr><th>metric</th><th>this model</th><th>current ({})</th><th>delta</th>"
+            "</tr>{}</table><p>{}: {}</p>",
+            gate.comparison.get("current_model", {}).get("label", ""),
+            rows,
+            "Passed" if gate.passed else "Refused",
+            reasons,
+        )
+
+    @admin.action(description="Promote through the evaluation gate")
+    def promote_through_gate(self, request, queryset):
+        for model in queryset:
+            if not has_role(request.user, model.organization_id, self.write_role):
+                self.message_user(request, f"{model}: your role cannot promote.", messages.ERROR)
+                continue
+            try:
+                gate = services.promote_model(model, user=request.user)
+            except services.PromotionRefused as exc:
+                self.message_user(request, f"{model}: {exc.messages[0]}", messages.ERROR)
+            except ValidationError as exc:
+                self.message_user(request, f"{model}: {' '.join(exc.messages)}", messages.ERROR)
+            else:
+                self.message_user(
+                    request,
+                    f"{model} promoted (recall {gate.recall:.3f}, precision {gate.precision:.3f}). "
+                    "Roll it out to cameras: POST /api/v1/face-models/{id}/rollout/.",
+                    messages.SUCCESS,
+                )
+
+
+class TrainingJobForm(forms.ModelForm):
+    class Meta:
+        model = TrainingJob
+        fields = [
+            "organization",
+            "model_name",
+            "training_data_uri",
+            "output_uri",
+            "role_arn",
+            "image_uri",
+            "instance_type",
+            "instance_count",
+            "max_runtime_s",
+            "hyperparameters",
+        ]
+
+    def clean(self):
+        """The checks start_training_job makes, as form errors (no AWS call yet)."""
+        from django.conf import settings
+
+        cleaned = super().clean()
+        if not (cleaned.get("role_arn") or settings.SAGEMAKER_ROLE_ARN).startswith("arn:"):
+            self.add_error("role_arn", "An IAM role ARN SageMaker can assume is required.")
+        if not (cleaned.get("image_uri") or settings.SAGEMAKER_TRAINING_IMAGE):
+            self.add_error("image_uri", "A training container image (ECR URI) is required.")
+        for name in ("training_data_uri", "output_uri"):
+            if cleaned.get(name):
+                try:
+                    services.check_s3_uri(cleaned[name], name)
+                except ValidationError as exc:
+                    self.add_error(name, exc.messages)
+        return cleaned
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for name in ("output_uri", "role_arn", "image_uri"):
+            if name in self.fields:
+                self.fields[name].required = False
+                self.fields[name].help_text = "Empty: the server's default (README)."
+
+
+@admin.register(TrainingJob)
+class TrainingJobAdmin(TenantAdminMixin, admin.ModelAdmin):
+    form = TrainingJobForm
+    list_display = ["job_name", "organization", "status", "secondary_status", "created_at"]
+    list_filter = ["organization", "status"]
+    actions = ["refresh_from_sagemaker"]
+    readonly_fields = [
+        "job_name",
+        "job_arn",
+        "status",
+        "secondary_status",
+        "failure_reason",
+        "metrics",
+        "model_artifact_uri",
+        "logs_link",
+        "polls",
+        "finished_at",
+    ]
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is None:
+            return []
+        return [*TrainingJobForm.Meta.fields, *self.readonly_fields]
+
+    def get_fields(self, request, obj=None):
+        return list(TrainingJobForm.Meta.fields) + ([] if obj is None else self.readonly_fields)
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            return
+        data = dict(form.cleaned_data)
+        organization = data.pop("organization")
+        created = services.start_training_job(organization, user=request.user, **data)
+        _copy_into(obj, created)
+        if created.failure_reason:
+            self.message_user(request, f"SageMaker refused: {created.failure_reason}", "ERROR")
+
+    @admin.display(description="logs")
+    def logs_link(self, obj):
+        return format_html('<a href="{}">CloudWatch Logs</a>', obj.logs_url)
+
+    @admin.action(description="Refresh from SageMaker")
+    def refresh_from_sagemaker(self, request, queryset):
+        for job in queryset:
+            services.follow_training_job(job.id)
+        self.message_user(request, "Refreshed.")
+
+
+@admin.register(ModelRollout)
+class ModelRolloutAdmin(TenantAdminMixin, admin.ModelAdmin):
+    list_display = ["device", "face_model", "previous_model", "state", "shadow_pushed"]
+    list_filter = ["organization", "state"]
+    actions = ["roll_back"]
+    readonly_fields = [
+        "face_model",
+        "device",
+        "previous_model",
+        "state",
+        "shadow_pushed",
+        "created_by",
+        "ended_at",
+    ]
+
+    def has_add_permission(self, request, *args):
+        return False
+
+    @admin.action(description="Roll the camera back to its previous model")
+    def roll_back(self, request, queryset):
+        for rollout in queryset.filter(state=RolloutState.ACTIVE).select_related("device"):
+            if not has_role(request.user, rollout.organization_id, self.write_role):
+                continue
+            services.roll_back(rollout.device, user=request.user)
+            self.message_user(request, f"{rollout.device} rolled back.")
