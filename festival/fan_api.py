@@ -25,8 +25,18 @@ class FanView(APIView):
     throttle_classes = [ScopedRateThrottle]
     throttle_scope = "fan"
 
+    default_max_age = 30
+
     def festival(self, slug: str) -> Festival:
         return get_object_or_404(Festival, slug=slug, public=True)
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        """Successful answers are public and briefly cacheable (apps, CDNs); with the
+        ConditionalGetMiddleware's ETag a poll that finds nothing new costs a 304."""
+        response = super().finalize_response(request, response, *args, **kwargs)
+        if response.status_code == 200 and not response.has_header("Cache-Control"):
+            response["Cache-Control"] = f"public, max-age={self.default_max_age}"
+        return response
 
 
 class FanFestivalSerializer(serializers.ModelSerializer):

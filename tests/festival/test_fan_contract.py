@@ -1,0 +1,92 @@
+"""The fan API answers exactly what its OpenAPI document promises (mobile clients are generated
+from it), with caching headers, ETags and 304s for pollers."""
+
+import pytest
+from drf_spectacular.generators import SchemaGenerator
+from openapi_schema_validator import OAS30Validator
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(scope="module")
+def openapi():
+    return SchemaGenerator().get_schema(request=None, public=True)
+
+
+def response_schema(openapi, path: str) -> dict:
+    content = openapi["paths"][path]["get"]["responses"]["200"]["content"]
+    return content["application/json"]["schema"]
+
+
+def nullable_refs(node):
+    """OpenAPI 3.0 writes a nullable object as {allOf: [$ref], nullable: true}; client generators
+    read it as "the object or null", strict JSON Schema validators do not. Say it their way."""
+    if isinstance(node, dict):
+        node = {key: nullable_refs(value) for key, value in node.items()}
+        if node.get("nullable") and "allOf" in node and "type" not in node:
+            return {"anyOf": [*node["allOf"], {"enum": [None]}]}
+        return node
+    if isinstance(node, list):
+        return [nullable_refs(item) for item in node]
+    return node
+
+
+def assert_matches(openapi, path: str, body) -> None:
+    # the response schema with the document's components beside it, so "#/components/…" resolves
+    schema = nullable_refs({**response_schema(openapi, path), "components": openapi["components"]})
+    validator = OAS30Validator(schema)
+    errors = sorted(validator.iter_errors(body), key=str)
+    assert not errors, [f"{list(e.absolute_path)}: {e.message}" for e in errors[:5]]
+
+
+@pytest.mark.parametrize(
+    "path, url",
+    [
+        ("/api/v1/public/festivals/", "/api/v1/public/festivals/"),
+        ("/api/v1/public/festivals/{slug}/", "/api/v1/public/festivals/ours-fest/"),
+        ("/api/v1/public/festivals/{slug}/stages/", "/api/v1/public/festivals/ours-fest/stages/"),
+        ("/api/v1/public/festivals/{slug}/lineup/", "/api/v1/public/festivals/ours-fest/lineup/"),
+        ("/api/v1/public/festivals/{slug}/live/", "/api/v1/public/festivals/ours-fest/live/"),
+        (
+            "/api/v1/public/festivals/{slug}/stages/{stage_slug}/timeline/",
+            "/api/v1/public/festivals/ours-fest/stages/main/timeline/",
+        ),
+        ("/api/v1/public/festivals/{slug}/reports/", "/api/v1/public/festivals/ours-fest/reports/"),
+    ],
+)
+def test_responses_match_the_schema(openapi, api_client, two_worlds, path, url):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from emotions.models import MinuteRollup
+
+    ours, _ = two_worlds
+    minute = timezone.now().replace(second=0, microsecond=0) - timedelta(minutes=1)
+    MinuteRollup.objects.create(
+        organization=ours.organization,
+        festival=ours.festival,
+        stage=ours.stage,
+        minute=minute,
+        faces=9,
+        counts={"HAPPY": 9},
+        sums={"HAPPY": 700.0, "CALM": 100.0},
+    )
+    response = api_client.get(url)
+    assert response.status_code == 200
+    assert_matches(openapi, path, response.json())
+    assert response["Cache-Control"].startswith("public, max-age=")
+
+
+def test_etag_turns_a_repeat_poll_into_304(api_client, two_worlds):
+    url = "/api/v1/public/festivals/ours-fest/stages/"
+    etag = api_client.get(url)["ETag"]
+    assert etag
+    assert api_client.get(url, HTTP_IF_NONE_MATCH=etag).status_code == 304
+    assert api_client.get(url, HTTP_IF_NONE_MATCH='"stale"').status_code == 200
+
+
+def test_errors_are_not_cached(api_client, two_worlds):
+    response = api_client.get("/api/v1/public/festivals/theirs-fest/live/")
+    assert response.status_code == 404
+    assert "public" not in response.get("Cache-Control", "")
