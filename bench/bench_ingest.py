@@ -104,7 +104,12 @@ def measure_moto_query(count: int = 2000) -> float:
     import boto3
     from moto import mock_aws
 
-    from edge_package.contracts import CropKey, build_observation_item, to_dynamodb
+    from edge_package.contracts import (
+        CropKey,
+        build_observation_item,
+        observation_table_definition,
+        to_dynamodb,
+    )
     from emotions.services import fetch_items
     from festival.models import Festival
     from stages.models import Stage
@@ -113,18 +118,7 @@ def measure_moto_query(count: int = 2000) -> float:
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
     with mock_aws():
         client = boto3.client("dynamodb", region_name="eu-west-1")
-        client.create_table(
-            TableName="bench",
-            BillingMode="PAY_PER_REQUEST",
-            KeySchema=[
-                {"AttributeName": "pk", "KeyType": "HASH"},
-                {"AttributeName": "sk", "KeyType": "RANGE"},
-            ],
-            AttributeDefinitions=[
-                {"AttributeName": "pk", "AttributeType": "S"},
-                {"AttributeName": "sk", "AttributeType": "S"},
-            ],
-        )
+        client.create_table(**observation_table_definition("bench"))
         table = boto3.resource("dynamodb", region_name="eu-west-1").Table("bench")
         with table.batch_writer() as writer:
             for i in range(count):

@@ -138,6 +138,23 @@ OBSERVATION_TTL_ATTRIBUTE = "expires_at"
 DEFAULT_OBSERVATION_TTL_S = 7 * 24 * 3600
 
 
+def observation_table_definition(table_name: str) -> dict:
+    """`create_table` arguments for the observations table: string keys pk/sk, on demand.
+    infra/stagepulse.yaml declares the same table (plus TTL on OBSERVATION_TTL_ATTRIBUTE)."""
+    return {
+        "TableName": table_name,
+        "BillingMode": "PAY_PER_REQUEST",
+        "KeySchema": [
+            {"AttributeName": OBSERVATION_PK, "KeyType": "HASH"},
+            {"AttributeName": OBSERVATION_SK, "KeyType": "RANGE"},
+        ],
+        "AttributeDefinitions": [
+            {"AttributeName": OBSERVATION_PK, "AttributeType": "S"},
+            {"AttributeName": OBSERVATION_SK, "AttributeType": "S"},
+        ],
+    }
+
+
 def observation_partition(festival: str, stage: str) -> str:
     return f"{festival}/{stage}"
 

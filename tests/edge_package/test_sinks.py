@@ -10,7 +10,7 @@ from botocore.exceptions import ClientError, EndpointConnectionError
 from moto import mock_aws
 
 from edge_package.config import parse_config
-from edge_package.contracts import EMOTIONS, parse_crop_key
+from edge_package.contracts import EMOTIONS, observation_table_definition, parse_crop_key
 from edge_package.sinks import ObservationSink, Release, S3CropSink
 from edge_package.spool import Spool
 
@@ -173,18 +173,7 @@ class HappyClassifier:
 
 def _observations_table():
     ddb = boto3.client("dynamodb", region_name="eu-west-1")
-    ddb.create_table(
-        TableName="observations",
-        KeySchema=[
-            {"AttributeName": "pk", "KeyType": "HASH"},
-            {"AttributeName": "sk", "KeyType": "RANGE"},
-        ],
-        AttributeDefinitions=[
-            {"AttributeName": "pk", "AttributeType": "S"},
-            {"AttributeName": "sk", "AttributeType": "S"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    ddb.create_table(**observation_table_definition("observations"))
     return ddb
 
 

@@ -21,6 +21,7 @@ from edge_package.contracts import (
     META_DETECTOR_SCORE,
     META_ORGANIZATION,
     build_crop_key,
+    observation_table_definition,
 )
 from emotions.analysis.analyzer import Analyzer
 from emotions.analysis.backends import LocalBackend, RekognitionBackend
@@ -168,18 +169,7 @@ def moto_aws():
         s3 = boto3.client("s3", region_name=REGION)
         s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
         dynamodb = boto3.client("dynamodb", region_name=REGION)
-        dynamodb.create_table(
-            TableName=TABLE,
-            KeySchema=[
-                {"AttributeName": "pk", "KeyType": "HASH"},
-                {"AttributeName": "sk", "KeyType": "RANGE"},
-            ],
-            AttributeDefinitions=[
-                {"AttributeName": "pk", "AttributeType": "S"},
-                {"AttributeName": "sk", "AttributeType": "S"},
-            ],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        dynamodb.create_table(**observation_table_definition(TABLE))
         sqs = boto3.client("sqs", region_name=REGION)
         queue_url = sqs.create_queue(QueueName="stagepulse-analyzer")["QueueUrl"]
         cloudwatch = boto3.client("cloudwatch", region_name=REGION)

@@ -12,6 +12,7 @@ from moto import mock_aws
 from edge_package.contracts import (
     CropKey,
     build_observation_item,
+    observation_table_definition,
     to_dynamodb,
 )
 from emotions import services
@@ -27,18 +28,7 @@ BASE = datetime(2026, 7, 10, 18, 10, tzinfo=UTC)  # during ours.set (18:00-19:30
 def dynamodb():
     with mock_aws():
         client = boto3.client("dynamodb", region_name="eu-west-1")
-        client.create_table(
-            TableName=TABLE,
-            KeySchema=[
-                {"AttributeName": "pk", "KeyType": "HASH"},
-                {"AttributeName": "sk", "KeyType": "RANGE"},
-            ],
-            AttributeDefinitions=[
-                {"AttributeName": "pk", "AttributeType": "S"},
-                {"AttributeName": "sk", "AttributeType": "S"},
-            ],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        client.create_table(**observation_table_definition(TABLE))
         yield client
 
 

@@ -13,7 +13,12 @@ from django.core.management import call_command
 from moto import mock_aws
 from skimage import data as skdata
 
-from edge_package.contracts import META_CAPTURED_AT_MS, META_DETECTOR_SCORE, build_crop_key
+from edge_package.contracts import (
+    META_CAPTURED_AT_MS,
+    META_DETECTOR_SCORE,
+    build_crop_key,
+    observation_table_definition,
+)
 from emotions import services
 from emotions.models import Observation
 from emotions.selectors import compute_live_ranking
@@ -54,18 +59,7 @@ def aws_stack(settings):
                 ]
             },
         )
-        dynamodb.create_table(
-            TableName=settings.OBSERVATIONS_TABLE,
-            BillingMode="PAY_PER_REQUEST",
-            KeySchema=[
-                {"AttributeName": "pk", "KeyType": "HASH"},
-                {"AttributeName": "sk", "KeyType": "RANGE"},
-            ],
-            AttributeDefinitions=[
-                {"AttributeName": "pk", "AttributeType": "S"},
-                {"AttributeName": "sk", "AttributeType": "S"},
-            ],
-        )
+        dynamodb.create_table(**observation_table_definition(settings.OBSERVATIONS_TABLE))
         yield s3, dynamodb, queue_url
 
 

@@ -12,7 +12,13 @@ from moto import mock_aws
 
 from devices.models import Deployment, DeploymentState, EdgeRelease, Platform
 from devices.services.registration import register_device
-from edge_package.contracts import CropKey, build_crop_key, build_observation_item, to_dynamodb
+from edge_package.contracts import (
+    CropKey,
+    build_crop_key,
+    build_observation_item,
+    observation_table_definition,
+    to_dynamodb,
+)
 from emotions.models import MinuteRollup
 from festival import aws
 from festival.closeout import Closeout
@@ -33,18 +39,7 @@ def festival_resources(two_worlds, settings):
             Bucket=settings.CROPS_BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION}
         )
         ddb = boto3.client("dynamodb", region_name=REGION)
-        ddb.create_table(
-            TableName=settings.OBSERVATIONS_TABLE,
-            BillingMode="PAY_PER_REQUEST",
-            KeySchema=[
-                {"AttributeName": "pk", "KeyType": "HASH"},
-                {"AttributeName": "sk", "KeyType": "RANGE"},
-            ],
-            AttributeDefinitions=[
-                {"AttributeName": "pk", "AttributeType": "S"},
-                {"AttributeName": "sk", "AttributeType": "S"},
-            ],
-        )
+        ddb.create_table(**observation_table_definition(settings.OBSERVATIONS_TABLE))
         table = boto3.resource("dynamodb", region_name=REGION).Table(settings.OBSERVATIONS_TABLE)
         for world in (ours, theirs):
             for seq in range(3):
