@@ -271,6 +271,7 @@ def run_gate(face_model: FaceModel, clip: Clip | None = None, *, user=None) -> E
 def promote_model(face_model: FaceModel, clip: Clip | None = None, *, user=None) -> Evaluation:
     """Run the gate; on a pass the model becomes the organization's current model. Cameras get it
     through roll_out (per device or per stage). Raises PromotionRefused with the comparison."""
+    face_model.refresh_from_db(fields=["status"])
     if face_model.status == ModelStatus.PROMOTED:
         raise ValidationError(f"{face_model} is already the current model.")
     evaluation = run_gate(face_model, clip, user=user)
@@ -312,6 +313,7 @@ def active_rollout(device: Device) -> ModelRollout | None:
 
 def roll_out(face_model: FaceModel, *, devices=None, stage=None, user=None) -> list[ModelRollout]:
     """Send the promoted model to the given cameras, or to every camera on `stage`."""
+    face_model.refresh_from_db(fields=["status"])
     if face_model.status != ModelStatus.PROMOTED:
         raise ValidationError(f"{face_model} is not promoted: promote it (through the gate) first.")
     targets = list(devices or [])
