@@ -88,3 +88,21 @@ def utc(*args) -> datetime:
 
 def later(value: datetime, minutes: int) -> datetime:
     return value + timedelta(minutes=minutes)
+
+
+def add_recent_rollup(stage, *, faces: int, happy: float, calm: float = 0.0, minutes_ago: int = 1):
+    """A minute of crowd data on `stage`, `minutes_ago` before now (every face scoring alike)."""
+    from django.utils import timezone
+
+    from emotions.models import MinuteRollup
+
+    top = "HAPPY" if happy >= calm else "CALM"
+    return MinuteRollup.objects.create(
+        organization=stage.organization,
+        festival=stage.festival,
+        stage=stage,
+        minute=timezone.now().replace(second=0, microsecond=0) - timedelta(minutes=minutes_ago),
+        faces=faces,
+        counts={top: faces},
+        sums={"HAPPY": happy * faces, "CALM": calm * faces},
+    )

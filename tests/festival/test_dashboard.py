@@ -1,11 +1,8 @@
 """The organizer dashboard: login required, tenant scoped, data from the live selectors."""
 
-from datetime import timedelta
-
 import pytest
-from django.utils import timezone
 
-from emotions.models import MinuteRollup
+from tests.factories import add_recent_rollup
 
 pytestmark = pytest.mark.django_db
 
@@ -34,16 +31,7 @@ def test_single_festival_redirects_to_its_page(client, two_worlds):
 
 def test_data_has_ranking_timelines_and_devices(client, two_worlds):
     ours, theirs = two_worlds
-    minute = timezone.now().replace(second=0, microsecond=0) - timedelta(minutes=1)
-    MinuteRollup.objects.create(
-        organization=ours.organization,
-        festival=ours.festival,
-        stage=ours.stage,
-        minute=minute,
-        faces=12,
-        counts={"HAPPY": 12},
-        sums={"HAPPY": 960.0},
-    )
+    add_recent_rollup(ours.stage, faces=12, happy=80.0)
     client.force_login(ours.operator)
     data = client.get(f"/dashboard/{ours.festival.pk}/data.json").json()
     (row,) = data["live"]["stages"]

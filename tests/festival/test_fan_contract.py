@@ -5,6 +5,8 @@ import pytest
 from drf_spectacular.generators import SchemaGenerator
 from openapi_schema_validator import OAS30Validator
 
+from tests.factories import add_recent_rollup
+
 pytestmark = pytest.mark.django_db
 
 
@@ -55,23 +57,9 @@ def assert_matches(openapi, path: str, body) -> None:
     ],
 )
 def test_responses_match_the_schema(openapi, api_client, two_worlds, path, url):
-    from datetime import timedelta
-
-    from django.utils import timezone
-
-    from emotions.models import MinuteRollup
 
     ours, _ = two_worlds
-    minute = timezone.now().replace(second=0, microsecond=0) - timedelta(minutes=1)
-    MinuteRollup.objects.create(
-        organization=ours.organization,
-        festival=ours.festival,
-        stage=ours.stage,
-        minute=minute,
-        faces=9,
-        counts={"HAPPY": 9},
-        sums={"HAPPY": 700.0, "CALM": 100.0},
-    )
+    add_recent_rollup(ours.stage, faces=9, happy=78.0, calm=11.0)
     response = api_client.get(url)
     assert response.status_code == 200
     assert_matches(openapi, path, response.json())
