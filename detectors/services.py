@@ -290,12 +290,14 @@ def promote_model(face_model: FaceModel, clip: Clip | None = None, *, user=None)
 
 # --- rollout -------------------------------------------------------------------------------------
 def _model_config(device: Device, face_model: FaceModel | None) -> dict:
-    config = {
-        k: v for k, v in device.config.items() if k not in ("face_model_url", "face_model_sha256")
-    }
+    """The device's config with the model reference. The bundled model is written as "" rather
+    than removed: a device shadow (and a Greengrass configuration merge) keeps absent keys."""
+    config = dict(device.config)
     if face_model is not None and face_model.source != Source.BUNDLED:
         config["face_model_url"] = face_model.uri
         config["face_model_sha256"] = face_model.sha256
+    else:
+        config["face_model_url"] = config["face_model_sha256"] = ""
     return config
 
 
