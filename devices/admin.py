@@ -127,6 +127,16 @@ class DeviceAdmin(TenantAdminMixin, admin.ModelAdmin):
             if not services.push_config_to_shadow(obj) and obj.registered_at:
                 messages.warning(request, f"{obj}: saved, but {obj.shadow_error}")
 
+    def delete_model(self, request, obj):
+        try:
+            services.delete_device(obj)
+        except DjangoValidationError as exc:
+            messages.error(request, f"{obj} was kept: {_error_text(exc)}")
+
+    def delete_queryset(self, request, queryset):
+        for device in queryset:
+            self.delete_model(request, device)
+
     def _writable(self, request, queryset):
         """Selected devices where the user may make changes; the others are reported."""
         allowed = []

@@ -151,6 +151,12 @@ class DeviceViewSet(TenantViewSet):
         except DjangoValidationError as exc:
             raise _django_errors(exc) from exc
 
+    def perform_destroy(self, instance):
+        try:
+            services.delete_device(instance)
+        except DjangoValidationError as exc:
+            raise _django_errors(exc) from exc
+
     @extend_schema(
         request=None,
         responses={

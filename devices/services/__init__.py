@@ -10,6 +10,7 @@ from devices.services.health import (
 )
 from devices.services.registration import (
     CredentialsBundle,
+    delete_device,
     deregister_device,
     device_config,
     register_device,
@@ -22,6 +23,7 @@ __all__ = [
     "CredentialsBundle",
     "TelemetryRejected",
     "build_edge_release",
+    "delete_device",
     "deregister_device",
     "device_config",
     "device_for_token",

@@ -361,6 +361,14 @@ def deregister_device(device: Device) -> None:
     device.save()
 
 
+def delete_device(device: Device) -> None:
+    """Delete a device, deregistering it from AWS first so nothing is left behind there. If AWS
+    refuses, the device is kept (ValidationError says why)."""
+    if device.registered_at or device.certificate_arn:
+        deregister_device(device)
+    device.delete()
+
+
 def update_device_role_policy(device: Device) -> None:
     """After a stage change the S3 prefix moves: rewrite the role's policy."""
     if device.role_name and device.stage_id:

@@ -209,3 +209,22 @@ def test_admin_register_action_downloads_the_bundles(moto_aws, two_worlds, clien
     assert not any(n.startswith("theirs-cam-1/") for n in names)  # not in our scope
     theirs.device.refresh_from_db()
     assert theirs.device.status == DeviceStatus.NEW
+
+
+def test_deleting_a_registered_device_cleans_up_aws(registered, api_client, two_worlds):
+    device, _ = registered
+    api_client.force_authenticate(two_worlds[0].operator)
+    assert api_client.delete(f"/api/v1/devices/{device.pk}/").status_code == 204
+    assert not Device.objects.filter(pk=device.pk).exists()
+    assert aws.client("iot").list_things()["things"] == []
+    assert aws.client("iot").list_certificates()["certificates"] == []
+
+
+def test_register_command_writes_a_private_bundle(moto_aws, two_worlds, tmp_path):
+    from django.core.management import call_command
+
+    call_command("register_device", "ours-cam-1", str(tmp_path / "bundle"))
+    key = tmp_path / "bundle" / "private.pem.key"
+    assert key.read_text().startswith("-----BEGIN RSA PRIVATE KEY-----")
+    assert key.stat().st_mode & 0o077 == 0  # readable by the owner only
+    assert json.loads((tmp_path / "bundle" / "stagepulse.json").read_text())["device_token"]
