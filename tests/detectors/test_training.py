@@ -113,7 +113,9 @@ def test_bad_requests_are_refused_before_sagemaker(moto_aws, ours, settings):
     assert not TrainingJob.objects.exists()
 
 
-def test_operators_start_jobs_through_the_api_viewers_read(moto_aws, api_client, ours, theirs):
+def test_operators_start_jobs_through_the_api_viewers_read(
+    moto_aws, api_client, client, ours, theirs
+):
     api_client.force_authenticate(ours.viewer)
     body = {"model_name": "crowd-net", "training_data_uri": DATA, "hyperparameters": {"lr": 1}}
     assert api_client.post("/api/v1/training-jobs/", body, format="json").status_code == 403
@@ -130,6 +132,11 @@ def test_operators_start_jobs_through_the_api_viewers_read(moto_aws, api_client,
     assert api_client.get(f"/api/v1/training-jobs/{their_job.id}/").status_code == 404
     api_client.force_authenticate(ours.operator)
     assert api_client.post(f"/api/v1/training-jobs/{their_job.id}/refresh/").status_code == 404
+    client.force_login(ours.operator)
+    assert client.get(f"/admin/detectors/trainingjob/{their_job.id}/change/").status_code == 404
+    mine = TrainingJob.objects.get(organization=ours.organization)
+    page = client.get(f"/admin/detectors/trainingjob/{mine.id}/change/")
+    assert page.status_code == 200 and "CloudWatch Logs" in page.content.decode()
 
 
 def test_the_command_waits_and_reports_a_missing_output(moto_aws, ours, settings):
