@@ -103,7 +103,7 @@ def deploy_infra(emit) -> dict[str, str]:
 
 
 def live_lineup(festival, set_minutes: int, hours: int = 3) -> str:
-    """Short sets around now on every stage, so a set ends (and its report appears) within
+    """Short sets from about now on every stage, so a set ends (and its report appears) within
     minutes of starting the demo. Replaces the seeded lineup of the demo festival."""
     from stages.models import Stage
     from stages.services import LINEUP_COLUMNS, format_local_datetime
@@ -113,7 +113,8 @@ def live_lineup(festival, set_minutes: int, hours: int = 3) -> str:
     lines = [",".join(LINEUP_COLUMNS)]
     names = ["Nova Tide", "Kiko Bass", "Deep Static", "Sol Parade", "Haze Theory", "Atlas Bloom"]
     for index, stage in enumerate(Stage.objects.filter(festival=festival).order_by("position")):
-        start = now - timedelta(minutes=set_minutes // 2 + index)
+        # staggered a minute per stage: reports then arrive one after another, not all at once
+        start = now - timedelta(minutes=1) + timedelta(minutes=index)
         number = 0
         while start < now + timedelta(hours=hours):
             end = start + timedelta(minutes=set_minutes)
