@@ -79,6 +79,12 @@ class DeviceAdmin(TenantAdminMixin, admin.ModelAdmin):
     inlines = [DeploymentInline]
     actions = ["register", "deploy_latest", "pause", "resume", "deregister"]
 
+    def get_readonly_fields(self, request, obj=None):
+        fields = list(super().get_readonly_fields(request, obj))
+        if obj is not None and obj.registered_at:
+            fields.append("thing_name")  # its certificate, policy and role are named after it
+        return fields
+
     def formfield_for_dbfield(self, db_field, request, **kwargs):
         field = super().formfield_for_dbfield(db_field, request, **kwargs)
         if db_field.name == "config" and field is not None:

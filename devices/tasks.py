@@ -27,3 +27,8 @@ def sweep_device_health() -> dict:
 @shared_task(name="devices.tasks.publish_device_metrics", ignore_result=True)
 def publish_device_metrics() -> int:
     return services.publish_device_metrics()
+
+
+@shared_task(name="devices.tasks.resume_stalled_deployments", ignore_result=True)
+def resume_stalled_deployments() -> list[int]:
+    return services.resume_stalled_deployments()

@@ -1,6 +1,10 @@
 """Device services (writes): registration, tokens, releases, deployments, telemetry, health."""
 
-from devices.services.deployments import run_deployment, start_deployment
+from devices.services.deployments import (
+    resume_stalled_deployments,
+    run_deployment,
+    start_deployment,
+)
 from devices.services.health import (
     publish_device_metrics,
     push_config_to_shadow,
@@ -32,6 +36,7 @@ __all__ = [
     "push_config_to_shadow",
     "record_telemetry",
     "register_device",
+    "resume_stalled_deployments",
     "run_deployment",
     "set_paused",
     "start_deployment",

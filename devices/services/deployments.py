@@ -174,6 +174,10 @@ def run_deployment(deployment_id: int, *, max_steps: int = 50) -> float | None:
                 return float(settings.DEPLOYMENT_POLL_SECONDS)
             _finish(deployment, S.FAILED, f"{state}: {exc}")
             return None
+        except Exception as exc:  # a bug must end the deployment visibly, not leave it stuck
+            log.exception("deployment %s failed at %s", deployment_id, state)
+            _finish(deployment, S.FAILED, f"{state}: unexpected {type(exc).__name__}: {exc}")
+            return None
         if outcome.done:
             deployment.resources.update(outcome.resources)
             _finish(deployment, S.SUCCEEDED, outcome.note)
@@ -189,6 +193,22 @@ def run_deployment(deployment_id: int, *, max_steps: int = 50) -> float | None:
         _advance(deployment, outcome)
     _release(deployment)
     return 0.0
+
+
+def resume_stalled_deployments(now=None) -> list[int]:
+    """Re-queue unfinished deployments nobody is working on (a task lost with its worker or
+    broker). Harmless when the task still exists: the lease lets only one of them run."""
+    now = now or timezone.now()
+    quiet_since = now - timedelta(seconds=2 * settings.DEPLOYMENT_POLL_SECONDS) - LEASE
+    stalled = list(
+        Deployment.objects.exclude(state__in=TERMINAL_STATES)
+        .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now))
+        .filter(updated_at__lt=quiet_since)
+        .values_list("pk", flat=True)
+    )
+    for pk in stalled:
+        _enqueue(pk)
+    return stalled
 
 
 def _advance(deployment: Deployment, outcome: Outcome) -> None:

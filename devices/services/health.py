@@ -12,6 +12,7 @@ from datetime import timedelta
 from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
 from django.core.mail import send_mail
+from django.db.models import F, Q
 from django.utils import timezone
 
 from devices.models import Device, DeviceStatus
@@ -119,11 +120,15 @@ def publish_device_metrics(now=None) -> int:
     """Put each device's latest telemetry into CloudWatch (namespace festival.namespace,
     dimensions Festival, Stage, Device), once per report. Returns the number of devices sent."""
     now = now or timezone.now()
-    pending = Device.objects.select_related("festival", "stage").filter(last_seen_at__isnull=False)
+    pending = (
+        Device.objects.select_related("festival", "stage")
+        .filter(last_seen_at__isnull=False)
+        .filter(
+            Q(metrics_published_at__isnull=True) | Q(metrics_published_at__lt=F("last_seen_at"))
+        )
+    )
     by_namespace: dict[str, list[tuple[Device, list[dict]]]] = {}
     for device in pending:
-        if device.metrics_published_at and device.metrics_published_at >= device.last_seen_at:
-            continue
         dimensions = [
             {"Name": "Festival", "Value": device.festival.slug},
             {"Name": "Stage", "Value": device.stage.slug if device.stage_id else "-"},

@@ -460,3 +460,34 @@ def test_admin_deploys_many_devices_and_shows_progress(registered, release, clie
     assert page.status_code == 200 and "create_component" in page.content.decode()
     client.force_login(theirs.owner)
     assert client.get(f"/admin/devices/deployment/{deployment.pk}/change/").status_code == 404
+
+
+def test_an_unexpected_error_ends_the_deployment_visibly(registered, release, monkeypatch):
+    device, _ = registered
+    deployment = services.start_deployment(device, release, enqueue=False)
+
+    def broken(d):
+        raise KeyError("componentVersion")
+
+    monkeypatch.setitem(deployments.STEP_FUNCTIONS, S.CREATE_COMPONENT, broken)
+    assert services.run_deployment(deployment.pk) is None
+    deployment.refresh_from_db()
+    assert deployment.state == S.FAILED and deployment.lease_until is None
+    assert "create_component: unexpected KeyError" in deployment.reason
+
+
+def test_stalled_deployments_are_requeued_once_nobody_works_on_them(
+    registered, release, monkeypatch
+):
+    device, _ = registered
+    queued = []
+    monkeypatch.setattr(deployments, "_enqueue", lambda pk, countdown=None: queued.append(pk))
+    deployment = services.start_deployment(device, release, enqueue=False)
+    assert services.resume_stalled_deployments() == []  # fresh: its task is still on the way
+    later = timezone.now() + timedelta(minutes=10)
+    assert services.resume_stalled_deployments(now=later) == [deployment.pk]
+    Deployment.objects.filter(pk=deployment.pk).update(lease_until=later + timedelta(minutes=1))
+    assert services.resume_stalled_deployments(now=later) == []  # a worker holds it
+    Deployment.objects.filter(pk=deployment.pk).update(state=S.FAILED, lease_until=None)
+    assert services.resume_stalled_deployments(now=later) == []
+    assert queued == [deployment.pk]
