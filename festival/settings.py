@@ -256,6 +256,10 @@ CELERY_BEAT_SCHEDULE: dict = {
     "health-heartbeat": {"task": "festival.tasks.heartbeat", "schedule": 60.0},
     "devices-health-sweep": {"task": "devices.tasks.sweep_device_health", "schedule": 60.0},
     "devices-metrics": {"task": "devices.tasks.publish_device_metrics", "schedule": 60.0},
+    "devices-resume-deployments": {
+        "task": "devices.tasks.resume_stalled_deployments",
+        "schedule": 120.0,
+    },
     "ingest-observations": {
         "task": "emotions.tasks.ingest_observations",
         "schedule": INGEST_INTERVAL_S,
