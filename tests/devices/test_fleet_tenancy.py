@@ -59,3 +59,14 @@ def test_their_deployments_do_not_show_in_our_admin(registered, release, client,
     assert client.get(f"/admin/devices/deployment/{mine.pk}/change/").status_code == 404
     client.force_login(ours.viewer)
     assert client.get(f"/admin/devices/deployment/{mine.pk}/change/").status_code == 200
+
+
+def test_device_page_shows_its_last_deployment(registered, release, client, two_worlds):
+    device, _ = registered
+    services.start_deployment(device, release, enqueue=False)
+    client.force_login(two_worlds[0].operator)
+    listing = client.get("/admin/devices/device/").content.decode()
+    assert f"{release.version} create_component" in listing
+    page = client.get(f"/admin/devices/device/{device.pk}/change/")
+    assert page.status_code == 200
+    assert "Overrides of the edge defaults: fps_cap=" in page.content.decode()

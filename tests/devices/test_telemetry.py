@@ -197,3 +197,18 @@ def test_management_command_issues_a_working_token(api_client, ours, capsys):
     call_command("device_token", device.thing_name)
     token = capsys.readouterr().out.strip()
     assert post(api_client, token, report(device)).status_code == 202
+
+
+def test_config_command_gives_the_cli_everything_it_needs(api_client, ours, capsys):
+    import json
+
+    from django.core.management import call_command
+
+    from edge_package.config import parse_config
+
+    device, _ = ours
+    call_command("device_token", device.thing_name, "--config", "--service-url", "http://x:8000")
+    raw = json.loads(capsys.readouterr().out)
+    config = parse_config(raw)  # the edge accepts it as is
+    assert config.service_url == "http://x:8000" and config.stage == "main"
+    assert post(api_client, config.device_token, report(device)).status_code == 202
