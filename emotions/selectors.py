@@ -12,10 +12,13 @@ A window with fewer faces than the festival's `min_faces_public` is suppressed: 
 
 from __future__ import annotations
 
+import json
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.core.cache import cache
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db.models import Max
 from django.utils import timezone
 
@@ -137,19 +140,53 @@ def compute_live_ranking(
     }
 
 
-def live_cache_key(festival: Festival) -> str:
-    return f"stagepulse:live:{festival.pk}"
+# The ranking is cached as an entry {"at", "public", "ranking", "json"}: the fan API serves the
+# pre-rendered JSON with one cache read and no database query. Ingest writes a fresh entry when
+# data lands; a request that finds the entry older than LIVE_CACHE_SECONDS refreshes it, and while
+# one request refreshes, the others keep serving the previous copy (no stampede at expiry).
+LIVE_KEEP_SECONDS = 120
+
+
+def live_cache_key(festival_slug: str) -> str:
+    return f"stagepulse:live:{festival_slug}"
+
+
+def cached_live_entry(festival_slug: str) -> dict | None:
+    return cache.get(live_cache_key(festival_slug))
+
+
+def is_fresh(entry: dict | None) -> bool:
+    return entry is not None and time.time() - entry["at"] < LIVE_CACHE_SECONDS
+
+
+def store_live_ranking(festival: Festival) -> dict:
+    ranking = compute_live_ranking(festival)
+    entry = {
+        "at": time.time(),
+        "public": festival.public,
+        "ranking": ranking,
+        "json": json.dumps(ranking, cls=DjangoJSONEncoder).encode(),
+    }
+    cache.set(live_cache_key(festival.slug), entry, LIVE_KEEP_SECONDS)
+    return entry
+
+
+def live_entry(festival: Festival) -> dict:
+    entry = cached_live_entry(festival.slug)
+    if is_fresh(entry):
+        return entry
+    lock = live_cache_key(festival.slug) + ":refreshing"
+    if entry is not None and not cache.add(lock, 1, timeout=10):
+        return entry  # another request is refreshing it; a few seconds old is fine
+    try:
+        return store_live_ranking(festival)
+    finally:
+        cache.delete(lock)
 
 
 def live_ranking(festival: Festival) -> dict:
-    """The cached ranking (a few seconds old at most); ingest drops the cache when data lands."""
-    return cache.get_or_set(
-        live_cache_key(festival), lambda: compute_live_ranking(festival), LIVE_CACHE_SECONDS
-    )
-
-
-def forget_live_vibe(festival: Festival) -> None:
-    cache.delete(live_cache_key(festival))
+    """The festival's ranking, at most a few seconds old."""
+    return live_entry(festival)["ranking"]
 
 
 def stage_timeline(

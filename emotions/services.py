@@ -247,7 +247,7 @@ def active_festivals(today=None):
 
 
 def ingest_active_festivals(*, dynamodb=None) -> list[IngestResult]:
-    from emotions.selectors import forget_live_vibe
+    from emotions.selectors import store_live_ranking
 
     results = []
     for festival in active_festivals():
@@ -257,5 +257,5 @@ def ingest_active_festivals(*, dynamodb=None) -> list[IngestResult]:
             changed = changed or result.created > 0
             results.append(result)
         if changed:
-            forget_live_vibe(festival)
+            store_live_ranking(festival)  # the fan API serves it without recomputing
     return results

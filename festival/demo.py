@@ -144,7 +144,7 @@ def prepare_cameras(festival, service_url: str, folder: Path, fps: float) -> lis
             service_url=service_url,
             fps_cap=fps,
             telemetry_interval_s=10,
-            throttle_interval_s=8,
+            throttle_interval_s=5,
             spool_dir=str(folder / f"{device.thing_name}-spool"),
         )
         if device.status == DeviceStatus.NEW:

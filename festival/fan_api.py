@@ -5,6 +5,7 @@ No personal data ever appears here; a festival that is not public is a 404.
 
 from __future__ import annotations
 
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema
@@ -178,10 +179,12 @@ class FanLiveView(FanView):
         ),
     )
     def get(self, request, slug: str):
-        from emotions.selectors import live_ranking
+        from emotions.selectors import cached_live_entry, is_fresh, live_entry
 
-        festival = self.festival(slug)
-        response = Response(FanLiveSerializer(live_ranking(festival)).data)
+        entry = cached_live_entry(slug)  # the hot path: one cache read, no database
+        if not (is_fresh(entry) and entry["public"]):
+            entry = live_entry(self.festival(slug))  # 404 unless the festival is public
+        response = HttpResponse(entry["json"], content_type="application/json")
         response["Cache-Control"] = "public, max-age=5"
         return response
 

@@ -202,6 +202,9 @@ REST_FRAMEWORK = {
         "telemetry": os.environ.get("TELEMETRY_THROTTLE", "30/minute"),
     },
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
+    # Throttles identify clients by address: trust X-Forwarded-For only from this many proxies
+    # (0: the socket address; a client cannot dodge the fan throttle with a made-up header).
+    "NUM_PROXIES": int(os.environ.get("NUM_PROXIES", 0)),
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "StagePulse API",

@@ -5,7 +5,14 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from emotions.models import MinuteRollup
-from emotions.selectors import compute_live_ranking, forget_live_vibe, stage_timeline
+from emotions.selectors import (
+    cached_live_entry,
+    compute_live_ranking,
+    live_cache_key,
+    live_ranking,
+    stage_timeline,
+    store_live_ranking,
+)
 from stages.models import Stage
 
 pytestmark = pytest.mark.django_db
@@ -114,7 +121,6 @@ def test_timeline_per_minute_with_suppression(stages):
 
 def test_live_endpoint_public_only_and_cacheable(api_client, stages, two_worlds):
     festival, main, _, _ = stages
-    forget_live_vibe(festival)
     response = api_client.get(f"/api/v1/public/festivals/{festival.slug}/live/")
     assert response.status_code == 200
     assert response["Cache-Control"] == "public, max-age=5"
@@ -133,3 +139,25 @@ def test_live_endpoint_public_only_and_cacheable(api_client, stages, two_worlds)
         ).status_code
         == 404
     )
+
+
+def test_a_private_festivals_cached_ranking_never_reaches_the_fan_api(api_client, two_worlds):
+    _, theirs = two_worlds
+    store_live_ranking(theirs.festival)  # ingest caches every festival's ranking
+    assert cached_live_entry(theirs.festival.slug) is not None
+    response = api_client.get(f"/api/v1/public/festivals/{theirs.festival.slug}/live/")
+    assert response.status_code == 404
+
+
+def test_ingest_refresh_is_served_and_stale_copy_covers_a_refresh_in_progress(stages):
+    from django.core.cache import cache
+
+    festival, main, _, _ = stages
+    first = store_live_ranking(festival)
+    assert live_ranking(festival) == first["ranking"]  # fresh: no recompute
+    cache.set(live_cache_key(festival.slug), {**first, "at": first["at"] - 60}, 120)
+    cache.add(live_cache_key(festival.slug) + ":refreshing", 1, 10)  # someone is refreshing
+    add_minutes(main, NOW, 1, 9, happy=90, calm=5)
+    assert live_ranking(festival) == first["ranking"]  # the stale copy, not a second recompute
+    cache.delete(live_cache_key(festival.slug) + ":refreshing")
+    assert live_ranking(festival)["generated_at"] != first["ranking"]["generated_at"]

@@ -53,7 +53,7 @@ class Command(BaseCommand):
         moto = demo.start_moto(moto_port, folder / "moto.log")
         extra = {
             **demo.aws_environment(moto_port),
-            "INGEST_INTERVAL_S": os.environ.get("INGEST_INTERVAL_S", "2"),
+            "INGEST_INTERVAL_S": os.environ.get("INGEST_INTERVAL_S", "1"),
             "REPORT_GRACE_MINUTES": os.environ.get("REPORT_GRACE_MINUTES", "1"),
             "REPORT_SWEEP_INTERVAL_S": os.environ.get("REPORT_SWEEP_INTERVAL_S", "10"),
             "CLOUDWATCH_DASHBOARDS": os.environ.get("CLOUDWATCH_DASHBOARDS", "1"),
