@@ -11,11 +11,14 @@ from celery import shared_task
 from devices import services
 
 
-@shared_task(name="devices.tasks.deploy_device", ignore_result=True)
-def deploy_device(deployment_id: int) -> None:
-    """Advance one deployment; while it waits on the device, come back after the poll interval."""
+@shared_task(bind=True, name="devices.tasks.deploy_device", ignore_result=True)
+def deploy_device(self, deployment_id: int) -> None:
+    """Advance one deployment; while it waits on the device, come back after the poll interval.
+
+    Run eagerly (CELERY_TASK_ALWAYS_EAGER) a countdown would not wait, so the follow-up is left to
+    the resume_stalled_deployments beat task instead of recursing."""
     wait_s = services.run_deployment(deployment_id)
-    if wait_s is not None:
+    if wait_s is not None and not self.request.is_eager:
         deploy_device.apply_async((deployment_id,), countdown=wait_s)
 
 

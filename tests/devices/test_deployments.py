@@ -409,6 +409,13 @@ def test_task_comes_back_while_the_device_works(monkeypatch):
     assert len(calls) == 1
 
 
+def test_eager_task_does_not_recurse(monkeypatch):
+    runs = []
+    monkeypatch.setattr(services, "run_deployment", lambda pk: runs.append(pk) or 15.0)
+    tasks.deploy_device.apply((7,))  # eager: the countdown would not wait
+    assert runs == [7]
+
+
 def test_api_starts_and_follows_a_deployment(registered, release, api_client, two_worlds):
     device, _ = registered
     ours, theirs = two_worlds
