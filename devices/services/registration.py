@@ -273,9 +273,16 @@ def register_device(device: Device) -> CredentialsBundle:
             except ClientError as cleanup:  # keep undoing; report the original problem
                 log.warning("cleanup after failed registration: %s", cleanup)
         error = exc.response.get("Error", {})
+        code = error.get("Code", "Error")
+        hint = (
+            " A previous registration left it behind: run Deregister to clean up, then register "
+            "again."
+            if code in ("EntityAlreadyExists", "ResourceAlreadyExistsException")
+            else ""
+        )
         raise ValidationError(
             f"AWS IoT registration of {device.thing_name} failed and was undone: "
-            f"{error.get('Code', 'Error')}: {error.get('Message', exc)}"
+            f"{code}: {error.get('Message', exc)}.{hint}"
         ) from exc
 
     token = issue_device_token(device, save=False)
@@ -333,20 +340,26 @@ def _ignore_missing(call) -> None:
 
 
 def deregister_device(device: Device) -> None:
-    """Revoke and delete the certificate, policy, role, role alias and thing (missing parts are
-    skipped, so a half-finished deregistration can be run again)."""
+    """Revoke and delete the certificate, policy, role, role alias and thing. Parts already gone are
+    skipped, and parts named after the device are found even when the database never learnt of
+    them (a registration killed mid-way), so running it again always converges."""
     iot, iam = aws.cached_client("iot"), aws.cached_client("iam")
+    names = _names(device)
     try:
-        if device.certificate_arn:
-            _delete_certificate(
-                iot, device.certificate_arn, device.certificate_id, device.thing_name
-            )
-        if device.policy_name:
-            _ignore_missing(lambda: iot.delete_policy(policyName=device.policy_name))
-        if device.role_alias:
-            _ignore_missing(lambda: iot.delete_role_alias(roleAlias=device.role_alias))
-        if device.role_name:
-            _delete_role(iam, device.role_name)
+        try:
+            principals = iot.list_thing_principals(thingName=device.thing_name)["principals"]
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
+                raise
+            principals = []
+        certificates = {arn for arn in [*principals, device.certificate_arn] if arn}
+        for arn in sorted(certificates):
+            _delete_certificate(iot, arn, arn.rsplit("/", 1)[-1], device.thing_name)
+        policy = device.policy_name or names["policy"]
+        _ignore_missing(lambda: iot.delete_policy(policyName=policy))
+        alias = device.role_alias or names["role_alias"]
+        _ignore_missing(lambda: iot.delete_role_alias(roleAlias=alias))
+        _delete_role(iam, device.role_name or names["role"])
         _ignore_missing(lambda: iot.delete_thing(thingName=device.thing_name))
     except ClientError as exc:
         error = exc.response.get("Error", {})

@@ -129,6 +129,24 @@ def test_a_failed_registration_is_undone_and_says_why(moto_aws, two_worlds):
     assert device.status == DeviceStatus.NEW and not device.certificate_arn
 
 
+def test_leftovers_of_a_killed_registration_are_cleaned_by_deregister(moto_aws, two_worlds):
+    """A process killed mid-registration leaves AWS objects the database never heard of."""
+    device = two_worlds[0].device
+    iot, iam = aws.client("iot"), aws.client("iam")
+    iot.create_thing(thingName=device.thing_name)
+    cert = iot.create_keys_and_certificate(setAsActive=True)["certificateArn"]
+    iot.attach_thing_principal(thingName=device.thing_name, principal=cert)
+    iot.create_policy(policyName="stagepulse-device-ours-cam-1", policyDocument="{}")
+    iot.attach_policy(policyName="stagepulse-device-ours-cam-1", target=cert)
+    iam.create_role(RoleName="stagepulse-dev-ours-cam-1", AssumeRolePolicyDocument="{}")
+    with pytest.raises(ValidationError, match="run Deregister to clean up"):
+        services.register_device(device)
+    services.deregister_device(device)
+    assert iot.list_certificates()["certificates"] == []
+    assert iot.list_policies()["policies"] == []
+    services.register_device(device)  # now it goes through
+
+
 def test_registering_twice_is_refused(registered):
     device, _ = registered
     with pytest.raises(ValidationError, match="already registered"):
@@ -162,7 +180,7 @@ def test_deregistration_failure_keeps_the_record(registered, monkeypatch):
     device, _ = registered
     iot = aws.client("iot")
     stubber = Stubber(iot)
-    stubber.add_client_error("detach_thing_principal", "ThrottlingException", "slow down")
+    stubber.add_client_error("list_thing_principals", "ThrottlingException", "slow down")
     monkeypatch.setattr(aws, "cached_client", lambda name: iot)
     with stubber, pytest.raises(ValidationError, match="ThrottlingException.*run it again"):
         services.deregister_device(device)
