@@ -189,6 +189,7 @@ def start_server(port: int, log_path: Path, app: str = "festival.wsgi") -> subpr
         "STAGEPULSE_ENV": "dev",
         "DEBUG": "0",
         "FAN_API_THROTTLE": "100000000/minute",
+        "NUM_PROXIES": "1",  # the load generator plays many phones behind one proxy
         "LOG_LEVEL": "WARNING",
         "PYTHONUNBUFFERED": "1",
     }

@@ -73,3 +73,20 @@ def test_fan_api_is_throttled_with_the_common_error_format(api_client, two_world
         response = api_client.get("/api/v1/public/festivals/ours-fest/")
     assert response.json()["error"]["code"] == "throttled"
     assert "Retry-After" in response
+
+
+def test_live_fast_path_is_throttled_too(api_client, two_worlds):
+    from unittest import mock
+
+    from rest_framework.throttling import SimpleRateThrottle
+
+    from emotions.selectors import store_live_ranking
+
+    ours, _ = two_worlds
+    store_live_ranking(ours.festival)  # a fresh cached ranking: the fast path answers
+    url = "/api/v1/public/festivals/ours-fest/live/"
+    with mock.patch.object(SimpleRateThrottle, "THROTTLE_RATES", {"fan": "2/minute"}):
+        codes = [api_client.get(url).status_code for _ in range(3)]
+        refused = api_client.get(url)
+    assert codes == [200, 200, 429]
+    assert refused.json()["error"]["code"] == "throttled"
