@@ -5,18 +5,16 @@ from __future__ import annotations
 
 import json
 import logging
-import urllib.error
-import urllib.request
 from datetime import timedelta
 
 from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
-from django.core.mail import send_mail
 from django.db.models import F, Q
 from django.utils import timezone
 
 from devices.models import Device, DeviceStatus
 from festival import aws
+from festival.notify import notify_operations
 
 log = logging.getLogger(__name__)
 
@@ -32,39 +30,18 @@ METRICS = {
 
 # --- alerts --------------------------------------------------------------------------------------
 def send_alert(device: Device, *, subject: str, body: str, event: str) -> list[str]:
-    """E-mail the festival's operations contacts and/or call its webhook. Returns what was sent;
-    a failing channel is logged and does not stop the other."""
-    festival = device.festival
-    sent = []
-    recipients = festival.ops_email_list()
-    if recipients:
-        try:
-            send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, recipients)
-            sent.append("email")
-        except Exception as exc:  # noqa: BLE001 - SMTP errors vary; report and go on
-            log.error("alert e-mail for %s failed: %s", device.thing_name, exc)
-    if festival.ops_webhook_url:
-        payload = {
+    """E-mail the festival's operations contacts and/or call its webhook; returns what was sent."""
+    return notify_operations(
+        device.festival,
+        subject=subject,
+        body=body,
+        payload={
             "event": event,
-            "text": f"{subject}\n{body}",
-            "festival": festival.slug,
             "stage": device.stage.slug if device.stage_id else "",
             "device": device.thing_name,
             "last_seen_at": device.last_seen_at.isoformat() if device.last_seen_at else None,
-        }
-        request = urllib.request.Request(
-            festival.ops_webhook_url,
-            data=json.dumps(payload).encode(),
-            headers={"Content-Type": "application/json"},
-            method="POST",
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=5) as response:
-                response.read()
-            sent.append("webhook")
-        except (urllib.error.URLError, OSError) as exc:
-            log.error("alert webhook for %s failed: %s", device.thing_name, exc)
-    return sent
+        },
+    )
 
 
 def _where(device: Device) -> str:

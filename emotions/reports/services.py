@@ -16,22 +16,19 @@ Life of a report:
 
 from __future__ import annotations
 
-import json
 import logging
-import urllib.error
-import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.core.mail import send_mail
 from django.db.models import F, Q
 from django.urls import reverse
 from django.utils import timezone
 
 from emotions.models import ReportStatus, SetReport
 from emotions.reports.selectors import build_payload, rollup_faces
+from festival.notify import notify_operations
 from stages.models import Set
 
 log = logging.getLogger(__name__)
@@ -39,7 +36,6 @@ log = logging.getLogger(__name__)
 STALE_CLAIM = timedelta(minutes=15)  # a builder that died mid-build leaves its claim this long
 LATE_DATA_HORIZON = timedelta(hours=48)  # late data is looked for this long after a set ends
 SWEEP_LIMIT = 25  # reports built per sweep (a backlog drains over the next runs)
-WEBHOOK_TIMEOUT_S = 5
 
 
 class ReportError(Exception):
@@ -287,19 +283,9 @@ def announce(report: SetReport) -> list[str]:
         return []
     festival = report.festival
     subject, body = announcement_text(report)
-    sent = []
-    recipients = festival.ops_email_list()
-    if recipients:
-        try:
-            send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, recipients)
-            sent.append("email")
-        except Exception as exc:  # noqa: BLE001 - SMTP errors vary; report and go on
-            log.error("report e-mail for set %s failed: %s", report.set_id, exc)
-    if festival.ops_webhook_url and post_webhook(
-        festival.ops_webhook_url, webhook_payload(report, subject, body)
-    ):
-        sent.append("webhook")
-    return sent
+    return notify_operations(
+        festival, subject=subject, body=body, payload=webhook_payload(report, subject, body)
+    )
 
 
 def webhook_payload(report: SetReport, subject: str, body: str) -> dict:
@@ -316,19 +302,3 @@ def webhook_payload(report: SetReport, subject: str, body: str) -> dict:
         "faces": report.faces,
         "vibe": report.vibe,
     }
-
-
-def post_webhook(url: str, payload: dict) -> bool:
-    request = urllib.request.Request(
-        url,
-        data=json.dumps(payload).encode(),
-        headers={"Content-Type": "application/json"},
-        method="POST",
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=WEBHOOK_TIMEOUT_S) as response:
-            response.read()
-        return True
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        log.error("report webhook %s failed: %s", url, exc)
-        return False

@@ -295,4 +295,4 @@ def test_a_failing_webhook_is_logged_and_the_report_stands(scene, caplog):
     report = SetReport.objects.get(set=the_set)
     assert report.status == ReportStatus.READY and report.announced_at is not None
     assert len(mails_about("Hand Computed")) == 1
-    assert "report webhook http://127.0.0.1:9/nothing-listens-here failed" in caplog.text
+    assert "webhook http://127.0.0.1:9/nothing-listens-here failed" in caplog.text
