@@ -142,8 +142,9 @@ def iot_policy_document(device: Device, *, region: str, account: str) -> dict:
 
 
 def device_role_policy_document(device: Device) -> dict:
-    """What the device's temporary credentials may do: write crops under its own prefix only
-    (and, in edge mode, write observation items of its own stage only)."""
+    """What the device's temporary credentials may do: write crops under its own prefix only,
+    read its organization's rolled-out face models, and (edge mode) write observation items of
+    its own stage only."""
     festival = device.festival
     statements = [
         {
@@ -151,6 +152,15 @@ def device_role_policy_document(device: Device) -> dict:
             "Effect": "Allow",
             "Action": ["s3:PutObject", "s3:AbortMultipartUpload"],
             "Resource": f"arn:aws:s3:::{festival.bucket}/{device.crop_prefix}*",
+        },
+        {
+            # face models rolled out to cameras (detectors/): its own organization's only
+            "Sid": "OwnOrganizationFaceModelsReadOnly",
+            "Effect": "Allow",
+            "Action": ["s3:GetObject"],
+            "Resource": (
+                f"arn:aws:s3:::{settings.ARTIFACTS_BUCKET}/face-models/{device.organization.slug}/*"
+            ),
         },
         {
             "Sid": "OwnStageObservationsOnly",

@@ -246,3 +246,20 @@ def test_register_command_writes_a_private_bundle(moto_aws, two_worlds, tmp_path
     assert key.read_text().startswith("-----BEGIN RSA PRIVATE KEY-----")
     assert key.stat().st_mode & 0o077 == 0  # readable by the owner only
     assert json.loads((tmp_path / "bundle" / "stagepulse.json").read_text())["device_token"]
+
+
+def test_a_cameras_role_may_read_its_organizations_face_models_only(two_worlds):
+    from django.conf import settings
+
+    from devices.services.registration import device_role_policy_document
+
+    ours, theirs = two_worlds
+    document = device_role_policy_document(ours.device)
+    wanted = f"arn:aws:s3:::{settings.ARTIFACTS_BUCKET}/face-models/{ours.organization.slug}/*"
+    assert any(
+        "s3:GetObject" in statement["Action"] and statement["Resource"] == wanted
+        for statement in document["Statement"]
+    )
+    assert not any(
+        theirs.organization.slug in statement["Resource"] for statement in document["Statement"]
+    )
