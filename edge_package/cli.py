@@ -57,6 +57,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="auto: HTTPS POST when service_url is set, else none",
     )
     run.add_argument("--quiet", action="store_true", help="no live status line")
+    run.add_argument(
+        "--follow-shadow",
+        action="store_true",
+        help="apply settings pushed to the device's AWS IoT shadow (pause, masks, thresholds)",
+    )
     check = sub.add_parser("check-config", help="validate a configuration file and exit")
     check.add_argument("config")
     return parser
@@ -94,6 +99,12 @@ def main(argv: list[str] | None = None) -> int:
     except (DetectorError, TelemetryError, RuntimeError) as exc:
         print(f"cannot start: {exc}", file=sys.stderr)
         return 4
+
+    if args.follow_shadow:
+        from edge_package.shadow import ShadowFollower
+        from edge_package.sinks import aws_client
+
+        runner.before_telemetry = ShadowFollower(runner, aws_client("iot-data", config.region)).poll
 
     def stop(signum, _frame):
         runner.stop()

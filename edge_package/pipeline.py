@@ -205,9 +205,14 @@ class EdgeRunner:
             sent_at_ms=self.wall_ms(),
         )
         try:
-            self.publisher.publish(payload)
+            answer = self.publisher.publish(payload)
         except TelemetryError as exc:
             self.error(str(exc))
+            return payload
+        if isinstance(answer, dict) and isinstance(answer.get("desired"), dict):
+            from edge_package.shadow import apply_pushed  # settings changed on the service
+
+            apply_pushed(self, answer["desired"], "service")
         return payload
 
     def tick(self, now: float) -> None:

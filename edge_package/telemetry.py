@@ -122,7 +122,8 @@ class HttpsPublisher(Publisher):
         self.token = token
         self.timeout_s = timeout_s
 
-    def publish(self, payload: dict) -> None:
+    def publish(self, payload: dict) -> dict | None:
+        """Returns the service's answer, whose `desired` carries the device's current settings."""
         request = urllib.request.Request(
             self.url,
             data=json.dumps(payload).encode(),
@@ -131,12 +132,17 @@ class HttpsPublisher(Publisher):
         )
         try:
             with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
-                response.read()
+                body = response.read()
         except urllib.error.HTTPError as exc:
             hint = " (check device_token)" if exc.code in (401, 403) else ""
             raise TelemetryError(f"telemetry POST {self.url} answered {exc.code}{hint}") from exc
         except (urllib.error.URLError, OSError) as exc:
             raise TelemetryError(f"telemetry POST {self.url} failed: {exc}") from exc
+        try:
+            answer = json.loads(body or b"null")
+        except ValueError:
+            return None
+        return answer if isinstance(answer, dict) else None
 
 
 class NullPublisher(Publisher):

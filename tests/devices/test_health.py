@@ -217,16 +217,9 @@ def test_unregistered_device_config_is_saved_without_a_push(moto_aws, two_worlds
     assert device.paused and device.shadow_synced_at is None and device.shadow_error == ""
 
 
-@pytest.mark.xfail(
-    reason="edge_package does not consume the device shadow yet (the service writes it; the "
-    "device side belongs to edge_package: see docs/devices.md 'Not done yet')",
-    raises=(ImportError, AttributeError),
-    strict=True,
-)
 def test_the_edge_applies_the_shadow_desired_state():
-    from edge_package.shadow import apply_desired  # the proposed device-side hook
-
     from edge_package.config import parse_config
+    from edge_package.shadow import apply_desired  # the proposed device-side hook
 
     config = parse_config({"device": "cam", "festival": "f", "stage": "s", "bucket": "b"})
     updated = apply_desired(config, {"state": {"stagepulse": {"paused": True}}})
