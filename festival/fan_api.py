@@ -12,10 +12,10 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
-from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from festival.models import Festival
+from festival.throttling import FixedWindowRateThrottle
 from stages.models import Set, Stage
 from stages.selectors import festival_lineup, now_next_by_stage
 
@@ -23,7 +23,7 @@ from stages.selectors import festival_lineup, now_next_by_stage
 class FanView(APIView):
     authentication_classes: list = []
     permission_classes = [AllowAny]
-    throttle_classes = [ScopedRateThrottle]
+    throttle_classes = [FixedWindowRateThrottle]
     throttle_scope = "fan"
 
     default_max_age = 30
@@ -180,7 +180,7 @@ class FanLiveView(FanView):
             request.method == "GET"
             and is_fresh(entry)
             and entry["public"]
-            and ScopedRateThrottle().allow_request(request, self)
+            and FixedWindowRateThrottle().allow_request(request, self)
         ):
             return self.live_response(entry)
         return super().dispatch(request, *args, **kwargs)
