@@ -1,7 +1,7 @@
 """e2e.freshness_*: from a face's capture on the camera to its count in the fan app's /live.
 
 Runs the demo topology (`manage.py run_demo`: moto server, the stack deployed into it, web,
-Celery worker and beat with ingest every 2 s, the analyzer worker with the local model, one
+Celery worker and beat with ingest every second, the analyzer worker with the local model, one
 simulated camera per stage running the real edge_package) for 70 s on a throwaway SQLite
 database, and meanwhile polls `GET /api/v1/public/festivals/pulse-2026/live/` every 0.5 s.
 
@@ -274,8 +274,9 @@ def main() -> int:
             "demo_s": DEMO_SECONDS,
             "bench_wall_s": round(elapsed, 1),
             "method": (
-                "run_demo (moto, web runserver, Celery worker+beat, ingest every 2 s, local "
-                "analyzer, 4 simulated cameras at 2 fps) on SQLite; /live polled every 0.5 s; a "
+                "run_demo (moto, web runserver, Celery worker+beat, ingest every 1 s, local "
+                "analyzer, 4 simulated cameras at 2 fps, throttle 3 s) on SQLite; /live polled "
+                "every 0.5 s; a "
                 "stage's rise in visible faces a->b marks its observations a+1..b (id order) "
                 "visible at that poll; freshness = poll time - captured_at"
             ),

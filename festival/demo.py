@@ -162,12 +162,18 @@ def prepare_cameras(festival, service_url: str, folder: Path, fps: float) -> lis
         "stage", "festival", "organization"
     )
     for seed, device in enumerate(devices.order_by("stage__position")):
+        # The tunables live on the Device (the service sends them back with every telemetry
+        # answer, and the camera applies them), so set them there, not only in the file.
+        device.config = {
+            **device.config,
+            "fps_cap": fps,
+            "throttle_interval_s": 3,  # fresher crops for a live demo (production default: 10)
+        }
+        device.save(update_fields=["config", "updated_at"])
         config = device_config(device, token=issue_device_token(device))
         config.update(
             service_url=service_url,
-            fps_cap=fps,
             telemetry_interval_s=10,
-            throttle_interval_s=5,
             spool_dir=str(folder / f"{device.thing_name}-spool"),
         )
         if device.status == DeviceStatus.NEW:
