@@ -116,18 +116,6 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def ensure_database(url: str) -> None:
-    import psycopg
-
-    name = url.rsplit("/", 1)[1]
-    admin_url = url.rsplit("/", 1)[0] + "/postgres"
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
-        if exists:
-            conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-
-
 def flush_cache(url: str) -> None:
     import redis
 
@@ -298,7 +286,9 @@ def main() -> int:
             file=sys.stderr,
         )
         return 2
-    ensure_database(BENCH_DB)
+    from bench.database import fresh_postgres_database
+
+    fresh_postgres_database(BENCH_DB)
     flush_cache(CACHE_URL)
     os.environ["DATABASE_URL"] = BENCH_DB
     os.environ["CACHE_URL"] = CACHE_URL

@@ -9,7 +9,6 @@ moto's query speed is reported separately (`moto_query_items_per_s`), for inform
 from __future__ import annotations
 
 import os
-import sys
 import time
 
 BENCH_DB = os.environ.get(
@@ -19,29 +18,11 @@ TOTAL = int(os.environ.get("BENCH_INGEST_ITEMS", 50_000))
 BATCH = 5_000
 
 
-def ensure_database(url: str) -> None:
-    import psycopg
-
-    name = url.rsplit("/", 1)[1]
-    admin_url = url.rsplit("/", 1)[0] + "/postgres"
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
-        if exists:
-            conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-
-
 def main() -> int:
-    ensure_database(BENCH_DB)
-    os.environ["DATABASE_URL"] = BENCH_DB
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "festival.settings")
-    sys.path.insert(0, os.getcwd())
-    import django
+    from bench.database import start_django_on
 
-    django.setup()
+    start_django_on(BENCH_DB)
     from datetime import date
-
-    from django.core.management import call_command
 
     from bench.results import record
     from edge_package.contracts import CropKey, build_observation_item
@@ -50,7 +31,6 @@ def main() -> int:
     from festival.models import Festival, Organization
     from stages.models import Stage
 
-    call_command("migrate", verbosity=0)
     org = Organization.objects.create(name="Bench", slug="bench")
     festival = Festival.objects.create(
         organization=org,

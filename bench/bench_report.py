@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import statistics
-import sys
 import time
 
 BENCH_DB = os.environ.get(
@@ -24,18 +23,11 @@ RUNS = 5
 
 
 def main() -> int:
-    from bench.bench_ingest import ensure_database
+    from bench.database import start_django_on
 
-    ensure_database(BENCH_DB)
-    os.environ["DATABASE_URL"] = BENCH_DB
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "festival.settings")
-    sys.path.insert(0, os.getcwd())
-    import django
-
-    django.setup()
+    start_django_on(BENCH_DB)
     from datetime import UTC, date, datetime, timedelta
 
-    from django.core.management import call_command
     from django.db import connection
 
     from bench.results import record
@@ -46,7 +38,6 @@ def main() -> int:
     from festival.models import Festival, Organization
     from stages.models import Set, Stage
 
-    call_command("migrate", verbosity=0)
     org = Organization.objects.create(name="Bench", slug="bench")
     festival = Festival.objects.create(
         organization=org, name="Bench", slug="bench", starts_on=date(2026, 7, 10),
