@@ -13,6 +13,7 @@ A window with fewer faces than the festival's `min_faces_public` is suppressed: 
 from __future__ import annotations
 
 import json
+import logging
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -27,6 +28,8 @@ from emotions.models import MinuteRollup
 from festival.models import Festival
 from stages.models import Stage
 from stages.selectors import now_next_by_stage
+
+logger = logging.getLogger(__name__)
 
 VIBE_WINDOW = timedelta(minutes=5)
 TREND_STEADY_POINTS = 5.0
@@ -141,22 +144,72 @@ def compute_live_ranking(
 
 
 # The ranking is cached as an entry {"at", "public", "ranking", "json"}: the fan API serves the
-# pre-rendered JSON with one cache read and no database query. Ingest writes a fresh entry when
-# data lands; a request that finds the entry older than LIVE_CACHE_SECONDS refreshes it, and while
-# one request refreshes, the others keep serving the previous copy (no stampede at expiry).
+# pre-rendered JSON without touching the database. Ingest writes a fresh entry when data lands.
+# An entry is served for LIVE_CACHE_SECONDS; from LIVE_REFRESH_AHEAD_SECONDS on, the one request
+# that claims the entry's refresh recomputes it while every other request keeps serving it, so
+# fans never queue behind a recompute (no stampede at expiry). Each web process also keeps the
+# entry it last read for up to LIVE_MEMO_SECONDS, so the hot path usually does no I/O at all.
 LIVE_KEEP_SECONDS = 120
+LIVE_REFRESH_AHEAD_SECONDS = 4
+LIVE_MEMO_SECONDS = 1.0
+LIVE_REFRESH_CLAIM_SECONDS = 10
+
+_live_memo: dict[str, tuple[float, dict]] = {}  # festival slug -> (read at, entry); per process
+_live_claims_asked: dict[str, tuple[float, float]] = {}  # slug -> (generation, asked at)
 
 
 def live_cache_key(festival_slug: str) -> str:
     return f"stagepulse:live:{festival_slug}"
 
 
+def live_refresh_claim_key(festival_slug: str, entry: dict) -> str:
+    """One claim per cached generation: whoever wins it recomputes; nobody else does."""
+    return f"{live_cache_key(festival_slug)}:refresh:{entry['at']}"
+
+
 def cached_live_entry(festival_slug: str) -> dict | None:
     return cache.get(live_cache_key(festival_slug))
 
 
+def forget_memoized_live_entries() -> None:
+    _live_memo.clear()
+    _live_claims_asked.clear()
+
+
+def memoized_live_entry(festival_slug: str) -> dict | None:
+    """The festival's fresh cached entry, from this process's memory when it was read from the
+    cache less than LIVE_MEMO_SECONDS ago; None when there is no fresh entry."""
+    now = time.monotonic()
+    memo = _live_memo.get(festival_slug)
+    if memo is not None and now - memo[0] < LIVE_MEMO_SECONDS and is_fresh(memo[1]):
+        return memo[1]
+    entry = cached_live_entry(festival_slug)
+    if not is_fresh(entry):
+        _live_memo.pop(festival_slug, None)
+        return None
+    _live_memo[festival_slug] = (now, entry)  # only slugs with a cached entry: bounded
+    return entry
+
+
 def is_fresh(entry: dict | None) -> bool:
     return entry is not None and time.time() - entry["at"] < LIVE_CACHE_SECONDS
+
+
+def due_for_refresh(entry: dict) -> bool:
+    return time.time() - entry["at"] >= LIVE_REFRESH_AHEAD_SECONDS
+
+
+def claim_live_refresh(festival_slug: str, entry: dict) -> bool:
+    """True for the one request (across all processes) that should recompute `entry`; each
+    process asks the cache once per generation, so the hot path stays free of extra I/O."""
+    now = time.monotonic()
+    generation, asked_at = _live_claims_asked.get(festival_slug, (None, 0.0))
+    if generation == entry["at"] and now - asked_at < LIVE_REFRESH_CLAIM_SECONDS:
+        return False  # asked already; a claim left by a crashed refresh expires, then we ask again
+    _live_claims_asked[festival_slug] = (entry["at"], now)
+    return cache.add(
+        live_refresh_claim_key(festival_slug, entry), 1, timeout=LIVE_REFRESH_CLAIM_SECONDS
+    )
 
 
 def store_live_ranking(festival: Festival) -> dict:
@@ -168,20 +221,31 @@ def store_live_ranking(festival: Festival) -> dict:
         "json": json.dumps(ranking, cls=DjangoJSONEncoder).encode(),
     }
     cache.set(live_cache_key(festival.slug), entry, LIVE_KEEP_SECONDS)
+    _live_memo[festival.slug] = (time.monotonic(), entry)
     return entry
 
 
-def live_entry(festival: Festival) -> dict:
-    entry = cached_live_entry(festival.slug)
-    if is_fresh(entry):
-        return entry
-    lock = live_cache_key(festival.slug) + ":refreshing"
-    if entry is not None and not cache.add(lock, 1, timeout=10):
-        return entry  # another request is refreshing it; a few seconds old is fine
+def refresh_claimed_live_entry(festival: Festival, claimed: dict) -> dict:
+    """Recompute after winning the claim on `claimed`; a failed recompute gives the claim back
+    (so the next request retries) and still serves the copy we had."""
     try:
         return store_live_ranking(festival)
-    finally:
-        cache.delete(lock)
+    except Exception:
+        cache.delete(live_refresh_claim_key(festival.slug, claimed))
+        _live_claims_asked.pop(festival.slug, None)
+        logger.exception("live ranking of %s could not be recomputed", festival.slug)
+        return claimed
+
+
+def live_entry(festival: Festival) -> dict:
+    """The festival's cached entry, recomputed when missing or when this request claims the
+    refresh of an ageing one."""
+    entry = cached_live_entry(festival.slug)
+    if entry is None:
+        return store_live_ranking(festival)
+    if not due_for_refresh(entry) or not claim_live_refresh(festival.slug, entry):
+        return entry  # fresh, or someone else is refreshing it: a few seconds old is fine
+    return refresh_claimed_live_entry(festival, entry)
 
 
 def live_ranking(festival: Festival) -> dict:

@@ -44,10 +44,15 @@ def fast_password_hashing(settings):
 
 @pytest.fixture(autouse=True)
 def isolated_cache(settings):
-    """Each test starts with an empty, private cache (the file cache is shared by processes)."""
+    """Each test starts with an empty, private cache (the file cache is shared by processes),
+    and without the web process's memo of cached live rankings."""
     from django.core.cache import cache
+
+    from emotions.selectors import forget_memoized_live_entries
 
     settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
     cache.clear()
+    forget_memoized_live_entries()
     yield
     cache.clear()
+    forget_memoized_live_entries()

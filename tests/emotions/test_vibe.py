@@ -1,5 +1,6 @@
 """The live vibe and ranking on constructed rollups, with hand-computed expectations."""
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -10,6 +11,7 @@ from emotions.selectors import (
     compute_live_ranking,
     live_cache_key,
     live_ranking,
+    live_refresh_claim_key,
     stage_timeline,
     store_live_ranking,
 )
@@ -149,15 +151,68 @@ def test_a_private_festivals_cached_ranking_never_reaches_the_fan_api(api_client
     assert response.status_code == 404
 
 
+def aged(entry: dict, seconds: float) -> dict:
+    """Put a copy of `entry`, `seconds` old, in the cache as if another process had stored it."""
+    from django.core.cache import cache
+
+    from emotions.selectors import forget_memoized_live_entries
+
+    old = {**entry, "at": entry["at"] - seconds}
+    cache.set(live_cache_key(entry["ranking"]["festival"]), old, 120)
+    forget_memoized_live_entries()
+    return old
+
+
 def test_ingest_refresh_is_served_and_stale_copy_covers_a_refresh_in_progress(stages):
     from django.core.cache import cache
 
     festival, main, _, _ = stages
     first = store_live_ranking(festival)
     assert live_ranking(festival) == first["ranking"]  # fresh: no recompute
-    cache.set(live_cache_key(festival.slug), {**first, "at": first["at"] - 60}, 120)
-    cache.add(live_cache_key(festival.slug) + ":refreshing", 1, 10)  # someone is refreshing
+    stale = aged(first, 60)
+    cache.add(live_refresh_claim_key(festival.slug, stale), 1, 10)  # someone else refreshes it
     add_minutes(main, NOW, 1, 9, happy=90, calm=5)
     assert live_ranking(festival) == first["ranking"]  # the stale copy, not a second recompute
-    cache.delete(live_cache_key(festival.slug) + ":refreshing")
+    store_live_ranking(festival)  # ... and their refresh lands
     assert live_ranking(festival)["generated_at"] != first["ranking"]["generated_at"]
+
+
+def test_an_ageing_ranking_is_refreshed_ahead_by_exactly_one_request(api_client, stages):
+    from unittest import mock
+
+    from emotions import selectors
+
+    festival, *_ = stages
+    first = store_live_ranking(festival)
+    url = f"/api/v1/public/festivals/{festival.slug}/live/"
+    aged(first, 1)  # young: served as is
+    with mock.patch.object(selectors, "compute_live_ranking", wraps=compute_live_ranking) as calc:
+        assert api_client.get(url).status_code == 200
+        assert calc.call_count == 0
+        aged(first, 4.5)  # still fresh, but due: the first request refreshes it, no one else
+        bodies = [api_client.get(url).json() for _ in range(3)]
+    assert calc.call_count == 1
+    assert bodies[0] != json.loads(first["json"])  # the refreshed ranking ...
+    assert bodies[0] == bodies[1] == bodies[2]  # ... served to everyone after
+
+
+def test_a_failed_recompute_serves_the_last_copy_and_lets_the_next_request_retry(
+    api_client, stages, caplog
+):
+    from unittest import mock
+
+    from django.db import OperationalError
+
+    from emotions import selectors
+
+    festival, *_ = stages
+    stale = aged(store_live_ranking(festival), 30)
+    url = f"/api/v1/public/festivals/{festival.slug}/live/"
+    with mock.patch.object(
+        selectors, "compute_live_ranking", side_effect=OperationalError("database is down")
+    ):
+        response = api_client.get(url)
+    assert response.status_code == 200
+    assert response.content == stale["json"]  # the last copy, not an error page
+    assert "could not be recomputed" in caplog.text
+    assert api_client.get(url).content != stale["json"]  # database back: recomputed at once
