@@ -182,6 +182,11 @@ if PRODUCTION:
     SECURE_CONTENT_TYPE_NOSNIFF = True
 
 # --- REST API ------------------------------------------------------------------------------------
+# On Redis each web process sends a client's hits to the shared throttle counter every this many
+# hits (and on every hit near the limit): fans polling now and then cost no round trip; a client
+# may overshoot its limit by (processes x (this - 1)) requests a window. 1 = exact.
+THROTTLE_SYNC_EVERY = int(os.environ.get("THROTTLE_SYNC_EVERY", "5"))
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.TokenAuthentication",

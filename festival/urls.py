@@ -29,6 +29,7 @@ router.register("face-model-rollouts", ModelRolloutViewSet, basename="face-model
 router.register("training-jobs", TrainingJobViewSet, basename="training-job")
 
 public_urls = [
+    path("festivals/<slug:slug>/live/", fan_api.FanLiveView.as_view(), name="fan-live"),
     path(
         "festivals/<slug:slug>/reports/",
         fan_api.FanSetReportListView.as_view(),
@@ -43,7 +44,6 @@ public_urls = [
     path("festivals/<slug:slug>/", fan_api.FanFestivalDetailView.as_view(), name="fan-festival"),
     path("festivals/<slug:slug>/stages/", fan_api.FanStageListView.as_view(), name="fan-stages"),
     path("festivals/<slug:slug>/lineup/", fan_api.FanLineupView.as_view(), name="fan-lineup"),
-    path("festivals/<slug:slug>/live/", fan_api.FanLiveView.as_view(), name="fan-live"),
     path(
         "festivals/<slug:slug>/stages/<slug:stage_slug>/timeline/",
         fan_api.FanStageTimelineView.as_view(),
@@ -64,8 +64,10 @@ urlpatterns = [
     path("", RedirectView.as_view(pattern_name="dashboard:index"), name="home"),
     path("dashboard/", include(dashboard_urls)),
     path("admin/", admin.site.urls),
-    path("api/v1/", include(router.urls)),
+    # The fan API first: Django tries patterns in order, and the polled /live should not walk the
+    # ~100 router patterns before it (no router route starts with "public/").
     path("api/v1/public/", include(public_urls)),
+    path("api/v1/", include(router.urls)),
     path("api/v1/telemetry/", TelemetryView.as_view(), name="telemetry"),
     path("api/v1/auth/token/", obtain_auth_token, name="api-token"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

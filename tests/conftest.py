@@ -45,14 +45,17 @@ def fast_password_hashing(settings):
 @pytest.fixture(autouse=True)
 def isolated_cache(settings):
     """Each test starts with an empty, private cache (the file cache is shared by processes),
-    and without the web process's memo of cached live rankings."""
+    and without what a web process keeps in memory (live ranking memo, throttle tallies)."""
     from django.core.cache import cache
 
     from emotions.selectors import forget_memoized_live_entries
+    from festival.throttling import process_counter
 
     settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
     cache.clear()
     forget_memoized_live_entries()
+    process_counter.forget()
     yield
     cache.clear()
     forget_memoized_live_entries()
+    process_counter.forget()
