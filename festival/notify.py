@@ -1,6 +1,8 @@
 """Tell a festival's operations contacts something: e-mail to `ops_emails`, JSON to
 `ops_webhook_url`. One place for both channels, used by device alerts and set-report
-announcements. A failing channel is logged and never stops the other or the caller."""
+announcements. A failing channel is logged and never stops the other or the caller; it is tried
+again by a Celery task (`festival.tasks.retry_notification`) after NOTIFY_RETRY_DELAYS_S, so an
+alert survives an SMTP or webhook outage of up to about half an hour."""
 
 from __future__ import annotations
 
@@ -8,9 +10,11 @@ import json
 import logging
 import urllib.error
 import urllib.request
+from functools import partial
 
 from django.conf import settings
 from django.core.mail import send_mail
+from django.db import transaction
 
 from festival.models import Festival
 
@@ -34,19 +38,48 @@ def post_json(url: str, payload: dict) -> bool:
         return False
 
 
-def notify_operations(festival: Festival, *, subject: str, body: str, payload: dict) -> list[str]:
-    """Send to every configured channel; returns the channels that accepted it."""
-    sent = []
-    recipients = festival.ops_email_list()
-    if recipients:
+def configured_channels(festival: Festival) -> list[str]:
+    channels = ["email"] if festival.ops_email_list() else []
+    return channels + (["webhook"] if festival.ops_webhook_url else [])
+
+
+def deliver(festival: Festival, channel: str, *, subject: str, body: str, payload: dict) -> bool:
+    """One channel, once; False (logged) when it failed."""
+    if channel == "email":
         try:
-            send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, recipients)
-            sent.append("email")
+            send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, festival.ops_email_list())
+            return True
         except Exception as exc:  # noqa: BLE001 - SMTP errors vary; report and go on
             log.error("e-mail %r to %s failed: %s", subject, festival.slug, exc)
-    if festival.ops_webhook_url and post_json(
+            return False
+    return post_json(
         festival.ops_webhook_url,
         {"text": f"{subject}\n{body}", "festival": festival.slug, **payload},
-    ):
-        sent.append("webhook")
+    )
+
+
+def notify_operations(festival: Festival, *, subject: str, body: str, payload: dict) -> list[str]:
+    """Send to every configured channel; returns the channels that accepted it now. The others
+    are queued for retries once the caller's transaction commits."""
+    sent = []
+    for channel in configured_channels(festival):
+        if deliver(festival, channel, subject=subject, body=body, payload=payload):
+            sent.append(channel)
+        else:
+            message = json.loads(json.dumps(payload, default=str))  # as the broker will carry it
+            transaction.on_commit(
+                partial(queue_retry, festival.pk, channel, subject, body, message)
+            )
     return sent
+
+
+def queue_retry(festival_id: int, channel: str, subject: str, body: str, payload: dict) -> None:
+    from festival.tasks import retry_notification
+
+    try:
+        retry_notification.apply_async(
+            (festival_id, channel, subject, body, payload),
+            countdown=settings.NOTIFY_RETRY_DELAYS_S[0],
+        )
+    except Exception as exc:  # noqa: BLE001 - broker down: the log line is all that is left
+        log.error("%s %r lost, no retry queued: %s", channel, subject, exc)

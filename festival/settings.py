@@ -226,6 +226,11 @@ SPECTACULAR_SETTINGS = {
     },
 }
 
+# A failed alert / announcement channel is tried again after each of these delays (seconds).
+NOTIFY_RETRY_DELAYS_S = [
+    int(x) for x in os.environ.get("NOTIFY_RETRY_DELAYS_S", "60,300,900,1800").split(",") if x
+] or [60]
+
 # --- Celery --------------------------------------------------------------------------------------
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "filesystem://")
 if CELERY_BROKER_URL == "filesystem://":

@@ -19,3 +19,28 @@ def heartbeat() -> None:
     from django.core.cache import cache
 
     cache.set("stagepulse:beat:last", timezone.now().isoformat(), timeout=None)
+
+
+@shared_task(bind=True, name="festival.tasks.retry_notification", ignore_result=True)
+def retry_notification(self, festival_id, channel, subject, body, payload) -> bool:
+    """Try a failed alert or announcement channel again, backing off along
+    NOTIFY_RETRY_DELAYS_S; after the last delay it is logged as given up."""
+    import logging
+
+    from django.conf import settings
+
+    from festival.models import Festival
+    from festival.notify import deliver
+
+    festival = Festival.objects.filter(pk=festival_id).first()
+    if festival is None:
+        return False  # the festival was deleted meanwhile: nobody to tell
+    if deliver(festival, channel, subject=subject, body=body, payload=payload):
+        return True
+    delays = settings.NOTIFY_RETRY_DELAYS_S
+    if self.request.retries + 1 >= len(delays):
+        logging.getLogger(__name__).error(
+            "%s %r for %s given up after %d tries", channel, subject, festival.slug, len(delays) + 1
+        )
+        return False
+    raise self.retry(countdown=delays[self.request.retries + 1], max_retries=len(delays))
