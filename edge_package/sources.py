@@ -27,7 +27,8 @@ class Frame:
     image: np.ndarray  # BGR uint8, HxWx3
     index: int
     captured_at_ms: int
-    truth: list = field(default_factory=list)  # synthetic sources only: ground-truth face boxes
+    # Ground truth (synthetic and labelled clips): (face_id, x, y, w, h); None: not labelled.
+    truth: list | None = field(default_factory=list)
 
 
 def now_ms() -> int:
