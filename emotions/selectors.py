@@ -225,16 +225,32 @@ def store_live_ranking(festival: Festival) -> dict:
     return entry
 
 
-def refresh_claimed_live_entry(festival: Festival, claimed: dict) -> dict:
-    """Recompute after winning the claim on `claimed`; a failed recompute gives the claim back
-    (so the next request retries) and still serves the copy we had."""
+def refresh_claimed_live_entry(
+    festival_slug: str, claimed: dict, festival: Festival | None = None
+) -> dict | None:
+    """Recompute after winning the claim on `claimed`. Without `festival` (the fan API's hot
+    path) only a public festival is recomputed; one that went private loses its entry (None).
+    A failed recompute (database down) gives the claim back, so the next request retries, and
+    still serves the copy we had."""
     try:
+        if festival is None:
+            festival = Festival.objects.filter(slug=festival_slug, public=True).first()
+            if festival is None:
+                forget_live_entry(festival_slug)
+                return None
         return store_live_ranking(festival)
     except Exception:
-        cache.delete(live_refresh_claim_key(festival.slug, claimed))
-        _live_claims_asked.pop(festival.slug, None)
-        logger.exception("live ranking of %s could not be recomputed", festival.slug)
+        cache.delete(live_refresh_claim_key(festival_slug, claimed))
+        _live_claims_asked.pop(festival_slug, None)
+        logger.exception("live ranking of %s could not be recomputed", festival_slug)
         return claimed
+
+
+def forget_live_entry(festival_slug: str) -> None:
+    """Drop a festival's cached ranking (it went private or away); other web processes drop
+    their memo of it within LIVE_MEMO_SECONDS."""
+    cache.delete(live_cache_key(festival_slug))
+    _live_memo.pop(festival_slug, None)
 
 
 def live_entry(festival: Festival) -> dict:
@@ -245,7 +261,7 @@ def live_entry(festival: Festival) -> dict:
         return store_live_ranking(festival)
     if not due_for_refresh(entry) or not claim_live_refresh(festival.slug, entry):
         return entry  # fresh, or someone else is refreshing it: a few seconds old is fine
-    return refresh_claimed_live_entry(festival, entry)
+    return refresh_claimed_live_entry(festival.slug, entry, festival)
 
 
 def live_ranking(festival: Festival) -> dict:

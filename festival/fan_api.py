@@ -187,10 +187,9 @@ class FanLiveView(FanView):
         ):
             return super().dispatch(request, *args, **kwargs)
         if selectors.due_for_refresh(entry) and selectors.claim_live_refresh(slug, entry):
-            festival = Festival.objects.filter(slug=slug, public=True).first()
-            if festival is None:  # made private since the entry was cached
+            entry = selectors.refresh_claimed_live_entry(slug, entry)
+            if entry is None:  # made private (or deleted) since the entry was cached
                 return super().dispatch(request, *args, **kwargs)
-            entry = selectors.refresh_claimed_live_entry(festival, entry)
         return self.live_response(entry)
 
     @staticmethod

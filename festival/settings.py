@@ -132,7 +132,13 @@ if CACHE_URL.startswith(("redis://", "rediss://")):
         "default": {
             "BACKEND": "django_redis.cache.RedisCache",
             "LOCATION": CACHE_URL,
-            "OPTIONS": {"IGNORE_EXCEPTIONS": True},  # a cache outage degrades, never breaks
+            # A cache outage degrades, never breaks: errors are ignored, and a Redis host that
+            # stops answering costs a request at most half a second, not the OS's TCP timeout.
+            "OPTIONS": {
+                "IGNORE_EXCEPTIONS": True,
+                "SOCKET_CONNECT_TIMEOUT": 0.5,
+                "SOCKET_TIMEOUT": 0.5,
+            },
             "KEY_PREFIX": "stagepulse",
         }
     }
@@ -307,6 +313,9 @@ FACE_MODEL_GATE_CLIP = os.environ.get(
 )
 FACE_MODEL_GATE_MARGIN = float(os.environ.get("FACE_MODEL_GATE_MARGIN", "0.02"))
 FACE_MODEL_GATE_MIN_FPS_RATIO = float(os.environ.get("FACE_MODEL_GATE_MIN_FPS_RATIO", "0"))
+# Labelled clips an organization uploads for the gate: each one adds its frames to every gate run.
+LABELLED_CLIP_MAX_BYTES = int(os.environ.get("LABELLED_CLIP_MAX_BYTES", str(128 * 1024 * 1024)))
+LABELLED_CLIP_MAX_FRAMES = int(os.environ.get("LABELLED_CLIP_MAX_FRAMES", "1800"))
 
 OBSERVATIONS_TABLE = os.environ.get("OBSERVATIONS_TABLE", "stagepulse-observations")
 ANALYSIS_QUEUE_NAME = os.environ.get("ANALYSIS_QUEUE_NAME", "stagepulse-analysis")

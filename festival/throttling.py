@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from dataclasses import dataclass, field
 
 from django.conf import settings
 from rest_framework.throttling import SimpleRateThrottle
@@ -31,40 +32,48 @@ def redis_client_of(cache):
     return client.get_client(write=True)
 
 
+@dataclass
+class WindowTallies:
+    window: int
+    unsent: dict[str, int] = field(default_factory=dict)  # hits not yet sent to the counter
+    known: dict[str, int] = field(default_factory=dict)  # the shared total as last read
+
+
 class BatchedWindowCounter:
-    """This process's view of per-client counters in the current window: hits not yet sent to
-    the shared counter, and the shared total as last read. Thread-safe (gthread workers)."""
+    """This process's tallies of the current window, one set per window length (a scope of
+    10/second and one of 120/minute number their windows differently). Thread-safe (gthread)."""
 
     def __init__(self):
         self.lock = threading.Lock()
         self.forget()
 
     def forget(self) -> None:
-        self.window: int | None = None
-        self.unsent: dict[str, int] = {}
-        self.known: dict[str, int] = {}
+        self.current: dict[int, WindowTallies] = {}  # window length (s) -> tallies
 
-    def hit(self, key: str, window: int, limit: int, sync_every: int, send) -> int:
-        """Count one hit of `key`; returns the best estimate of the window's total. `send(key,
-        n)` adds n hits to the shared counter and returns its new total."""
+    def hit(self, key: str, window: int, period: int, limit: int, sync_every: int, send) -> int:
+        """Count one hit of `key` in `window` (of `period` seconds); returns the best estimate
+        of the window's total. `send(key, n)` adds n hits to the shared counter and returns its
+        new total, or None when the counter is unreachable."""
         with self.lock:
-            if window != self.window:  # a new window: forget the old one's clients
-                self.window, self.unsent, self.known = window, {}, {}
-            unsent = self.unsent.get(key, 0) + 1
-            known = self.known.get(key, 0)
-            if unsent < sync_every and known + unsent < limit:
-                self.unsent[key] = unsent
-                return known + unsent
-            self.unsent[key] = 0  # these hits are ours to send
+            tallies = self.current.get(period)
+            if tallies is None or window > tallies.window:  # a new window: forget the old one
+                tallies = self.current[period] = WindowTallies(window)
+            late = window < tallies.window  # a hit of the window just closed, counted directly,
+            if not late:  # never touching (or rolling back) the current window's tallies
+                unsent = tallies.unsent.get(key, 0) + 1
+                known = tallies.known.get(key, 0)
+                if unsent < sync_every and known + unsent < limit:
+                    tallies.unsent[key] = unsent
+                    return known + unsent
+                tallies.unsent[key] = 0  # these hits are ours to send
+        if late:
+            return send(key, 1) or 1
         total = send(key, unsent)
-        if total is None:  # not counted (cache down): keep them for the next sync
-            with self.lock:
-                if self.window == window:
-                    self.unsent[key] = self.unsent.get(key, 0) + unsent
-            return known + unsent
         with self.lock:
-            if self.window == window:
-                self.known[key] = max(self.known.get(key, 0), total)
+            if total is None:  # not counted (cache down): keep them for the next sync
+                tallies.unsent[key] = tallies.unsent.get(key, 0) + unsent
+                return known + unsent
+            tallies.known[key] = max(tallies.known.get(key, 0), total)
         return total
 
 
@@ -115,7 +124,7 @@ class FixedWindowRateThrottle(SimpleRateThrottle):
                 return None
 
         sync_every = max(1, int(getattr(settings, "THROTTLE_SYNC_EVERY", 1)))
-        return process_counter.hit(key, window, self.num_requests, sync_every, send)
+        return process_counter.hit(key, window, self.duration, self.num_requests, sync_every, send)
 
     def wait(self) -> float:
         return self.wait_seconds

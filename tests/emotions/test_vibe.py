@@ -216,3 +216,46 @@ def test_a_failed_recompute_serves_the_last_copy_and_lets_the_next_request_retry
     assert response.content == stale["json"]  # the last copy, not an error page
     assert "could not be recomputed" in caplog.text
     assert api_client.get(url).content != stale["json"]  # database back: recomputed at once
+
+
+def test_a_request_that_loses_the_refresh_claim_serves_the_copy_without_recomputing(
+    api_client, stages
+):
+    from unittest import mock
+
+    from django.core.cache import cache
+
+    from emotions import selectors
+
+    festival, *_ = stages
+    ageing = aged(store_live_ranking(festival), 4.5)  # due for a refresh
+    cache.add(live_refresh_claim_key(festival.slug, ageing), 1, 10)  # another process claimed it
+    url = f"/api/v1/public/festivals/{festival.slug}/live/"
+    with mock.patch.object(selectors, "compute_live_ranking", wraps=compute_live_ranking) as calc:
+        responses = [api_client.get(url) for _ in range(3)]
+    assert calc.call_count == 0
+    assert [r.content for r in responses] == [ageing["json"]] * 3
+
+
+def test_a_festival_made_private_loses_its_cached_ranking_at_the_next_refresh(api_client, stages):
+    festival, *_ = stages
+    aged(store_live_ranking(festival), 4.5)
+    festival.public = False
+    festival.save()
+    response = api_client.get(f"/api/v1/public/festivals/{festival.slug}/live/")
+    assert response.status_code == 404
+    assert cached_live_entry(festival.slug) is None
+
+
+def test_the_claimant_serves_its_copy_when_the_database_is_down(api_client, stages):
+    from unittest import mock
+
+    from django.db import OperationalError
+
+    from festival.models import Festival
+
+    festival, *_ = stages
+    ageing = aged(store_live_ranking(festival), 4.5)
+    with mock.patch.object(Festival.objects, "filter", side_effect=OperationalError("down")):
+        response = api_client.get(f"/api/v1/public/festivals/{festival.slug}/live/")
+    assert response.status_code == 200 and response.content == ageing["json"]

@@ -24,6 +24,15 @@ def redis_cache(settings, url: str) -> None:
     }
 
 
+@pytest.fixture(autouse=True)
+def mid_minute():
+    """A fixed clock in the middle of a window: no test straddles a minute boundary."""
+    from festival.throttling import FixedWindowRateThrottle
+
+    with mock.patch.object(FixedWindowRateThrottle, "timer", return_value=1_795_000_030.0):
+        yield
+
+
 @pytest.fixture
 def local_redis(settings):
     client = redis.Redis.from_url(REDIS_URL)
@@ -92,3 +101,40 @@ def test_an_unreachable_redis_falls_back_to_each_processs_own_count(
         ]
     assert codes == [200, 200, 429]  # answers, no 500s; this process still limits the client
     assert "throttle not counted" in caplog.text
+
+
+class SharedCounter:
+    """What Redis does for the throttle, in memory: INCRBY that returns the new total."""
+
+    def __init__(self):
+        self.totals: dict[str, int] = {}
+        self.calls = 0
+
+    def __call__(self, key: str, hits: int) -> int:
+        self.calls += 1
+        self.totals[key] = self.totals.get(key, 0) + hits
+        return self.totals[key]
+
+
+def test_a_late_hit_of_the_closed_window_does_not_roll_the_tallies_back():
+    from festival.throttling import BatchedWindowCounter
+
+    counter, shared = BatchedWindowCounter(), SharedCounter()
+    for _ in range(4):
+        counter.hit("fan_a_101", 101, 60, 100, 5, shared)  # four hits of window 101, unsent
+    assert counter.hit("fan_a_100", 100, 60, 100, 5, shared) == 1  # a thread that was late
+    assert shared.totals == {"fan_a_100": 1}
+    assert counter.hit("fan_a_101", 101, 60, 100, 5, shared) == 5  # window 101 kept its four
+    assert shared.totals["fan_a_101"] == 5
+
+
+def test_scopes_with_different_window_lengths_keep_their_own_tallies():
+    from festival.throttling import BatchedWindowCounter
+
+    counter, shared = BatchedWindowCounter(), SharedCounter()
+    totals = []
+    for second in range(12):  # a 10/second scope and a 120/minute scope, interleaved
+        counter.hit(f"burst_{1000 + second}", 1000 + second, 1, 10, 5, shared)
+        totals.append(counter.hit("minute_16", 16, 60, 120, 5, shared))
+    assert totals == list(range(1, 13))  # the minute's count never reset by the second's
+    assert shared.totals["minute_16"] == 10  # synced every fifth hit (two of 12 still unsent)
