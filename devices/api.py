@@ -333,17 +333,25 @@ class DeviceTelemetryThrottle(SimpleRateThrottle):
 
 
 class TelemetryView(APIView):
-    """POST a telemetry report (edge_package.contracts.TELEMETRY_SCHEMA)."""
+    """POST a telemetry report (edge_package.contracts.TELEMETRY_SCHEMA). The same URL is the IoT
+    rule's HTTPS destination, so it also answers AWS's one-off confirmation request."""
 
     authentication_classes = [DeviceAuthentication]
     permission_classes = [IsDevice]
     throttle_classes: list = []  # checked first, in initial(), so bad tokens are limited too
+    confirming = False
 
     def initial(self, request, *args, **kwargs):
         throttle = DeviceTelemetryThrottle()
         if not throttle.allow_request(request, self):
             self.throttled(request, throttle.wait())
+        self.confirming = "HTTP_AUTHORIZATION" not in request.META and (
+            services.is_destination_confirmation(request.data)
+        )
         super().initial(request, *args, **kwargs)
+
+    def get_permissions(self):
+        return [] if self.confirming else super().get_permissions()
 
     @extend_schema(
         request={"application/json": {k: v for k, v in TELEMETRY_SCHEMA.items() if k != "$schema"}},
@@ -363,6 +371,12 @@ class TelemetryView(APIView):
         },
     )
     def post(self, request):
+        if self.confirming:
+            try:
+                arn = services.confirm_rule_destination(request.data)
+            except services.ConfirmationRejected as exc:
+                raise ValidationError({"confirmation": [str(exc)]}) from exc
+            return Response({"confirmed": True, "destination": arn})
         device = request.auth
         try:
             device = services.record_telemetry(device, request.data)

@@ -20,17 +20,26 @@ from devices.services.registration import (
     register_device,
 )
 from devices.services.releases import build_edge_release
-from devices.services.telemetry import TelemetryRejected, record_telemetry
+from devices.services.telemetry import (
+    ConfirmationRejected,
+    TelemetryRejected,
+    confirm_rule_destination,
+    is_destination_confirmation,
+    record_telemetry,
+)
 from devices.services.tokens import device_for_token, issue_device_token
 
 __all__ = [
+    "ConfirmationRejected",
     "CredentialsBundle",
     "TelemetryRejected",
     "build_edge_release",
+    "confirm_rule_destination",
     "delete_device",
     "deregister_device",
     "device_config",
     "device_for_token",
+    "is_destination_confirmation",
     "issue_device_token",
     "publish_device_metrics",
     "push_config_to_shadow",

@@ -1,14 +1,22 @@
-"""Device telemetry: schema validation and the device's health."""
+"""Device telemetry: schema validation, the device's health, and the IoT rule destination's
+confirmation."""
 
 from __future__ import annotations
 
+import logging
+import re
 from datetime import UTC, datetime
 
+from botocore.exceptions import BotoCoreError, ClientError
+from django.conf import settings
 from django.utils import timezone
 from jsonschema import Draft202012Validator
 
 from devices.models import Device, DeviceStatus
 from edge_package.contracts import TELEMETRY_SCHEMA
+from festival import aws
+
+log = logging.getLogger(__name__)
 
 VALIDATOR = Draft202012Validator(TELEMETRY_SCHEMA)
 HEALTH_FIELDS = (
@@ -67,3 +75,38 @@ def record_telemetry(device: Device, payload: dict) -> Device:
     )
     device.refresh_from_db()
     return device
+
+
+# --- the AWS IoT rule's HTTPS destination -------------------------------------------------------
+DESTINATION_ARN = re.compile(r"^arn:aws[a-z-]*:iot:[a-z0-9-]+:\d{12}:ruledestination/http/\S+$")
+
+
+class ConfirmationRejected(ValueError):
+    pass
+
+
+def is_destination_confirmation(payload) -> bool:
+    """AWS IoT's one-off POST to a new HTTPS rule destination: {arn, confirmationToken,
+    enableUrl}, without any of the rule's headers."""
+    return isinstance(payload, dict) and "confirmationToken" in payload and "arn" in payload
+
+
+def confirm_rule_destination(payload: dict) -> str:
+    """Confirm our telemetry topic rule's destination with AWS, so the rule starts delivering
+    without an operator running `aws iot confirm-topic-rule-destination`. AWS checks the
+    token; only accepted while the IoT rule path is switched on (TELEMETRY_IOT_RULE_SECRET).
+    Returns the destination ARN."""
+    if not settings.TELEMETRY_IOT_RULE_SECRET:
+        raise ConfirmationRejected(
+            "IoT rule telemetry is off (TELEMETRY_IOT_RULE_SECRET is empty): not confirming."
+        )
+    arn, token = str(payload.get("arn", "")), str(payload.get("confirmationToken", ""))
+    if not DESTINATION_ARN.match(arn) or not token or len(token) > 4096:
+        raise ConfirmationRejected("Not an AWS IoT HTTPS rule destination confirmation.")
+    try:
+        aws.cached_client("iot").confirm_topic_rule_destination(confirmationToken=token)
+    except (ClientError, BotoCoreError) as exc:
+        log.warning("IoT rule destination %s not confirmed: %s", arn, exc)
+        raise ConfirmationRejected(f"AWS refused the confirmation of {arn}: {exc}") from exc
+    log.info("IoT rule destination %s confirmed", arn)
+    return arn

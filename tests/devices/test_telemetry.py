@@ -212,3 +212,60 @@ def test_config_command_gives_the_cli_everything_it_needs(api_client, ours, caps
     config = parse_config(raw)  # the edge accepts it as is
     assert config.service_url == "http://x:8000" and config.stage == "main"
     assert post(api_client, config.device_token, report(device)).status_code == 202
+
+
+CONFIRMATION = {
+    "arn": "arn:aws:iot:eu-west-1:123456789012:ruledestination/http/6f1f7e3c-0000-4a4a-9b9b-1",
+    "confirmationToken": "AYADeMXLrPrNY5wqJKa4QIMPQzoAXwABABVhd3MtY3J5cHRv",
+    "enableUrl": "https://iot.eu-west-1.amazonaws.com/confirmdestination/AYADeMXLrPr",
+}
+
+
+def test_the_iot_rule_destination_confirms_itself(api_client, settings):
+    """AWS posts the confirmation once, without the rule's headers; moto has no topic rule
+    destinations, so the IoT call is checked with botocore's Stubber on its real shape."""
+    from botocore.stub import Stubber
+
+    from festival import aws
+
+    settings.TELEMETRY_IOT_RULE_SECRET = "rule-secret-0123456789"
+    with Stubber(aws.cached_client("iot")) as iot:
+        iot.add_response(
+            "confirm_topic_rule_destination",
+            {},
+            {"confirmationToken": CONFIRMATION["confirmationToken"]},
+        )
+        response = api_client.post(URL, CONFIRMATION, format="json")
+        iot.assert_no_pending_responses()
+    assert response.status_code == 200
+    assert response.json() == {"confirmed": True, "destination": CONFIRMATION["arn"]}
+
+
+def test_a_bad_or_unwanted_confirmation_is_refused_without_calling_aws(api_client, settings):
+    from botocore.stub import Stubber
+
+    from festival import aws
+
+    with Stubber(aws.cached_client("iot")):  # any IoT call would fail the test
+        settings.TELEMETRY_IOT_RULE_SECRET = ""
+        off = api_client.post(URL, CONFIRMATION, format="json")
+        settings.TELEMETRY_IOT_RULE_SECRET = "rule-secret-0123456789"
+        forged = api_client.post(URL, {**CONFIRMATION, "arn": "arn:aws:s3:::bucket"}, format="json")
+    assert off.status_code == 400 and "TELEMETRY_IOT_RULE_SECRET" in str(off.json())
+    assert forged.status_code == 400
+    assert "Not an AWS IoT HTTPS rule destination" in str(forged.json())
+
+
+def test_aws_refusing_the_token_is_a_clear_400(api_client, settings):
+    from botocore.stub import Stubber
+
+    from festival import aws
+
+    settings.TELEMETRY_IOT_RULE_SECRET = "rule-secret-0123456789"
+    with Stubber(aws.cached_client("iot")) as iot:
+        iot.add_client_error(
+            "confirm_topic_rule_destination", "InvalidRequestException", "token expired"
+        )
+        response = api_client.post(URL, CONFIRMATION, format="json")
+    assert response.status_code == 400
+    assert "AWS refused the confirmation" in str(response.json())

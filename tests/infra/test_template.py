@@ -136,6 +136,30 @@ def test_telemetry_rule_reads_the_topic_the_edge_publishes_to(template):
     assert f"device_id = topic({segment})" in sql
 
 
+@pytest.mark.django_db
+def test_telemetry_rule_headers_are_what_the_service_authenticates(template, two_worlds, settings):
+    """The rule's HTTPS action, its substitutions played as AWS plays them, is accepted by the
+    real telemetry endpoint as the device whose topic it came from."""
+    from rest_framework.test import APIClient
+
+    from tests.devices.test_telemetry import URL, report
+
+    device = two_worlds[0].device
+    settings.TELEMETRY_IOT_RULE_SECRET = "rule-secret-0123456789"
+    action = template["Resources"]["TelemetryRule"]["Properties"]["TopicRulePayload"]["Actions"]
+    headers = {}
+    for header in action[0]["Http"]["Headers"]:
+        value = header["Value"]
+        if isinstance(value, dict):  # !Sub of the stack parameter
+            value = value["Fn::Sub"].replace("${TelemetryRuleToken}", "rule-secret-0123456789")
+        value = value.replace("${topic(3)}", device.thing_name)  # AWS IoT's substitution
+        headers["HTTP_" + header["Key"].upper().replace("-", "_")] = value
+    headers.pop("HTTP_CONTENT_TYPE")
+    response = APIClient().post(URL, report(device), format="json", **headers)
+    assert response.status_code == 202, response.json()
+    assert response.json()["device"] == device.thing_name
+
+
 def test_lambda_runs_the_real_handler_with_settings_it_understands(template):
     function = template["Resources"]["AnalyzerFunction"]["Properties"]
     module_name, func_name = function["Handler"].rsplit(".", 1)
