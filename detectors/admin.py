@@ -1,5 +1,6 @@
-"""Admin for face detectors: upload a model, start a SageMaker training job, run the promotion
-gate (the comparison is shown on the model page), roll a camera back. Scoped per organization."""
+"""Admin for face detectors: upload a model or a labelled gate clip, start a SageMaker training
+job, run the promotion gate (the comparison is shown on the model page), roll a camera back.
+Scoped per organization."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from detectors import selectors, services
 from detectors.models import (
     Evaluation,
     FaceModel,
+    LabelledClip,
     ModelFormat,
     ModelRollout,
     RolloutState,
@@ -132,18 +134,28 @@ class FaceModelAdmin(TenantAdminMixin, admin.ModelAdmin):
         gate = selectors.latest_gate(obj)
         if gate is None:
             return "Not gated yet: use the action 'Promote through the evaluation gate'."
+        sections = [("synthetic crowd clip", gate.comparison)] + [
+            (f"labelled clip '{c['name']}'", c) for c in gate.comparison.get("labelled_clips", [])
+        ]
         rows = format_html_join(
             "",
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             (
-                (r["metric"], f"{r['candidate']:.3f}", f"{r['current']:.3f}", f"{r['delta']:+.3f}")
-                for r in gate.comparison.get("rows", [])
+                (
+                    clip,
+                    r["metric"],
+                    f"{r['candidate']:.3f}",
+                    f"{r['current']:.3f}",
+                    f"{r['delta']:+.3f}",
+                )
+                for clip, section in sections
+                for r in section.get("rows", [])
             ),
         )
         reasons = "; ".join(gate.comparison.get("reasons", [])) or "within the margin"
         return format_html(
-            "<table><tr><th>metric</th><th>this model</th><th>current ({})</th><th>delta</th>"
-            "</tr>{}</table><p>{}: {}</p>",
+            "<table><tr><th>clip</th><th>metric</th><th>this model</th><th>current ({})</th>"
+            "<th>delta</th></tr>{}</table><p>{}: {}</p>",
             gate.comparison.get("current_model", {}).get("label", ""),
             rows,
             "Passed" if gate.passed else "Refused",
@@ -169,6 +181,106 @@ class FaceModelAdmin(TenantAdminMixin, admin.ModelAdmin):
                     "Roll it out to cameras: POST /api/v1/face-models/{id}/rollout/.",
                     messages.SUCCESS,
                 )
+
+
+class LabelledClipUploadForm(forms.ModelForm):
+    video = forms.FileField(help_text="AVI, MP4/MOV or Matroska/WebM that OpenCV can decode.")
+    # Not "annotations": that is the model's JSON field, which the form must not validate.
+    annotations_file = forms.FileField(
+        label="Annotations",
+        help_text='JSON: {"fps": 15, "frames": {"0": [[x, y, w, h], ...]}} (docs/detectors.md).',
+    )
+
+    class Meta:
+        model = LabelledClip
+        fields = ["organization", "name"]
+
+    def clean(self):
+        """The service's checks as form errors, before anything is stored."""
+        cleaned = super().clean()
+        if cleaned.get("organization") and cleaned.get("name"):
+            try:
+                services.check_clip_name(cleaned["organization"], cleaned["name"])
+            except ValidationError as exc:
+                self.add_error("name", exc.message_dict["name"])
+        video, annotations = cleaned.get("video"), cleaned.get("annotations_file")
+        if video is not None and annotations is not None:
+            cleaned["video_data"], cleaned["annotations_data"] = video.read(), annotations.read()
+            try:
+                services.inspect_labelled_clip(cleaned["video_data"], cleaned["annotations_data"])
+            except ValidationError as exc:
+                for field, errors in exc.message_dict.items():
+                    field = {"annotations": "annotations_file"}.get(field, field)
+                    self.add_error(field if field in self.fields else None, errors)
+        return cleaned
+
+
+@admin.register(LabelledClip)
+class LabelledClipAdmin(TenantAdminMixin, admin.ModelAdmin):
+    list_display = ["name", "organization", "frame_count", "labelled_frames", "faces", "active"]
+    list_filter = ["organization", "active"]
+    search_fields = ["name", "sha256"]
+    actions = ["take_out_of_gate", "put_into_gate"]
+    readonly_fields = [
+        "uri",
+        "sha256",
+        "size_bytes",
+        "width",
+        "height",
+        "frame_count",
+        "fps",
+        "labelled_frames",
+        "faces",
+        "annotations",
+        "created_by",
+        "created_at",
+    ]
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        if obj is None:
+            kwargs["form"] = LabelledClipUploadForm
+        return super().get_form(request, obj, change=change, **kwargs)
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return ["organization", "name", "video", "annotations_file"]
+        return ["organization", "name", "active", *self.readonly_fields]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [] if obj is None else ["organization", "name", *self.readonly_fields]
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            services.set_labelled_clip_active(obj, obj.active)
+            return
+        data = form.cleaned_data
+        created = services.add_labelled_clip(
+            data["organization"],
+            name=data["name"],
+            video=data["video_data"],
+            annotations=data["annotations_data"],
+            user=request.user,
+        )
+        _copy_into(obj, created)
+
+    def delete_model(self, request, obj):
+        services.delete_labelled_clip(obj)
+
+    def delete_queryset(self, request, queryset):
+        for clip in queryset:
+            services.delete_labelled_clip(clip)
+
+    @admin.action(description="Take out of the gate (keep the video)")
+    def take_out_of_gate(self, request, queryset):
+        for clip in queryset:
+            if has_role(request.user, clip.organization_id, self.write_role):
+                services.set_labelled_clip_active(clip, False)
+
+    @admin.action(description="Put into the gate")
+    def put_into_gate(self, request, queryset):
+        for clip in queryset:
+            if has_role(request.user, clip.organization_id, self.write_role):
+                services.set_labelled_clip_active(clip, True)
 
 
 class TrainingJobForm(forms.ModelForm):

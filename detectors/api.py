@@ -1,8 +1,10 @@
 """Organizer API for face detectors: the model registry (upload, evaluate, promote, roll out),
-rollouts (rollback) and SageMaker training jobs. Thin: permissions here, work in services."""
+labelled clips for the gate, rollouts (rollback) and SageMaker training jobs. Thin: permissions
+here, work in services."""
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, serializers, status, viewsets
@@ -15,6 +17,7 @@ from detectors import selectors, services
 from detectors.models import (
     Evaluation,
     FaceModel,
+    LabelledClip,
     ModelFormat,
     ModelRollout,
     TrainingJob,
@@ -335,3 +338,107 @@ class TrainingJobViewSet(TenantViewSet):
         services.follow_training_job(job.id)
         job.refresh_from_db()
         return Response(self.get_serializer(job).data)
+
+
+class LabelledClipSerializer(serializers.ModelSerializer):
+    organization = ScopedOrganizationField(min_role=Role.OPERATOR, required=False)
+    video = serializers.FileField(
+        write_only=True, help_text="AVI, MP4/MOV or Matroska/WebM that OpenCV can decode."
+    )
+    annotations = serializers.FileField(
+        write_only=True,
+        help_text='JSON: {"fps": 15, "frames": {"0": [[x, y, w, h], ...]}} (docs/detectors.md).',
+    )
+    annotations_json = serializers.JSONField(
+        source="annotations", read_only=True, help_text="The stored, normalised annotations."
+    )
+    uri = serializers.CharField(read_only=True)
+
+    class Meta:
+        model = LabelledClip
+        fields = [
+            "id",
+            "organization",
+            "name",
+            "active",
+            "uri",
+            "sha256",
+            "size_bytes",
+            "width",
+            "height",
+            "frame_count",
+            "fps",
+            "labelled_frames",
+            "faces",
+            "annotations_json",
+            "created_at",
+            "video",
+            "annotations",
+        ]
+        read_only_fields = [
+            "sha256",
+            "size_bytes",
+            "width",
+            "height",
+            "frame_count",
+            "fps",
+            "labelled_frames",
+            "faces",
+        ]
+        validators = []  # unique names: the service checks (the organization may be implicit)
+
+    def validate_video(self, value):
+        if value.size > settings.LABELLED_CLIP_MAX_BYTES:
+            raise ValidationError(
+                f"The video is larger than {settings.LABELLED_CLIP_MAX_BYTES} bytes."
+            )
+        return value
+
+    def validate_annotations(self, value):
+        if value.size > MAX_UPLOAD_BYTES:
+            raise ValidationError(f"The annotations file is larger than {MAX_UPLOAD_BYTES} bytes.")
+        return value
+
+
+class LabelledClipViewSet(TenantViewSet):
+    """Your organizations' labelled clips (a video + face boxes): every promotion gate also scores
+    the candidate and the current model on each active one. Upload multipart `name`, `video`,
+    `annotations`; PATCH only `active`; DELETE removes the video from S3 too."""
+
+    queryset = LabelledClip.objects.select_related("organization")
+    serializer_class = LabelledClipSerializer
+    parser_classes = [MultiPartParser, FormParser, JSONParser]
+    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+    filterset_fields = ["active", "name"]
+    ordering_fields = ["created_at", "name"]
+
+    def perform_create(self, serializer) -> None:
+        data = serializer.validated_data
+        organization = _organization(self, data.get("organization"))
+        try:
+            serializer.instance = services.add_labelled_clip(
+                organization,
+                name=data["name"],
+                video=data["video"].read(),
+                annotations=data["annotations"].read(),
+                user=self.request.user,
+            )
+        except DjangoValidationError as exc:
+            raise _django_errors(exc) from exc
+
+    def perform_update(self, serializer) -> None:
+        fixed = sorted(set(serializer.validated_data) - {"active"})
+        if fixed:
+            raise ValidationError(
+                {name: "Fixed after upload: upload a new clip instead." for name in fixed}
+            )
+        serializer.instance = services.set_labelled_clip_active(
+            serializer.instance,
+            serializer.validated_data.get("active", serializer.instance.active),
+        )
+
+    def perform_destroy(self, instance) -> None:
+        try:
+            services.delete_labelled_clip(instance)
+        except DjangoValidationError as exc:
+            raise _django_errors(exc) from exc

@@ -74,7 +74,10 @@ class Evaluation(TenantModel):
     in the same process (`baseline`), so fps figures are comparable; `comparison` keeps both."""
 
     face_model = models.ForeignKey(FaceModel, on_delete=models.CASCADE, related_name="evaluations")
-    clip = models.JSONField(help_text="Synthetic clip parameters (edge_package.evaluation.Clip).")
+    clip = models.JSONField(
+        help_text="Synthetic clip parameters (edge_package.evaluation.Clip), or the labelled clip "
+        '({"labelled_clip": id, "name": ...}).'
+    )
     threshold = models.FloatField()
     recall = models.FloatField()
     precision = models.FloatField()
@@ -95,6 +98,50 @@ class Evaluation(TenantModel):
 
     def __str__(self) -> str:
         return f"{self.face_model}: recall {self.recall:.3f}, precision {self.precision:.3f}"
+
+
+class LabelledClip(TenantModel):
+    """An organization's own recorded video with labelled face boxes: an extra clip for the
+    promotion gate. Full frames, so the file stays in the private artifacts bucket (SSE) and is
+    used for evaluation only; it never comes from StagePulse cameras (docs/privacy.md)."""
+
+    name = models.CharField(max_length=80, help_text="Named in the gate's reasons.")
+    bucket = models.CharField(max_length=63)
+    key = models.CharField(max_length=512)
+    sha256 = models.CharField(max_length=64)
+    size_bytes = models.PositiveBigIntegerField()
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    frame_count = models.PositiveIntegerField()
+    fps = models.FloatField(help_text="The clip's timeline (annotations' fps, else the video's).")
+    labelled_frames = models.PositiveIntegerField()
+    faces = models.PositiveIntegerField(help_text="Labelled face boxes over all frames.")
+    annotations = models.JSONField(help_text="Normalised annotations (docs/detectors.md).")
+    active = models.BooleanField(default=True, help_text="Inactive clips stay out of the gate.")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["organization", "name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "name"], name="labelled_clip_name_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.frame_count} frames, {self.faces} faces)"
+
+    @property
+    def uri(self) -> str:
+        return f"s3://{self.bucket}/{self.key}"
+
+    @property
+    def gate_label(self) -> dict:
+        """What Evaluation.clip records for an evaluation on this clip."""
+        return {"labelled_clip": self.id, "name": self.name, "sha256": self.sha256}
 
 
 class JobStatus(models.TextChoices):

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from detectors.models import Evaluation, FaceModel, ModelRollout, ModelStatus, RolloutState
+from detectors.models import (
+    Evaluation,
+    FaceModel,
+    LabelledClip,
+    ModelRollout,
+    ModelStatus,
+    RolloutState,
+)
 
 
 def current_model(organization_id: int) -> FaceModel | None:
@@ -22,3 +29,8 @@ def device_models(organization_id: int) -> dict[int, FaceModel]:
         organization_id=organization_id, state=RolloutState.ACTIVE
     ).select_related("face_model")
     return {row.device_id: row.face_model for row in rows}
+
+
+def gate_labelled_clips(organization_id: int) -> list[LabelledClip]:
+    """The organization's active labelled clips: every gate run of its models plays them all."""
+    return list(LabelledClip.objects.filter(organization_id=organization_id, active=True))

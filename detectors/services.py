@@ -20,10 +20,12 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
+from detectors import selectors
 from detectors.models import (
     Evaluation,
     FaceModel,
     JobStatus,
+    LabelledClip,
     ModelFormat,
     ModelRollout,
     ModelStatus,
@@ -39,7 +41,15 @@ from edge_package.detect import (
     DetectorError,
     package_file,
 )
-from edge_package.evaluation import Clip, evaluate
+from edge_package.evaluation import (
+    Annotations,
+    Clip,
+    clip_fps,
+    evaluate,
+    evaluate_recording,
+    parse_annotations,
+    probe_video,
+)
 from edge_package.model_store import ModelFileError, check_tflite
 from festival import aws
 
@@ -198,16 +208,18 @@ def gate_clip() -> Clip:
     return Clip.parse(settings.FACE_MODEL_GATE_CLIP)
 
 
-def evaluate_model(face_model: FaceModel, clip: Clip | None = None, *, user=None) -> Evaluation:
-    """Score a model on a synthetic crowd clip with edge_package.evaluation (the bench's code)."""
-    clip = clip or gate_clip()
+@contextmanager
+def _detector(face_model: FaceModel):
+    """The model's stored file as a detector at the gate's threshold (one thread)."""
     with _temp_model(model_bytes(face_model)) as path:
-        detector = BlazeFaceDetector(path, threshold=GATE_THRESHOLD, threads=1)
-        figures = evaluate(detector, clip, threshold=GATE_THRESHOLD)
-    evaluation = Evaluation.objects.create(
+        yield BlazeFaceDetector(path, threshold=GATE_THRESHOLD, threads=1)
+
+
+def _record(face_model: FaceModel, clip: dict, figures: dict, *, user=None) -> Evaluation:
+    return Evaluation.objects.create(
         organization_id=face_model.organization_id,
         face_model=face_model,
-        clip=clip.as_dict(),
+        clip=clip,
         threshold=GATE_THRESHOLD,
         recall=figures["recall"],
         precision=figures["precision"],
@@ -215,6 +227,14 @@ def evaluate_model(face_model: FaceModel, clip: Clip | None = None, *, user=None
         details=figures,
         created_by=user,
     )
+
+
+def evaluate_model(face_model: FaceModel, clip: Clip | None = None, *, user=None) -> Evaluation:
+    """Score a model on a synthetic crowd clip with edge_package.evaluation (the bench's code)."""
+    clip = clip or gate_clip()
+    with _detector(face_model) as detector:
+        figures = evaluate(detector, clip, threshold=GATE_THRESHOLD)
+    evaluation = _record(face_model, clip.as_dict(), figures, user=user)
     if face_model.status == ModelStatus.REGISTERED:
         face_model.status = ModelStatus.EVALUATED
         face_model.save(update_fields=["status"])
@@ -249,19 +269,74 @@ def compare(candidate: dict, baseline: dict, *, margin: float, min_fps_ratio: fl
     }
 
 
+def _figures(evaluation: Evaluation) -> dict:
+    return {"recall": evaluation.recall, "precision": evaluation.precision, "fps": evaluation.fps}
+
+
+def _gate_labelled_clips(face_model: FaceModel, current: FaceModel, *, user=None) -> list[dict]:
+    """Both models on every active labelled clip of the candidate's organization (and of no
+    other): one Evaluation per model and clip, and one verdict per clip."""
+    clips = selectors.gate_labelled_clips(face_model.organization_id)
+    if not clips:
+        return []
+    sections = []
+    with _detector(current) as base_detector, _detector(face_model) as cand_detector:
+        for labelled in clips:
+            annotations = _annotations(labelled)
+            with labelled_clip_file(labelled) as path:
+                figures = {
+                    "current": evaluate_recording(
+                        base_detector, path, annotations, threshold=GATE_THRESHOLD
+                    ),
+                    "candidate": evaluate_recording(
+                        cand_detector, path, annotations, threshold=GATE_THRESHOLD
+                    ),
+                }
+            baseline = _record(current, labelled.gate_label, figures["current"], user=user)
+            evaluation = _record(face_model, labelled.gate_label, figures["candidate"], user=user)
+            evaluation.baseline = baseline
+            evaluation.save(update_fields=["baseline"])
+            verdict = compare(
+                _figures(evaluation),
+                _figures(baseline),
+                margin=settings.FACE_MODEL_GATE_MARGIN,
+                min_fps_ratio=settings.FACE_MODEL_GATE_MIN_FPS_RATIO,
+            )
+            sections.append(
+                {
+                    **labelled.gate_label,
+                    "evaluation": evaluation.id,
+                    "baseline": baseline.id,
+                    "faces_scored": figures["candidate"]["faces_scored"],
+                    "passed": verdict["passed"],
+                    "reasons": verdict["reasons"],
+                    "rows": verdict["rows"],
+                }
+            )
+    return sections
+
+
 def run_gate(face_model: FaceModel, clip: Clip | None = None, *, user=None) -> Evaluation:
-    """Evaluate the candidate and the current model on the same clip, now; record the verdict."""
+    """Evaluate the candidate and the current model on the same clips, now: the synthetic crowd
+    clip, then each active labelled clip of the organization. The verdict (refused when worse
+    beyond the margin on any clip) is stored on the synthetic-clip evaluation's `comparison`."""
     current = current_model(face_model.organization)
     clip = clip or gate_clip()
     baseline = evaluate_model(current, clip, user=user)
     evaluation = evaluate_model(face_model, clip, user=user)
     verdict = compare(
-        {"recall": evaluation.recall, "precision": evaluation.precision, "fps": evaluation.fps},
-        {"recall": baseline.recall, "precision": baseline.precision, "fps": baseline.fps},
+        _figures(evaluation),
+        _figures(baseline),
         margin=settings.FACE_MODEL_GATE_MARGIN,
         min_fps_ratio=settings.FACE_MODEL_GATE_MIN_FPS_RATIO,
     )
     verdict["current_model"] = {"id": current.id, "label": str(current)}
+    verdict["labelled_clips"] = _gate_labelled_clips(face_model, current, user=user)
+    for section in verdict["labelled_clips"]:
+        verdict["reasons"] += [
+            f"on labelled clip '{section['name']}': {reason}" for reason in section["reasons"]
+        ]
+    verdict["passed"] = not verdict["reasons"]
     evaluation.baseline, evaluation.passed = baseline, verdict["passed"]
     evaluation.comparison = verdict
     evaluation.save(update_fields=["baseline", "passed", "comparison"])
@@ -286,6 +361,159 @@ def promote_model(face_model: FaceModel, clip: Clip | None = None, *, user=None)
         face_model.status, face_model.promoted_at = ModelStatus.PROMOTED, timezone.now()
         face_model.save(update_fields=["status", "promoted_at"])
     return evaluation
+
+
+# --- labelled clips ------------------------------------------------------------------------------
+# Container signatures OpenCV may open: AVI (RIFF....AVI ), Matroska/WebM, MP4/MOV (an atom at
+# byte 4). Anything else (a playlist, a text file) is refused before FFmpeg sees it: FFmpeg
+# follows playlists and concat lists to other files and URLs.
+_MP4_ATOMS = (b"ftyp", b"moov", b"mdat", b"wide", b"free", b"skip")
+
+
+def _video_container(data: bytes) -> str:
+    if data[:4] == b"RIFF" and data[8:12] == b"AVI ":
+        return "avi"
+    if data[:4] == b"\x1a\x45\xdf\xa3":
+        return "matroska"
+    if data[4:8] in _MP4_ATOMS:
+        return "mp4"
+    raise ValidationError(
+        {"video": "The video must be an AVI, MP4/MOV or Matroska/WebM file (checked by content)."}
+    )
+
+
+@contextmanager
+def _temp_video(data: bytes | None = None):
+    handle, path = tempfile.mkstemp(suffix=".video")
+    try:
+        with os.fdopen(handle, "wb") as out:
+            if data:
+                out.write(data)
+        yield path
+    finally:
+        os.unlink(path)
+
+
+def inspect_labelled_clip(video: bytes, annotations: bytes | str) -> dict:
+    """Check a clip before it is stored: size, container, readable by OpenCV (every frame), not
+    too long, and annotations that fit its frames; field-keyed ValidationErrors otherwise."""
+    if not video:
+        raise ValidationError({"video": "The video file is empty."})
+    if len(video) > settings.LABELLED_CLIP_MAX_BYTES:
+        raise ValidationError(
+            {"video": f"The video is larger than {settings.LABELLED_CLIP_MAX_BYTES} bytes."}
+        )
+    _video_container(video)
+    with _temp_video(video) as path:
+        try:
+            info = probe_video(path)
+        except ValueError as exc:
+            raise ValidationError({"video": f"Unreadable video: {exc}."}) from exc
+    if info.frames > settings.LABELLED_CLIP_MAX_FRAMES:
+        raise ValidationError(
+            {
+                "video": f"The video has {info.frames} frames; at most "
+                f"{settings.LABELLED_CLIP_MAX_FRAMES} are allowed (each gate run plays all)."
+            }
+        )
+    try:
+        parsed = parse_annotations(
+            annotations, frames=info.frames, width=info.width, height=info.height
+        )
+    except ValueError as exc:
+        raise ValidationError({"annotations": f"Bad annotations: {exc}."}) from exc
+    return {
+        "sha256": hashlib.sha256(video).hexdigest(),
+        "size_bytes": len(video),
+        "width": info.width,
+        "height": info.height,
+        "frame_count": info.frames,
+        "fps": clip_fps(parsed, info),
+        "labelled_frames": parsed.labelled_frames,
+        "faces": parsed.faces,
+        "annotations": parsed.as_json(),
+    }
+
+
+def check_clip_name(organization, name: str) -> None:
+    """Clip names appear in the gate's reasons: short, plain and unique per organization."""
+    if not _NAME.match(name or ""):
+        raise ValidationError(
+            {"name": f"Clip name {name!r}: use 1-80 lowercase letters, digits, '.', '_' or '-'."}
+        )
+    if LabelledClip.objects.filter(organization=organization, name=name).exists():
+        raise ValidationError({"name": f"A labelled clip named {name!r} already exists."})
+
+
+def add_labelled_clip(
+    organization, *, name: str, video: bytes, annotations: bytes | str, user=None
+) -> LabelledClip:
+    """A labelled clip for the organization's gate; the video goes to the private artifacts
+    bucket (SSE) and nothing is stored unless every check passes."""
+    check_clip_name(organization, name)
+    info = inspect_labelled_clip(video, annotations)
+    key = f"labelled-clips/{organization.slug}/{name}/{info['sha256']}.video"
+    try:
+        _s3_put(key, video, info["sha256"])
+    except (ClientError, BotoCoreError) as exc:
+        raise ValidationError(f"Could not store the video in S3: {exc}") from exc
+    return LabelledClip.objects.create(
+        organization=organization,
+        name=name,
+        bucket=settings.ARTIFACTS_BUCKET,
+        key=key,
+        created_by=user,
+        **info,
+    )
+
+
+def set_labelled_clip_active(labelled: LabelledClip, active: bool) -> LabelledClip:
+    """Take a clip out of the gate (or back in) without deleting its video."""
+    labelled.active = active
+    labelled.save(update_fields=["active"])
+    return labelled
+
+
+def delete_labelled_clip(labelled: LabelledClip) -> None:
+    """Delete the video from S3, then the row (a failed S3 call keeps both, so nothing is left
+    behind unseen). Past Evaluation rows keep the clip's name and id in their `clip`."""
+    try:
+        aws.cached_client("s3").delete_object(Bucket=labelled.bucket, Key=labelled.key)
+    except (ClientError, BotoCoreError) as exc:
+        raise ValidationError(f"Could not delete {labelled.uri}: {exc}") from exc
+    labelled.delete()
+
+
+def _annotations(labelled: LabelledClip) -> Annotations:
+    return parse_annotations(
+        labelled.annotations,
+        frames=labelled.frame_count,
+        width=labelled.width,
+        height=labelled.height,
+    )
+
+
+@contextmanager
+def labelled_clip_file(labelled: LabelledClip):
+    """The clip's video in a temporary file (SHA-256 checked), deleted afterwards."""
+    with _temp_video() as path:
+        digest = hashlib.sha256()
+        try:
+            body = aws.cached_client("s3").get_object(Bucket=labelled.bucket, Key=labelled.key)
+            with open(path, "wb") as out:
+                for chunk in body["Body"].iter_chunks(1024 * 1024):
+                    digest.update(chunk)
+                    out.write(chunk)
+        except (ClientError, BotoCoreError) as exc:
+            raise ValidationError(
+                f"Labelled clip '{labelled.name}' cannot be read from {labelled.uri}: {exc}"
+            ) from exc
+        if digest.hexdigest() != labelled.sha256:
+            raise ValidationError(
+                f"Labelled clip '{labelled.name}' ({labelled.uri}) no longer matches its "
+                "SHA-256; upload it again."
+            )
+        yield path
 
 
 # --- rollout -------------------------------------------------------------------------------------

@@ -5,7 +5,12 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.authtoken.views import obtain_auth_token
 from rest_framework.routers import DefaultRouter
 
-from detectors.api import FaceModelViewSet, ModelRolloutViewSet, TrainingJobViewSet
+from detectors.api import (
+    FaceModelViewSet,
+    LabelledClipViewSet,
+    ModelRolloutViewSet,
+    TrainingJobViewSet,
+)
 from devices.api import DeploymentViewSet, DeviceViewSet, EdgeReleaseViewSet, TelemetryView
 from emotions.api import SetReportViewSet
 from emotions.views import set_report_page
@@ -27,6 +32,7 @@ router.register("edge-releases", EdgeReleaseViewSet, basename="edge-release")
 router.register("face-models", FaceModelViewSet, basename="face-model")
 router.register("face-model-rollouts", ModelRolloutViewSet, basename="face-model-rollout")
 router.register("training-jobs", TrainingJobViewSet, basename="training-job")
+router.register("labelled-clips", LabelledClipViewSet, basename="labelled-clip")
 
 public_urls = [
     path("festivals/<slug:slug>/live/", fan_api.FanLiveView.as_view(), name="fan-live"),
