@@ -112,13 +112,17 @@ class Command(BaseCommand):
         self.stdout.write(self.style.SUCCESS(f"{model} is now the current model"))
 
     def _comparison(self, gate):
-        self.stdout.write(f"gate on clip {gate.clip}")
-        self.stdout.write(f"  {'metric':<10}{'candidate':>12}{'current':>12}{'delta':>10}")
-        for row in gate.comparison["rows"]:
-            self.stdout.write(
-                f"  {row['metric']:<10}{row['candidate']:>12.3f}{row['current']:>12.3f}"
-                f"{row['delta']:>+10.3f}"
-            )
+        sections = [(f"clip {gate.clip}", gate.comparison)] + [
+            (f"labelled clip '{c['name']}'", c) for c in gate.comparison.get("labelled_clips", [])
+        ]
+        for title, section in sections:
+            self.stdout.write(f"gate on {title}")
+            self.stdout.write(f"  {'metric':<10}{'candidate':>12}{'current':>12}{'delta':>10}")
+            for row in section["rows"]:
+                self.stdout.write(
+                    f"  {row['metric']:<10}{row['candidate']:>12.3f}{row['current']:>12.3f}"
+                    f"{row['delta']:>+10.3f}"
+                )
 
     def do_rollout(self, options):
         model = self._model(options["id"])
