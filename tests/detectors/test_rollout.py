@@ -152,3 +152,36 @@ def test_viewers_cannot_roll_out_or_back(moto_aws, api_client, ours, short_range
     rollback = f"/api/v1/face-model-rollouts/{rollout.id}/rollback/"
     assert api_client.post(rollback).status_code == 403
     assert api_client.get("/api/v1/face-model-rollouts/").json()["count"] == 1
+
+
+class ServicePublisher:
+    """The camera's HTTPS telemetry transport, played through Django's test client: the real
+    telemetry endpoint answers, with the device's current settings in `desired`."""
+
+    def __init__(self, client, token: str):
+        self.client, self.token = client, token
+
+    def publish(self, payload: dict) -> dict:
+        response = self.client.post(
+            "/api/v1/telemetry/", payload, format="json", HTTP_AUTHORIZATION=f"Device {self.token}"
+        )
+        assert response.status_code == 202, response.json()
+        return response.json()
+
+
+def test_a_running_standalone_camera_switches_model_from_the_telemetry_answer(
+    registered, ours, short_range, api_client
+):
+    from devices.services import issue_device_token
+
+    cam = camera(registered)  # started on the bundled model, before the rollout
+    cam.publisher = ServicePublisher(api_client, issue_device_token(registered))
+    model = promoted(ours.organization, short_range)
+    services.roll_out(model, devices=[registered], user=ours.operator)
+    assert cam.model_choice.source == "bundled"
+    cam.telemetry()  # the next report's answer carries the rollout
+    assert cam.model_choice.source == "rolled_out" and cam.detector.layout == "short_range"
+    services.roll_back(registered, user=ours.operator)
+    cam.telemetry()
+    assert cam.model_choice.source == "bundled" and cam.detector.layout == "full_range"
+    assert cam.errors == 0
