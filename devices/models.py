@@ -111,7 +111,10 @@ class Device(TenantModel):
 
     @property
     def effective_config(self) -> dict:
-        return effective_edge_config(self.config)
+        """Defaults, then the festival's analysis mode, then the device's own settings: a
+        festival switched to edge mode makes its cameras score on the device (no crop leaves)
+        unless a device says otherwise."""
+        return effective_edge_config({"mode": self.festival.analysis_mode, **self.config})
 
     @property
     def paused(self) -> bool:

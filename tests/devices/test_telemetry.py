@@ -269,3 +269,21 @@ def test_aws_refusing_the_token_is_a_clear_400(api_client, settings):
         response = api_client.post(URL, CONFIRMATION, format="json")
     assert response.status_code == 400
     assert "AWS refused the confirmation" in str(response.json())
+
+
+def test_a_festival_in_edge_mode_makes_its_cameras_score_on_the_device(api_client, ours):
+    """The festival's privacy choice reaches the camera: registration config and every telemetry
+    answer say edge mode, unless the device itself was set otherwise."""
+    from devices.services.registration import device_config
+    from edge_package.config import parse_config
+
+    device, token = ours
+    assert post(api_client, token, report(device)).json()["desired"]["mode"] == "cloud"
+    device.festival.analysis_mode = "edge"
+    device.festival.save()
+    device.refresh_from_db()
+    assert parse_config(device_config(device), "camera").mode == "edge"
+    assert post(api_client, token, report(device)).json()["desired"]["mode"] == "edge"
+    device.config = {**device.config, "mode": "cloud"}  # an explicit per-device choice wins
+    device.save()
+    assert post(api_client, token, report(device)).json()["desired"]["mode"] == "cloud"
