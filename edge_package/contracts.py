@@ -182,7 +182,8 @@ def build_observation_item(
     analyzed_at_ms: int,
     ttl_s: int = DEFAULT_OBSERVATION_TTL_S,
 ) -> dict:
-    """One face's observation as plain Python values (floats); see to_dynamodb for the wire form."""
+    """One face's observation as plain Python values (floats); see to_dynamodb for the wire form.
+    `face_confidence` is the face detector's confidence on a 0..100 scale (Rekognition's)."""
     if source not in ANALYZER_SOURCES:
         raise ContractError(f"unknown analyzer source {source!r}")
     clean = normalise_scores(scores)

@@ -287,7 +287,7 @@ class ObservationSink(SpoolingSink):
             crop=parse_crop_key(key),
             face_index=0,
             scores=self.classifier.classify(release.image),
-            face_confidence=release.score,
+            face_confidence=min(100.0, release.score * 100.0),  # 0..100, as the cloud writes
             source="edge",
             organization=self.config.organization,
             model=getattr(self.classifier, "model_name", ""),
