@@ -111,3 +111,32 @@ def test_crop_to_observation_to_vibe_and_crop_deleted(aws_stack, two_worlds, set
     (row,) = compute_live_ranking(ours.festival)["stages"]
     assert row["faces"] == 3 and row["vibe"] > 40
     assert json.dumps(row["expression_share"])  # serializable for the API
+
+
+def test_worker_mode_honours_the_analyzers_own_settings(
+    aws_stack, two_worlds, settings, monkeypatch
+):
+    """The SQS worker reads the same STAGEPULSE_* variables as the Lambda (docs/analysis.md):
+    here a retention of 2 h leaves the crop to the bucket's lifecycle rule."""
+    s3, dynamodb, queue_url = aws_stack
+    ours, _ = two_worlds
+    monkeypatch.setenv("STAGEPULSE_CROP_RETENTION_HOURS", "2")
+    captured_ms = int(datetime.now(UTC).timestamp() * 1000)
+    key = build_crop_key(
+        ours.festival.slug, ours.stage.slug, ours.device.thing_name, captured_ms, 0
+    )
+    s3.put_object(
+        Bucket=settings.CROPS_BUCKET,
+        Key=key,
+        Body=astronaut_face_jpeg(),
+        ServerSideEncryption="AES256",
+        Metadata={META_CAPTURED_AT_MS: str(captured_ms), META_DETECTOR_SCORE: "0.93"},
+    )
+    out = io.StringIO()
+    call_command(
+        "analysis_worker",
+        *("--backend", "local", "--queue-url", queue_url, "--idle-exit", "--wait", "1"),
+        stdout=out,
+    )
+    assert "1 faces written" in out.getvalue()
+    assert s3.head_object(Bucket=settings.CROPS_BUCKET, Key=key)  # kept: retention applies

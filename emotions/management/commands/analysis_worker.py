@@ -6,6 +6,7 @@ The same handler as the Lambda; used by the embedded demo and by deployments wit
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
@@ -33,10 +34,15 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         queue_url = options["queue_url"] or self.queue_url_by_name(settings.ANALYSIS_QUEUE_NAME)
-        analyzer_settings = AnalyzerSettings(
+        # The analyzer's own variables (retention, stage allowlist, TTL, crop size, local model:
+        # docs/analysis.md) apply as in the Lambda; table and namespace default to the service's.
+        analyzer_settings = replace(
+            AnalyzerSettings.from_env(),
             backend=options["backend"],
-            table_name=settings.OBSERVATIONS_TABLE,
-            metrics_namespace=settings.CLOUDWATCH_NAMESPACE,
+            table_name=os.environ.get("STAGEPULSE_OBSERVATIONS_TABLE")
+            or settings.OBSERVATIONS_TABLE,
+            metrics_namespace=os.environ.get("STAGEPULSE_METRICS_NAMESPACE")
+            or settings.CLOUDWATCH_NAMESPACE,
             queue_url=queue_url,
         )
         self.stdout.write(f"analysis worker ({options['backend']}) on {queue_url}")
