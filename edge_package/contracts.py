@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from decimal import Decimal
 from urllib.parse import unquote_plus
 
@@ -85,7 +85,7 @@ class CropKey:
 
     @property
     def captured_at(self) -> datetime:
-        return datetime.fromtimestamp(self.captured_at_ms / 1000, tz=UTC)
+        return datetime.fromtimestamp(self.captured_at_ms / 1000, tz=timezone.utc)
 
     @property
     def stage_partition(self) -> str:
@@ -100,7 +100,7 @@ def _check_segment(name: str, value: str) -> None:
 def build_crop_key(festival: str, stage: str, device: str, captured_at_ms: int, seq: int) -> str:
     for name, value in (("festival", festival), ("stage", stage), ("device", device)):
         _check_segment(name, value)
-    when = datetime.fromtimestamp(captured_at_ms / 1000, tz=UTC)
+    when = datetime.fromtimestamp(captured_at_ms / 1000, tz=timezone.utc)
     return (
         f"{CROP_PREFIX}/{festival}/{stage}/{device}/"
         f"{when:%Y/%m/%d/%H}/{int(captured_at_ms)}-{int(seq)}.jpg"

@@ -129,8 +129,10 @@ def ssd_anchors(
     """Anchor centres (N, 2) in 0..1 for MediaPipe's SSD layout (full range: one per 4 px cell;
     short range: 2 per 8 px cell, then 6 per 16 px cell). `per_cell` may differ per stride."""
     counts = per_cell if isinstance(per_cell, tuple) else (per_cell,) * len(strides)
+    if len(counts) != len(strides):  # a mismatch would silently drop anchors (no zip strict on 3.8)
+        raise ValueError(f"per_cell has {len(counts)} entries for {len(strides)} strides")
     anchors = []
-    for stride, count in zip(strides, counts, strict=True):
+    for stride, count in zip(strides, counts):
         cells = input_size // stride
         ys, xs = np.mgrid[0:cells, 0:cells]
         centres = np.stack([(xs + 0.5) / cells, (ys + 0.5) / cells], axis=-1).reshape(-1, 2)

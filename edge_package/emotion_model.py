@@ -114,7 +114,9 @@ class EmotionClassifier:
         total = float(raw.sum())
         # The model ends in a softmax; renormalise defensively so rounding never exceeds 100.
         probs = raw / total if total > 0 else np.full(len(FER_CLASSES), 1.0 / len(FER_CLASSES))
+        if len(probs) != len(FER_CLASSES):  # another model's classes must not be mislabelled
+            raise ValueError(f"model gives {len(probs)} classes, expected {len(FER_CLASSES)}")
         scores = dict.fromkeys(EMOTIONS, 0.0)
-        for label, prob in zip(FER_CLASSES, probs, strict=True):
+        for label, prob in zip(FER_CLASSES, probs):
             scores[FER_TO_TAXONOMY[label]] = float(min(100.0, max(0.0, prob * 100.0)))
         return scores

@@ -12,7 +12,7 @@ import random
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import cache
+from functools import lru_cache
 
 import cv2
 import numpy as np
@@ -59,7 +59,7 @@ def _load_image(name: str) -> np.ndarray:
     return image
 
 
-@cache
+@lru_cache(maxsize=None)  # functools.cache is 3.9+
 def portrait(name: str) -> Portrait:
     """Head-and-hair patch (face box grown by 60 %) with a feathered elliptical alpha."""
     image = _load_image(name)

@@ -94,7 +94,7 @@ class Throttle:
         """candidates: (box, quality, payload). Returns [(track_id, payload)] to send now."""
         boxes = [c[0] for c in candidates]
         assigned = self._match(boxes)
-        for (box, quality, payload), ti in zip(candidates, assigned, strict=True):
+        for (box, quality, payload), ti in zip(candidates, assigned):  # same length by construction
             if ti is None:
                 track = Track(self._next_id, box, now, now, now, self.first_wait_s)
                 self._next_id += 1
