@@ -445,11 +445,18 @@ def _function_name(device: Device) -> str:
     return f"stagepulse-edge-{device.thing_name}"[:64]
 
 
+def _edge_environment(device: Device) -> dict:
+    """The edge_package config as the DeepLens Lambda's STAGEPULSE_CONFIG variable."""
+    return {"STAGEPULSE_CONFIG": json.dumps(device_config(device), sort_keys=True)}
+
+
 def gg1_lambda_function(deployment: Deployment) -> Outcome:
+    """The cloud Lambda holding the release zip. Its environment is informational only:
+    Greengrass v1 does not copy it to the core (the function definition carries it)."""
     device, release = deployment.device, deployment.release
     client = aws.cached_client("lambda")
     name = _function_name(device)
-    environment = {"Variables": {"STAGEPULSE_CONFIG": json.dumps(device_config(device))}}
+    environment = {"Variables": _edge_environment(device)}
     code = {"S3Bucket": release.bucket, "S3Key": release.key}
     role_arn = deeplens_lambda_role_arn()
     try:
@@ -537,6 +544,7 @@ def gg1_resource_definition(deployment: Deployment) -> Outcome:
 
 
 def gg1_function_definition(deployment: Deployment) -> Outcome:
+    """How the core runs the Lambda; the only environment the device sees is set here."""
     access = [
         {"ResourceId": rid, "Permission": "rw"} for rid, _ in DEEPLENS_RESOURCES + DEEPLENS_VOLUMES
     ]
@@ -555,6 +563,7 @@ def gg1_function_definition(deployment: Deployment) -> Outcome:
                         "Timeout": 60,
                         "EncodingType": "json",
                         "Environment": {
+                            "Variables": _edge_environment(deployment.device),
                             "AccessSysfs": True,
                             "ResourceAccessPolicies": access,
                         },

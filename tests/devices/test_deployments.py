@@ -18,6 +18,7 @@ from devices.models import Deployment, DeploymentState, Device, EdgeRelease, Pla
 from devices.services import deployments
 from devices.services.deployments import component_recipe
 from devices.services.registration import device_config
+from edge_package.config import parse_config
 from festival import aws
 
 pytestmark = pytest.mark.django_db
@@ -278,6 +279,11 @@ def test_deeplens_builds_the_whole_group_and_deploys(deeplens, release, settings
     assert config["Pinned"] is True
     access = {p["ResourceId"] for p in config["Environment"]["ResourceAccessPolicies"]}
     assert {"camera", "gpu"} <= access
+    # The core gives the Lambda only the definition's variables (not the cloud Lambda's).
+    on_device = json.loads(config["Environment"]["Variables"]["STAGEPULSE_CONFIG"])
+    assert on_device == device_config(deeplens)
+    assert on_device["device"] == "ours-cam-1" and on_device["bucket"] == deeplens.festival.bucket
+    assert parse_config(on_device).device == "ours-cam-1"  # what the camera's loop starts with
     # Subscriptions: telemetry to the cloud, shadow deltas to the lambda.
     sdef_arn = r["subscription_definition_version_arn"]
     subs = gg.get_subscription_definition_version(
