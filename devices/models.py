@@ -7,7 +7,12 @@ from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
 
-from edge_package.contracts import effective_edge_config, validate_edge_config
+from edge_package.contracts import (
+    THING_NAME_PATTERN,
+    THING_NAME_RULE,
+    effective_edge_config,
+    validate_edge_config,
+)
 from festival.models import Festival, TenantModel
 from stages.models import Stage
 
@@ -32,10 +37,8 @@ def validate_edge_config_field(value) -> None:
         raise ValidationError(problems)
 
 
-thing_name_validator = RegexValidator(
-    r"^[a-zA-Z0-9:_-]{1,128}$",
-    "Use letters, digits, ':', '_' or '-' (AWS IoT thing name rules), at most 128 characters.",
-)
+# The camera refuses a config whose device name breaks this rule, so the server checks the same one.
+thing_name_validator = RegexValidator(THING_NAME_PATTERN, f"Use {THING_NAME_RULE}.")
 
 
 class Device(TenantModel):

@@ -16,11 +16,14 @@ from dataclasses import dataclass, field
 from edge_package.contracts import (
     EDGE_CONFIG_DEFAULTS,
     FACE_MODEL_KEYS,
+    THING_NAME_RULE,
     effective_edge_config,
+    is_valid_thing_name,
     validate_edge_config,
 )
 
-_SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+# Festival and stage slugs; the device name follows contracts.THING_NAME_PATTERN.
+_SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")
 
 # Identity / routing settings: name -> (type, default; None means required).
 IDENTITY_FIELDS: dict[str, tuple[type, object]] = {
@@ -122,7 +125,10 @@ def parse_config(raw: dict, source: str = "configuration") -> DeviceConfig:
             problems.append(f"{key}: must be a string, got {value!r}")
             continue
         values[key] = value
-    for key in ("device", "festival", "stage"):
+    if "device" in values and not is_valid_thing_name(values["device"]):
+        # The server checks Device.thing_name with the same contracts rule.
+        problems.append(f"device: {values['device']!r} must be {THING_NAME_RULE}")
+    for key in ("festival", "stage"):
         if key in values and not _SEGMENT.match(values[key]):
             problems.append(
                 f"{key}: {values[key]!r} must be 1-128 letters, digits, '.', '_' or '-' "

@@ -59,6 +59,25 @@ def top_emotion(scores: dict[str, float]) -> str:
     return max(EMOTIONS, key=lambda name: (scores.get(name, 0.0), -EMOTIONS.index(name)))
 
 
+# --- Device identity (AWS IoT thing name) -------------------------------------------------------
+# The thing name is also the device segment of crop keys and of the device's IoT/IAM resource
+# names, so the server (Device.thing_name) and the camera (config "device") check this one rule:
+# AWS IoT allows 1-128 of [a-zA-Z0-9:_-]; the camera adds no ':' and a letter or digit first (a
+# safe S3 key segment and file name). Not only digits either: the infra stack's device role
+# matches faces/*/*/<thing>/*, and IAM's * spans '/', so "2026" would match any camera's date
+# folders (docs/infra.md).
+THING_NAME_PATTERN = r"^(?![0-9]+\Z)[A-Za-z0-9][A-Za-z0-9_-]{0,127}\Z"
+THING_NAME_RE = re.compile(THING_NAME_PATTERN)
+THING_NAME_RULE = (
+    "1-128 letters, digits, '_' or '-', starting with a letter or digit and not only digits "
+    "(an AWS IoT thing name that is also a crop key segment)"
+)
+
+
+def is_valid_thing_name(name: object) -> bool:
+    return isinstance(name, str) and THING_NAME_RE.match(name) is not None
+
+
 # --- S3 crop key -------------------------------------------------------------------------------
 CROP_PREFIX = "faces"
 # faces/<festival>/<stage>/<device>/<yyyy>/<mm>/<dd>/<hh>/<capture-ms>-<seq>.jpg

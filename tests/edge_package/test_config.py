@@ -75,3 +75,21 @@ def test_tunable_updates_are_validated_before_they_apply():
     assert paused.paused and paused.jpeg_quality == 70 and paused.bucket == "crops"
     with pytest.raises(ConfigError, match="jpeg_quality: must be between 30 and 100"):
         cfg.with_tunables(jpeg_quality=5)
+
+
+@pytest.mark.parametrize(
+    "device", ["cam:main-1", "_cam", "-cam", "cam.1", "x" * 129, "cam\n", "2026"]
+)
+def test_device_names_follow_the_shared_thing_name_rule(device):
+    """The server validates Device.thing_name with the same contracts rule, so the admin can no
+    longer create a camera whose config the camera then refuses."""
+    from edge_package.contracts import THING_NAME_RULE
+
+    with pytest.raises(ConfigError) as caught:
+        parse_config({**GOOD, "device": device})
+    assert f"device: {device!r} must be {THING_NAME_RULE}" in str(caught.value)
+
+
+@pytest.mark.parametrize("device", ["cam-1", "Main_Left-2", "9a", "x" * 128])
+def test_thing_names_aws_iot_and_the_camera_both_accept_parse(device):
+    assert parse_config({**GOOD, "device": device}).device == device
