@@ -2,6 +2,7 @@ import io
 import json
 import zipfile
 
+from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
@@ -40,8 +41,18 @@ class DeploymentInline(admin.TabularInline):
     show_change_link = True
 
 
+class DeviceForm(forms.ModelForm):
+    def clean(self):
+        cleaned = super().clean()
+        if self.instance.pk and "stage" in cleaned:
+            # A form error on the stage field, before anything is saved.
+            services.check_stage_change(self.instance, cleaned["stage"])
+        return cleaned
+
+
 @admin.register(Device)
 class DeviceAdmin(TenantAdminMixin, admin.ModelAdmin):
+    form = DeviceForm
     organization_source = "festival"
     list_display = [
         "name",
@@ -126,12 +137,20 @@ class DeviceAdmin(TenantAdminMixin, admin.ModelAdmin):
         return format_html('<a href="{}">{} {}</a>', url, latest.release.version, latest.state)
 
     def save_model(self, request, obj, form, change):
-        super().save_model(request, obj, form, change)
-        if change and {"config", "stage"} & set(form.changed_data):
-            if {"stage"} & set(form.changed_data) and obj.registered_at:
-                services.registration.update_device_role_policy(obj)
-            if not services.push_config_to_shadow(obj) and obj.registered_at:
-                messages.warning(request, f"{obj}: saved, but {obj.shadow_error}")
+        if not change:
+            super().save_model(request, obj, form, change)
+            return
+        # Through the service (same rules as the API): config pushed to the shadow, a registered
+        # camera's stage kept (DeviceForm.clean already showed why).
+        saved = Device.objects.get(pk=obj.pk)
+        changes = {name: getattr(obj, name) for name in form.changed_data}
+        try:
+            services.update_device(saved, **changes)
+        except DjangoValidationError as exc:  # it was registered meanwhile
+            messages.error(request, f"{obj} was not changed: {_error_text(exc)}")
+            return
+        if "config" in form.changed_data and saved.registered_at and saved.shadow_error:
+            messages.warning(request, f"{obj}: saved, but {saved.shadow_error}")
 
     def delete_model(self, request, obj):
         try:

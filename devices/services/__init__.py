@@ -6,6 +6,7 @@ from devices.services.deployments import (
     start_deployment,
 )
 from devices.services.health import (
+    check_stage_change,
     publish_device_metrics,
     push_config_to_shadow,
     set_paused,
@@ -34,6 +35,7 @@ __all__ = [
     "CredentialsBundle",
     "TelemetryRejected",
     "build_edge_release",
+    "check_stage_change",
     "confirm_rule_destination",
     "delete_device",
     "deregister_device",

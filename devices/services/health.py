@@ -9,6 +9,7 @@ from datetime import timedelta
 
 from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -171,19 +172,43 @@ def push_config_to_shadow(device: Device) -> bool:
     return True
 
 
-def update_device(device: Device, **changes) -> Device:
-    """Apply organizer changes (name, stage, config...), then push the config to the shadow and
-    re-scope the S3 role when the stage moved. Validation errors change nothing."""
-    from devices.services.registration import update_device_role_policy
+MOVE_REGISTERED_HINT = (
+    "To move it: Deregister it, choose the new stage, Register it again, install the new bundle "
+    "(certificate and stagepulse.json) on the camera and deploy the edge release; "
+    "see 'Moving a camera' in docs/devices.md."
+)
 
-    old_stage, old_config = device.stage_id, dict(device.config)
+
+def check_stage_change(device: Device, stage) -> None:
+    """Refuse moving a registered camera: its stage is written into the camera's own config (the
+    crop keys it uploads to), which neither the shadow nor a telemetry answer can change, so after
+    a move every upload would be AccessDenied and the new stage would get nothing."""
+    new_stage_id = getattr(stage, "pk", stage)
+    if not device.pk or not device.registered_at or new_stage_id == device.stage_id:
+        return
+    raise ValidationError(
+        {
+            "stage": (
+                f"{device.thing_name} is registered for "
+                f"{device.stage.name if device.stage_id else 'no stage'}, and that stage is part "
+                f"of the configuration on the camera itself. {MOVE_REGISTERED_HINT}"
+            )
+        }
+    )
+
+
+def update_device(device: Device, **changes) -> Device:
+    """Apply organizer changes (name, stage, config...), then push the config to the shadow.
+    A registered device keeps its stage (check_stage_change). Validation errors change nothing."""
+    for key in ("stage", "stage_id"):
+        if key in changes:
+            check_stage_change(device, changes[key])
+    old_config = dict(device.config)
     for key, value in changes.items():
         setattr(device, key, value)
     device.full_clean()
     device.save()
-    if device.registered_at and device.stage_id != old_stage:
-        update_device_role_policy(device)
-    if device.config != old_config or device.stage_id != old_stage:
+    if device.config != old_config:
         push_config_to_shadow(device)
     return device
 

@@ -16,7 +16,6 @@ from django.utils import timezone
 from devices import services
 from devices.models import Device, DeviceStatus
 from festival import aws
-from stages.models import Stage
 
 pytestmark = pytest.mark.django_db
 
@@ -194,20 +193,6 @@ def test_shadow_failure_keeps_the_config_and_says_so(registered, monkeypatch):
     device.refresh_from_db()
     assert device.config == {"paused": True}
     assert "ServiceUnavailableException" in device.shadow_error
-
-
-def test_stage_move_rescopes_the_s3_role(registered, two_worlds):
-    device, _ = registered
-    bar = Stage.objects.create(
-        organization=device.organization, festival=device.festival, name="Bar", slug="bar"
-    )
-    services.update_device(device, stage=bar)
-    policy = aws.client("iam").get_role_policy(RoleName=device.role_name, PolicyName="own-prefix")
-    document = policy["PolicyDocument"]
-    if isinstance(document, str):
-        document = json.loads(document)
-    assert document["Statement"][0]["Resource"].endswith("/faces/ours-fest/bar/ours-cam-1/*")
-    assert desired(device)  # and the device heard about it
 
 
 def test_unregistered_device_config_is_saved_without_a_push(moto_aws, two_worlds):
