@@ -2,9 +2,14 @@
 
 AWS ended DeepLens on 2024-01-31 and discontinued Greengrass V1 on 2026-10-07; this path is kept for
 owners of existing units. Greengrass v1 imports the module once and keeps it alive: the capture loop
-runs in a background thread started at import, and `function_handler` (which Greengrass requires)
-does nothing because the lambda is not event-driven. Configuration comes from the lambda's
-STAGEPULSE_CONFIG environment variable; telemetry goes out through greengrasssdk's iot-data client.
+runs in a background thread started at import. `function_handler` receives what the group's
+subscriptions route to the lambda: the device shadow's delta messages
+(`$aws/things/<thing>/shadow/update/delta`, synced from the cloud shadow the service writes), whose
+settings (pause, masks, thresholds, a rolled-out model) it hands to the capture thread.
+Configuration at start comes from STAGEPULSE_CONFIG (set in the Greengrass function definition);
+the cloud shadow is also read at start and every telemetry interval (group role credentials), so a
+pause made while the unit was off or restarting is not missed. Telemetry goes out through
+greengrasssdk's iot-data client.
 """
 
 from __future__ import annotations
@@ -16,20 +21,41 @@ import time
 
 log = logging.getLogger("edge_package.deeplens")
 
-_state: dict = {"thread": None, "runner": None, "error": ""}
+_state: dict = {"thread": None, "runner": None, "error": "", "pending": {}}
+_lock = threading.Lock()  # the handler thread and the capture thread share _state
 
 
-def build_runner():
-    """Config, DeepLens camera, greengrasssdk publisher and the production sink, wired together."""
+def build_runner(*, shadow_client=None):
+    """Config, DeepLens camera, greengrasssdk publisher, the production sink and the shadow
+    follower (polled every telemetry interval), wired together."""
     from edge_package.config import config_from_env
     from edge_package.pipeline import EdgeRunner
+    from edge_package.shadow import ShadowFollower
+    from edge_package.sinks import aws_client
     from edge_package.sources import DeepLensSource
     from edge_package.telemetry import GreengrassV1Publisher
 
     config = config_from_env()
     source = DeepLensSource()
     runner = EdgeRunner(config, publisher=GreengrassV1Publisher(config.device))
+    follower = ShadowFollower(runner, shadow_client or aws_client("iot-data", config.region))
+    runner.before_telemetry = follower.poll
     return runner, source
+
+
+def _adopt(runner) -> None:
+    """Before the first frame: make `runner` the one shadow deltas go to, apply the deltas that
+    arrived while it was being built, then read the shadow itself (the newest state wins, and a
+    pause made while the unit was off is honoured before any frame is looked at)."""
+    from edge_package.shadow import apply_pushed
+
+    with _lock:
+        _state["runner"] = runner
+        pending, _state["pending"] = _state["pending"], {}
+    if pending:
+        apply_pushed(runner, pending, "device shadow")
+    if runner.before_telemetry is not None:
+        runner.before_telemetry()
 
 
 def capture_loop(retry_s: float = 30.0, max_restarts: int | None = None) -> None:
@@ -38,10 +64,12 @@ def capture_loop(retry_s: float = 30.0, max_restarts: int | None = None) -> None
     while True:
         try:
             runner, source = build_runner()
-            _state["runner"] = runner
+            _adopt(runner)
             runner.run(source)
             return  # the loop was stopped on purpose
         except Exception as exc:  # keep the device alive whatever went wrong; say why
+            with _lock:
+                _state["runner"] = None  # deltas wait for the next runner
             _state["error"] = f"{type(exc).__name__}: {exc}"
             log.error("StagePulse capture loop stopped: %s; restarting in %ss", exc, retry_s)
         restarts += 1
@@ -63,7 +91,21 @@ def start(**kwargs) -> threading.Thread:
 
 
 def function_handler(event, context):
-    """Required by Greengrass v1; the long-lived lambda does its work in the capture thread."""
+    """A shadow delta routed to the lambda: hand its StagePulse settings to the capture thread
+    (applied between frames). Anything else is ignored: the work is done in the capture thread."""
+    from edge_package.shadow import desired_tunables
+
+    if not isinstance(event, dict) or not isinstance(event.get("state"), dict):
+        return None
+    tunables = desired_tunables(event)
+    if not tunables:
+        return None
+    with _lock:
+        runner = _state["runner"]
+        if runner is None:  # still starting (or restarting): keep it for the next runner
+            _state["pending"].update(tunables)
+            return None
+    runner.push_tunables(tunables, "device shadow")
     return None
 
 

@@ -2,9 +2,11 @@
 
 The recipe template (edge_package/recipes/greengrass-v2.yaml) installs a venv with the four edge
 dependencies and runs this module. The device configuration is the component's `stagepulse`
-configuration object, read through the nucleus IPC at start and again every telemetry interval, so a
-pause or a new mask pushed by a deployment applies without a restart. Telemetry is published to IoT
-Core through the same IPC client; AWS credentials come from the TokenExchangeService dependency.
+configuration object, read through the nucleus IPC at start; it changes only with a deployment.
+Pause, masks, thresholds and model rollouts between deployments arrive through the device's
+shadow (the service writes `state.desired.stagepulse`), read before the first frame and every
+telemetry interval. Telemetry is published to IoT Core through the IPC client; AWS credentials
+come from the TokenExchangeService dependency.
 """
 
 from __future__ import annotations
@@ -62,11 +64,17 @@ def read_component_config(client) -> dict:
 
 
 class ConfigWatcher:
-    """Polls the component configuration and pushes tunable changes into the runner."""
+    """Polls the component configuration and applies what a deployment changed in it.
+
+    Only changes of the component configuration itself are applied (compared with what it said
+    last time), not every difference from the running settings: those may come from the shadow,
+    which is newer, and must not be undone at each poll.
+    """
 
     def __init__(self, client, runner):
         self.client = client
         self.runner = runner
+        self.seen = dict(runner.config.edge)
 
     def poll(self) -> bool:
         from edge_package.config import ConfigError, parse_config
@@ -79,13 +87,30 @@ class ConfigWatcher:
         except Exception as exc:  # IPC hiccup: keep the current settings
             self.runner.error(f"reading the component configuration failed: {exc}")
             return False
-        if fresh.edge != self.runner.config.edge:
-            self.runner.update_tunables(**fresh.edge)
+        changed = {k: v for k, v in fresh.edge.items() if self.seen.get(k, "") != v}
+        self.seen = dict(fresh.edge)
+        if changed:
+            self.runner.update_tunables(**changed)
             return True
         return False
 
 
-def main(argv: list[str] | None = None, *, client=None) -> int:
+def shadow_client(region: str):
+    """boto3 iot-data for GetThingShadow on the cloud shadow, with the TokenExchangeService's
+    role credentials (boto3 finds AWS_CONTAINER_CREDENTIALS_FULL_URI, set by the nucleus).
+
+    Chosen over the IPC shadow API because that needs the ShadowManager component with its cloud
+    sync configured for the classic shadow, plus IPC access control; the cloud call needs only
+    iot:GetThingShadow on the device's own thing (its role allows exactly that) and is the same
+    code path as the standalone `--follow-shadow`.
+    """
+    from edge_package.sinks import aws_client
+
+    return aws_client("iot-data", region)
+
+
+def main(argv: list[str] | None = None, *, client=None, shadow=None) -> int:
+    """Run the component; `client` (IPC) and `shadow` (iot-data) are built here when not given."""
     parser = argparse.ArgumentParser(prog="python -m edge_package.greengrass")
     parser.add_argument("--source", required=True, help="camera: webcam index, rtsp:// URL, file")
     parser.add_argument("--config-json", default="", help="configuration JSON (from the recipe)")
@@ -95,6 +120,7 @@ def main(argv: list[str] | None = None, *, client=None) -> int:
 
     from edge_package.config import ConfigError, parse_config
     from edge_package.pipeline import EdgeRunner
+    from edge_package.shadow import ShadowFollower
     from edge_package.sources import SourceError, open_source
     from edge_package.telemetry import GreengrassV2Publisher
 
@@ -107,7 +133,15 @@ def main(argv: list[str] | None = None, *, client=None) -> int:
         print(f"StagePulse component cannot start: {exc}", file=sys.stderr)
         return 2
     runner = EdgeRunner(config, publisher=GreengrassV2Publisher(config.device, client=client))
-    runner.before_telemetry = ConfigWatcher(client, runner).poll
+    watcher = ConfigWatcher(client, runner)
+    follower = ShadowFollower(runner, shadow or shadow_client(config.region))
+
+    def refresh() -> None:
+        watcher.poll()  # a redeploy's configuration first, then the (newer) shadow on top
+        follower.poll()
+
+    follower.poll()  # a pause made while the component was stopped holds from the first frame
+    runner.before_telemetry = refresh
     signal.signal(signal.SIGTERM, lambda *_: runner.stop())  # how Greengrass stops a component
     final = runner.run(source, max_frames=args.max_frames)
     log.info("StagePulse component stopped: %s", json.dumps(final))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import threading
 import time
 from collections import deque
@@ -77,6 +78,7 @@ class EdgeRunner:
         self._frame_times: deque = deque(maxlen=60)
         self._last_telemetry = None
         self.before_telemetry = None  # hook: e.g. re-read the device runtime's configuration
+        self._pushed: queue.SimpleQueue = queue.SimpleQueue()
         self.stop_event = threading.Event()
         if self.model_choice is not None and self.model_choice.problem:
             self.error(self.model_choice.problem)
@@ -115,6 +117,21 @@ class EdgeRunner:
             if self.model_choice.problem:
                 self.error(self.model_choice.problem)
         self._apply_tunables()
+
+    def push_tunables(self, tunables: dict, origin: str) -> None:
+        """Thread-safe hand-over of settings from another thread (a DeepLens shadow delta): the
+        capture thread applies them between frames, never in the middle of one."""
+        self._pushed.put((dict(tunables), origin))
+
+    def _apply_pushed_queue(self) -> None:
+        from edge_package.shadow import apply_pushed
+
+        while True:
+            try:
+                tunables, origin = self._pushed.get_nowait()
+            except queue.Empty:
+                return
+            apply_pushed(self, tunables, origin)
 
     def error(self, message: str) -> None:
         self.errors += 1
@@ -216,7 +233,9 @@ class EdgeRunner:
         return payload
 
     def tick(self, now: float) -> None:
-        """Housekeeping between frames: drain the spool, send telemetry when it is due."""
+        """Housekeeping between frames: apply pushed settings, drain the spool, send telemetry
+        when it is due."""
+        self._apply_pushed_queue()
         if hasattr(self.sink, "pump") and not getattr(self.sink, "background", False):
             self.sink.pump()
         if self._last_telemetry is None or now - self._last_telemetry >= (
@@ -231,7 +250,6 @@ class EdgeRunner:
         """Run until the source ends, max_frames/duration_s is reached or stop() is called."""
         started = self.clock()
         last_status = started
-        min_gap = 1.0 / self.config.fps_cap
         if hasattr(self.sink, "start"):
             self.sink.start()
         try:
@@ -257,7 +275,7 @@ class EdgeRunner:
                 if status and now - last_status >= status_every_s:
                     last_status = now
                     status(self.counters())
-                spare = min_gap - (self.clock() - loop_start)
+                spare = 1.0 / self.config.fps_cap - (self.clock() - loop_start)  # may be pushed
                 if spare > 0:
                     self.stop_event.wait(spare)
         finally:

@@ -241,3 +241,166 @@ def test_frame_source_shape_guard_keeps_the_loop_running():
     bad = Frame(image=np.zeros((10, 10), np.uint8), index=0, captured_at_ms=0)
     assert runner.process_frame(bad, 0.0) == []
     assert runner.errors == 1 and "frame 0 skipped" in runner.last_error
+
+
+# --- Settings pushed through the device shadow reach DeepLens and Greengrass v2 cameras ----------
+@pytest.fixture
+def shadow():
+    """moto's IoT data plane with the camera's thing; push() writes what the service writes
+    (devices.services.health.push_config_to_shadow)."""
+    with mock_aws():
+        boto3.client("iot", region_name="eu-west-1").create_thing(thingName="cam-1")
+        boto3.client("s3", region_name="eu-west-1").create_bucket(
+            Bucket="crops", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"}
+        )
+        client = boto3.client("iot-data", region_name="eu-west-1")
+
+        def push(tunables: dict) -> dict:
+            document = {"state": {"desired": {"stagepulse": tunables}}}
+            client.update_thing_shadow(thingName="cam-1", payload=json.dumps(document).encode())
+            return json.loads(client.get_thing_shadow(thingName="cam-1")["payload"].read())
+
+        client.push = push
+        yield client
+
+
+def delta_message(document: dict) -> dict:
+    """The message AWS IoT publishes on $aws/things/<thing>/shadow/update/delta (and Greengrass
+    v1 hands the subscribed lambda, JSON-decoded): the shadow's delta as `state`."""
+    return {
+        "version": document["version"],
+        "timestamp": document["timestamp"],
+        "state": document["state"]["delta"],
+        "metadata": document["metadata"]["desired"],
+    }
+
+
+@pytest.fixture
+def deeplens_state(monkeypatch):
+    from edge_package import deeplens
+
+    monkeypatch.setitem(deeplens._state, "runner", None)
+    monkeypatch.setitem(deeplens._state, "pending", {})
+    return deeplens
+
+
+def test_deeplens_handler_applies_a_shadow_delta_between_frames(shadow, deeplens_state):
+    from edge_package.pipeline import EdgeRunner
+
+    runner = EdgeRunner(parse_config(BASE), sink=object())
+    deeplens_state._adopt(runner)
+    document = shadow.push({"paused": True, "fps_cap": 5, "masks": [[[0, 0], [1, 0], [0, 1]]]})
+    assert deeplens_state.function_handler(delta_message(document), None) is None
+    assert runner.config.paused is False  # not in the middle of a frame: at the next tick
+    runner.tick(0.0)
+    assert runner.config.paused is True and runner.config.fps_cap == 5
+    assert runner.config.masks == [[[0, 0], [1, 0], [0, 1]]]
+
+
+def test_deeplens_handler_refuses_a_bad_delta_and_ignores_other_events(deeplens_state):
+    from edge_package.pipeline import EdgeRunner
+
+    runner = EdgeRunner(parse_config(BASE), sink=object())
+    deeplens_state._adopt(runner)
+    for event in (None, {}, {"state": "x"}, {"state": {"other": {"paused": True}}}, [1]):
+        assert deeplens_state.function_handler(event, None) is None
+    deeplens_state.function_handler({"state": {"stagepulse": {"jpeg_quality": 5}}}, None)
+    runner.tick(0.0)
+    assert runner.config.jpeg_quality == 85 and not runner.config.paused
+    assert "device shadow refused" in runner.last_error and "jpeg_quality" in runner.last_error
+
+
+def test_deeplens_pause_made_while_the_unit_was_off_holds_from_the_first_frame(
+    monkeypatch, greengrasssdk, shadow, deeplens_state, tmp_path
+):
+    from edge_package.synthetic import SyntheticCrowdSource
+
+    crowd = SyntheticCrowdSource(width=640, height=360, faces=2, min_face=70, max_face=90)
+    _fake_awscam(monkeypatch, [crowd.render(i).image for i in range(5)])
+    monkeypatch.setenv("STAGEPULSE_CONFIG", json.dumps({**BASE, "spool_dir": str(tmp_path)}))
+    shadow.push({"paused": True})  # STAGEPULSE_CONFIG (deploy time) still says not paused
+    runner, source = deeplens_state.build_runner(shadow_client=shadow)
+    # A delta that arrived while the runner was being built is kept for it, too.
+    deeplens_state.function_handler({"state": {"stagepulse": {"fps_cap": 7}}}, None)
+    deeplens_state._adopt(runner)
+    assert runner.config.paused is True and runner.config.fps_cap == 7
+    final = runner.run(source, max_frames=5)
+    assert final["frames"] == 5 and final["faces_detected"] == 0  # no frame was looked at
+
+
+def test_greengrass_v2_component_follows_the_shadow_without_fighting_its_config(shadow, tmp_path):
+    from edge_package import greengrass
+    from edge_package.pipeline import EdgeRunner
+    from edge_package.shadow import ShadowFollower
+
+    # A pause pushed while the component was stopped holds from its first frame.
+    shadow.push({"paused": True})
+    ipc = FakeIpc({**BASE, "spool_dir": str(tmp_path), "telemetry_interval_s": 0.5})
+    source = "synthetic:frames=4,width=640,height=360,faces=2,min_face=60,max_face=90"
+    assert (
+        greengrass.main(["--source", source, "--max-frames", "4"], client=ipc, shadow=shadow) == 0
+    )
+    assert ipc.published[-1][1]["paused"] is True and ipc.published[-1][1]["faces_detected"] == 0
+
+    # While running: the shadow (newer) is not undone by the unchanged component configuration,
+    # and a redeploy's change of the component configuration still applies.
+    runner = EdgeRunner(parse_config(ipc.config), sink=object())
+    watcher, follower = greengrass.ConfigWatcher(ipc, runner), ShadowFollower(runner, shadow)
+    shadow.push({"paused": True, "detection_threshold": 0.5})
+    assert watcher.poll() is False  # the component configuration did not change: hands off
+    assert follower.poll() is True
+    for _ in range(2):  # no tug of war at later intervals (each would reset pending crops)
+        assert watcher.poll() is False and follower.poll() is False
+        assert runner.config.paused is True and runner.config.detection_threshold == 0.5
+    ipc.config["min_face_px"] = 64  # a redeploy
+    assert watcher.poll() is True and runner.config.min_face_px == 64
+    assert follower.poll() is False and runner.config.paused is True
+
+
+class _TokenExchange(BaseHTTPRequestHandler):
+    """What the Greengrass v2 TokenExchangeService answers at AWS_CONTAINER_CREDENTIALS_FULL_URI."""
+
+    seen: list = []
+
+    def do_GET(self):
+        type(self).seen.append(self.headers.get("Authorization"))
+        body = json.dumps(
+            {
+                "AccessKeyId": "ASIATESTEXCHANGE",
+                "SecretAccessKey": "secret",
+                "Token": "session",
+                "Expiration": "2099-01-01T00:00:00Z",
+            }
+        ).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_greengrass_v2_shadow_client_uses_the_token_exchange_credentials(monkeypatch, tmp_path):
+    from edge_package.greengrass import shadow_client
+
+    server = HTTPServer(("127.0.0.1", 0), _TokenExchange)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv(
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI", f"http://127.0.0.1:{server.server_port}/creds"
+    )
+    monkeypatch.setenv("AWS_CONTAINER_AUTHORIZATION_TOKEN", "tes-token")
+    try:
+        client = shadow_client("eu-west-1")
+        frozen = client._request_signer._credentials.get_frozen_credentials()
+    finally:
+        server.shutdown()
+    assert frozen.access_key == "ASIATESTEXCHANGE" and frozen.token == "session"
+    assert _TokenExchange.seen == ["tes-token"]
+    assert client.meta.region_name == "eu-west-1"
