@@ -34,7 +34,11 @@ from devices.models import (
     EdgeRelease,
     Platform,
 )
-from devices.services.registration import TELEMETRY_TOPIC, device_config
+from devices.services.registration import (
+    TELEMETRY_TOPIC,
+    device_config,
+    update_device_role_policy,
+)
 from edge_package.contracts import EDGE_CONFIG_DEFAULTS
 from edge_package.greengrass import COMPONENT_NAME, render_recipe
 from festival import aws
@@ -329,7 +333,10 @@ def gg2_create_component(deployment: Deployment) -> Outcome:
 
 
 def gg2_create_deployment(deployment: Deployment) -> Outcome:
+    """The deployment to the core; the device role's policy is rewritten first (idempotent), so
+    a device registered before the role could read releases and its shadow can now."""
     device = deployment.device
+    update_device_role_policy(device)
     config = device_config(device)
     response = aws.cached_client("greengrassv2").create_deployment(
         targetArn=_thing_arn(deployment),
@@ -383,7 +390,10 @@ def _token(deployment: Deployment, step: str) -> str:
 
 
 def gg1_ensure_group(deployment: Deployment) -> Outcome:
+    """The device's group (reused); its role is the device role, whose policy is rewritten
+    first so an older registration gains the shadow read the camera now does."""
     device = deployment.device
+    update_device_role_policy(device)
     gg = aws.cached_client("greengrass")
     role_arn = aws.cached_client("iam").get_role(RoleName=device.role_name)["Role"]["Arn"]
     if device.greengrass_group_id:

@@ -141,11 +141,13 @@ def iot_policy_document(device: Device, *, region: str, account: str) -> dict:
     }
 
 
-def device_role_policy_document(device: Device) -> dict:
+def device_role_policy_document(device: Device, *, region: str, account: str) -> dict:
     """What the device's temporary credentials may do: write crops under its own prefix only,
-    read its organization's rolled-out face models, and (edge mode) write observation items of
-    its own stage only."""
+    read its organization's rolled-out face models, (edge mode) write observation items of its
+    own stage only, read the edge releases Greengrass v2 downloads with these credentials, and
+    read its own thing's shadow (where pause and config changes arrive)."""
     festival = device.festival
+    artifacts = f"arn:aws:s3:::{settings.ARTIFACTS_BUCKET}"
     statements = [
         {
             "Sid": "OwnCropPrefixOnly",
@@ -161,6 +163,27 @@ def device_role_policy_document(device: Device) -> dict:
             "Resource": (
                 f"arn:aws:s3:::{settings.ARTIFACTS_BUCKET}/face-models/{device.organization.slug}/*"
             ),
+        },
+        {
+            # Greengrass v2 fetches component artifacts with the token exchange role; without
+            # these every deployment fails with AccessDenied. Releases carry no tenant data.
+            "Sid": "EdgeReleaseArtifactsReadOnly",
+            "Effect": "Allow",
+            "Action": ["s3:GetObject"],
+            "Resource": f"{artifacts}/edge-releases/*",
+        },
+        {
+            "Sid": "ArtifactsBucketLocation",
+            "Effect": "Allow",
+            "Action": ["s3:GetBucketLocation"],
+            "Resource": artifacts,
+        },
+        {
+            # Greengrass v2 and DeepLens cameras poll it (edge_package/shadow.py); read only.
+            "Sid": "OwnThingShadowReadOnly",
+            "Effect": "Allow",
+            "Action": ["iot:GetThingShadow"],
+            "Resource": f"arn:aws:iot:{region}:{account}:thing/{device.thing_name}",
         },
         {
             "Sid": "OwnStageObservationsOnly",
@@ -266,7 +289,9 @@ def register_device(device: Device) -> CredentialsBundle:
         iam.put_role_policy(
             RoleName=names["role"],
             PolicyName="own-prefix",
-            PolicyDocument=json.dumps(device_role_policy_document(device)),
+            PolicyDocument=json.dumps(
+                device_role_policy_document(device, region=aws.region(), account=account)
+            ),
         )
         iot.create_role_alias(
             roleAlias=names["role_alias"], roleArn=role["Arn"], credentialDurationSeconds=3600
@@ -393,10 +418,16 @@ def delete_device(device: Device) -> None:
 
 
 def update_device_role_policy(device: Device) -> None:
-    """After a stage change the S3 prefix moves: rewrite the role's policy."""
+    """Rewrite the role's policy (after a stage change, or to give an existing device the
+    statements of a newer release)."""
     if device.role_name and device.stage_id:
+        # arn:aws:iot:<region>:<account>:cert/<id> names where the thing lives.
+        parts = device.certificate_arn.split(":")
+        region, account = (parts[3], parts[4]) if len(parts) > 5 else (aws.region(), _account_id())
         aws.cached_client("iam").put_role_policy(
             RoleName=device.role_name,
             PolicyName="own-prefix",
-            PolicyDocument=json.dumps(device_role_policy_document(device)),
+            PolicyDocument=json.dumps(
+                device_role_policy_document(device, region=region, account=account)
+            ),
         )

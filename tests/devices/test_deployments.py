@@ -115,6 +115,46 @@ def test_greengrass_v2_deploys_and_follows_the_device(registered, release, ggv2,
     ]
 
 
+def _role_statements(device: Device) -> set[str]:
+    document = aws.client("iam").get_role_policy(RoleName=device.role_name, PolicyName="own-prefix")
+    return {statement.get("Sid", "") for statement in document["PolicyDocument"]["Statement"]}
+
+
+def _registered_before_the_fix(device: Device) -> None:
+    """A device registered by an older release: its role could not read releases or its shadow."""
+    old = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Sid": "OwnCropPrefixOnly", "Effect": "Allow", "Action": ["s3:PutObject"],
+             "Resource": f"arn:aws:s3:::{device.festival.bucket}/{device.crop_prefix}*"}
+        ],
+    }  # fmt: skip
+    aws.client("iam").put_role_policy(
+        RoleName=device.role_name, PolicyName="own-prefix", PolicyDocument=json.dumps(old)
+    )
+
+
+NEW_STATEMENTS = {
+    "EdgeReleaseArtifactsReadOnly",
+    "ArtifactsBucketLocation",
+    "OwnThingShadowReadOnly",
+}
+
+
+def test_greengrass_v2_deployment_gives_an_older_device_role_the_release_and_shadow_reads(
+    registered, release, ggv2
+):
+    device, _ = registered
+    _registered_before_the_fix(device)
+    assert not NEW_STATEMENTS & _role_statements(device)
+    deployment = services.start_deployment(device, release, enqueue=False)
+    stub_component(ggv2, release)
+    stub_deployment(ggv2, deployment, release, device)
+    stub_status(ggv2, device, "SUCCEEDED")
+    assert services.run_deployment(deployment.pk) is None
+    assert _role_statements(device) >= NEW_STATEMENTS
+
+
 def test_existing_component_version_is_reused(registered, release, ggv2):
     device, _ = registered
     deployment = services.start_deployment(device, release, enqueue=False)
@@ -306,6 +346,13 @@ def test_deeplens_builds_the_whole_group_and_deploys(deeplens, release, settings
     assert services.run_deployment(deployment.pk) is None
     deployment.refresh_from_db()
     assert deployment.state == S.SUCCEEDED
+
+
+def test_deeplens_deployment_gives_an_older_group_role_the_shadow_read(deeplens, release):
+    _registered_before_the_fix(deeplens)
+    deployment = services.start_deployment(deeplens, release, enqueue=False)
+    services.run_deployment(deployment.pk)
+    assert "OwnThingShadowReadOnly" in _role_statements(deeplens)
 
 
 def fdef_arn_of(resources: dict) -> str:

@@ -18,6 +18,7 @@ from devices.services.registration import device_role_policy_document, iot_polic
 from festival import aws
 
 pytestmark = pytest.mark.django_db
+REGION, ACCOUNT = "eu-west-1", "123456789012"
 
 
 def test_registration_creates_thing_certificate_policy_and_role(registered):
@@ -73,7 +74,7 @@ def _allows(document: dict, action: str, resource: str) -> bool:
 def test_device_role_writes_only_under_its_own_crop_prefix(two_worlds):
     ours, theirs = two_worlds
     device = ours.device
-    policy = device_role_policy_document(device)
+    policy = device_role_policy_document(device, region=REGION, account=ACCOUNT)
     bucket = f"arn:aws:s3:::{device.festival.bucket}"
     own = f"{bucket}/faces/ours-fest/main/ours-cam-1/2026/07/10/18/1783706400000-1.jpg"
     assert _allows(policy, "s3:PutObject", own)
@@ -254,7 +255,7 @@ def test_a_cameras_role_may_read_its_organizations_face_models_only(two_worlds):
     from devices.services.registration import device_role_policy_document
 
     ours, theirs = two_worlds
-    document = device_role_policy_document(ours.device)
+    document = device_role_policy_document(ours.device, region=REGION, account=ACCOUNT)
     wanted = f"arn:aws:s3:::{settings.ARTIFACTS_BUCKET}/face-models/{ours.organization.slug}/*"
     assert any(
         "s3:GetObject" in statement["Action"] and statement["Resource"] == wanted
@@ -263,3 +264,51 @@ def test_a_cameras_role_may_read_its_organizations_face_models_only(two_worlds):
     assert not any(
         theirs.organization.slug in statement["Resource"] for statement in document["Statement"]
     )
+
+
+def test_device_role_reads_edge_releases_and_its_own_shadow_only(two_worlds, settings):
+    """Greengrass v2 downloads the release with the device role (token exchange), and the camera
+    reads its own shadow; nothing wider."""
+    ours, theirs = two_worlds
+    policy = device_role_policy_document(ours.device, region=REGION, account=ACCOUNT)
+    artifacts = f"arn:aws:s3:::{settings.ARTIFACTS_BUCKET}"
+    release = f"{artifacts}/edge-releases/0.3.0/stagepulse-edge.zip"
+    assert _allows(policy, "s3:GetObject", release)
+    assert _allows(policy, "s3:GetBucketLocation", artifacts)
+    for other in (
+        f"{artifacts}/face-models/{theirs.organization.slug}/m.tflite",  # another tenant's model
+        f"{artifacts}/edge-releases-private/x.zip",  # prefix must end at a '/'
+        f"{artifacts}/other/x.zip",
+        "arn:aws:s3:::another-bucket/edge-releases/0.3.0/stagepulse-edge.zip",
+    ):
+        assert not _allows(policy, "s3:GetObject", other), other
+    assert not _allows(policy, "s3:PutObject", release)
+    assert not _allows(policy, "s3:DeleteObject", release)
+    assert not _allows(policy, "s3:GetBucketLocation", "arn:aws:s3:::another-bucket")
+    assert not _allows(policy, "s3:ListBucket", artifacts)
+
+    thing = f"arn:aws:iot:{REGION}:{ACCOUNT}:thing"
+    assert _allows(policy, "iot:GetThingShadow", f"{thing}/ours-cam-1")
+    for other in (
+        f"{thing}/theirs-cam-1",
+        f"{thing}/ours-cam-10",  # the ARN is exact, not a prefix
+        f"{thing}/ours-cam-2",
+        f"arn:aws:iot:us-east-1:{ACCOUNT}:thing/ours-cam-1",
+        f"arn:aws:iot:{REGION}:999999999999:thing/ours-cam-1",
+    ):
+        assert not _allows(policy, "iot:GetThingShadow", other), other
+    assert not _allows(policy, "iot:UpdateThingShadow", f"{thing}/ours-cam-1")
+    assert not _allows(policy, "iot:DeleteThingShadow", f"{thing}/ours-cam-1")
+    for statement in policy["Statement"]:
+        resources = statement["Resource"]
+        assert "*" not in (resources if isinstance(resources, list) else [resources])
+
+
+def test_the_registered_roles_policy_names_the_accounts_own_thing(registered):
+    device, _ = registered
+    document = aws.client("iam").get_role_policy(
+        RoleName=device.role_name, PolicyName="own-prefix"
+    )["PolicyDocument"]
+    document = json.loads(document) if isinstance(document, str) else document
+    shadow = [s for s in document["Statement"] if s.get("Sid") == "OwnThingShadowReadOnly"]
+    assert shadow[0]["Resource"] == f"arn:aws:iot:{aws.region()}:{ACCOUNT}:thing/ours-cam-1"
