@@ -54,15 +54,23 @@ class CredentialsBundle:
         }
 
 
+def _bounded(prefix: str, thing: str, limit: int) -> str:
+    """prefix + thing within AWS's name length limit; a thing name too long for it is cut and
+    given a hash of the whole name, so two long names sharing a start never collide."""
+    name = prefix + thing
+    if len(name) <= limit:
+        return name
+    digest = hashlib.sha256(thing.encode()).hexdigest()[:10]
+    return f"{prefix}{thing[: limit - len(prefix) - 11]}-{digest}"
+
+
 def _names(device: Device) -> dict[str, str]:
     thing = device.thing_name
-    digest = hashlib.sha256(thing.encode()).hexdigest()[:10]
-    short = thing if len(thing) <= 40 else f"{thing[:29]}-{digest}"
     return {
-        "policy": f"stagepulse-device-{thing}",
-        # IAM role names: 64 characters at most.
-        "role": f"stagepulse-dev-{short}"[:64],
-        "role_alias": f"stagepulse-device-{thing}"[:128],
+        # IoT policy names and role aliases: 128 characters at most; IAM role names: 64.
+        "policy": _bounded("stagepulse-device-", thing, 128),
+        "role": _bounded("stagepulse-dev-", thing, 55),  # 55: the names roles always had
+        "role_alias": _bounded("stagepulse-device-", thing, 128),
     }
 
 

@@ -124,3 +124,22 @@ def test_an_accepted_name_registers_and_its_bundle_parses(moto_aws, api_client, 
     bundle = services.register_device(device)
     config = parse_config(json.loads(bundle.files()["stagepulse.json"]), "stagepulse.json")
     assert config.device == "Main_Left-2" and config.stage == "main"
+
+
+def test_aws_names_of_the_longest_thing_names_fit_and_never_collide():
+    from types import SimpleNamespace
+
+    from devices.services.registration import _names
+
+    first = _names(SimpleNamespace(thing_name="cam-" + "a" * 120 + "-001"))
+    second = _names(SimpleNamespace(thing_name="cam-" + "a" * 120 + "-002"))
+    for names in (first, second):
+        assert len(names["policy"]) <= 128 and len(names["role_alias"]) <= 128
+        assert len(names["role"]) <= 64
+    assert all(first[kind] != second[kind] for kind in ("policy", "role", "role_alias"))
+    short = _names(SimpleNamespace(thing_name="main-cam-1"))
+    assert short == {  # short names keep the names existing devices were registered with
+        "policy": "stagepulse-device-main-cam-1",
+        "role": "stagepulse-dev-main-cam-1",
+        "role_alias": "stagepulse-device-main-cam-1",
+    }
