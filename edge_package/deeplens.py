@@ -66,7 +66,10 @@ def capture_loop(retry_s: float = 30.0, max_restarts: int | None = None) -> None
             runner, source = build_runner()
             _adopt(runner)
             runner.run(source)
-            return  # the loop was stopped on purpose
+            if runner.stop_event.is_set():
+                return  # the loop was stopped on purpose
+            # A camera feed has no end: the source gave up (e.g. 50 failed reads in a row).
+            raise RuntimeError(runner.last_error or "the camera feed ended")
         except Exception as exc:  # keep the device alive whatever went wrong; say why
             with _lock:
                 _state["runner"] = None  # deltas wait for the next runner

@@ -404,3 +404,32 @@ def test_greengrass_v2_shadow_client_uses_the_token_exchange_credentials(monkeyp
     assert frozen.access_key == "ASIATESTEXCHANGE" and frozen.token == "session"
     assert _TokenExchange.seen == ["tes-token"]
     assert client.meta.region_name == "eu-west-1"
+
+
+def test_deeplens_capture_loop_restarts_when_the_camera_feed_gives_up(monkeypatch):
+    """50 failed reads in a row end the source; the device must try again, not go quiet."""
+    from edge_package import deeplens
+    from edge_package.pipeline import EdgeRunner
+
+    class DeadCamera:
+        name = "awscam"
+
+        def __iter__(self):  # as DeepLensSource: the read fails inside the iteration
+            raise SourceError("awscam.getLastFrame failed 50 times in a row")
+            yield  # a generator, so the runner sees the error from next()
+
+    built = []
+
+    def build_runner():
+        runner = EdgeRunner(
+            parse_config({"device": "cam-1", "festival": "f", "stage": "s", "bucket": "b"}),
+            sink=types.SimpleNamespace(send=lambda release: None),
+        )
+        built.append(runner)
+        return runner, DeadCamera()
+
+    monkeypatch.setattr(deeplens, "build_runner", build_runner)
+    monkeypatch.setattr(deeplens, "_adopt", lambda runner: None)
+    deeplens.capture_loop(retry_s=0, max_restarts=2)
+    assert len(built) == 3  # first start and two restarts
+    assert "failed 50 times in a row" in deeplens._state["error"]
