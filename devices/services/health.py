@@ -206,7 +206,9 @@ def update_device(device: Device, **changes) -> Device:
     old_config = dict(device.config)
     for key, value in changes.items():
         setattr(device, key, value)
-    device.full_clean()
+    # A name from before the current thing-name rule stays usable (pause must always work);
+    # only a new name is held to the rule.
+    device.full_clean(exclude=None if "thing_name" in changes else ["thing_name"])
     device.save()
     if device.config != old_config:
         push_config_to_shadow(device)

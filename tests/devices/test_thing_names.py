@@ -143,3 +143,15 @@ def test_aws_names_of_the_longest_thing_names_fit_and_never_collide():
         "role": "stagepulse-dev-main-cam-1",
         "role_alias": "stagepulse-device-main-cam-1",
     }
+
+
+def test_a_camera_named_before_the_rule_can_still_be_paused(two_worlds, moto_aws):
+    """The privacy switch must work for every existing camera, whatever its older name."""
+    from devices.services import set_paused
+
+    world = two_worlds[0]
+    Device.objects.filter(pk=world.device.pk).update(thing_name="0042")  # valid when created
+    device = Device.objects.get(pk=world.device.pk)
+    set_paused(device, True)
+    device.refresh_from_db()
+    assert device.paused is True
