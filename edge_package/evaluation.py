@@ -13,6 +13,7 @@ Faces smaller than `min_face` px are "don't care": finding them is neither a hit
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
@@ -271,8 +272,25 @@ class Annotations:
         return [(n, *box) for n, box in enumerate(self.boxes[index])]
 
 
+# The largest frame a labelled clip may have (4K UHD): a bigger one costs the gate too much memory.
+MAX_FRAME_PIXELS = 3840 * 2160
+
+
+class VideoTooLarge(ValueError):
+    """A readable video with too many frames or frames too large to be played through the loop."""
+
+
 def _number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _finite(value) -> bool:
+    return _number(value) and math.isfinite(value)
+
+
+def _refuse_constant(name: str):
+    # Python's json accepts NaN, Infinity and -Infinity: not JSON, and PostgreSQL refuses them.
+    raise ValueError(f"annotations are not valid JSON: {name} is not allowed (use finite numbers)")
 
 
 def parse_annotations(raw, *, frames: int, width: int, height: int) -> Annotations:
@@ -285,8 +303,14 @@ def parse_annotations(raw, *, frames: int, width: int, height: int) -> Annotatio
             raise ValueError("annotations are not UTF-8 text (expected a JSON document)") from exc
     if isinstance(raw, str):
         try:
-            raw = json.loads(raw)
-        except json.JSONDecodeError as exc:
+            raw = json.loads(raw, parse_constant=_refuse_constant)
+        except RecursionError as exc:
+            raise ValueError(
+                "annotations are nested too deeply (not an annotation document)"
+            ) from exc
+        except ValueError as exc:
+            if str(exc).startswith("annotations are"):
+                raise
             raise ValueError(f"annotations are not valid JSON: {exc}") from exc
     if not isinstance(raw, dict):
         raise ValueError('annotations must be a JSON object like {"frames": {"0": [[x, y, w, h]]}}')
@@ -296,7 +320,7 @@ def parse_annotations(raw, *, frames: int, width: int, height: int) -> Annotatio
             f"unknown annotation keys {', '.join(sorted(unknown))}: use fps, min_face, frames"
         )
     fps = raw.get("fps")
-    if fps is not None and (not _number(fps) or not 0 < fps <= 240):
+    if fps is not None and (not _finite(fps) or not 0 < fps <= 240):
         raise ValueError(f"fps {fps!r} must be a number above 0 and at most 240")
     min_face = raw.get("min_face", MIN_FACE)
     if not isinstance(min_face, int) or isinstance(min_face, bool) or min_face < 8:
@@ -322,6 +346,8 @@ def parse_annotations(raw, *, frames: int, width: int, height: int) -> Annotatio
             where = f"frame {index}, box {n}"
             if not isinstance(box, list) or len(box) != 4 or not all(map(_number, box)):
                 raise ValueError(f"{where}: expected [x, y, w, h] in pixels, got {box!r}")
+            if not all(map(math.isfinite, box)):
+                raise ValueError(f"{where}: [x, y, w, h] must be finite numbers, got {box!r}")
             x, y, w, h = box
             if w <= 0 or h <= 0:
                 raise ValueError(f"{where}: width and height must be positive, got {w} x {h}")
@@ -336,14 +362,31 @@ def parse_annotations(raw, *, frames: int, width: int, height: int) -> Annotatio
     return Annotations(boxes=boxes, fps=float(fps) if fps is not None else None, min_face=min_face)
 
 
-def probe_video(path: str) -> VideoInfo:
+def probe_video(
+    path: str, *, max_frames: int | None = None, max_pixels: int = MAX_FRAME_PIXELS
+) -> VideoInfo:
     """Size, frame count (by decoding every frame: containers' counts can lie) and fps of a video
-    file; ValueError when OpenCV cannot read it or its frames change size."""
+    file; ValueError when OpenCV cannot read it or its frames change size, VideoTooLarge (a
+    ValueError) when it has more than `max_frames` frames (decoding stops at the one past the cap)
+    or frames of more than `max_pixels` pixels (checked on the header and the first frame)."""
+
+    def check_size(width: int, height: int) -> None:
+        if width * height > max_pixels:
+            raise VideoTooLarge(
+                f"its {width}x{height} frames are larger than {max_pixels} pixels (at most 4K UHD,"
+                " 3840x2160)"
+            )
+
     capture = cv2.VideoCapture(path)
     try:
         if not capture.isOpened():
             raise ValueError("the video cannot be opened (not a video file OpenCV can decode)")
         fps = float(capture.get(cv2.CAP_PROP_FPS) or 0.0)
+        # The container's size, before decoding anything (a huge first frame costs memory too).
+        check_size(
+            int(capture.get(cv2.CAP_PROP_FRAME_WIDTH) or 0),
+            int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0),
+        )
         count, size = 0, None
         while True:
             ok, image = capture.read()
@@ -351,10 +394,13 @@ def probe_video(path: str) -> VideoInfo:
                 break
             shape = image.shape[:2]
             if size is None:
+                check_size(shape[1], shape[0])
                 size = shape
             elif shape != size:
                 raise ValueError(f"frame {count} is {shape[1]}x{shape[0]}, not {size[1]}x{size[0]}")
             count += 1
+            if max_frames is not None and count > max_frames:
+                raise VideoTooLarge(f"it has more than {max_frames} frames")
     finally:
         capture.release()
     if size is None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+import cv2
+import numpy as np
 import pytest
 
 from edge_package import evaluation
@@ -106,3 +108,69 @@ def test_a_file_that_is_not_a_video_is_refused(tmp_path):
     path.write_bytes(b"RIFF\x00\x00\x00\x00AVI " + b"\x00" * 200)
     with pytest.raises(ValueError, match="cannot be opened|no frame"):
         evaluation.probe_video(str(path))
+
+
+@pytest.mark.parametrize(
+    "raw, message",
+    [
+        ('{"frames": {"0": [[NaN, 10, 40, 40]]}}', "NaN is not allowed"),
+        ('{"fps": Infinity, "frames": {"0": []}}', "Infinity is not allowed"),
+        ('{"frames": {"0": [[10, 10, -Infinity, 40]]}}', "-Infinity is not allowed"),
+        ('{"frames": {"0": [[10, 10, 1e400, 40]]}}', "must be finite numbers"),
+        ({"frames": {"0": [[float("nan"), 10, 40, 40]]}}, "must be finite numbers"),
+        ({"frames": {"0": [[10, 10, 40, float("inf")]]}}, "must be finite numbers"),
+        ({"fps": float("nan"), "frames": {"0": []}}, "fps nan must be a number"),
+    ],
+)
+def test_non_finite_numbers_are_refused(raw, message):
+    with pytest.raises(ValueError) as caught:
+        parse_annotations(raw, frames=5, width=320, height=240)
+    assert message in str(caught.value)
+
+
+@pytest.mark.parametrize("raw", ["[" * 100_000 + "]" * 100_000, '{"a":' * 100_000])
+def test_deeply_nested_annotations_are_a_value_error(raw):
+    with pytest.raises(ValueError, match="nested too deeply"):
+        parse_annotations(raw, frames=5, width=320, height=240)
+
+
+def test_decoding_stops_after_the_frame_cap(tmp_path, monkeypatch):
+    path = tmp_path / "clip.avi"
+    write_labelled_clip(path, frames=6, **MEDIUM_FACES)
+    reads = []
+    real = evaluation.cv2.VideoCapture
+
+    class Counting:
+        def __init__(self, *args):
+            self.capture = real(*args)
+
+        def read(self):
+            reads.append(1)
+            return self.capture.read()
+
+        def __getattr__(self, name):
+            return getattr(self.capture, name)
+
+    monkeypatch.setattr(evaluation.cv2, "VideoCapture", Counting)
+    with pytest.raises(evaluation.VideoTooLarge, match="more than 4 frames"):
+        evaluation.probe_video(str(path), max_frames=4)
+    assert len(reads) == 5
+    reads.clear()
+    assert evaluation.probe_video(str(path), max_frames=6).frames == 6 and len(reads) == 7
+
+
+def test_frames_larger_than_4k_are_refused(tmp_path, monkeypatch):
+    path = tmp_path / "clip.avi"
+    write_labelled_clip(path, frames=2, **MEDIUM_FACES)
+    with pytest.raises(evaluation.VideoTooLarge, match="480x270 frames are larger than"):
+        evaluation.probe_video(str(path), max_pixels=480 * 269)
+    big = tmp_path / "big.avi"
+    writer = cv2.VideoWriter(str(big), cv2.VideoWriter_fourcc(*"MJPG"), 15, (3840, 2176))
+    writer.write(np.zeros((2176, 3840, 3), np.uint8))
+    writer.release()
+    with pytest.raises(evaluation.VideoTooLarge, match="3840x2176 frames are larger than"):
+        evaluation.probe_video(str(big))
+    # The header is checked before any frame is decoded.
+    monkeypatch.setattr(cv2.VideoCapture, "read", lambda self: pytest.fail("decoded a frame"))
+    with pytest.raises(evaluation.VideoTooLarge):
+        evaluation.probe_video(str(big))
