@@ -5,6 +5,7 @@ Scoped per organization."""
 from __future__ import annotations
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.utils.html import format_html, format_html_join
@@ -204,6 +205,18 @@ class LabelledClipUploadForm(forms.ModelForm):
             except ValidationError as exc:
                 self.add_error("name", exc.message_dict["name"])
         video, annotations = cleaned.get("video"), cleaned.get("annotations_file")
+        # The API's limits, checked on the upload's size before anything is read into memory.
+        if video is not None and video.size > settings.LABELLED_CLIP_MAX_BYTES:
+            self.add_error(
+                "video", f"The video is larger than {settings.LABELLED_CLIP_MAX_BYTES} bytes."
+            )
+            video = None
+        if annotations is not None and annotations.size > services.ANNOTATIONS_MAX_BYTES:
+            self.add_error(
+                "annotations_file",
+                f"The annotations file is larger than {services.ANNOTATIONS_MAX_BYTES} bytes.",
+            )
+            annotations = None
         if video is not None and annotations is not None:
             cleaned["video_data"], cleaned["annotations_data"] = video.read(), annotations.read()
             try:

@@ -395,8 +395,10 @@ class LabelledClipSerializer(serializers.ModelSerializer):
         return value
 
     def validate_annotations(self, value):
-        if value.size > MAX_UPLOAD_BYTES:
-            raise ValidationError(f"The annotations file is larger than {MAX_UPLOAD_BYTES} bytes.")
+        if value.size > services.ANNOTATIONS_MAX_BYTES:
+            raise ValidationError(
+                f"The annotations file is larger than {services.ANNOTATIONS_MAX_BYTES} bytes."
+            )
         return value
 
 

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
 
@@ -44,6 +44,7 @@ from edge_package.detect import (
 from edge_package.evaluation import (
     Annotations,
     Clip,
+    VideoTooLarge,
     clip_fps,
     evaluate,
     evaluate_recording,
@@ -113,8 +114,9 @@ def inspect_model(data: bytes, *, fmt: str = ModelFormat.TFLITE, expected_sha256
     }
 
 
-def _s3_put(key: str, data: bytes, sha256: str) -> None:
-    aws.cached_client("s3").put_object(
+def _s3_put(key: str, data: bytes, sha256: str) -> str | None:
+    """Put an object; its VersionId (None where the bucket is not versioned)."""
+    response = aws.cached_client("s3").put_object(
         Bucket=settings.ARTIFACTS_BUCKET,
         Key=key,
         Body=data,
@@ -122,6 +124,7 @@ def _s3_put(key: str, data: bytes, sha256: str) -> None:
         ContentType="application/octet-stream",
         Metadata={"sha256": sha256},
     )
+    return response.get("VersionId")
 
 
 def register_model(
@@ -382,6 +385,10 @@ def _video_container(data: bytes) -> str:
     )
 
 
+# An annotations upload (API and admin): the same cap as the API's other uploads.
+ANNOTATIONS_MAX_BYTES = 64 * 1024 * 1024
+
+
 @contextmanager
 def _temp_video(data: bytes | None = None):
     handle, path = tempfile.mkstemp(suffix=".video")
@@ -403,19 +410,24 @@ def inspect_labelled_clip(video: bytes, annotations: bytes | str) -> dict:
         raise ValidationError(
             {"video": f"The video is larger than {settings.LABELLED_CLIP_MAX_BYTES} bytes."}
         )
+    if len(annotations) > ANNOTATIONS_MAX_BYTES:
+        raise ValidationError(
+            {"annotations": f"The annotations file is larger than {ANNOTATIONS_MAX_BYTES} bytes."}
+        )
     _video_container(video)
+    cap = settings.LABELLED_CLIP_MAX_FRAMES
     with _temp_video(video) as path:
         try:
-            info = probe_video(path)
+            info = probe_video(path, max_frames=cap)
+        except VideoTooLarge as exc:
+            raise ValidationError(
+                {
+                    "video": f"The video is too large for the gate: {exc}; at most {cap} frames "
+                    "of at most 3840x2160 pixels are allowed (each gate run plays all)."
+                }
+            ) from exc
         except ValueError as exc:
             raise ValidationError({"video": f"Unreadable video: {exc}."}) from exc
-    if info.frames > settings.LABELLED_CLIP_MAX_FRAMES:
-        raise ValidationError(
-            {
-                "video": f"The video has {info.frames} frames; at most "
-                f"{settings.LABELLED_CLIP_MAX_FRAMES} are allowed (each gate run plays all)."
-            }
-        )
     try:
         parsed = parse_annotations(
             annotations, frames=info.frames, width=info.width, height=info.height
@@ -454,17 +466,60 @@ def add_labelled_clip(
     info = inspect_labelled_clip(video, annotations)
     key = f"labelled-clips/{organization.slug}/{name}/{info['sha256']}.video"
     try:
-        _s3_put(key, video, info["sha256"])
+        version = _s3_put(key, video, info["sha256"])
     except (ClientError, BotoCoreError) as exc:
         raise ValidationError(f"Could not store the video in S3: {exc}") from exc
-    return LabelledClip.objects.create(
-        organization=organization,
-        name=name,
-        bucket=settings.ARTIFACTS_BUCKET,
-        key=key,
-        created_by=user,
-        **info,
-    )
+    try:
+        with transaction.atomic():
+            return LabelledClip.objects.create(
+                organization=organization,
+                name=name,
+                bucket=settings.ARTIFACTS_BUCKET,
+                key=key,
+                created_by=user,
+                **info,
+            )
+    except Exception as exc:
+        _discard_upload(settings.ARTIFACTS_BUCKET, key, version)
+        if isinstance(exc, IntegrityError) and _name_taken(organization, name):
+            raise ValidationError(
+                {"name": f"A labelled clip named {name!r} already exists."}
+            ) from exc
+        raise
+
+
+def _name_taken(organization, name: str) -> bool:
+    try:
+        return LabelledClip.objects.filter(organization=organization, name=name).exists()
+    except Exception:  # the connection itself may be unusable: keep the original error
+        return False
+
+
+def _discard_upload(bucket: str, key: str, version: str | None) -> None:
+    """The video of a clip whose row could not be created. A clip of the same name and video
+    that won a race has the same key: then only the version put here goes; otherwise every
+    version. A failure is logged, never hides the original error."""
+    try:
+        shared = LabelledClip.objects.filter(bucket=bucket, key=key).exists()
+    except Exception:
+        shared = True  # unknown: delete no more than what was put here
+    try:
+        if not shared:
+            _delete_every_version(bucket, key)
+        elif version:
+            aws.cached_client("s3").delete_object(Bucket=bucket, Key=key, VersionId=version)
+    except (ClientError, BotoCoreError):
+        log.exception("labelled clip upload: could not delete s3://%s/%s", bucket, key)
+
+
+def _delete_every_version(bucket: str, key: str) -> None:
+    """Every version and delete marker of exactly `key` (the artifacts bucket is versioned and
+    keeps noncurrent versions 90 days: a plain DeleteObject would leave the video readable)."""
+    s3 = aws.cached_client("s3")
+    for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix=key):
+        for entry in [*page.get("Versions", []), *page.get("DeleteMarkers", [])]:
+            if entry["Key"] == key:
+                s3.delete_object(Bucket=bucket, Key=key, VersionId=entry["VersionId"])
 
 
 def set_labelled_clip_active(labelled: LabelledClip, active: bool) -> LabelledClip:
@@ -475,10 +530,11 @@ def set_labelled_clip_active(labelled: LabelledClip, active: bool) -> LabelledCl
 
 
 def delete_labelled_clip(labelled: LabelledClip) -> None:
-    """Delete the video from S3, then the row (a failed S3 call keeps both, so nothing is left
-    behind unseen). Past Evaluation rows keep the clip's name and id in their `clip`."""
+    """Delete the video from S3, every version of it, then the row (a failed S3 call keeps the
+    row, so nothing is left behind unseen). Past Evaluation rows keep the clip's name and id in
+    their `clip`."""
     try:
-        aws.cached_client("s3").delete_object(Bucket=labelled.bucket, Key=labelled.key)
+        _delete_every_version(labelled.bucket, labelled.key)
     except (ClientError, BotoCoreError) as exc:
         raise ValidationError(f"Could not delete {labelled.uri}: {exc}") from exc
     labelled.delete()

@@ -109,7 +109,9 @@ def test_bad_clips_are_refused_and_nothing_is_stored(
 
 def test_the_service_refuses_a_video_over_the_frame_limit(moto_aws, ours, small_faces, settings):
     settings.LABELLED_CLIP_MAX_FRAMES = 2
-    with pytest.raises(ValidationError, match="The video has 3 frames; at most 2"):
+    with pytest.raises(
+        ValidationError, match="too large for the gate: it has more than 2 frames; at most 2 frames"
+    ):
         add(ours.organization, small_faces)
     assert artifacts(settings) == []
 
@@ -231,4 +233,145 @@ def test_an_operator_uploads_and_deletes_through_the_admin(
     assert clip.created_by == ours.operator and artifacts(settings) == [clip.key]
     deleted = client.post(f"/admin/detectors/labelledclip/{clip.id}/delete/", {"post": "yes"})
     assert deleted.status_code == 302
+    assert not LabelledClip.objects.exists() and artifacts(settings) == []
+
+
+def versioned(settings) -> None:
+    """As in infra/stagepulse.yaml: the artifacts bucket keeps noncurrent versions (90 days)."""
+    aws.client("s3").put_bucket_versioning(
+        Bucket=settings.ARTIFACTS_BUCKET, VersioningConfiguration={"Status": "Enabled"}
+    )
+
+
+def versions(settings, key: str) -> list[str]:
+    """Every version and delete marker of exactly `key`."""
+    listing = aws.client("s3").list_object_versions(Bucket=settings.ARTIFACTS_BUCKET, Prefix=key)
+    entries = [*listing.get("Versions", []), *listing.get("DeleteMarkers", [])]
+    return [e["VersionId"] for e in entries if e["Key"] == key]
+
+
+def test_deleting_a_clip_deletes_every_version_of_its_video(
+    moto_aws, api_client, ours, small_faces, medium_faces, settings
+):
+    """The bucket is versioned: a plain DeleteObject leaves the crowd video readable as a
+    noncurrent version (and adds a delete marker) for 90 days."""
+    versioned(settings)
+    clip = add(ours.organization, small_faces)
+    # An older version of the same key (an earlier upload of that video) and a neighbour whose
+    # key starts with the clip's key: the first goes, the second stays.
+    s3 = aws.client("s3")
+    s3.put_object(Bucket=settings.ARTIFACTS_BUCKET, Key=clip.key, Body=small_faces[0])
+    s3.put_object(Bucket=settings.ARTIFACTS_BUCKET, Key=f"{clip.key}.keep", Body=b"x")
+    kept = add(ours.organization, medium_faces, name="kept")
+    assert len(versions(settings, clip.key)) == 2
+    api_client.force_authenticate(ours.operator)
+    assert api_client.delete(f"{URL}{clip.id}/").status_code == 204
+    assert versions(settings, clip.key) == []
+    assert len(versions(settings, f"{clip.key}.keep")) == 1
+    assert len(versions(settings, kept.key)) == 1
+
+
+def test_a_clip_row_that_cannot_be_created_leaves_no_video(
+    moto_aws, ours, small_faces, medium_faces, settings, monkeypatch
+):
+    """A race on the name passes check_clip_name, then the row's unique constraint refuses it:
+    the video just put is deleted (every version) and the error names the clash."""
+    versioned(settings)
+    winner = add(ours.organization, medium_faces)
+    monkeypatch.setattr(services, "check_clip_name", lambda organization, name: None)
+    with pytest.raises(ValidationError, match="already exists"):
+        add(ours.organization, small_faces)
+    assert artifacts(settings) == [winner.key]
+    assert _keys_of(settings) == {winner.key}
+    assert LabelledClip.objects.get() == winner
+
+
+def _keys_of(settings) -> set[str]:
+    listing = aws.client("s3").list_object_versions(
+        Bucket=settings.ARTIFACTS_BUCKET, Prefix="labelled-clips/"
+    )
+    return {e["Key"] for e in [*listing.get("Versions", []), *listing.get("DeleteMarkers", [])]}
+
+
+def test_a_race_on_the_same_video_keeps_the_winners_version(
+    moto_aws, ours, small_faces, settings, monkeypatch
+):
+    """Same name, same video: the same key. Only the loser's own version is deleted."""
+    versioned(settings)
+    winner = add(ours.organization, small_faces)
+    monkeypatch.setattr(services, "check_clip_name", lambda organization, name: None)
+    with pytest.raises(ValidationError, match="already exists"):
+        add(ours.organization, small_faces)
+    assert len(versions(settings, winner.key)) == 1
+    stored = aws.client("s3").get_object(Bucket=settings.ARTIFACTS_BUCKET, Key=winner.key)
+    assert stored["Body"].read() == small_faces[0]
+
+
+def test_a_database_error_on_create_leaves_no_video(
+    moto_aws, ours, small_faces, settings, monkeypatch
+):
+    """PostgreSQL refusing the row (e.g. a DataError) must not orphan the uploaded video."""
+    from django.db import DataError
+
+    versioned(settings)
+
+    def refuse(**kwargs):
+        raise DataError("invalid input syntax for type json")
+
+    monkeypatch.setattr(LabelledClip.objects, "create", refuse)
+    with pytest.raises(DataError):
+        add(ours.organization, small_faces)
+    assert _keys_of(settings) == set()
+
+
+def test_the_admin_refuses_oversized_files_before_reading_them(
+    moto_aws, client, ours, small_faces, settings, monkeypatch
+):
+    video, document = small_faces
+    inspected = []
+    monkeypatch.setattr(services, "inspect_labelled_clip", lambda *a: inspected.append(a))
+    client.force_login(ours.operator)
+
+    def post():
+        return client.post(
+            "/admin/detectors/labelledclip/add/",
+            {
+                "organization": ours.organization.id,
+                "name": "big-clip",
+                "video": SimpleUploadedFile("clip.avi", video),
+                "annotations_file": SimpleUploadedFile("clip.json", annotations_bytes(document)),
+            },
+        )
+
+    settings.LABELLED_CLIP_MAX_BYTES = 100
+    refused = post()
+    assert refused.status_code == 200
+    assert refused.context["adminform"].form.errors["video"] == [
+        "The video is larger than 100 bytes."
+    ]
+    settings.LABELLED_CLIP_MAX_BYTES = len(video)
+    monkeypatch.setattr(services, "ANNOTATIONS_MAX_BYTES", 10)
+    refused = post()
+    assert refused.status_code == 200
+    assert refused.context["adminform"].form.errors["annotations_file"] == [
+        "The annotations file is larger than 10 bytes."
+    ]
+    assert inspected == [] and artifacts(settings) == [] and not LabelledClip.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "annotations, message",
+    [
+        (b'{"frames": {"0": [[NaN, 10, 30, 30]]}}', "NaN is not allowed"),
+        (b'{"frames": {"0": [[10, 10, 1e400, 30]]}}', "must be finite numbers"),
+        (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+    ],
+)
+def test_non_finite_or_deep_annotations_are_a_400(
+    moto_aws, api_client, ours, small_faces, settings, annotations, message
+):
+    api_client.force_authenticate(ours.operator)
+    response = upload(api_client, small_faces[0], annotations)
+    assert response.status_code == 400
+    assert message in response.json()["error"]["message"]
     assert not LabelledClip.objects.exists() and artifacts(settings) == []
