@@ -63,6 +63,7 @@ class EdgeRunner:
         self.detector = detector or make_detector(
             config.detector, threshold=config.detection_threshold
         )
+        self.builds_own_sink = sink is None  # then a pushed mode change swaps it (_switch_sink)
         self.sink = sink if sink is not None else make_sink(config)
         self.publisher = publisher or NullPublisher()
         self.clock = clock
@@ -110,13 +111,37 @@ class EdgeRunner:
 
     def update_tunables(self, **changes) -> None:
         """Apply settings pushed from the service (pause, thresholds, masks) without a restart."""
-        old_model = self.config.face_model
+        old_model, old_mode = self.config.face_model, self.config.mode
         self.config = self.config.with_tunables(**changes)
         if self.model_choice is not None and self.config.face_model != old_model:
             self.detector = self._load_face_model()  # a new model rolled out (or rolled back)
             if self.model_choice.problem:
                 self.error(self.model_choice.problem)
         self._apply_tunables()
+        if self.config.mode != old_mode and self.builds_own_sink:
+            self._switch_sink()
+
+    def _switch_sink(self) -> None:
+        """The analysis mode changed on the service (a festival switched to edge mode, say): from
+        the next crop on, send what the new mode sends. Switching to edge mode deletes the crops
+        still waiting in the spool, so no face image leaves the camera after the switch; switching
+        back to cloud mode sends what the link allows of the waiting scores and reports the rest
+        as dropped."""
+        old = self.sink
+        spool = getattr(old, "spool", None)
+        if spool is not None and self.config.mode == "edge":
+            deleted = spool.clear()
+            if deleted:
+                log.info("edge mode: %d crops waiting for upload deleted, never sent", deleted)
+        if getattr(old, "background", False):
+            old.stop()
+        elif hasattr(old, "pump"):
+            old.pump(max_items=64)
+        if spool is not None and spool.depth:  # scores the link could not take before the switch
+            self.error(f"{spool.clear()} unsent scores dropped at the switch to cloud mode")
+        self.sink = make_sink(self.config, spool)
+        if hasattr(self.sink, "start"):
+            self.sink.start()
 
     def push_tunables(self, tunables: dict, origin: str) -> None:
         """Thread-safe hand-over of settings from another thread (a DeepLens shadow delta): the

@@ -119,6 +119,15 @@ class Spool:
                     self.dropped += 1
         return entries
 
+    def clear(self) -> int:
+        """Delete every waiting entry (e.g. crops, when the camera switches to edge mode);
+        returns how many were deleted."""
+        with self._lock:
+            paths = list(self._sizes)
+            for path in paths:
+                self._remove(path)
+        return len(paths)
+
     def ack(self, entry: SpoolEntry) -> None:
         with self._lock:
             self._remove(entry.path)

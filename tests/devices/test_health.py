@@ -209,3 +209,19 @@ def test_the_edge_applies_the_shadow_desired_state():
     config = parse_config({"device": "cam", "festival": "f", "stage": "s", "bucket": "b"})
     updated = apply_desired(config, {"state": {"stagepulse": {"paused": True}}})
     assert updated.paused is True
+
+
+def test_switching_the_festival_to_edge_mode_is_pushed_to_its_cameras(
+    registered, api_client, two_worlds, django_capture_on_commit_callbacks
+):
+    device, _ = registered
+    ours, _ = two_worlds
+    services.set_paused(device, False)
+    assert desired(device)["mode"] == "cloud"
+    api_client.force_authenticate(ours.owner)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = api_client.patch(
+            f"/api/v1/festivals/{device.festival_id}/", {"analysis_mode": "edge"}, format="json"
+        )
+    assert response.status_code == 200, response.json()
+    assert desired(device)["mode"] == "edge"

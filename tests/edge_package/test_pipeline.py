@@ -224,3 +224,32 @@ def test_entry_points_show_help(module):
         [sys.executable, "-m", module, "--help"], capture_output=True, text=True, cwd=REPO
     )
     assert out.returncode == 0 and "--" in out.stdout
+
+
+@mock_aws
+def test_a_pushed_switch_to_edge_mode_deletes_waiting_crops_and_sends_scores_from_then_on(
+    tmp_path,
+):
+    """A festival switched to edge mode: the running camera swaps its sink, the crops still
+    waiting in its spool are deleted (never uploaded), and from then on only scores leave."""
+    from edge_package.shadow import apply_pushed
+    from tests.edge_package.test_sinks import _observations_table
+
+    s3, ddb = _bucket(), _observations_table()
+    cfg = parse_config(
+        {**BASE, "observations_table": "observations", "spool_dir": str(tmp_path), "fps_cap": 60}
+    )
+    runner = EdgeRunner(cfg)  # builds its own production sink, as the entry points do
+    assert isinstance(runner.sink, S3CropSink)
+    for seq in range(3):  # the link was down: three crops wait in the spool
+        runner.sink.spool.put({"captured_at_ms": 1_700_000_000_000 + seq}, b"\xff\xd8jpeg")
+    assert apply_pushed(runner, {"mode": "edge"}, "service")
+    try:
+        assert isinstance(runner.sink, ObservationSink)
+        assert runner.sink.spool.depth == 0  # the waiting crops are gone from the disk
+        assert not list(tmp_path.glob("*.spool"))
+        runner.run(small_crowd(frames=6))
+    finally:
+        runner.sink.stop()
+    assert s3.list_objects_v2(Bucket="crops").get("KeyCount", 0) == 0  # no image ever left
+    assert ddb.scan(TableName="observations")["Count"] >= 1
