@@ -71,8 +71,10 @@ def capture_loop(retry_s: float = 30.0, max_restarts: int | None = None) -> None
             # A camera feed has no end: the source gave up (e.g. 50 failed reads in a row).
             raise RuntimeError(runner.last_error or "the camera feed ended")
         except Exception as exc:  # keep the device alive whatever went wrong; say why
-            with _lock:
-                _state["runner"] = None  # deltas wait for the next runner
+            with _lock:  # deltas wait for the next runner, with those this one never applied
+                dead, _state["runner"] = _state["runner"], None
+                if dead is not None:
+                    _state["pending"].update(dead.take_pushed())
             _state["error"] = f"{type(exc).__name__}: {exc}"
             log.error("StagePulse capture loop stopped: %s; restarting in %ss", exc, retry_s)
         restarts += 1
@@ -103,12 +105,12 @@ def function_handler(event, context):
     tunables = desired_tunables(event)
     if not tunables:
         return None
-    with _lock:
+    with _lock:  # held while handing over, so a runner that just died cannot swallow the delta
         runner = _state["runner"]
         if runner is None:  # still starting (or restarting): keep it for the next runner
             _state["pending"].update(tunables)
-            return None
-    runner.push_tunables(tunables, "device shadow")
+        else:
+            runner.push_tunables(tunables, "device shadow")
     return None
 
 

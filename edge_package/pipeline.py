@@ -148,6 +148,17 @@ class EdgeRunner:
         capture thread applies them between frames, never in the middle of one."""
         self._pushed.put((dict(tunables), origin))
 
+    def take_pushed(self) -> dict:
+        """Settings handed over but not applied yet (the runner is going away): merged, newest
+        last, for the next runner."""
+        merged: dict = {}
+        while True:
+            try:
+                tunables, _ = self._pushed.get_nowait()
+            except queue.Empty:
+                return merged
+            merged.update(tunables)
+
     def _apply_pushed_queue(self) -> None:
         from edge_package.shadow import apply_pushed
 

@@ -433,3 +433,34 @@ def test_deeplens_capture_loop_restarts_when_the_camera_feed_gives_up(monkeypatc
     deeplens.capture_loop(retry_s=0, max_restarts=2)
     assert len(built) == 3  # first start and two restarts
     assert "failed 50 times in a row" in deeplens._state["error"]
+
+
+def test_a_delta_handed_to_a_runner_that_then_dies_reaches_the_next_one(monkeypatch):
+    from edge_package import deeplens
+    from edge_package.pipeline import EdgeRunner
+
+    class DeadCamera:
+        name = "awscam"
+
+        def __iter__(self):
+            raise SourceError("awscam.getLastFrame failed 50 times in a row")
+            yield
+
+    runners = []
+
+    def build_runner():
+        runner = EdgeRunner(
+            parse_config({"device": "cam-1", "festival": "f", "stage": "s", "bucket": "b"}),
+            sink=types.SimpleNamespace(send=lambda release: None),
+        )
+        if not runners:  # a pause arrives just as the first runner's feed gives up
+            runner.push_tunables({"paused": True}, "device shadow")
+        runners.append(runner)
+        return runner, DeadCamera()
+
+    monkeypatch.setattr(deeplens, "build_runner", build_runner)
+    monkeypatch.setattr(deeplens, "_adopt", lambda runner: deeplens._state.update(runner=runner))
+    deeplens._state["pending"].clear()
+    deeplens.capture_loop(retry_s=0, max_restarts=0)
+    assert deeplens._state["pending"] == {"paused": True}  # kept for the next runner
+    deeplens._state["pending"].clear()
