@@ -129,6 +129,8 @@ class EdgeRunner:
         as dropped."""
         old = self.sink
         spool = getattr(old, "spool", None)
+        if self.config.mode == "edge" and hasattr(old, "abandon"):
+            old.abandon()  # first, so the uploader sends none of the crops it may hold
         if spool is not None and self.config.mode == "edge":
             deleted = spool.clear()
             if deleted:

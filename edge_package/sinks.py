@@ -90,6 +90,7 @@ class SpoolingSink:
         self._thread: threading.Thread | None = None
         self._wake = threading.Event()
         self._stopping = threading.Event()
+        self._abandoned = False
         self.backoff_s = backoff_s
         self.max_backoff_s = max_backoff_s
         self.clock = clock or time.monotonic
@@ -140,12 +141,20 @@ class SpoolingSink:
             return
         self.spool.put(meta, payload)
 
+    def abandon(self) -> None:
+        """Send nothing more, not even entries already read from the spool (the camera switched
+        to edge mode); an upload already on the wire cannot be called back."""
+        self._abandoned = True
+        self._wake.set()
+
     def pump(self, max_items: int = 8) -> int:
         """Drain up to max_items from the spool when the backoff allows; returns items sent."""
-        if self.spool.depth == 0 or self.clock() < self._retry_at:
+        if self._abandoned or self.spool.depth == 0 or self.clock() < self._retry_at:
             return 0
         sent = 0
         for entry in self.spool.peek(max_items):
+            if self._abandoned:
+                break
             outcome = self._attempt(entry.meta, entry.payload)
             if outcome is False:
                 break

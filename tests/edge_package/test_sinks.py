@@ -248,3 +248,24 @@ def test_background_uploads_never_block_the_camera_and_drain_on_stop(s3, tmp_pat
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket="crops")["Contents"]]
     assert sorted(parse_crop_key(k).seq for k in keys) == [1, 2, 3, 4, 5]
     assert sink.spool.depth == 0 and sink.uploads == 5
+
+
+def test_an_abandoned_sink_sends_none_of_the_entries_it_already_read(tmp_path):
+    """A switch to edge mode mid-drain: entries the uploader had already read are not sent."""
+    from edge_package.sinks import SpoolingSink
+    from edge_package.spool import Spool
+
+    class Recording(SpoolingSink):
+        sent: list = []
+
+        def _deliver(self, meta, payload):
+            self.sent.append(meta["n"])
+            self.abandon()  # the switch happens while the first crop is on the wire
+            return len(payload)
+
+    sink = Recording(Spool(str(tmp_path), 10**6))
+    for n in range(3):
+        sink.spool.put({"captured_at_ms": n, "n": n}, b"jpeg")
+    sink.pump(max_items=8)
+    assert Recording.sent == [0]  # the one already on the wire, and nothing after it
+    assert sink.pump(max_items=8) == 0
