@@ -1,14 +1,17 @@
 """Festival changes that cameras must hear about: the analysis mode is part of every camera's
 effective config (Device.effective_config), so switching a festival to edge mode re-pushes the
 desired settings of its registered cameras (standalone cameras also get it from their next
-telemetry answer)."""
+telemetry answer). A push that fails is recorded on the device and retried by the health sweep
+(devices.services.health.repush_failed_shadows)."""
 
 from __future__ import annotations
 
 from django.db import transaction
 
 
-def remember_analysis_mode(sender, instance, **kwargs) -> None:
+def remember_analysis_mode(sender, instance, raw=False, update_fields=None, **kwargs) -> None:
+    if raw or (update_fields is not None and "analysis_mode" not in update_fields):
+        return  # fixtures being loaded, or a save that cannot change the mode
     if instance.pk:
         old = sender.objects.filter(pk=instance.pk).values_list("analysis_mode", flat=True)
         instance._analysis_mode_before = old.first()

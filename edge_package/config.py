@@ -88,6 +88,11 @@ class DeviceConfig:
         """A copy with new tunables (e.g. a pause pushed from the service), validated first."""
         merged = {**self.edge, **changes}
         problems = validate_edge_config(merged)
+        if merged.get("mode") == "edge" and not self.observations_table:
+            problems.append(
+                "mode: edge mode needs observations_table in the camera's configuration "
+                "(install a fresh registration bundle)"
+            )
         if problems:
             raise ConfigError(problems, "tunable update")
         values = {k: getattr(self, k) for k in IDENTITY_FIELDS}

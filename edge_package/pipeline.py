@@ -33,6 +33,24 @@ def default_spool_dir(config) -> str:
     return config.spool_dir or os.path.join(base, config.device)
 
 
+SINK_RETRY_S = 30.0
+
+
+class NullSink:
+    """Keeps and sends nothing: what a camera in edge mode runs while it cannot score faces."""
+
+    background = False
+
+    def __init__(self):
+        self.refused = 0
+
+    def send(self, release) -> None:
+        self.refused += 1
+
+    def stats(self) -> dict:
+        return {"uploads": 0, "bytes_sent": 0, "spool_depth": 0, "spool_dropped": self.refused}
+
+
 def make_sink(config, spool: Spool | None = None):
     """The production sink for the configured mode (S3 crops or edge-mode observations)."""
     spool = spool or Spool(default_spool_dir(config), int(config.spool_max_mb * 1024 * 1024))
@@ -64,6 +82,9 @@ class EdgeRunner:
             config.detector, threshold=config.detection_threshold
         )
         self.builds_own_sink = sink is None  # then a pushed mode change swaps it (_switch_sink)
+        self._sink_retry_at = 0.0
+        self._ending = False  # run() is finishing: a pushed mode change waits for the next start
+        self._spool = None  # kept while a NullSink stands in (edge mode that cannot score)
         self.sink = sink if sink is not None else make_sink(config)
         self.publisher = publisher or NullPublisher()
         self.clock = clock
@@ -118,32 +139,49 @@ class EdgeRunner:
             if self.model_choice.problem:
                 self.error(self.model_choice.problem)
         self._apply_tunables()
-        if self.config.mode != old_mode and self.builds_own_sink:
+        if self.config.mode != old_mode and self.builds_own_sink and not self._ending:
             self._switch_sink()
 
     def _switch_sink(self) -> None:
         """The analysis mode changed on the service (a festival switched to edge mode, say): from
-        the next crop on, send what the new mode sends. Switching to edge mode deletes the crops
-        still waiting in the spool, so no face image leaves the camera after the switch; switching
-        back to cloud mode sends what the link allows of the waiting scores and reports the rest
-        as dropped."""
+        the next crop on, send what the new mode sends. Switching to edge mode first stops and
+        deletes the crops still waiting (the uploader sends none of them), so no face image leaves
+        the camera after the switch, even if the scoring sink cannot be built: then the camera
+        keeps no crops at all (NullSink) and retries every SINK_RETRY_S. Switching back to cloud
+        mode sends what the link allows of the waiting scores and reports the rest as dropped."""
         old = self.sink
-        spool = getattr(old, "spool", None)
-        if self.config.mode == "edge" and hasattr(old, "abandon"):
-            old.abandon()  # first, so the uploader sends none of the crops it may hold
-        if spool is not None and self.config.mode == "edge":
-            deleted = spool.clear()
-            if deleted:
-                log.info("edge mode: %d crops waiting for upload deleted, never sent", deleted)
-        if getattr(old, "background", False):
-            old.stop()
-        elif hasattr(old, "pump"):
-            old.pump(max_items=64)
+        spool = getattr(old, "spool", None) or getattr(self, "_spool", None)
+        if self.config.mode == "edge":
+            if hasattr(old, "abandon"):
+                old.abandon()  # first, so the uploader sends none of the crops it may hold
+            if spool is not None:
+                deleted = spool.clear()
+                if deleted:
+                    log.info("edge mode: %d crops waiting for upload deleted, never sent", deleted)
+        try:
+            new = make_sink(self.config, spool)
+        except Exception as exc:  # noqa: BLE001 - a model or library missing on this camera
+            if self.config.mode != "edge":  # cloud wanted: keep scoring on the camera meanwhile
+                self.error(f"cannot switch to cloud mode ({exc}); still sending scores")
+                return
+            self._stop_sink(old)
+            self.sink, self._spool = NullSink(), spool
+            self._sink_retry_at = self.clock() + SINK_RETRY_S
+            self.error(f"edge mode: cannot score on the camera ({exc}); no crop is kept or sent")
+            return
+        self._stop_sink(old)
         if spool is not None and spool.depth:  # scores the link could not take before the switch
             self.error(f"{spool.clear()} unsent scores dropped at the switch to cloud mode")
-        self.sink = make_sink(self.config, spool)
-        if hasattr(self.sink, "start"):
-            self.sink.start()
+        self.sink = new
+        if hasattr(new, "start"):
+            new.start()
+
+    @staticmethod
+    def _stop_sink(sink) -> None:
+        if getattr(sink, "background", False):
+            sink.stop()
+        elif hasattr(sink, "pump"):
+            sink.pump(max_items=64)
 
     def push_tunables(self, tunables: dict, origin: str) -> None:
         """Thread-safe hand-over of settings from another thread (a DeepLens shadow delta): the
@@ -274,6 +312,8 @@ class EdgeRunner:
         """Housekeeping between frames: apply pushed settings, drain the spool, send telemetry
         when it is due."""
         self._apply_pushed_queue()
+        if isinstance(self.sink, NullSink) and self.builds_own_sink and now >= self._sink_retry_at:
+            self._switch_sink()  # edge mode could not score: try again
         if hasattr(self.sink, "pump") and not getattr(self.sink, "background", False):
             self.sink.pump()
         if self._last_telemetry is None or now - self._last_telemetry >= (
@@ -288,6 +328,7 @@ class EdgeRunner:
         """Run until the source ends, max_frames/duration_s is reached or stop() is called."""
         started = self.clock()
         last_status = started
+        self._ending = False
         if hasattr(self.sink, "start"):
             self.sink.start()
         try:
@@ -317,6 +358,7 @@ class EdgeRunner:
                 if spare > 0:
                     self.stop_event.wait(spare)
         finally:
+            self._ending = True
             self.flush()
             if getattr(self.sink, "background", False):
                 self.sink.stop()  # drains what the link allows; the rest stays spooled

@@ -90,7 +90,15 @@ def sweep_device_health(now=None) -> dict:
                 event="device.recovered",
             )
             counts["recovered"] += 1
+    counts["shadows_repushed"] = repush_failed_shadows()
     return counts
+
+
+def repush_failed_shadows() -> int:
+    """Settings that did not reach a device's shadow (IoT throttled or down when a pause or a
+    festival's mode change was pushed) are pushed again on every sweep until they land."""
+    failed = Device.objects.filter(registered_at__isnull=False).exclude(shadow_error="")
+    return sum(push_config_to_shadow(device) for device in failed.select_related("festival"))
 
 
 # --- CloudWatch ----------------------------------------------------------------------------------

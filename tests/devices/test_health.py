@@ -7,6 +7,7 @@ import json
 import threading
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from unittest import mock
 
 import pytest
 from botocore.stub import Stubber
@@ -62,7 +63,7 @@ def watched(two_worlds, webhook):
 def test_silent_device_goes_offline_with_one_alert(watched, webhook):
     _, hook = webhook
     counts = services.sweep_device_health()
-    assert counts == {"offline": 1, "alerts": 1, "recovered": 0}
+    assert counts == {"offline": 1, "alerts": 1, "recovered": 0, "shadows_repushed": 0}
     watched.refresh_from_db()
     assert watched.status == DeviceStatus.OFFLINE
     assert len(mail.outbox) == 1
@@ -108,7 +109,12 @@ def test_recently_seen_and_never_seen_devices_raise_nothing(two_worlds, settings
     Device.objects.filter(pk=ours.device.pk).update(
         status=DeviceStatus.ONLINE, last_seen_at=timezone.now() - timedelta(minutes=4)
     )
-    assert services.sweep_device_health() == {"offline": 0, "alerts": 0, "recovered": 0}
+    assert services.sweep_device_health() == {
+        "offline": 0,
+        "alerts": 0,
+        "recovered": 0,
+        "shadows_repushed": 0,
+    }
     assert mail.outbox == []
 
 
@@ -225,3 +231,28 @@ def test_switching_the_festival_to_edge_mode_is_pushed_to_its_cameras(
         )
     assert response.status_code == 200, response.json()
     assert desired(device)["mode"] == "edge"
+
+
+def test_a_shadow_push_that_failed_is_retried_by_the_health_sweep(registered, monkeypatch):
+    """A pause pushed while IoT was unreachable reaches the camera's shadow at the next sweep."""
+    from botocore.exceptions import EndpointConnectionError
+
+    from festival import aws
+
+    device, _ = registered
+    client = aws.cached_client("iot-data")
+    real_update = client.update_thing_shadow
+    monkeypatch.setattr(
+        client,
+        "update_thing_shadow",
+        mock.Mock(side_effect=EndpointConnectionError(endpoint_url="https://iot")),
+    )
+    services.set_paused(device, True)
+    device.refresh_from_db()
+    assert device.shadow_error and device.paused
+    monkeypatch.setattr(client, "update_thing_shadow", real_update)  # IoT is back
+    counts = services.sweep_device_health()
+    assert counts["shadows_repushed"] == 1
+    assert desired(device)["paused"] is True
+    device.refresh_from_db()
+    assert device.shadow_error == ""

@@ -253,3 +253,50 @@ def test_a_pushed_switch_to_edge_mode_deletes_waiting_crops_and_sends_scores_fro
         runner.sink.stop()
     assert s3.list_objects_v2(Bucket="crops").get("KeyCount", 0) == 0  # no image ever left
     assert ddb.scan(TableName="observations")["Count"] >= 1
+
+
+@mock_aws
+def test_edge_mode_that_cannot_score_keeps_and_sends_no_crop_and_retries(tmp_path, monkeypatch):
+    """The switch to edge mode fails closed: if the camera cannot build its scoring sink (a model
+    missing, say), crops are neither kept nor uploaded, the error is reported, and the camera
+    tries again later."""
+    from edge_package import pipeline
+    from edge_package.pipeline import NullSink
+
+    s3 = _bucket()
+    cfg = parse_config(
+        {**BASE, "observations_table": "observations", "spool_dir": str(tmp_path), "fps_cap": 60}
+    )
+    runner = EdgeRunner(cfg)
+    runner.sink.spool.put({"captured_at_ms": 1}, b"\xff\xd8jpeg")
+    real_make_sink = pipeline.make_sink
+
+    def broken(config, spool=None):
+        if config.mode == "edge":
+            raise RuntimeError("emotion model not installed")
+        return real_make_sink(config, spool)
+
+    monkeypatch.setattr(pipeline, "make_sink", broken)
+    runner.update_tunables(mode="edge")
+    assert isinstance(runner.sink, NullSink) and runner.config.mode == "edge"
+    assert "cannot score on the camera" in runner.last_error
+    assert not list(tmp_path.glob("*.spool"))  # the waiting crop is gone too
+    runner.run(small_crowd(frames=6))
+    assert s3.list_objects_v2(Bucket="crops").get("KeyCount", 0) == 0
+    assert not list(tmp_path.glob("*.spool"))  # nothing kept while it cannot score
+    monkeypatch.setattr(pipeline, "make_sink", real_make_sink)
+    runner._sink_retry_at = 0.0
+    runner.tick(runner.clock())  # the retry: the model is there now
+    try:
+        assert isinstance(runner.sink, ObservationSink)
+    finally:
+        runner.sink.stop()
+
+
+def test_a_switch_to_edge_mode_without_a_table_is_refused_and_changes_nothing():
+    from edge_package.config import ConfigError
+
+    runner = EdgeRunner(parse_config({**BASE, "fps_cap": 60}), sink=Recorder())
+    with pytest.raises(ConfigError, match="edge mode needs observations_table"):
+        runner.update_tunables(mode="edge")
+    assert runner.config.mode == "cloud"
