@@ -236,14 +236,7 @@ class LabelledClipAdmin(TenantAdminMixin, admin.ModelAdmin):
     actions = ["take_out_of_gate", "put_into_gate"]
     readonly_fields = [
         "uri",
-        "sha256",
-        "size_bytes",
-        "width",
-        "height",
-        "frame_count",
-        "fps",
-        "labelled_frames",
-        "faces",
+        *LabelledClip.MEASURED_FIELDS,
         "annotations",
         "created_by",
         "created_at",

@@ -362,29 +362,13 @@ class LabelledClipSerializer(serializers.ModelSerializer):
             "name",
             "active",
             "uri",
-            "sha256",
-            "size_bytes",
-            "width",
-            "height",
-            "frame_count",
-            "fps",
-            "labelled_frames",
-            "faces",
+            *LabelledClip.MEASURED_FIELDS,
             "annotations_json",
             "created_at",
             "video",
             "annotations",
         ]
-        read_only_fields = [
-            "sha256",
-            "size_bytes",
-            "width",
-            "height",
-            "frame_count",
-            "fps",
-            "labelled_frames",
-            "faces",
-        ]
+        read_only_fields = list(LabelledClip.MEASURED_FIELDS)
         validators = []  # unique names: the service checks (the organization may be implicit)
 
     def validate_video(self, value):

@@ -105,6 +105,18 @@ class LabelledClip(TenantModel):
     promotion gate. Full frames, so the file stays in the private artifacts bucket (SSE) and is
     used for evaluation only; it never comes from StagePulse cameras (docs/privacy.md)."""
 
+    # What the service measures from the upload itself; never set by the organizer.
+    MEASURED_FIELDS = (
+        "sha256",
+        "size_bytes",
+        "width",
+        "height",
+        "frame_count",
+        "fps",
+        "labelled_frames",
+        "faces",
+    )
+
     name = models.CharField(max_length=80, help_text="Named in the gate's reasons.")
     bucket = models.CharField(max_length=63)
     key = models.CharField(max_length=512)
