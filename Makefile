@@ -36,7 +36,11 @@ format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+## make bench: figures into bench/results.json; installs Debian's wrk (the api load tool) if missing
 bench: install
+	@command -v wrk >/dev/null 2>&1 || { echo "bench: installing Debian's wrk"; \
+	  (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk) >/dev/null \
+	  || echo "bench: could not install wrk; the api section will fail"; }
 	$(BIN)/python -m bench
 
 schema: install
