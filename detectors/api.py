@@ -58,6 +58,7 @@ class EvaluationSerializer(serializers.ModelSerializer):
             "comparison",
             "created_at",
         ]
+        read_only_fields = fields  # output only (writable relations would be unscoped selects)
 
 
 class FaceModelSerializer(serializers.ModelSerializer):
@@ -133,6 +134,9 @@ class ModelRolloutSerializer(serializers.ModelSerializer):
             "created_at",
             "ended_at",
         ]
+        # Output only: as writable relations the browsable rollback form listed every tenant's
+        # models and cameras.
+        read_only_fields = fields
 
 
 def _organization(view, given):

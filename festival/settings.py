@@ -193,6 +193,10 @@ if PRODUCTION:
 # may overshoot its limit by (processes x (this - 1)) requests a window. 1 = exact.
 THROTTLE_SYNC_EVERY = int(os.environ.get("THROTTLE_SYNC_EVERY", "5"))
 
+# The browsable API (HTML pages with forms) is a development tool: production answers JSON only,
+# unless BROWSABLE_API=true says otherwise. Its choices are scoped either way (tenant_filters).
+BROWSABLE_API = env_bool("BROWSABLE_API", DEBUG)
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.TokenAuthentication",
@@ -202,9 +206,14 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "festival.api_common.StandardPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_FILTER_BACKENDS": [
-        "django_filters.rest_framework.DjangoFilterBackend",
+        "festival.tenant_filters.TenantFilterBackend",  # foreign-key choices scoped to the user
         "rest_framework.filters.SearchFilter",
         "rest_framework.filters.OrderingFilter",
+    ],
+    # JSON only, unless BROWSABLE_API (default: DEBUG) turns the HTML pages on (docs/security.md).
+    "DEFAULT_RENDERER_CLASSES": [
+        "rest_framework.renderers.JSONRenderer",
+        *(["rest_framework.renderers.BrowsableAPIRenderer"] if BROWSABLE_API else []),
     ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "festival.api_common.error_handler",

@@ -118,11 +118,11 @@ def test_cannot_create_festival_or_member_in_other_organization(as_our_owner, tw
     assert not theirs.organization.memberships.filter(user=ours.viewer).exists()
 
 
-def test_filtering_by_other_festival_returns_nothing(as_our_owner, two_worlds):
+def test_filtering_by_other_festival_is_like_a_missing_festival(as_our_owner, two_worlds):
     _, theirs = two_worlds
     response = as_our_owner.get("/api/v1/sets/", {"stage__festival": theirs.festival.pk})
-    assert response.status_code == 200
-    assert response.json()["results"] == []
+    assert response.status_code == 400  # as for an id that does not exist (no id is confirmed)
+    assert "stage__festival" in response.json()["error"]["fields"]
 
 
 def test_anonymous_gets_401_on_organizer_api(api_client, two_worlds):
