@@ -13,7 +13,12 @@ from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_seriali
 from rest_framework import mixins, permissions, serializers, status, viewsets
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.decorators import action
-from rest_framework.exceptions import AuthenticationFailed, PermissionDenied, ValidationError
+from rest_framework.exceptions import (
+    AuthenticationFailed,
+    NotAuthenticated,
+    PermissionDenied,
+    ValidationError,
+)
 from rest_framework.response import Response
 from rest_framework.throttling import SimpleRateThrottle
 from rest_framework.views import APIView
@@ -326,7 +331,10 @@ class DeviceTelemetryThrottle(SimpleRateThrottle):
     def get_cache_key(self, request, view):
         try:
             device = request.auth
-        except AuthenticationFailed:
+        except AuthenticationFailed as exc:
+            # DRF forgets a failed authentication after the first try (the request then reads as
+            # anonymous); keep it so the view answers with it, not "not provided".
+            request.failed_authentication = exc
             device = None
         ident = f"device-{device.pk}" if isinstance(device, Device) else self.get_ident(request)
         return self.cache_format % {"scope": self.scope, "ident": ident}
@@ -352,6 +360,18 @@ class TelemetryView(APIView):
 
     def get_permissions(self):
         return [] if self.confirming else super().get_permissions()
+
+    def perform_authentication(self, request):
+        """An unknown or revoked token says so (the throttle, which ran first, saw why)."""
+        failed = getattr(request, "failed_authentication", None)
+        if failed is not None:
+            raise failed
+        super().perform_authentication(request)
+
+    def permission_denied(self, request, message=None, code=None):
+        if not request.successful_authenticator:
+            raise NotAuthenticated(IsDevice.message)
+        super().permission_denied(request, message, code)
 
     @extend_schema(
         request={"application/json": {k: v for k, v in TELEMETRY_SCHEMA.items() if k != "$schema"}},
