@@ -16,7 +16,6 @@ from rest_framework.decorators import action
 from rest_framework.exceptions import (
     AuthenticationFailed,
     NotAuthenticated,
-    PermissionDenied,
     ValidationError,
 )
 from rest_framework.response import Response
@@ -27,7 +26,13 @@ from devices import selectors, services
 from devices.models import Deployment, Device, EdgeRelease
 from edge_package.contracts import TELEMETRY_SCHEMA, validate_edge_config
 from festival.models import Festival, Role
-from festival.tenancy import TenantScopedRelatedField, TenantViewSet, has_role, organization_ids_for
+from festival.tenancy import (
+    TenantScopedRelatedField,
+    TenantViewSet,
+    organization_ids_for,
+    require_role,
+    role_required,
+)
 from stages.models import Stage
 
 
@@ -226,8 +231,7 @@ class DeploymentViewSet(
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         device = serializer.validated_data["device"]
-        if not has_role(request.user, device.organization_id, Role.OPERATOR):
-            raise PermissionDenied("Your role in this organization does not allow deployments.")
+        require_role(request.user, device.organization_id, Role.OPERATOR)
         release = serializer.validated_data.get("release") or selectors.latest_release()
         if release is None:
             raise ValidationError({"release": "No edge release exists yet: build one first."})
@@ -265,7 +269,7 @@ class EdgeReleaseViewSet(viewsets.ReadOnlyModelViewSet):
         """Package edge_package/ (idempotent: the same content returns the existing release)."""
         user = request.user
         if not (user.is_superuser or organization_ids_for(user, Role.OPERATOR)):
-            raise PermissionDenied("Building a release needs the operator role.")
+            raise role_required(Role.OPERATOR)
         try:
             release = services.build_edge_release(user=user)
         except DjangoValidationError as exc:

@@ -17,11 +17,11 @@ from rest_framework.response import Response
 from festival.api_common import error_response
 from festival.models import Festival, Membership, Organization, Role
 from festival.tenancy import (
-    TenantRolePermission,
     TenantViewSet,
-    has_role,
     organizations_for,
+    require_role,
     role_in,
+    role_required,
 )
 from stages import services as lineup_services
 
@@ -49,32 +49,33 @@ class OrganizationViewSet(viewsets.ReadOnlyModelViewSet):
 
 
 class ScopedOrganizationField(serializers.SlugRelatedField):
-    """An organization (by slug) where the user holds at least `min_role`; others don't exist."""
+    """An organization (by slug) the user belongs to; others don't exist (400, like a typo).
 
-    def __init__(self, min_role: str = Role.OPERATOR, **kwargs):
-        self.min_role = min_role
+    The role the change needs is the view's check (403 naming the role), so a member with too
+    low a role is told why instead of being told the organization does not exist.
+    """
+
+    def __init__(self, **kwargs):
         super().__init__(slug_field="slug", **kwargs)
 
     def get_queryset(self):
-        return organizations_for(self.context["request"].user, self.min_role)
+        return organizations_for(self.context["request"].user)
 
 
 def default_organization(user, min_role: str, given: Organization | None) -> Organization:
-    """The organization a new row goes to: the one given, or the user's only one."""
-    if given is not None:
-        return given
-    candidates = list(organizations_for(user, min_role)[:2])
-    if len(candidates) == 1:
-        return candidates[0]
-    raise ValidationError(
-        {
-            "organization": [
-                "Say which organization (slug): you belong to several."
-                if candidates
-                else "You are not an operator of any organization."
-            ]
-        }
-    )
+    """The organization a new row goes to (the one given, or the user's only one where they hold
+    `min_role`), with the user's role there checked: 403 naming the role when too low."""
+    if given is None:
+        candidates = list(organizations_for(user, min_role)[:2])
+        if len(candidates) > 1:
+            raise ValidationError(
+                {"organization": ["Say which organization (slug): you belong to several."]}
+            )
+        if not candidates:
+            raise role_required(min_role)
+        given = candidates[0]
+    require_role(user, given.id, min_role)
+    return given
 
 
 def query_flag(request, name: str) -> bool:
@@ -83,7 +84,7 @@ def query_flag(request, name: str) -> bool:
 
 # --- Members -------------------------------------------------------------------------------------
 class MembershipSerializer(serializers.ModelSerializer):
-    organization = ScopedOrganizationField(min_role=Role.OWNER, required=False)
+    organization = ScopedOrganizationField(required=False)
     user = serializers.CharField(
         write_only=True, help_text="Username or e-mail of an existing StagePulse user."
     )
@@ -263,8 +264,7 @@ class FestivalViewSet(TenantViewSet):
     )
     def lineup_import(self, request, pk=None):
         festival = self.get_object()
-        if not has_role(request.user, festival.organization_id, Role.OPERATOR):
-            return error_response(403, "permission_denied", TenantRolePermission.message)
+        require_role(request.user, festival.organization_id, Role.OPERATOR)
         upload = request.data.get("file") if hasattr(request.data, "get") else None
         content = upload.read() if upload is not None else request.data
         if not isinstance(content, (bytes, str)) or not content:

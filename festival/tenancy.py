@@ -52,14 +52,32 @@ def forget_roles(user) -> None:
     user.__dict__.pop("_stagepulse_roles", None)
 
 
+def role_message(role: str) -> str:
+    return f"This needs the {role} role in the organization; your role does not allow it."
+
+
+def role_required(role: str) -> PermissionDenied:
+    """The one answer (403) to a member whose role is too low: it names the role needed.
+
+    Rows of organizations the user is not in never get here: they do not exist (400 / 404).
+    """
+    return PermissionDenied(role_message(role))
+
+
+def require_role(user, organization_id: int, role: str) -> None:
+    if not has_role(user, organization_id, role):
+        raise role_required(role)
+
+
 # --- REST framework ------------------------------------------------------------------------------
 class TenantRolePermission(permissions.BasePermission):
     """Reads need membership, writes need `write_role` in the object's organization."""
 
-    message = "Your role in this organization does not allow this change."
+    message = role_message(Role.OPERATOR)
 
     def has_object_permission(self, request, view, obj) -> bool:
         needed = Role.VIEWER if request.method in permissions.SAFE_METHODS else view.write_role
+        self.message = role_message(needed)  # DRF reads it from this instance on refusal
         return has_role(request.user, obj.organization_id, needed)
 
 
@@ -91,8 +109,7 @@ class TenantViewSet(viewsets.ModelViewSet):
 
     def perform_create(self, serializer) -> None:
         organization = self.organization_for_create(serializer)
-        if not has_role(self.request.user, organization.id, self.write_role):
-            raise PermissionDenied(self.__class__.permission_classes[1].message)
+        require_role(self.request.user, organization.id, self.write_role)
         serializer.save(organization=organization)
 
 

@@ -127,3 +127,49 @@ def test_token_auth(api_client, two_worlds):
     token = response.json()["token"]
     api_client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
     assert api_client.get("/api/v1/festivals/").status_code == 200
+
+
+def _refusal(response, role: str) -> None:
+    assert response.status_code == 403, response.json()
+    error = response.json()["error"]
+    assert error["code"] == "permission_denied"
+    assert f"needs the {role} role" in error["message"]
+
+
+def test_a_too_low_role_is_always_403_naming_the_role_needed(api_client, two_worlds):
+    """One's own organization with too low a role: 403 and the role, never a 400 that says the
+    organization does not exist or that one is "not an operator" where an owner is needed."""
+    ours, _ = two_worlds
+    api_client.force_authenticate(ours.viewer)
+    festival = {"name": "X", "slug": "x", "starts_on": "2026-08-01", "ends_on": "2026-08-02"}
+    _refusal(api_client.post("/api/v1/festivals/", festival), "operator")
+    _refusal(
+        api_client.post("/api/v1/festivals/", {**festival, "organization": "ours-org"}), "operator"
+    )
+    _refusal(api_client.patch(f"/api/v1/stages/{ours.stage.pk}/", {"name": "R"}), "operator")
+    _refusal(
+        api_client.post(
+            f"/api/v1/festivals/{ours.festival.pk}/lineup/import/",
+            "stage,artist,starts_at,ends_at\n",
+            content_type="text/csv",
+        ),
+        "operator",
+    )
+    _refusal(api_client.post("/api/v1/deployments/", {"device": ours.device.pk}), "operator")
+    _refusal(api_client.post("/api/v1/edge-releases/build/"), "operator")
+    api_client.force_authenticate(ours.operator)
+    membership = Membership.objects.get(user=ours.viewer, organization=ours.organization)
+    _refusal(api_client.patch(f"/api/v1/members/{membership.pk}/", {"role": "owner"}), "owner")
+    _refusal(api_client.delete(f"/api/v1/members/{membership.pk}/"), "owner")
+
+
+def test_another_organizations_slug_is_still_unknown_not_forbidden(api_client, two_worlds):
+    ours, _ = two_worlds
+    api_client.force_authenticate(ours.viewer)
+    festival = {"name": "X", "slug": "x", "starts_on": "2026-08-01", "ends_on": "2026-08-02"}
+    for slug in ("theirs-org", "no-such-org"):
+        response = api_client.post("/api/v1/festivals/", {**festival, "organization": slug})
+        assert response.status_code == 400
+        assert response.json()["error"]["fields"]["organization"] == [
+            f"Object with slug={slug} does not exist."
+        ]
