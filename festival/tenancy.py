@@ -6,6 +6,8 @@ viewers read, operators change, owners also manage members.
 
 from __future__ import annotations
 
+import functools
+
 from django.http import Http404
 from rest_framework import permissions, serializers, viewsets
 from rest_framework.exceptions import PermissionDenied
@@ -141,6 +143,21 @@ class HideOtherTenantsAdminMixin:
         return super().history_view(request, object_id, extra_context)
 
 
+def _writable_rows_only(action):
+    @functools.wraps(action)
+    def run(modeladmin, request, queryset):
+        role = modeladmin.write_role
+        writable = queryset.filter(organization_id__in=organization_ids_for(request.user, role))
+        skipped = queryset.count() - writable.count()
+        if skipped:
+            modeladmin.message_user(
+                request, f"{skipped} selected row(s) skipped: {role_message(role)}", "WARNING"
+            )
+        return action(modeladmin, request, writable)
+
+    return run
+
+
 class TenantAdminMixin(HideOtherTenantsAdminMixin):
     """Scopes an admin to the staff user's organizations and fills in `organization`.
 
@@ -180,6 +197,21 @@ class TenantAdminMixin(HideOtherTenantsAdminMixin):
             return get_fields_from_path(self.model, path)[-1].is_relation
         except Exception:  # noqa: BLE001 - not a model path; leave the filter as it is
             return False
+
+    def get_actions(self, request):
+        """Every action, "delete selected" included, runs only on the selected rows where the user
+        holds `write_role` (the others are skipped and counted); a user who holds it nowhere is
+        offered none. So no action can forget its role check (issue 11: a viewer could run
+        "Refresh from SageMaker")."""
+        actions = super().get_actions(request)
+        if self._is_super(request):
+            return actions
+        if not organization_ids_for(request.user, self.write_role):
+            return {}
+        return {
+            name: (_writable_rows_only(func), action_name, description)
+            for name, (func, action_name, description) in actions.items()
+        }
 
     def get_exclude(self, request, obj=None):
         excluded = list(super().get_exclude(request, obj) or [])
