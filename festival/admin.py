@@ -1,8 +1,11 @@
 from django import forms
 from django.contrib import admin
+from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth import get_user_model
 from django.db.models import Q
 
+from festival import login_guard
+from festival.authentication import lockout_message
 from festival.models import Festival, Membership, Organization, Role
 from festival.tenancy import (
     HideOtherTenantsAdminMixin,
@@ -10,6 +13,20 @@ from festival.tenancy import (
     organization_ids_for,
     organizations_for,
 )
+
+
+class GuardedAdminLoginForm(AdminAuthenticationForm):
+    """The admin login says when the brute-force guard has locked the account or address (the
+    backend refuses the login either way; this only makes the page say why)."""
+
+    def clean(self):
+        wait = login_guard.locked_for(self.request, self.cleaned_data.get("username") or "")
+        if wait:
+            raise forms.ValidationError(lockout_message(wait), code="login_locked")
+        return super().clean()
+
+
+admin.site.login_form = GuardedAdminLoginForm
 
 
 class SingleOrganizationDefaultMixin:

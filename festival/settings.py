@@ -153,6 +153,14 @@ else:
         }
     }
 
+# Password logins go through the brute-force guard (festival/login_guard.py, docs/security.md):
+# after this many failures per account, or per client address, in a window that long, every
+# login of that account (or from that address) is refused, right password included.
+AUTHENTICATION_BACKENDS = ["festival.authentication.LockoutModelBackend"]
+LOGIN_FAILURES_PER_ACCOUNT = int(os.environ.get("LOGIN_FAILURES_PER_ACCOUNT", "5"))
+LOGIN_FAILURES_PER_ADDRESS = int(os.environ.get("LOGIN_FAILURES_PER_ADDRESS", "20"))
+LOGIN_LOCKOUT_SECONDS = int(os.environ.get("LOGIN_LOCKOUT_SECONDS", "900"))
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
