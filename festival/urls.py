@@ -14,7 +14,13 @@ from devices.api import DeploymentViewSet, DeviceViewSet, EdgeReleaseViewSet, Te
 from emotions.api import SetReportViewSet
 from emotions.views import set_report_page
 from festival import dashboard, fan_api
-from festival.api import FestivalViewSet, MembershipViewSet, OrganizationViewSet
+from festival.api import (
+    FestivalViewSet,
+    InvitationViewSet,
+    MembershipViewSet,
+    MyInvitationViewSet,
+    OrganizationViewSet,
+)
 from festival.authentication import ObtainTokenView, RevokeTokenView, RotateTokenView
 from festival.views import healthz, ping
 from stages.api import SetViewSet, StageViewSet
@@ -22,6 +28,8 @@ from stages.api import SetViewSet, StageViewSet
 router = DefaultRouter()
 router.register("organizations", OrganizationViewSet, basename="organization")
 router.register("members", MembershipViewSet, basename="membership")
+router.register("invitations", InvitationViewSet, basename="invitation")
+router.register("my-invitations", MyInvitationViewSet, basename="my-invitation")
 router.register("festivals", FestivalViewSet, basename="festival")
 router.register("stages", StageViewSet, basename="stage")
 router.register("sets", SetViewSet, basename="set")
