@@ -115,6 +115,7 @@ def add_tenant_rows(world: World) -> World:
     from detectors.models import FaceModel, LabelledClip, ModelRollout, TrainingJob
     from devices.models import Deployment, EdgeRelease
     from emotions.models import SetReport
+    from festival.models import Invitation
 
     prefix = world.organization.slug.removesuffix("-org")
     org = world.organization
@@ -150,6 +151,12 @@ def add_tenant_rows(world: World) -> World:
     )
     world.rollout = ModelRollout.objects.create(
         organization=org, face_model=world.face_model, device=world.device
+    )
+    world.invitation = Invitation.objects.create(
+        organization=org,
+        invitee=f"{prefix}-newcomer@example.org",
+        invited_by=world.owner,
+        expires_at=datetime.now(UTC) + timedelta(days=7),
     )
     world.labelled_clip = LabelledClip.objects.create(
         organization=org,
@@ -189,4 +196,6 @@ def names_of(world: World) -> list[str]:
             names.append(getattr(world, attribute).name)
     if hasattr(world, "training_job"):
         names.append(world.training_job.job_name)
+    if hasattr(world, "invitation"):
+        names.append(world.invitation.invitee)
     return names
