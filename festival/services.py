@@ -191,7 +191,7 @@ def invite(organization: Organization, invitee: str, role: str, *, invited_by) -
 
 def _answerable(invitation: Invitation, user) -> Invitation:
     """The invitation, locked, if `user` may still answer it; otherwise "no such invitation"."""
-    found = invitations_for(user).select_for_update().filter(pk=invitation.pk).first()
+    found = invitations_for(user).select_for_update(of=("self",)).filter(pk=invitation.pk).first()
     if found is None:
         raise ValidationError({"invitation": "No pending invitation of yours has this id."})
     return found
