@@ -13,7 +13,11 @@ from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_seriali
 from rest_framework import mixins, permissions, serializers, status, viewsets
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.decorators import action
-from rest_framework.exceptions import AuthenticationFailed, PermissionDenied, ValidationError
+from rest_framework.exceptions import (
+    AuthenticationFailed,
+    NotAuthenticated,
+    ValidationError,
+)
 from rest_framework.response import Response
 from rest_framework.throttling import SimpleRateThrottle
 from rest_framework.views import APIView
@@ -22,7 +26,13 @@ from devices import selectors, services
 from devices.models import Deployment, Device, EdgeRelease
 from edge_package.contracts import TELEMETRY_SCHEMA, validate_edge_config
 from festival.models import Festival, Role
-from festival.tenancy import TenantScopedRelatedField, TenantViewSet, has_role, organization_ids_for
+from festival.tenancy import (
+    TenantScopedRelatedField,
+    TenantViewSet,
+    organization_ids_for,
+    require_role,
+    role_required,
+)
 from stages.models import Stage
 
 
@@ -221,8 +231,7 @@ class DeploymentViewSet(
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         device = serializer.validated_data["device"]
-        if not has_role(request.user, device.organization_id, Role.OPERATOR):
-            raise PermissionDenied("Your role in this organization does not allow deployments.")
+        require_role(request.user, device.organization_id, Role.OPERATOR)
         release = serializer.validated_data.get("release") or selectors.latest_release()
         if release is None:
             raise ValidationError({"release": "No edge release exists yet: build one first."})
@@ -260,7 +269,7 @@ class EdgeReleaseViewSet(viewsets.ReadOnlyModelViewSet):
         """Package edge_package/ (idempotent: the same content returns the existing release)."""
         user = request.user
         if not (user.is_superuser or organization_ids_for(user, Role.OPERATOR)):
-            raise PermissionDenied("Building a release needs the operator role.")
+            raise role_required(Role.OPERATOR)
         try:
             release = services.build_edge_release(user=user)
         except DjangoValidationError as exc:
@@ -326,7 +335,10 @@ class DeviceTelemetryThrottle(SimpleRateThrottle):
     def get_cache_key(self, request, view):
         try:
             device = request.auth
-        except AuthenticationFailed:
+        except AuthenticationFailed as exc:
+            # DRF forgets a failed authentication after the first try (the request then reads as
+            # anonymous); keep it so the view answers with it, not "not provided".
+            request.failed_authentication = exc
             device = None
         ident = f"device-{device.pk}" if isinstance(device, Device) else self.get_ident(request)
         return self.cache_format % {"scope": self.scope, "ident": ident}
@@ -352,6 +364,18 @@ class TelemetryView(APIView):
 
     def get_permissions(self):
         return [] if self.confirming else super().get_permissions()
+
+    def perform_authentication(self, request):
+        """An unknown or revoked token says so (the throttle, which ran first, saw why)."""
+        failed = getattr(request, "failed_authentication", None)
+        if failed is not None:
+            raise failed
+        super().perform_authentication(request)
+
+    def permission_denied(self, request, message=None, code=None):
+        if not request.successful_authenticator:
+            raise NotAuthenticated(IsDevice.message)
+        super().permission_denied(request, message, code)
 
     @extend_schema(
         request={"application/json": {k: v for k, v in TELEMETRY_SCHEMA.items() if k != "$schema"}},

@@ -2,26 +2,24 @@
 
 from __future__ import annotations
 
-from django.contrib.auth import get_user_model
-from django.db import transaction
-from django.db.models import Q
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import parsers, serializers, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import MethodNotAllowed, ValidationError
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 
+from festival import selectors, services
 from festival.api_common import error_response
-from festival.models import Festival, Membership, Organization, Role
+from festival.models import Festival, Invitation, Membership, Organization, Role
 from festival.tenancy import (
-    TenantRolePermission,
     TenantViewSet,
-    has_role,
     organizations_for,
+    require_role,
     role_in,
+    role_required,
 )
 from stages import services as lineup_services
 
@@ -49,110 +47,143 @@ class OrganizationViewSet(viewsets.ReadOnlyModelViewSet):
 
 
 class ScopedOrganizationField(serializers.SlugRelatedField):
-    """An organization (by slug) where the user holds at least `min_role`; others don't exist."""
+    """An organization (by slug) the user belongs to; others don't exist (400, like a typo).
 
-    def __init__(self, min_role: str = Role.OPERATOR, **kwargs):
-        self.min_role = min_role
+    The role the change needs is the view's check (403 naming the role), so a member with too
+    low a role is told why instead of being told the organization does not exist.
+    """
+
+    def __init__(self, **kwargs):
         super().__init__(slug_field="slug", **kwargs)
 
     def get_queryset(self):
-        return organizations_for(self.context["request"].user, self.min_role)
+        return organizations_for(self.context["request"].user)
 
 
 def default_organization(user, min_role: str, given: Organization | None) -> Organization:
-    """The organization a new row goes to: the one given, or the user's only one."""
-    if given is not None:
-        return given
-    candidates = list(organizations_for(user, min_role)[:2])
-    if len(candidates) == 1:
-        return candidates[0]
-    raise ValidationError(
-        {
-            "organization": [
-                "Say which organization (slug): you belong to several."
-                if candidates
-                else "You are not an operator of any organization."
-            ]
-        }
-    )
+    """The organization a new row goes to (the one given, or the user's only one where they hold
+    `min_role`), with the user's role there checked: 403 naming the role when too low."""
+    if given is None:
+        candidates = list(organizations_for(user, min_role)[:2])
+        if len(candidates) > 1:
+            raise ValidationError(
+                {"organization": ["Say which organization (slug): you belong to several."]}
+            )
+        if not candidates:
+            raise role_required(min_role)
+        given = candidates[0]
+    require_role(user, given.id, min_role)
+    return given
 
 
 def query_flag(request, name: str) -> bool:
     return request.query_params.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
 
 
-# --- Members -------------------------------------------------------------------------------------
+# --- Members and invitations ---------------------------------------------------------------------
 class MembershipSerializer(serializers.ModelSerializer):
-    organization = ScopedOrganizationField(min_role=Role.OWNER, required=False)
-    user = serializers.CharField(
-        write_only=True, help_text="Username or e-mail of an existing StagePulse user."
-    )
+    organization = serializers.SlugRelatedField(slug_field="slug", read_only=True)
     username = serializers.CharField(source="user.username", read_only=True)
     email = serializers.CharField(source="user.email", read_only=True)
 
     class Meta:
         model = Membership
-        fields = ["id", "organization", "user", "username", "email", "role", "created_at"]
+        fields = ["id", "organization", "username", "email", "role", "created_at"]
         read_only_fields = ["created_at"]
-        validators = []  # "already a member" is checked in the view with a clear message
-
-    def validate_user(self, value: str):
-        matches = get_user_model().objects.filter(Q(username=value) | Q(email__iexact=value))
-        user = matches.first()
-        if user is None:
-            raise ValidationError(f"No user with username or e-mail {value!r}.")
-        return user
-
-    def validate(self, attrs):
-        if self.instance is not None and "user" in attrs and attrs["user"] != self.instance.user:
-            raise ValidationError({"user": "Remove the membership and add the new person instead."})
-        moved = "organization" in attrs and attrs["organization"] != getattr(
-            self.instance, "organization", attrs["organization"]
-        )
-        if self.instance is not None and moved:
-            raise ValidationError({"organization": "A membership cannot move organizations."})
-        return attrs
 
 
 class MembershipViewSet(TenantViewSet):
-    """Members of your organizations. Everyone may read; owners add, change and remove."""
+    """Members of your organizations. Everyone may read; owners change roles and remove people.
+    People join by invitation (/invitations/), never by being added."""
 
     queryset = Membership.objects.select_related("user", "organization")
     serializer_class = MembershipSerializer
     write_role = Role.OWNER
+    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
     filterset_fields = ["organization", "role"]
     search_fields = ["user__username", "user__email"]
 
-    def organization_for_create(self, serializer):
-        return default_organization(
-            self.request.user, Role.OWNER, serializer.validated_data.get("organization")
+    def create(self, request, *args, **kwargs):
+        raise MethodNotAllowed(
+            "POST", detail="People join by invitation: POST /api/v1/invitations/, they accept."
         )
+
+    def perform_update(self, serializer):
+        role = serializer.validated_data.get("role", serializer.instance.role)
+        serializer.instance = services.change_role(serializer.instance, role)
+
+    def perform_destroy(self, instance):
+        services.remove_member(instance)
+
+
+class InvitationSerializer(serializers.ModelSerializer):
+    organization = ScopedOrganizationField(required=False)
+    invitee = serializers.CharField(
+        max_length=254, help_text="Username or e-mail of the person to invite."
+    )
+    invited_by = serializers.CharField(source="invited_by.username", read_only=True, default="")
+
+    class Meta:
+        model = Invitation
+        fields = [
+            "id",
+            "organization",
+            "invitee",
+            "role",
+            "status",
+            "invited_by",
+            "created_at",
+            "expires_at",
+        ]
+        read_only_fields = ["status", "created_at", "expires_at"]
+
+
+class InvitationViewSet(TenantViewSet):
+    """Invitations of your organizations. Owners invite a username or e-mail and may withdraw a
+    pending invitation; the answer is the same whether or not such an account exists."""
+
+    queryset = Invitation.objects.select_related("organization", "invited_by")
+    serializer_class = InvitationSerializer
+    write_role = Role.OWNER
+    http_method_names = ["get", "post", "delete", "head", "options"]
+    filterset_fields = ["organization", "status"]
 
     def perform_create(self, serializer):
-        organization = self.organization_for_create(serializer)
-        user = serializer.validated_data["user"]
-        if Membership.objects.filter(organization=organization, user=user).exists():
-            raise ValidationError({"user": f"{user.username} is already a member."})
-        super().perform_create(serializer)
-
-    @transaction.atomic
-    def perform_update(self, serializer):
-        self._keep_an_owner(serializer.instance, serializer.validated_data.get("role"))
-        serializer.save()
-
-    @transaction.atomic
-    def perform_destroy(self, instance):
-        self._keep_an_owner(instance, None)
-        instance.delete()
-
-    def _keep_an_owner(self, membership: Membership, new_role) -> None:
-        if membership.role != Role.OWNER or new_role == Role.OWNER:
-            return
-        owners = Membership.objects.select_for_update().filter(
-            organization_id=membership.organization_id, role=Role.OWNER
+        data = serializer.validated_data
+        organization = default_organization(
+            self.request.user, self.write_role, data.get("organization")
         )
-        if owners.count() <= 1:
-            raise ValidationError({"role": "An organization needs at least one owner."})
+        serializer.instance = services.invite(
+            organization,
+            data["invitee"],
+            data.get("role", Role.VIEWER),
+            invited_by=self.request.user,
+        )
+
+    def perform_destroy(self, instance):
+        services.revoke_invitation(instance)
+
+
+class MyInvitationViewSet(viewsets.ReadOnlyModelViewSet):
+    """Invitations addressed to your username or e-mail: accept to join, or decline."""
+
+    serializer_class = InvitationSerializer
+    permission_classes = [IsAuthenticated]
+
+    def get_queryset(self):
+        return selectors.invitations_for(self.request.user)
+
+    @extend_schema(request=None, responses={201: MembershipSerializer})
+    @action(detail=True, methods=["post"])
+    def accept(self, request, pk=None):
+        membership = services.accept_invitation(self.get_object(), request.user)
+        return Response(MembershipSerializer(membership).data, status=201)
+
+    @extend_schema(request=None, responses={204: None})
+    @action(detail=True, methods=["post"])
+    def decline(self, request, pk=None):
+        services.decline_invitation(self.get_object(), request.user)
+        return Response(status=204)
 
 
 # --- Festivals -----------------------------------------------------------------------------------
@@ -263,8 +294,7 @@ class FestivalViewSet(TenantViewSet):
     )
     def lineup_import(self, request, pk=None):
         festival = self.get_object()
-        if not has_role(request.user, festival.organization_id, Role.OPERATOR):
-            return error_response(403, "permission_denied", TenantRolePermission.message)
+        require_role(request.user, festival.organization_id, Role.OPERATOR)
         upload = request.data.get("file") if hasattr(request.data, "get") else None
         content = upload.read() if upload is not None else request.data
         if not isinstance(content, (bytes, str)) or not content:

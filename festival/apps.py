@@ -8,4 +8,4 @@ class FestivalConfig(AppConfig):
     def ready(self) -> None:
         # Importing the Celery app here (not in festival/__init__) keeps festival.aws importable
         # by the Django-free analyzer without pulling in Celery.
-        from festival import celery  # noqa: F401
+        from festival import authentication, celery  # noqa: F401  (signal receivers)

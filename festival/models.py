@@ -74,6 +74,56 @@ class Membership(models.Model):
         return f"{self.user} — {self.organization} ({self.role})"
 
 
+class InvitationStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    ACCEPTED = "accepted", "Accepted"
+    DECLINED = "declined", "Declined"
+
+
+class Invitation(models.Model):
+    """An owner's offer of a role in their organization; nobody joins without accepting it.
+
+    `invitee` is the username or e-mail as the owner typed it. It is matched to an account only
+    when someone accepts, so the inviter never learns whether an account exists (festival.services
+    .invite answers alike for every name).
+    """
+
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="invitations"
+    )
+    invitee = models.CharField("username or e-mail", max_length=254)
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.VIEWER)
+    status = models.CharField(
+        max_length=16, choices=InvitationStatus.choices, default=InvitationStatus.PENDING
+    )
+    invited_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    accepted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    answered_at = models.DateTimeField(null=True, blank=True)
+
+    objects = TenantQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.invitee} to {self.organization} as {self.role} ({self.status})"
+
+
+class MyInvitation(Invitation):
+    """The invitations addressed to the staff user looking at the admin (accept or decline)."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "invitation to me"
+        verbose_name_plural = "invitations to me"
+
+
 def validate_timezone(value: str) -> None:
     if value not in zoneinfo.available_timezones():
         raise ValidationError(f"{value!r} is not a known time zone (e.g. Europe/Amsterdam)")

@@ -153,6 +153,14 @@ else:
         }
     }
 
+# Password logins go through the brute-force guard (festival/login_guard.py, docs/security.md):
+# after this many failures per account, or per client address, in a window that long, every
+# login of that account (or from that address) is refused, right password included.
+AUTHENTICATION_BACKENDS = ["festival.authentication.LockoutModelBackend"]
+LOGIN_FAILURES_PER_ACCOUNT = int(os.environ.get("LOGIN_FAILURES_PER_ACCOUNT", "5"))
+LOGIN_FAILURES_PER_ADDRESS = int(os.environ.get("LOGIN_FAILURES_PER_ADDRESS", "20"))
+LOGIN_LOCKOUT_SECONDS = int(os.environ.get("LOGIN_LOCKOUT_SECONDS", "900"))
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -193,6 +201,10 @@ if PRODUCTION:
 # may overshoot its limit by (processes x (this - 1)) requests a window. 1 = exact.
 THROTTLE_SYNC_EVERY = int(os.environ.get("THROTTLE_SYNC_EVERY", "5"))
 
+# The browsable API (HTML pages with forms) is a development tool: production answers JSON only,
+# unless BROWSABLE_API=true says otherwise. Its choices are scoped either way (tenant_filters).
+BROWSABLE_API = env_bool("BROWSABLE_API", DEBUG)
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.TokenAuthentication",
@@ -202,9 +214,14 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "festival.api_common.StandardPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_FILTER_BACKENDS": [
-        "django_filters.rest_framework.DjangoFilterBackend",
+        "festival.tenant_filters.TenantFilterBackend",  # foreign-key choices scoped to the user
         "rest_framework.filters.SearchFilter",
         "rest_framework.filters.OrderingFilter",
+    ],
+    # JSON only, unless BROWSABLE_API (default: DEBUG) turns the HTML pages on (docs/security.md).
+    "DEFAULT_RENDERER_CLASSES": [
+        "rest_framework.renderers.JSONRenderer",
+        *(["rest_framework.renderers.BrowsableAPIRenderer"] if BROWSABLE_API else []),
     ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "festival.api_common.error_handler",

@@ -6,6 +6,8 @@ viewers read, operators change, owners also manage members.
 
 from __future__ import annotations
 
+import functools
+
 from django.http import Http404
 from rest_framework import permissions, serializers, viewsets
 from rest_framework.exceptions import PermissionDenied
@@ -52,14 +54,32 @@ def forget_roles(user) -> None:
     user.__dict__.pop("_stagepulse_roles", None)
 
 
+def role_message(role: str) -> str:
+    return f"This needs the {role} role in the organization; your role does not allow it."
+
+
+def role_required(role: str) -> PermissionDenied:
+    """The one answer (403) to a member whose role is too low: it names the role needed.
+
+    Rows of organizations the user is not in never get here: they do not exist (400 / 404).
+    """
+    return PermissionDenied(role_message(role))
+
+
+def require_role(user, organization_id: int, role: str) -> None:
+    if not has_role(user, organization_id, role):
+        raise role_required(role)
+
+
 # --- REST framework ------------------------------------------------------------------------------
 class TenantRolePermission(permissions.BasePermission):
     """Reads need membership, writes need `write_role` in the object's organization."""
 
-    message = "Your role in this organization does not allow this change."
+    message = role_message(Role.OPERATOR)
 
     def has_object_permission(self, request, view, obj) -> bool:
         needed = Role.VIEWER if request.method in permissions.SAFE_METHODS else view.write_role
+        self.message = role_message(needed)  # DRF reads it from this instance on refusal
         return has_role(request.user, obj.organization_id, needed)
 
 
@@ -91,8 +111,7 @@ class TenantViewSet(viewsets.ModelViewSet):
 
     def perform_create(self, serializer) -> None:
         organization = self.organization_for_create(serializer)
-        if not has_role(self.request.user, organization.id, self.write_role):
-            raise PermissionDenied(self.__class__.permission_classes[1].message)
+        require_role(self.request.user, organization.id, self.write_role)
         serializer.save(organization=organization)
 
 
@@ -122,6 +141,21 @@ class HideOtherTenantsAdminMixin:
     def history_view(self, request, object_id, extra_context=None):
         self._ensure_visible(request, object_id)
         return super().history_view(request, object_id, extra_context)
+
+
+def _writable_rows_only(action):
+    @functools.wraps(action)
+    def run(modeladmin, request, queryset):
+        role = modeladmin.write_role
+        writable = queryset.filter(organization_id__in=organization_ids_for(request.user, role))
+        skipped = queryset.count() - writable.count()
+        if skipped:
+            modeladmin.message_user(
+                request, f"{skipped} selected row(s) skipped: {role_message(role)}", "WARNING"
+            )
+        return action(modeladmin, request, writable)
+
+    return run
 
 
 class TenantAdminMixin(HideOtherTenantsAdminMixin):
@@ -163,6 +197,21 @@ class TenantAdminMixin(HideOtherTenantsAdminMixin):
             return get_fields_from_path(self.model, path)[-1].is_relation
         except Exception:  # noqa: BLE001 - not a model path; leave the filter as it is
             return False
+
+    def get_actions(self, request):
+        """Every action, "delete selected" included, runs only on the selected rows where the user
+        holds `write_role` (the others are skipped and counted); a user who holds it nowhere is
+        offered none. So no action can forget its role check (issue 11: a viewer could run
+        "Refresh from SageMaker")."""
+        actions = super().get_actions(request)
+        if self._is_super(request):
+            return actions
+        if not organization_ids_for(request.user, self.write_role):
+            return {}
+        return {
+            name: (_writable_rows_only(func), action_name, description)
+            for name, (func, action_name, description) in actions.items()
+        }
 
     def get_exclude(self, request, obj=None):
         excluded = list(super().get_exclude(request, obj) or [])

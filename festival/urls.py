@@ -2,7 +2,6 @@ from django.contrib import admin
 from django.urls import include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
-from rest_framework.authtoken.views import obtain_auth_token
 from rest_framework.routers import DefaultRouter
 
 from detectors.api import (
@@ -15,13 +14,22 @@ from devices.api import DeploymentViewSet, DeviceViewSet, EdgeReleaseViewSet, Te
 from emotions.api import SetReportViewSet
 from emotions.views import set_report_page
 from festival import dashboard, fan_api
-from festival.api import FestivalViewSet, MembershipViewSet, OrganizationViewSet
+from festival.api import (
+    FestivalViewSet,
+    InvitationViewSet,
+    MembershipViewSet,
+    MyInvitationViewSet,
+    OrganizationViewSet,
+)
+from festival.authentication import ObtainTokenView, RevokeTokenView, RotateTokenView
 from festival.views import healthz, ping
 from stages.api import SetViewSet, StageViewSet
 
 router = DefaultRouter()
 router.register("organizations", OrganizationViewSet, basename="organization")
 router.register("members", MembershipViewSet, basename="membership")
+router.register("invitations", InvitationViewSet, basename="invitation")
+router.register("my-invitations", MyInvitationViewSet, basename="my-invitation")
 router.register("festivals", FestivalViewSet, basename="festival")
 router.register("stages", StageViewSet, basename="stage")
 router.register("sets", SetViewSet, basename="set")
@@ -75,7 +83,9 @@ urlpatterns = [
     path("api/v1/public/", include(public_urls)),
     path("api/v1/", include(router.urls)),
     path("api/v1/telemetry/", TelemetryView.as_view(), name="telemetry"),
-    path("api/v1/auth/token/", obtain_auth_token, name="api-token"),
+    path("api/v1/auth/token/", ObtainTokenView.as_view(), name="api-token"),
+    path("api/v1/auth/token/rotate/", RotateTokenView.as_view(), name="api-token-rotate"),
+    path("api/v1/auth/token/revoke/", RevokeTokenView.as_view(), name="api-token-revoke"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("healthz", healthz, name="healthz"),

@@ -106,3 +106,96 @@ def add_recent_rollup(stage, *, faces: int, happy: float, calm: float = 0.0, min
         counts={top: faces},
         sums={"HAPPY": happy * faces, "CALM": calm * faces},
     )
+
+
+def add_tenant_rows(world: World) -> World:
+    """One row of every other tenant-owned model the organizer API serves, named after the world
+    (so a page that shows another world's name has leaked it). The cross-tenant route tests need
+    a row of each model a route lists; a new route's model gets one here."""
+    from detectors.models import FaceModel, LabelledClip, ModelRollout, TrainingJob
+    from devices.models import Deployment, EdgeRelease
+    from emotions.models import SetReport
+    from festival.models import Invitation
+
+    prefix = world.organization.slug.removesuffix("-org")
+    org = world.organization
+    release, _ = EdgeRelease.objects.get_or_create(
+        version="1.0.0",
+        defaults={"sha256": "0" * 64, "bucket": "b", "key": "edge/1.0.0.zip", "size_bytes": 1},
+    )
+    world.deployment = Deployment.objects.create(
+        organization=org, device=world.device, release=release, platform="greengrass", state="poll"
+    )
+    world.report = SetReport.objects.create(
+        organization=org, festival=world.festival, stage=world.stage, set=world.set
+    )
+    world.training_job = TrainingJob.objects.create(
+        organization=org,
+        job_name=f"{prefix}-training-job",
+        model_name=f"{prefix}-trained-model",
+        role_arn="arn:aws:iam::123456789012:role/sm",
+        image_uri="123456789012.dkr.ecr.eu-west-1.amazonaws.com/train:1",
+        training_data_uri=f"s3://{prefix}-bucket/data/",
+        output_uri=f"s3://{prefix}-bucket/out/",
+    )
+    world.face_model = FaceModel.objects.create(
+        organization=org,
+        name=f"{prefix}-face-model",
+        version=1,
+        source="upload",
+        input_size=128,
+        sha256="1" * 64,
+        size_bytes=1,
+        bucket=f"{prefix}-bucket",
+        key=f"{prefix}/model.tflite",
+    )
+    world.rollout = ModelRollout.objects.create(
+        organization=org, face_model=world.face_model, device=world.device
+    )
+    world.invitation = Invitation.objects.create(
+        organization=org,
+        invitee=f"{prefix}-newcomer@example.org",
+        invited_by=world.owner,
+        expires_at=datetime.now(UTC) + timedelta(days=7),
+    )
+    world.labelled_clip = LabelledClip.objects.create(
+        organization=org,
+        name=f"{prefix}-labelled-clip",
+        bucket=f"{prefix}-bucket",
+        key=f"{prefix}/clip.avi",
+        sha256="2" * 64,
+        size_bytes=1,
+        width=64,
+        height=64,
+        frame_count=1,
+        fps=15.0,
+        labelled_frames=1,
+        faces=1,
+        annotations={"fps": 15, "frames": {}},
+    )
+    return world
+
+
+def names_of(world: World) -> list[str]:
+    """Strings that identify a world's rows on any page (names, slugs, thing names, users)."""
+    names = [
+        world.organization.name,
+        world.organization.slug,
+        world.festival.name,
+        world.festival.slug,
+        world.stage.name,
+        world.set.artist,
+        world.device.name,
+        world.device.thing_name,
+        world.owner.username,
+        world.operator.username,
+        world.viewer.username,
+    ]
+    for attribute in ("face_model", "labelled_clip"):
+        if hasattr(world, attribute):
+            names.append(getattr(world, attribute).name)
+    if hasattr(world, "training_job"):
+        names.append(world.training_job.job_name)
+    if hasattr(world, "invitation"):
+        names.append(world.invitation.invitee)
+    return names

@@ -84,6 +84,23 @@ def test_a_reissued_token_replaces_the_old_one(api_client, ours):
     assert post(api_client, new, report(device)).status_code == 202
 
 
+def test_a_revoked_or_unknown_token_is_told_so(api_client, ours):
+    device, old = ours
+    services.issue_device_token(device)  # revokes `old`
+    for token in (old, "spd_never-issued"):
+        response = post(api_client, token, report(device))
+        assert response.status_code == 401
+        assert response.json()["error"]["message"] == "Unknown or revoked device token."
+        assert response["WWW-Authenticate"] == 'Device realm="telemetry"'
+
+
+def test_no_token_at_all_is_told_how_to_send_one(api_client, ours):
+    device, _ = ours
+    response = api_client.post(URL, report(device), format="json")
+    assert response.status_code == 401
+    assert "Authorization: Device <token>" in response.json()["error"]["message"]
+
+
 def test_a_token_cannot_report_for_another_organizations_device(api_client, ours, two_worlds):
     device, token = ours
     theirs = two_worlds[1].device

@@ -29,8 +29,10 @@ def test_operator_changes_lineup_but_not_members(api_client, two_worlds):
     api_client.force_authenticate(ours.operator)
     response = api_client.patch(f"/api/v1/stages/{ours.stage.pk}/", {"name": "Renamed"})
     assert response.status_code == 200
-    response = api_client.post("/api/v1/members/", {"user": ours.viewer.username, "role": "owner"})
-    assert response.status_code in (400, 403)
+    response = api_client.post(
+        "/api/v1/invitations/", {"invitee": "someone@example.org", "role": "owner"}
+    )
+    assert response.status_code == 403
     membership = Membership.objects.get(user=ours.viewer, organization=ours.organization)
     response = api_client.patch(f"/api/v1/members/{membership.pk}/", {"role": "owner"})
     assert response.status_code == 403
@@ -38,17 +40,22 @@ def test_operator_changes_lineup_but_not_members(api_client, two_worlds):
     assert membership.role == Role.VIEWER
 
 
-def test_owner_adds_promotes_and_removes_members(api_client, two_worlds):
+def test_owner_invites_promotes_and_removes_members(api_client, two_worlds):
+    """Joining goes through an invitation the person accepts (the full flow is in
+    tests/festival/test_invitations.py); then owners change roles and remove people."""
     ours, _ = two_worlds
     newcomer = make_user("newcomer")
     api_client.force_authenticate(ours.owner)
     response = api_client.post(
-        "/api/v1/members/", {"user": "newcomer@example.org", "role": "viewer"}
+        "/api/v1/invitations/", {"invitee": "newcomer@example.org", "role": "viewer"}
     )
     assert response.status_code == 201, response.json()
+    api_client.force_authenticate(newcomer)
+    response = api_client.post(f"/api/v1/my-invitations/{response.json()['id']}/accept/")
+    assert response.status_code == 201
     member_id = response.json()["id"]
-    assert response.json()["username"] == "newcomer"
-    response = api_client.post("/api/v1/members/", {"user": "newcomer", "role": "viewer"})
+    api_client.force_authenticate(ours.owner)
+    response = api_client.post("/api/v1/invitations/", {"invitee": "newcomer", "role": "viewer"})
     assert response.status_code == 400
     assert "already a member" in response.json()["error"]["message"]
     assert (
@@ -58,14 +65,14 @@ def test_owner_adds_promotes_and_removes_members(api_client, two_worlds):
     assert not Membership.objects.filter(user=newcomer).exists()
 
 
-def test_unknown_person_is_a_clear_error(api_client, two_worlds):
+def test_members_cannot_be_added_directly(api_client, two_worlds):
     ours, _ = two_worlds
+    make_user("newcomer")
     api_client.force_authenticate(ours.owner)
-    response = api_client.post("/api/v1/members/", {"user": "nobody@nowhere", "role": "viewer"})
-    assert response.status_code == 400
-    assert response.json()["error"]["fields"]["user"] == [
-        "No user with username or e-mail 'nobody@nowhere'."
-    ]
+    response = api_client.post("/api/v1/members/", {"user": "newcomer", "role": "viewer"})
+    assert response.status_code == 405
+    assert "invitation" in response.json()["error"]["message"]
+    assert not Membership.objects.filter(user__username="newcomer").exists()
 
 
 def test_last_owner_cannot_leave_or_be_demoted(api_client, two_worlds):
@@ -127,3 +134,49 @@ def test_token_auth(api_client, two_worlds):
     token = response.json()["token"]
     api_client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
     assert api_client.get("/api/v1/festivals/").status_code == 200
+
+
+def _refusal(response, role: str) -> None:
+    assert response.status_code == 403, response.json()
+    error = response.json()["error"]
+    assert error["code"] == "permission_denied"
+    assert f"needs the {role} role" in error["message"]
+
+
+def test_a_too_low_role_is_always_403_naming_the_role_needed(api_client, two_worlds):
+    """One's own organization with too low a role: 403 and the role, never a 400 that says the
+    organization does not exist or that one is "not an operator" where an owner is needed."""
+    ours, _ = two_worlds
+    api_client.force_authenticate(ours.viewer)
+    festival = {"name": "X", "slug": "x", "starts_on": "2026-08-01", "ends_on": "2026-08-02"}
+    _refusal(api_client.post("/api/v1/festivals/", festival), "operator")
+    _refusal(
+        api_client.post("/api/v1/festivals/", {**festival, "organization": "ours-org"}), "operator"
+    )
+    _refusal(api_client.patch(f"/api/v1/stages/{ours.stage.pk}/", {"name": "R"}), "operator")
+    _refusal(
+        api_client.post(
+            f"/api/v1/festivals/{ours.festival.pk}/lineup/import/",
+            "stage,artist,starts_at,ends_at\n",
+            content_type="text/csv",
+        ),
+        "operator",
+    )
+    _refusal(api_client.post("/api/v1/deployments/", {"device": ours.device.pk}), "operator")
+    _refusal(api_client.post("/api/v1/edge-releases/build/"), "operator")
+    api_client.force_authenticate(ours.operator)
+    membership = Membership.objects.get(user=ours.viewer, organization=ours.organization)
+    _refusal(api_client.patch(f"/api/v1/members/{membership.pk}/", {"role": "owner"}), "owner")
+    _refusal(api_client.delete(f"/api/v1/members/{membership.pk}/"), "owner")
+
+
+def test_another_organizations_slug_is_still_unknown_not_forbidden(api_client, two_worlds):
+    ours, _ = two_worlds
+    api_client.force_authenticate(ours.viewer)
+    festival = {"name": "X", "slug": "x", "starts_on": "2026-08-01", "ends_on": "2026-08-02"}
+    for slug in ("theirs-org", "no-such-org"):
+        response = api_client.post("/api/v1/festivals/", {**festival, "organization": slug})
+        assert response.status_code == 400
+        assert response.json()["error"]["fields"]["organization"] == [
+            f"Object with slug={slug} does not exist."
+        ]
