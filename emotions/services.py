@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from boto3.dynamodb.types import TypeDeserializer
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection, transaction
@@ -360,7 +360,9 @@ def _flag_reports(fresh: list[Observation]) -> int:
         return 0
     flagged = 0
     for report in SetReport.objects.filter(set_id__in=late, status=ReportStatus.READY):
-        flagged += request_rebuild(report, f"late data: {late[report.set_id]} faces ingested")
+        flagged += request_rebuild(
+            report, f"late data: {late[report.set_id]} faces arrived after the build"
+        )
     return flagged
 
 
@@ -732,7 +734,7 @@ def _oldest_age_from_cloudwatch(cloudwatch, queue_name: str, now: datetime) -> f
             Period=60,
             Statistics=["Maximum"],
         ).get("Datapoints", [])
-    except ClientError as exc:
+    except (ClientError, BotoCoreError) as exc:
         log.warning("ApproximateAgeOfOldestMessage unavailable: %s", exc)
         return None
     if not points:
@@ -772,11 +774,12 @@ def measure_analysis_backlog(*, now=None, sqs=None, cloudwatch=None) -> Analysis
                 "ApproximateNumberOfMessagesDelayed",
             ],
         )["Attributes"]
-    except ClientError as exc:
+    except (ClientError, BotoCoreError) as exc:  # shown as stale on /live after a minute
         backlog, _ = AnalysisBacklog.objects.get_or_create(
             queue=settings.ANALYSIS_QUEUE_URL or settings.ANALYSIS_QUEUE_NAME
         )
-        AnalysisBacklog.objects.filter(pk=backlog.pk).update(error=str(exc)[:300])
+        backlog.error = str(exc)[:300]
+        backlog.save(update_fields=["error"])
         log.error("analysis backlog not measured: %s", exc)
         return backlog
     depth = int(attributes.get("ApproximateNumberOfMessages", 0)) + int(
@@ -789,6 +792,8 @@ def measure_analysis_backlog(*, now=None, sqs=None, cloudwatch=None) -> Analysis
     source = "cloudwatch"
     if age is None:
         age, source = _estimated_oldest_age(depth + in_flight, now), "estimate"
+    previous = AnalysisBacklog.objects.filter(queue=url).values_list("oldest_age_s", flat=True)
+    was_behind = (previous.first() or 0) > settings.ANALYSIS_BEHIND_AFTER_S
     backlog, _ = AnalysisBacklog.objects.update_or_create(
         queue=url,
         defaults={
@@ -801,6 +806,11 @@ def measure_analysis_backlog(*, now=None, sqs=None, cloudwatch=None) -> Analysis
         },
     )
     alert_on_backlog(backlog, now)
+    if was_behind != (age > settings.ANALYSIS_BEHIND_AFTER_S):
+        from emotions.selectors import store_live_ranking
+
+        for festival in active_festivals():  # "analysis behind" shows now, not at the next data
+            store_live_ranking(festival)
     return backlog
 
 

@@ -221,9 +221,7 @@ def test_a_device_of_another_organization_cannot_write_into_our_stage(aws, now_w
     assert result.rejected == {"wrong_device": 1, "unknown_device": 1}
     assert refused("wrong_device", ours.stage) == 1 and refused("unknown_device") == 1
     assert IngestRejection.objects.get(reason="wrong_device").last_detail == "theirs-cam-1"
-    assert list(Observation.objects.values_list("device__thing_name", flat=True)) == [
-        "ours-cam-1"
-    ]
+    assert list(Observation.objects.values_list("device__thing_name", flat=True)) == ["ours-cam-1"]
 
 
 def test_a_device_of_another_stage_is_refused(aws, now_worlds):
