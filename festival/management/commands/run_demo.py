@@ -71,6 +71,7 @@ class Command(BaseCommand):
             call_command("migrate", verbosity=0, interactive=False)
             logins = seed_demo()
             festival = Festival.objects.get(slug=demo.DEMO_FESTIVAL)
+            demo.festival_runs_today(festival)  # the ingest refuses captures outside its dates
             import_lineup(festival, demo.live_lineup(festival, set_minutes), replace=True)
             processes = demo.service_processes(port, float(extra["INGEST_INTERVAL_S"]))
             cameras = (
