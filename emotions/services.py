@@ -211,7 +211,7 @@ def _as_row(item: dict, stage: Stage, device: Device, captured_ms: int) -> Obser
     return Observation(
         organization_id=stage.organization_id,
         festival_id=stage.festival_id,
-        stage=stage,
+        stage_id=stage.pk,  # ids, not instances: the related descriptors cost more than the row
         device_id=device.pk,
         dynamo_pk=str(item[OBSERVATION_PK]),
         dynamo_sk=str(item[OBSERVATION_SK]),
@@ -427,7 +427,7 @@ def store_incoming(
             refusals.append(checked)
             result.rejected[checked.reason] = result.rejected.get(checked.reason, 0) + 1
             continue
-        stage = checked.stage
+        stage = stages[tuple(checked.dynamo_pk.split("/", 1))]
         rows_by_stage.setdefault(stage.pk, (stage, {}))[1][checked.dynamo_sk] = checked
     with transaction.atomic():
         for stage, keyed in rows_by_stage.values():
