@@ -82,14 +82,12 @@ def measure_stream() -> dict:
         seq = 0
         written = conditional_refused = 0
         ingest_s = 0.0
-        for round_number in range(ROUNDS):
+        for _round in range(ROUNDS):
             now_ms = int(time.time() * 1000)
             for i in range(PER_ROUND):
                 seq += 1
                 stage = stages[i % 2]
-                lateness_ms = (
-                    2 * 3600_000 if i % 25 == 0 else 15 * 60_000 if i % 10 == 0 else 1_500
-                )
+                lateness_ms = 2 * 3600_000 if i % 25 == 0 else 15 * 60_000 if i % 10 == 0 else 1_500
                 crop = CropKey(
                     festival.slug,
                     stage.slug,

@@ -624,13 +624,16 @@ def observation_tables() -> list[str]:
     return sorted(names)
 
 
-def ingest_streams(*, dynamodb=None, streams=None) -> IngestResult:
+def ingest_streams(*, dynamodb=None, streams=None, force: bool = False) -> IngestResult:
     """One ingest run over every observations table's stream. Runs are serialised by a lease in
     the shared cache (a second worker skips); correctness does not depend on it — rows are
-    idempotent and checkpoints only move forward — it only saves duplicate reads."""
+    idempotent and checkpoints only move forward — it only saves duplicate reads. `force` takes
+    the lease over (when no other ingest can be running, e.g. the demo's last run)."""
     from emotions.selectors import store_live_ranking
 
     token = uuid.uuid4().hex
+    if force:
+        cache.delete(INGEST_LOCK_KEY)
     if not cache.add(INGEST_LOCK_KEY, token, timeout=settings.INGEST_LOCK_SECONDS):
         log.info("another ingest run holds the lease; skipping")
         return IngestResult()

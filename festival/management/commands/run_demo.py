@@ -104,7 +104,7 @@ class Command(BaseCommand):
             left = demo.drain(extra["STAGEPULSE_ANALYZER_QUEUE_URL"], timeout_s=45)
             self.step("queue drained" if not left else f"{left} crops left in the queue")
             group.stop()
-            created = ingest_streams().created  # the last crops, from the stream
+            created = ingest_streams(force=True).created  # the last crops; workers stopped
             self.step(f"final ingest: {created} observations")
         finally:
             moto.terminate()
