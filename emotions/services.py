@@ -509,10 +509,15 @@ class StreamReader:
                     shard_id=shard_id,
                     defaults={"parent_shard_id": shard.get("ParentShardId", "")},
                 )
-        # Shards gone from the stream (older than its 24 h) and read to their end: forget them.
+        # Shards gone from the stream (older than its 24 h) and read to their end: forget them;
+        # and checkpoints of this table's earlier streams (re-created or re-enabled) after 2 days.
         StreamCheckpoint.objects.filter(stream_arn=arn, finished=True).exclude(
             shard_id__in=list(listed)
         ).delete()
+        StreamCheckpoint.objects.filter(
+            stream_arn__startswith=arn.rsplit("/stream/", 1)[0] + "/stream/",
+            updated_at__lt=timezone.now() - timedelta(days=2),
+        ).exclude(stream_arn=arn).delete()
         result = IngestResult()
         done: set[str] = set()
         progress = True
