@@ -411,6 +411,7 @@ def store_incoming(
     checkpoint: StreamCheckpoint | None = None,
     sequence: str = "",
     finished: bool = False,
+    records_read: int | None = None,
     only_partition: str | None = None,
 ) -> IngestResult:
     """Check, store and count one page of items — rows, rollups, freshness, refusals and the
@@ -447,7 +448,8 @@ def store_incoming(
         if refusals:
             _count_refusals(refusals)
         if checkpoint is not None:
-            _save_checkpoint(checkpoint, sequence, finished, len(incoming))
+            read = len(incoming) if records_read is None else records_read
+            _save_checkpoint(checkpoint, sequence, finished, read)
     return result
 
 
@@ -612,6 +614,7 @@ class StreamReader:
                     checkpoint=checkpoint,
                     sequence=records[-1]["dynamodb"]["SequenceNumber"],
                     finished=iterator is None,
+                    records_read=len(records),
                 )
                 stored.read = len(records)
                 result.merge(stored)
