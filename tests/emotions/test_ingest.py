@@ -533,3 +533,16 @@ def test_backfill_command_queries_a_stage_and_agrees_with_the_stream(aws, now_wo
     assert "3 new" in out.getvalue() and "1 refused" in out.getvalue()
     assert ingest(aws).created == 0  # the stream then brings nothing new
     assert Observation.objects.count() == 3
+
+
+def test_ttl_removals_on_the_stream_are_read_past_and_delete_nothing(aws, now_worlds):
+    ours, _ = now_worlds
+    first = put_face(ours, timezone.now() - timedelta(seconds=2))
+    put_face(ours, timezone.now() - timedelta(seconds=1))
+    boto3.resource("dynamodb", region_name=REGION).Table(TABLE).delete_item(
+        Key={"pk": first["pk"], "sk": first["sk"]}  # as the TTL would, days later
+    )
+    result = ingest(aws)
+    assert (result.read, result.created, result.skipped_invalid) == (3, 2, 0)
+    assert Observation.objects.count() == 2
+    assert StreamCheckpoint.objects.get().records == 3
