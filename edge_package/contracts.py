@@ -158,8 +158,9 @@ DEFAULT_OBSERVATION_TTL_S = 7 * 24 * 3600
 
 
 def observation_table_definition(table_name: str) -> dict:
-    """`create_table` arguments for the observations table: string keys pk/sk, on demand.
-    infra/stagepulse.yaml declares the same table (plus TTL on OBSERVATION_TTL_ATTRIBUTE)."""
+    """`create_table` arguments for the observations table: string keys pk/sk, on demand, with a
+    NEW_IMAGE stream (the service ingests by reading it). infra/stagepulse.yaml declares the same
+    table (plus TTL on OBSERVATION_TTL_ATTRIBUTE)."""
     return {
         "TableName": table_name,
         "BillingMode": "PAY_PER_REQUEST",
@@ -171,6 +172,7 @@ def observation_table_definition(table_name: str) -> dict:
             {"AttributeName": OBSERVATION_PK, "AttributeType": "S"},
             {"AttributeName": OBSERVATION_SK, "AttributeType": "S"},
         ],
+        "StreamSpecification": {"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"},
     }
 
 

@@ -1,6 +1,14 @@
 from django.contrib import admin
 
-from emotions.models import IngestWatermark, MinuteRollup, Observation, SetReport
+from emotions.models import (
+    AnalysisBacklog,
+    IngestRejection,
+    IngestWatermark,
+    MinuteRollup,
+    Observation,
+    SetReport,
+    StreamCheckpoint,
+)
 from festival.tenancy import TenantAdminMixin
 
 
@@ -36,8 +44,47 @@ class MinuteRollupAdmin(ReadOnlyTenantAdmin):
 
 @admin.register(IngestWatermark)
 class IngestWatermarkAdmin(ReadOnlyTenantAdmin):
-    list_display = ["stage", "captured_until_ms", "last_run_at", "last_count"]
+    list_display = ["stage", "captured_until_ms", "last_run_at", "last_count", "lag_ms"]
     list_select_related = ["stage"]
+
+
+@admin.register(IngestRejection)
+class IngestRejectionAdmin(ReadOnlyTenantAdmin):
+    """Observations the ingest refused, per festival, stage and reason."""
+
+    list_display = ["reason", "festival", "stage", "count", "last_at", "last_detail", "last_key"]
+    list_filter = ["reason", "festival"]
+    list_select_related = ["festival", "stage"]
+
+
+class OperationsOnlyAdmin(admin.ModelAdmin):
+    """Service-wide ingest state (no tenant): superusers only, read only."""
+
+    def has_module_permission(self, request):
+        return request.user.is_superuser
+
+    def has_view_permission(self, request, obj=None):
+        return request.user.is_superuser
+
+    def has_add_permission(self, request, *args):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return request.user.is_superuser
+
+
+@admin.register(StreamCheckpoint)
+class StreamCheckpointAdmin(OperationsOnlyAdmin):
+    list_display = ["shard_id", "parent_shard_id", "sequence_number", "finished", "records"]
+    list_filter = ["finished"]
+
+
+@admin.register(AnalysisBacklog)
+class AnalysisBacklogAdmin(OperationsOnlyAdmin):
+    list_display = ["queue", "measured_at", "depth", "in_flight", "oldest_age_s", "alerted_at"]
 
 
 @admin.register(SetReport)

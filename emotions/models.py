@@ -1,4 +1,5 @@
-"""Observations ingested from DynamoDB, per-minute rollups, and the ingest watermark.
+"""Observations ingested from DynamoDB, per-minute rollups, and the ingest's own state: stream
+checkpoints, per-stage freshness, refusals, and the analysis backlog.
 
 Postgres keeps scores only: no images, no embeddings, no identity, no cross-camera tracking.
 """
@@ -9,7 +10,7 @@ from django.db import models
 
 from devices.models import Device
 from edge_package.contracts import EMOTIONS
-from festival.models import Festival, TenantModel
+from festival.models import Festival, TenantModel, TenantQuerySet
 from stages.models import Set, Stage
 
 EMOTION_FIELDS = [name.lower() for name in EMOTIONS]
@@ -74,12 +75,104 @@ class MinuteRollup(TenantModel):
 
 
 class IngestWatermark(TenantModel):
-    """How far (capture time) a stage's DynamoDB partition has been read."""
+    """Per stage: how fresh its data is. `captured_until_ms` is the newest capture time ingested
+    (capped at the time DynamoDB received the item, so a camera whose clock runs ahead cannot
+    claim the future). It is no read position: the stream checkpoints are (StreamCheckpoint)."""
 
     stage = models.OneToOneField(Stage, on_delete=models.CASCADE, related_name="watermark")
     captured_until_ms = models.BigIntegerField(default=0)
-    last_run_at = models.DateTimeField(null=True, blank=True)
+    last_run_at = models.DateTimeField(
+        null=True, blank=True, help_text="when new rows of this stage were last stored"
+    )
     last_count = models.PositiveIntegerField(default=0)
+    lag_ms = models.PositiveBigIntegerField(
+        default=0, help_text="median (DynamoDB received - captured) of the last new rows"
+    )
+
+
+class StreamCheckpoint(models.Model):
+    """How far one shard of the observations table's DynamoDB stream has been ingested: the last
+    sequence number whose record is in the database (written in the same transaction as the rows
+    it covers). `finished`: a closed shard read to its end, so its children may be read."""
+
+    stream_arn = models.CharField(max_length=400)
+    shard_id = models.CharField(max_length=100)
+    parent_shard_id = models.CharField(max_length=100, blank=True)
+    sequence_number = models.CharField(max_length=64, blank=True)
+    finished = models.BooleanField(default=False)
+    records = models.PositiveBigIntegerField(default=0, help_text="records read from this shard")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["stream_arn", "shard_id"], name="one_checkpoint_per_shard"
+            )
+        ]
+        ordering = ["stream_arn", "shard_id"]
+
+    def __str__(self) -> str:
+        return f"{self.shard_id} @ {self.sequence_number or 'TRIM_HORIZON'}"
+
+
+class RejectionReason(models.TextChoices):
+    MALFORMED = "malformed", "Malformed item (breaks the observation contract)"
+    UNKNOWN_STAGE = "unknown_stage", "No such festival/stage"
+    UNKNOWN_DEVICE = "unknown_device", "Device not registered"
+    WRONG_DEVICE = "wrong_device", "Device belongs to another organization, festival or stage"
+    FUTURE = "future", "Capture time too far in the future"
+    TOO_OLD = "too_old", "Capture time too old"
+    OUTSIDE_FESTIVAL = "outside_festival", "Capture time outside the festival's dates"
+
+
+class IngestRejection(models.Model):
+    """A counter per (festival, stage, reason) of observations the ingest refused, with the last
+    one's key and detail, for operators (dashboard and admin). Festival and stage are those the
+    item's key named, when they exist: the festival whose numbers were protected sees it."""
+
+    key = models.CharField(max_length=120, unique=True, editable=False)
+    organization = models.ForeignKey(
+        "festival.Organization", on_delete=models.CASCADE, null=True, blank=True, related_name="+"
+    )
+    festival = models.ForeignKey(
+        Festival, on_delete=models.CASCADE, null=True, blank=True, related_name="+"
+    )
+    stage = models.ForeignKey(
+        Stage, on_delete=models.CASCADE, null=True, blank=True, related_name="+"
+    )
+    reason = models.CharField(max_length=20, choices=RejectionReason.choices)
+    count = models.PositiveBigIntegerField(default=0)
+    first_at = models.DateTimeField(auto_now_add=True)
+    last_at = models.DateTimeField(auto_now=True)
+    last_key = models.CharField(max_length=460, blank=True)
+    last_detail = models.CharField(max_length=300, blank=True)
+
+    objects = TenantQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-last_at"]
+
+    def __str__(self) -> str:
+        return f"{self.reason} x{self.count} ({self.festival_id}/{self.stage_id})"
+
+
+class AnalysisBacklog(models.Model):
+    """The analysis queue as last measured by the beat task (never per request): depth, age of
+    its oldest message, and the once-per-incident alert claim (as Device.offline_alerted_at)."""
+
+    queue = models.CharField(max_length=400, unique=True)
+    measured_at = models.DateTimeField(null=True, blank=True)
+    depth = models.PositiveIntegerField(default=0, help_text="messages waiting")
+    in_flight = models.PositiveIntegerField(default=0, help_text="messages being analysed")
+    oldest_age_s = models.FloatField(null=True, blank=True)
+    age_source = models.CharField(
+        max_length=16, blank=True, help_text="cloudwatch, or estimate (no metric datapoint)"
+    )
+    error = models.CharField(max_length=300, blank=True)
+    alerted_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.queue}: {self.depth} waiting, oldest {self.oldest_age_s} s"
 
 
 class ReportStatus(models.TextChoices):

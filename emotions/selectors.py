@@ -131,6 +131,8 @@ def compute_live_ranking(
                     else "falling"
                 )
         rows.append(row)
+    analysis = analysis_status(at)
+    add_freshness(festival, stages, rows, at, window, analysis)
     rows.sort(key=lambda r: (r["vibe"] is None, -(r["vibe"] or 0), r["stage"]["name"]))
     for rank, row in enumerate(rows, start=1):
         row["rank"] = rank if row["vibe"] is not None else None
@@ -140,7 +142,96 @@ def compute_live_ranking(
         "window_seconds": int(window.total_seconds()),
         "min_faces": festival.min_faces_public,
         "stages": rows,
+        "analysis": analysis,
     }
+
+
+# --- freshness: how old each stage's data is, the analysis backlog, why a stage has no number ---
+NO_NUMBER_REASONS = ("too_few_faces", "no_recent_data", "analysis_behind")
+
+
+def stage_data_ages(festival: Festival, at: datetime) -> dict[int, int | None]:
+    """Seconds since each stage's newest ingested capture (None: nothing yet). Capture times are
+    capped at when DynamoDB received them, so a fast camera clock cannot make this negative."""
+    from emotions.models import IngestWatermark
+
+    ages = {}
+    rows = IngestWatermark.objects.filter(stage__festival=festival, captured_until_ms__gt=0)
+    for stage_id, newest_ms in rows.values_list("stage_id", "captured_until_ms"):
+        ages[stage_id] = max(0, int(at.timestamp() - newest_ms / 1000))
+    return ages
+
+
+def analysis_status(at: datetime | None = None) -> dict | None:
+    """The analysis queue as the beat task last measured it; None when never measured. A
+    measurement older than four intervals is reported as stale (and never as 'behind')."""
+    from django.conf import settings
+
+    from emotions.models import AnalysisBacklog
+
+    at = at or timezone.now()
+    backlog = AnalysisBacklog.objects.filter(measured_at__isnull=False).order_by("-measured_at")
+    backlog = backlog.first()
+    if backlog is None:
+        return None
+    age_of_sample = (at - backlog.measured_at).total_seconds()
+    stale = age_of_sample > 4 * settings.ANALYSIS_BACKLOG_INTERVAL_S
+    oldest = backlog.oldest_age_s
+    return {
+        "queued": backlog.depth,
+        "in_progress": backlog.in_flight,
+        "oldest_age_s": None if oldest is None else round(oldest),
+        "behind": not stale and (oldest or 0) > settings.ANALYSIS_BEHIND_AFTER_S,
+        "measured_at": backlog.measured_at,
+        "stale": stale,
+    }
+
+
+def add_freshness(
+    festival: Festival,
+    stages: list[Stage],
+    rows: list[dict],
+    at: datetime,
+    window: timedelta,
+    analysis: dict | None,
+) -> None:
+    """Adds `data_age_s` and `no_number_reason` to each ranking row (additive: the suppression
+    decided before stays as it is). A stage without a number is 'analysis_behind' when the
+    queue is behind, else 'no_recent_data' when nothing of it was captured in the window, else
+    'too_few_faces'."""
+    ages = stage_data_ages(festival, at)
+    by_slug = {stage.slug: stage.pk for stage in stages}
+    behind = bool(analysis and analysis["behind"])
+    for row in rows:
+        age = ages.get(by_slug[row["stage"]["slug"]])
+        row["data_age_s"] = age
+        if row["vibe"] is not None:
+            row["no_number_reason"] = None
+        elif behind:
+            row["no_number_reason"] = "analysis_behind"
+        elif age is None or age > window.total_seconds():
+            row["no_number_reason"] = "no_recent_data"
+        else:
+            row["no_number_reason"] = "too_few_faces"
+
+
+def ingest_refusals(festival: Festival) -> list[dict]:
+    """What the ingest refused for this festival, per stage and reason (for its operators)."""
+    from emotions.models import IngestRejection, RejectionReason
+
+    labels = dict(RejectionReason.choices)
+    refusals = IngestRejection.objects.filter(festival=festival).select_related("stage")
+    return [
+        {
+            "reason": r.reason,
+            "label": labels.get(r.reason, r.reason),
+            "stage": r.stage.slug if r.stage_id else None,
+            "count": r.count,
+            "last_at": r.last_at,
+            "last_detail": r.last_detail,
+        }
+        for r in refusals.order_by("-last_at")
+    ]
 
 
 # The ranking is cached as an entry {"at", "public", "ranking", "json"}: the fan API serves the

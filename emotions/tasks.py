@@ -21,13 +21,26 @@ log = logging.getLogger(__name__)
     ignore_result=True,
 )
 def ingest_observations() -> dict:
-    """DynamoDB -> Postgres for every active festival. A database outage retries with backoff;
-    the watermarks only move with the rows they cover, so nothing is lost meanwhile."""
-    results = services.ingest_active_festivals()
-    created = sum(r.created for r in results)
-    if created:
-        log.info("ingested %s new observations over %s stages", created, len(results))
-    return {"created": created, "stages": len(results)}
+    """The observations table's stream -> the database. A database outage retries with backoff;
+    the shard checkpoints only move with the rows they cover, so nothing is lost meanwhile."""
+    result = services.ingest_streams()
+    if result.created or result.rejected:
+        log.info(
+            "ingested %s new observations (%s read, %s refused: %s)",
+            result.created,
+            result.read,
+            result.skipped_invalid,
+            result.rejected,
+        )
+    return {"created": result.created, "read": result.read, "refused": result.skipped_invalid}
+
+
+@shared_task(name="emotions.tasks.measure_analysis_backlog", ignore_result=True)
+def measure_analysis_backlog() -> dict:
+    """Depth and oldest-message age of the analysis queue, stored for /live and the dashboard
+    (measured here, not per request), with one alert per backlog incident."""
+    backlog = services.measure_analysis_backlog()
+    return {"depth": backlog.depth, "oldest_age_s": backlog.oldest_age_s}
 
 
 @shared_task(

@@ -3,6 +3,10 @@
 Django-free on purpose: the analyzer Lambda imports it too. Every client honours AWS_ENDPOINT_URL
 (a moto server in the embedded mode) and AWS_DEFAULT_REGION, and retries with adaptive backoff so
 throttling is absorbed here instead of in every caller.
+
+Account-ID based DynamoDB endpoints are switched off (AWS_ACCOUNT_ID_ENDPOINT_MODE=disabled,
+unless the environment says otherwise): the regional endpoint works the same on real AWS, and moto
+only answers DynamoDB Streams calls there (the ingest reads the observations table's stream).
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ from functools import lru_cache
 
 import boto3
 from botocore.config import Config
+
+os.environ.setdefault("AWS_ACCOUNT_ID_ENDPOINT_MODE", "disabled")
 
 DEFAULT_REGION = "eu-west-1"
 RETRY_CONFIG = Config(

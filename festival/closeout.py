@@ -246,9 +246,15 @@ class Closeout:
                 deregister_device(device)
 
     def database(self, report: StepReport) -> None:
-        from emotions.models import IngestWatermark, MinuteRollup, Observation, SetReport
+        from emotions.models import (
+            IngestRejection,
+            IngestWatermark,
+            MinuteRollup,
+            Observation,
+            SetReport,
+        )
 
-        for model in (SetReport, MinuteRollup, Observation, IngestWatermark):
+        for model in (SetReport, MinuteRollup, Observation, IngestWatermark, IngestRejection):
             rows = model.objects.filter(**self._festival_filter(model))
             count = rows.count()
             if count:

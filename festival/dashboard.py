@@ -1,4 +1,5 @@
-"""The organizer dashboard: live ranking, per-stage timelines, camera health. Login required and
+"""The organizer dashboard: live ranking (with data age, the analysis backlog and why a stage has
+no number), per-stage timelines, camera health, and what the ingest refused. Login required and
 tenant scoped (another organization's festival is a 404). The page refreshes itself from
 `data.json`, built from the same selectors as the fan API."""
 
@@ -12,7 +13,7 @@ from django.views.decorators.http import require_GET
 
 from devices.models import Device
 from emotions.reports.selectors import reports_for_user
-from emotions.selectors import live_ranking, stage_timeline
+from emotions.selectors import ingest_refusals, live_ranking, stage_timeline
 from festival.models import Festival
 from stages.models import Stage
 
@@ -96,6 +97,7 @@ def festival_data(request, festival_id: int):
             for stage in stages
         },
         "devices": device_health_rows(festival),
+        "ingest": {"refused": ingest_refusals(festival)},
     }
     response = JsonResponse(payload)
     response["Cache-Control"] = "private, no-store"

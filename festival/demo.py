@@ -150,6 +150,15 @@ def live_lineup(festival, set_minutes: int, hours: int = 3) -> str:
     return "\n".join(lines) + "\n"
 
 
+def festival_runs_today(festival) -> None:
+    """A demo database seeded on an earlier day keeps its festival dates; move them to today,
+    since the ingest refuses captures outside the festival's dates (± 1 day)."""
+    today = timezone.localdate()
+    if not festival.starts_on <= today <= festival.ends_on:
+        festival.starts_on, festival.ends_on = today, today + timedelta(days=1)
+        festival.save(update_fields=["starts_on", "ends_on", "updated_at"])
+
+
 def prepare_cameras(festival, service_url: str, folder: Path, fps: float) -> list[Process]:
     """A device config per camera (with a fresh telemetry token) and its edge process."""
     from devices.models import Device, DeviceStatus

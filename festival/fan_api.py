@@ -150,6 +150,26 @@ class FanLiveStageSerializer(serializers.Serializer):
     expression_share = ExpressionShareSerializer(allow_null=True)
     trend = serializers.ChoiceField(["rising", "steady", "falling"], allow_null=True)
     trend_delta = serializers.FloatField(allow_null=True)
+    data_age_s = serializers.IntegerField(
+        allow_null=True, help_text="Seconds since this stage's newest data was captured."
+    )
+    no_number_reason = serializers.ChoiceField(
+        ["too_few_faces", "no_recent_data", "analysis_behind"],
+        allow_null=True,
+        help_text="Why there is no vibe: too few faces in the window, nothing captured in the "
+        "window, or the analysis is behind (see `analysis`). Null when there is a number.",
+    )
+
+
+class FanAnalysisSerializer(serializers.Serializer):
+    queued = serializers.IntegerField(help_text="Crops waiting for analysis.")
+    in_progress = serializers.IntegerField()
+    oldest_age_s = serializers.IntegerField(
+        allow_null=True, help_text="How long the oldest waiting crop has waited."
+    )
+    behind = serializers.BooleanField()
+    measured_at = serializers.DateTimeField()
+    stale = serializers.BooleanField(help_text="The measurement is older than a minute.")
 
 
 class FanLiveSerializer(serializers.Serializer):
@@ -158,6 +178,9 @@ class FanLiveSerializer(serializers.Serializer):
     window_seconds = serializers.IntegerField()
     min_faces = serializers.IntegerField()
     stages = FanLiveStageSerializer(many=True)
+    analysis = FanAnalysisSerializer(
+        allow_null=True, help_text="The analysis backlog, as last measured (null: never)."
+    )
 
 
 class FanTimelinePointSerializer(serializers.Serializer):
@@ -204,7 +227,9 @@ class FanLiveView(FanView):
         description=(
             "Stages ranked by their vibe over the last five minutes. vibe = 100 × (0.7 × mean "
             "share of happy/surprised apparent expressions + 0.3 × crowd size relative to the "
-            "stage's norm). Stages with fewer faces than the festival's minimum are suppressed."
+            "stage's norm). Stages with fewer faces than the festival's minimum are suppressed. "
+            "Each stage says how old its newest data is (`data_age_s`) and, without a number, "
+            "why (`no_number_reason`); `analysis` is the analysis backlog."
         ),
     )
     def get(self, request, slug: str):

@@ -301,7 +301,30 @@ CELERY_BEAT_SCHEDULE: dict = {
         "schedule": INGEST_INTERVAL_S,
         "options": {"expires": INGEST_INTERVAL_S * 2},  # a backlog of stale runs is useless
     },
+    "measure-analysis-backlog": {
+        "task": "emotions.tasks.measure_analysis_backlog",
+        "schedule": float(os.environ.get("ANALYSIS_BACKLOG_INTERVAL_S", 15)),
+        "options": {"expires": 30},
+    },
 }
+
+# Ingest (emotions.services; docs/operations.md "Ingest"): the observations table's stream is
+# read with a checkpoint per shard. Observations are refused (and counted per reason) when their
+# capture time is more than INGEST_MAX_FUTURE_S ahead of, or INGEST_MAX_AGE_S behind, the time
+# DynamoDB received them (the stream keeps 24 h), or outside the festival's dates (± 1 day).
+INGEST_MAX_FUTURE_S = int(os.environ.get("INGEST_MAX_FUTURE_S", 300))
+INGEST_MAX_AGE_S = int(os.environ.get("INGEST_MAX_AGE_S", 24 * 3600))
+INGEST_STREAM_PAGE_LIMIT = int(os.environ.get("INGEST_STREAM_PAGE_LIMIT", 1000))
+INGEST_MAX_PAGES_PER_SHARD = int(os.environ.get("INGEST_MAX_PAGES_PER_SHARD", 100))
+INGEST_LOCK_SECONDS = int(os.environ.get("INGEST_LOCK_SECONDS", 120))
+# The analysis backlog (measured by a beat task, shown on /live and the dashboard): "analysis
+# behind" once its oldest message waits longer than ANALYSIS_BEHIND_AFTER_S; operators get one
+# alert per incident once it waits ANALYSIS_BACKLOG_ALERT_AFTER_S or the queue holds
+# ANALYSIS_BACKLOG_ALERT_DEPTH messages, and a recovery notice below half of both.
+ANALYSIS_BACKLOG_INTERVAL_S = float(os.environ.get("ANALYSIS_BACKLOG_INTERVAL_S", 15))
+ANALYSIS_BEHIND_AFTER_S = float(os.environ.get("ANALYSIS_BEHIND_AFTER_S", 60))
+ANALYSIS_BACKLOG_ALERT_AFTER_S = float(os.environ.get("ANALYSIS_BACKLOG_ALERT_AFTER_S", 180))
+ANALYSIS_BACKLOG_ALERT_DEPTH = int(os.environ.get("ANALYSIS_BACKLOG_ALERT_DEPTH", 1000))
 
 # --- AWS (boto3 clients come from festival/aws.py) ----------------------------------------------
 AWS_ENDPOINT_URL = os.environ.get("AWS_ENDPOINT_URL", "")
@@ -336,6 +359,10 @@ LABELLED_CLIP_MAX_FRAMES = int(os.environ.get("LABELLED_CLIP_MAX_FRAMES", "1800"
 
 OBSERVATIONS_TABLE = os.environ.get("OBSERVATIONS_TABLE", "stagepulse-observations")
 ANALYSIS_QUEUE_NAME = os.environ.get("ANALYSIS_QUEUE_NAME", "stagepulse-analysis")
+# The queue whose backlog is measured; empty: looked up from ANALYSIS_QUEUE_NAME.
+ANALYSIS_QUEUE_URL = os.environ.get("ANALYSIS_QUEUE_URL") or os.environ.get(
+    "STAGEPULSE_ANALYZER_QUEUE_URL", ""
+)
 
 # --- E-mail (alerts, set reports) ----------------------------------------------------------------
 EMAIL_BACKEND = os.environ.get(

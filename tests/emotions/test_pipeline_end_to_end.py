@@ -67,6 +67,7 @@ def test_crop_to_observation_to_vibe_and_crop_deleted(aws_stack, two_worlds, set
     s3, dynamodb, queue_url = aws_stack
     ours, _ = two_worlds
     ours.festival.min_faces_public = 1
+    ours.festival.starts_on = ours.festival.ends_on = datetime.now(UTC).date()
     ours.festival.save()
     now = datetime.now(UTC)
     crop = astronaut_face_jpeg()
@@ -106,7 +107,8 @@ def test_crop_to_observation_to_vibe_and_crop_deleted(aws_stack, two_worlds, set
     for key in keys:  # privacy: the crops are gone after analysis
         with pytest.raises(s3.exceptions.ClientError):
             s3.head_object(Bucket=settings.CROPS_BUCKET, Key=key)
-    services.ingest_stage(ours.stage, dynamodb=dynamodb)
+    streams = boto3.client("dynamodbstreams", region_name=REGION)
+    assert services.ingest_streams(dynamodb=dynamodb, streams=streams).created == 3
     assert Observation.objects.filter(stage=ours.stage, top_emotion="HAPPY").count() == 3
     (row,) = compute_live_ranking(ours.festival)["stages"]
     assert row["faces"] == 3 and row["vibe"] > 40

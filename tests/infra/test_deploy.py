@@ -98,6 +98,14 @@ def test_observations_table_has_contract_keys_and_ttl(stack):
     assert ttl == {"TimeToLiveStatus": "ENABLED", "AttributeName": "expires_at"}
 
 
+def test_observations_table_streams_new_images_for_the_ingest(stack):
+    """The service ingests by reading this stream (emotions.services.StreamReader)."""
+    table = aws.client("dynamodb").describe_table(TableName="test-observations")["Table"]
+    assert table["StreamSpecification"] == {"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"}
+    shards = aws.client("dynamodbstreams").describe_stream(StreamArn=table["LatestStreamArn"])
+    assert shards["StreamDescription"]["Shards"]
+
+
 def test_redeploy_without_changes_is_graceful_and_keeps_parameters(stack):
     again = infra.deploy("stagepulse-test", emit=lambda _: None)
     assert again.action == "unchanged"

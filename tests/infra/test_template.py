@@ -182,3 +182,11 @@ def test_lambda_runs_the_real_handler_with_settings_it_understands(template):
     assert function["DeadLetterConfig"]["TargetArn"] == {
         "Fn::GetAtt": ["AnalyzerDeadLetterQueue", "Arn"]
     }
+
+
+def test_observations_table_stream_matches_the_contract(template):
+    """The template and the table the tests and the edge create stream the same view."""
+    table = template["Resources"]["ObservationsTable"]["Properties"]
+    contract = contracts.observation_table_definition("x")["StreamSpecification"]
+    assert table["StreamSpecification"]["StreamViewType"] == contract["StreamViewType"]
+    assert contract == {"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"}

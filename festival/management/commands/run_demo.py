@@ -15,7 +15,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
-from emotions.services import ingest_active_festivals
+from emotions.services import ingest_streams
 from festival import demo
 from festival.models import Festival
 from festival.services import DEMO_PASSWORD, seed_demo
@@ -71,6 +71,7 @@ class Command(BaseCommand):
             call_command("migrate", verbosity=0, interactive=False)
             logins = seed_demo()
             festival = Festival.objects.get(slug=demo.DEMO_FESTIVAL)
+            demo.festival_runs_today(festival)  # the ingest refuses captures outside its dates
             import_lineup(festival, demo.live_lineup(festival, set_minutes), replace=True)
             processes = demo.service_processes(port, float(extra["INGEST_INTERVAL_S"]))
             cameras = (
@@ -103,7 +104,7 @@ class Command(BaseCommand):
             left = demo.drain(extra["STAGEPULSE_ANALYZER_QUEUE_URL"], timeout_s=45)
             self.step("queue drained" if not left else f"{left} crops left in the queue")
             group.stop()
-            created = sum(r.created for r in ingest_active_festivals())  # the last crops
+            created = ingest_streams(force=True).created  # the last crops; workers stopped
             self.step(f"final ingest: {created} observations")
         finally:
             moto.terminate()
