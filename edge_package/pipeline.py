@@ -27,9 +27,9 @@ log = logging.getLogger("edge_package")
 
 
 def default_spool_dir(config) -> str:
-    base = os.environ.get("STAGEPULSE_SPOOL_DIR") or os.path.join(
-        os.path.expanduser("~"), ".stagepulse", "spool"
-    )
+    from edge_package.config import state_dir
+
+    base = os.environ.get("STAGEPULSE_SPOOL_DIR") or state_dir("spool")
     return config.spool_dir or os.path.join(base, config.device)
 
 

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from edge_package.redact import redact_source  # noqa: F401  (re-exported)
+
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 
@@ -74,7 +76,7 @@ class VideoSource(FrameSource):
         sleep=time.sleep,
     ):
         self.target = target
-        self.name = f"video {target}"
+        self.name = f"video {redact_source(target)}"  # names it in logs: never the password
         self.loop = loop
         self.live = isinstance(target, int) or "://" in str(target)
         self.max_reconnects = max_reconnects
