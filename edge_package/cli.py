@@ -77,6 +77,10 @@ def main(argv: list[str] | None = None) -> int:
         if not args.source:
             parser.error("run: --source is required (or set STAGEPULSE_SOURCE)")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if args.command == "run" and args.source == "deeplens":
+        from edge_package.awscam_first import import_awscam
+
+        import_awscam()  # before the modules below bring in cv2
     from edge_package.config import ConfigError, load_config
 
     try:
