@@ -115,8 +115,9 @@ def start_deployment(
         raise ValidationError(DEEPLENS_REFUSED)
     if device.platform not in STEPS:
         raise ValidationError(
-            f"{device.thing_name} is a standalone device: update it with the CLI "
-            "(pip install the release); there is nothing to deploy through AWS."
+            f"{device.thing_name} is a standalone device: install the release on the box "
+            "(unzip it, pip install -r its requirements.txt; docs/edge.md, 'Getting the code "
+            "onto a box'); there is nothing to deploy through AWS."
         )
     if not device.certificate_arn:
         raise ValidationError(f"Register {device.thing_name} in AWS IoT before deploying to it.")
