@@ -84,14 +84,39 @@ class ConfigWatcher:
     Only changes of the component configuration itself are applied (compared with what it said
     last time), not every difference from the running settings: those may come from the shadow,
     which is newer, and must not be undone at each poll.
+
+    The video source is watched too (when it came from the configuration): no script interpolates
+    it, so the nucleus does not restart the component when a redeploy changes it. A new source
+    stops the current run; main() then opens the new one (`new_source`).
     """
 
-    def __init__(self, client, runner):
+    def __init__(self, client, runner, source: str | None = None):
         self.client = client
         self.runner = runner
         self.seen = dict(runner.config.edge)
+        self.source = source
+        self.new_source: str | None = None
 
     def poll(self) -> bool:
+        changed = self._poll_settings()
+        if self.source is not None:
+            self._poll_source()
+        return changed
+
+    def _poll_source(self) -> None:
+        from edge_package.redact import redact_source
+
+        try:
+            spec = read_component_source(self.client)
+        except Exception as exc:  # IPC hiccup: keep the current camera
+            self.runner.error(f"reading the component's video source failed: {exc}")
+            return
+        if spec != self.source:
+            log.info("video source changed to %s: reopening", redact_source(spec))
+            self.new_source = spec
+            self.runner.stop()
+
+    def _poll_settings(self) -> bool:
         from edge_package.config import ConfigError, parse_config
 
         try:
@@ -155,7 +180,7 @@ def main(argv: list[str] | None = None, *, client=None, shadow=None) -> int:
         print(f"StagePulse component cannot start: {exc}", file=sys.stderr)
         return 2
     runner = EdgeRunner(config, publisher=GreengrassV2Publisher(config.device, client=client))
-    watcher = ConfigWatcher(client, runner)
+    watcher = ConfigWatcher(client, runner, source=spec if args.source is None else None)
     follower = ShadowFollower(runner, shadow or shadow_client(config.region))
 
     def refresh() -> None:
@@ -164,8 +189,25 @@ def main(argv: list[str] | None = None, *, client=None, shadow=None) -> int:
 
     follower.poll()  # a pause made while the component was stopped holds from the first frame
     runner.before_telemetry = refresh
-    signal.signal(signal.SIGTERM, lambda *_: runner.stop())  # how Greengrass stops a component
-    final = runner.run(source, max_frames=args.max_frames)
+    terminated = []
+
+    def terminate(*_) -> None:  # how Greengrass stops a component
+        terminated.append(True)
+        runner.stop()
+
+    signal.signal(signal.SIGTERM, terminate)
+    while True:
+        final = runner.run(source, max_frames=args.max_frames)
+        if terminated or watcher.new_source is None:
+            break
+        spec, watcher.new_source = watcher.new_source, None
+        watcher.source = spec
+        runner.stop_event.clear()
+        try:
+            source = open_source(spec)
+        except SourceError as exc:  # the nucleus restarts an errored component and says so
+            print(f"StagePulse component cannot open its new source: {exc}", file=sys.stderr)
+            return 2
     log.info("StagePulse component stopped: %s", json.dumps(final))
     return 0
 

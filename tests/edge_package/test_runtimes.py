@@ -276,6 +276,36 @@ def test_greengrass_v2_component_reads_its_video_source_through_ipc_and_logs_it_
     assert "s3cr" not in caplog.text
 
 
+def test_a_redeployed_video_source_is_opened_without_a_restart(tmp_path, caplog):
+    """The nucleus restarts a component when an interpolated script changes, and the source is no
+    longer in one: the component notices the new source itself and reopens."""
+    import cv2
+
+    from edge_package import greengrass
+
+    clips = {}
+    for name, frames in (("old", 30), ("new", 3)):
+        clips[name] = tmp_path / f"{name}.mp4"
+        writer = cv2.VideoWriter(str(clips[name]), cv2.VideoWriter_fourcc(*"mp4v"), 10, (160, 120))
+        for _ in range(frames):
+            writer.write(np.zeros((120, 160, 3), np.uint8))
+        writer.release()
+
+    class Redeployed(FakeIpc):
+        reads = 0
+
+        @property
+        def source(self):  # what the nucleus says: the old camera, then the redeployed one
+            self.reads += 1
+            return str(clips["old" if self.reads == 1 else "new"])
+
+    ipc = Redeployed({**BASE, "spool_dir": str(tmp_path / "spool"), "telemetry_interval_s": 60})
+    caplog.set_level("INFO")
+    assert greengrass.main([], client=ipc, shadow=_NoShadow()) == 0
+    assert "video source changed to " + str(clips["new"]) in caplog.text
+    assert ipc.published[-1][1]["frames"] == 1 + 3  # one frame of the old camera, then the new
+
+
 class _NoShadow:
     def get_thing_shadow(self, **_):
         from botocore.exceptions import ClientError
