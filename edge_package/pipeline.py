@@ -230,7 +230,10 @@ class EdgeRunner:
         # A video file is throttled on its own timeline: how fast this machine plays it must not
         # change which crops are sent. Live sources have no such timeline: the clock is theirs.
         media_s = getattr(frame, "media_s", None)
-        self._throttle_now = now if media_s is None else media_s
+        throttle_now = now if media_s is None else media_s
+        if self._throttle_now is not None and throttle_now < self._throttle_now:
+            self.throttle.new_timeline()
+        self._throttle_now = throttle_now
         if self.config.paused:
             return []  # privacy switch: the frame is not even looked at
         image = frame.image

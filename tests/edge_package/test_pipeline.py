@@ -358,3 +358,27 @@ def test_a_looped_file_keeps_its_timeline_going_forward(tmp_path):
     times = [next(frames).media_s for _ in range(12)]  # 5 frames a pass, 2.4 passes
     assert times == pytest.approx([i / 10 for i in range(12)])
     assert VideoSource(str(video)).live is False
+
+
+def test_a_file_after_a_live_camera_is_not_held_by_the_old_timelines_budget(tmp_path):
+    from edge_package.sources import VideoSource
+
+    video = tmp_path / "steady.mp4"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 10, (320, 240))
+    rng = np.random.default_rng(2)
+    for _ in range(30):
+        writer.write(rng.integers(40, 200, (240, 320, 3), dtype=np.uint8))
+    writer.release()
+    cfg = parse_config(
+        {**BASE, "throttle_interval_s": 1, "upload_budget_per_min": 2, "min_face_px": 40}
+    )
+    sink = Recorder()
+    runner = EdgeRunner(cfg, detector=SteadyFace(), sink=sink)
+    live = next(iter(VideoSource(str(video))))
+    live.media_s = None  # as a camera's frame: on the clock, here at 5000 s
+    for second in range(5000, 5010):
+        runner.process_frame(live, float(second))
+    runner.flush()
+    assert len(sink.releases) == 2  # the budget is spent on the clock's timeline
+    runner.run(VideoSource(str(video)))  # then a 3 s file, on its own timeline from 0
+    assert len(sink.releases) == 4
