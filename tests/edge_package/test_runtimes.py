@@ -250,6 +250,10 @@ def test_greengrass_recipe_renders_with_a_validated_config():
         )
     with pytest.raises(ValueError, match="stage: missing"):
         render_recipe(version="1", artifact_uri="s3://b/e.zip", config={"device": "d"})
+    # a default source with quotes and shell syntax stays one YAML string, byte for byte
+    nasty = "rtsp://cam:p\"a$(id)`x`'s: #y@h/s"
+    text = render_recipe(version="1", artifact_uri="s3://b/e.zip", config=BASE, source=nasty)
+    assert yaml.safe_load(text)["ComponentConfiguration"]["DefaultConfiguration"]["source"] == nasty
 
 
 def test_greengrass_v2_component_reads_its_video_source_through_ipc_and_logs_it_redacted(
