@@ -52,6 +52,16 @@ class DeviceSerializer(serializers.ModelSerializer):
     effective_config = serializers.JSONField(read_only=True)
     current_release = ReleaseBriefSerializer(read_only=True)
     registered = serializers.SerializerMethodField()
+    video_source = serializers.CharField(
+        write_only=True,
+        required=False,
+        allow_blank=True,
+        max_length=2000,
+        help_text="rtsp://user:password@host/stream, a webcam index or a file; write-only.",
+    )
+    video_source_redacted = serializers.SerializerMethodField(
+        help_text="The video source as logs show it: the password replaced by ***."
+    )
 
     class Meta:
         model = Device
@@ -62,6 +72,8 @@ class DeviceSerializer(serializers.ModelSerializer):
             "name",
             "thing_name",
             "platform",
+            "video_source",
+            "video_source_redacted",
             "status",
             "registered",
             "last_seen_at",
@@ -86,6 +98,11 @@ class DeviceSerializer(serializers.ModelSerializer):
 
     def get_registered(self, device) -> bool:
         return bool(device.registered_at)
+
+    def get_video_source_redacted(self, device) -> str:
+        from edge_package.redact import redact_source
+
+        return redact_source(device.video_source)
 
     def validate_config(self, value):
         problems = validate_edge_config(value)

@@ -71,6 +71,17 @@ class Device(TenantModel):
             "Masks are polygons in 0..1 frame coordinates."
         ),
     )
+    video_source = models.CharField(
+        "video source",
+        max_length=2000,
+        blank=True,
+        help_text=(
+            "What this camera reads: rtsp://user:password@host/stream, a webcam index, a video "
+            "file. Empty: webcam 0. A deployment puts it in the Greengrass component's "
+            "configuration, which the camera reads through IPC: never into a shell command, "
+            "and logs show it with the password replaced by ***."
+        ),
+    )
     # AWS IoT registration (filled by services.register_device; the private key is never kept).
     certificate_arn = models.CharField(max_length=255, blank=True)
     certificate_id = models.CharField(max_length=128, blank=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 
@@ -42,9 +43,10 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run the capture loop")
     run.add_argument(
         "--source",
-        required=True,
+        default=None,
         help="video file, rtsp:// URL, webcam index, image folder, 'deeplens', or "
-        "'synthetic:faces=12,mood=0.8,seed=1' (a simulated crowd)",
+        "'synthetic:faces=12,mood=0.8,seed=1' (a simulated crowd); default: $STAGEPULSE_SOURCE "
+        "(keeps an RTSP password off the command line, e.g. in a systemd EnvironmentFile)",
     )
     run.add_argument("--config", required=True, help="device configuration JSON file")
     run.add_argument("--max-frames", type=int, default=None)
@@ -68,8 +70,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "run" and not args.source:
+        args.source = os.environ.get("STAGEPULSE_SOURCE", "")
+        if not args.source:
+            parser.error("run: --source is required (or set STAGEPULSE_SOURCE)")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if args.command == "run" and args.source == "deeplens":
+        from edge_package.awscam_first import import_awscam
+
+        import_awscam()  # before the modules below bring in cv2
     from edge_package.config import ConfigError, load_config
 
     try:

@@ -155,6 +155,16 @@ def parse_config(raw: dict, source: str = "configuration") -> DeviceConfig:
     return DeviceConfig(**values, edge=effective_edge_config(tunables))
 
 
+def state_dir(*parts: str) -> str:
+    """Where the camera keeps its spool and model cache when nothing says otherwise:
+    ~/.stagepulse, or ./.stagepulse when the user has no usable home. A system user such as
+    Greengrass's ggc_user has none, and the component then runs in its own work folder."""
+    home = os.path.expanduser("~")
+    if home != "~" and os.path.isdir(home) and os.access(home, os.W_OK):
+        return os.path.join(home, ".stagepulse", *parts)
+    return os.path.join(os.path.abspath(".stagepulse"), *parts)
+
+
 def load_config(path: str) -> DeviceConfig:
     """Read and validate a JSON config file."""
     try:

@@ -1,8 +1,12 @@
 """Legacy AWS DeepLens entry point: a long-lived Greengrass v1 lambda.
 
-AWS ended DeepLens on 2024-01-31 and discontinued Greengrass V1 on 2026-10-07; this path is kept for
-owners of existing units. Greengrass v1 imports the module once and keeps it alive: the capture loop
-runs in a background thread started at import. `function_handler` receives what the group's
+AWS ended DeepLens on 2024-01-31 and discontinued Greengrass V1 on 2026-10-07: the service no
+longer deploys this lambda (every Greengrass v1 step fails on AWS). It stays for a unit whose
+core still runs a group deployed before then; a DeepLens today runs the standalone runtime as a
+systemd service with `--source deeplens` (docs/edge.md, "DeepLens today").
+
+Greengrass v1 imports the module once and keeps it alive: the capture loop runs in a background
+thread started at import. `function_handler` receives what the group's
 subscriptions route to the lambda: the device shadow's delta messages
 (`$aws/things/<thing>/shadow/update/delta`, synced from the cloud shadow the service writes), whose
 settings (pause, masks, thresholds, a rolled-out model) it hands to the capture thread.
@@ -18,6 +22,10 @@ import logging
 import os
 import threading
 import time
+
+from edge_package.awscam_first import import_awscam
+
+import_awscam()  # before anything below imports cv2: AWS says cv2 first breaks awscam on a DeepLens
 
 log = logging.getLogger("edge_package.deeplens")
 

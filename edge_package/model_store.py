@@ -47,9 +47,9 @@ def check_tflite(data: bytes, name: str = "model") -> None:
 
 
 def default_cache_dir() -> str:
-    return os.environ.get("STAGEPULSE_MODEL_DIR") or os.path.join(
-        os.path.expanduser("~"), ".stagepulse", "models"
-    )
+    from edge_package.config import state_dir
+
+    return os.environ.get("STAGEPULSE_MODEL_DIR") or state_dir("models")
 
 
 def _fetch(url: str, target: str, region: str = "") -> None:

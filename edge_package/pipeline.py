@@ -27,9 +27,9 @@ log = logging.getLogger("edge_package")
 
 
 def default_spool_dir(config) -> str:
-    base = os.environ.get("STAGEPULSE_SPOOL_DIR") or os.path.join(
-        os.path.expanduser("~"), ".stagepulse", "spool"
-    )
+    from edge_package.config import state_dir
+
+    base = os.environ.get("STAGEPULSE_SPOOL_DIR") or state_dir("spool")
     return config.spool_dir or os.path.join(base, config.device)
 
 
@@ -99,6 +99,7 @@ class EdgeRunner:
         self.seq = 0
         self._frame_times: deque = deque(maxlen=60)
         self._last_telemetry = None
+        self._throttle_now = None  # the throttle's time at the last frame (see process_frame)
         self.before_telemetry = None  # hook: e.g. re-read the device runtime's configuration
         self._pushed: queue.SimpleQueue = queue.SimpleQueue()
         self.stop_event = threading.Event()
@@ -226,6 +227,13 @@ class EdgeRunner:
         now = self.clock() if now is None else now
         self.frames += 1
         self._frame_times.append(now)
+        # A video file is throttled on its own timeline: how fast this machine plays it must not
+        # change which crops are sent. Live sources have no such timeline: the clock is theirs.
+        media_s = getattr(frame, "media_s", None)
+        throttle_now = now if media_s is None else media_s
+        if self._throttle_now is not None and throttle_now < self._throttle_now:
+            self.throttle.new_timeline()
+        self._throttle_now = throttle_now
         if self.config.paused:
             return []  # privacy switch: the frame is not even looked at
         image = frame.image
@@ -249,7 +257,7 @@ class EdgeRunner:
                 continue
             candidates.append((det.box, crop.sharpness, (crop, frame.captured_at_ms)))
         releases = []
-        for _, (crop, captured_at_ms) in self.throttle.update(now, candidates):
+        for _, (crop, captured_at_ms) in self.throttle.update(self._throttle_now, candidates):
             releases.append(self._release(crop, captured_at_ms))
         return releases
 
@@ -270,8 +278,11 @@ class EdgeRunner:
         return release
 
     def flush(self, now: float | None = None) -> list[Release]:
-        """Release every pending best crop now (shutdown): nothing waiting in a window is lost."""
-        now = self.clock() if now is None else now
+        """Release every pending best crop now (shutdown): nothing waiting in a window is lost.
+
+        Without `now`, on the timeline the throttle ran on (a file's media time, else the clock)."""
+        if now is None:
+            now = self._throttle_now if self._throttle_now is not None else self.clock()
         return [self._release(crop, ms) for _, (crop, ms) in self.throttle.flush(now)]
 
     def counters(self) -> dict:

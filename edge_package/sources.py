@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from edge_package.redact import redact_source  # noqa: F401  (re-exported)
+
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 
@@ -29,6 +31,9 @@ class Frame:
     captured_at_ms: int
     # Ground truth (synthetic and labelled clips): (face_id, x, y, w, h); None: not labelled.
     truth: list | None = field(default_factory=list)
+    # Seconds into a video file (its own timeline, growing across --loop restarts); None for a
+    # live source. The throttle runs on it, so a file sends the same crops however fast it plays.
+    media_s: float | None = None
 
 
 def now_ms() -> int:
@@ -71,7 +76,7 @@ class VideoSource(FrameSource):
         sleep=time.sleep,
     ):
         self.target = target
-        self.name = f"video {target}"
+        self.name = f"video {redact_source(target)}"  # names it in logs: never the password
         self.loop = loop
         self.live = isinstance(target, int) or "://" in str(target)
         self.max_reconnects = max_reconnects
@@ -96,8 +101,20 @@ class VideoSource(FrameSource):
             failures += 1
         return False
 
+    def _media_s(self, index_in_pass: int) -> float:
+        """Position of the frame just read, in seconds: the container's timestamp, or the frame
+        number over the nominal rate when the backend gives none."""
+        position = self._cap.get(cv2.CAP_PROP_POS_MSEC)
+        if position > 0 or index_in_pass == 0:
+            return position / 1000.0
+        fps = self._cap.get(cv2.CAP_PROP_FPS)
+        return index_in_pass / fps if fps and fps > 0 else float(index_in_pass)
+
     def __iter__(self) -> Iterator[Frame]:
         index = 0
+        in_pass = 0  # frames read since the file (re)started
+        offset = 0.0  # media seconds played in earlier passes (--loop)
+        last = 0.0
         while True:
             ok, image = self._cap.read()
             if not ok or image is None:
@@ -110,11 +127,19 @@ class VideoSource(FrameSource):
                     continue
                 if not self.loop:
                     return
+                fps = self._cap.get(cv2.CAP_PROP_FPS)
+                offset = last + (1.0 / fps if fps and fps > 0 else 1.0)  # time keeps going on
+                in_pass = 0
                 self._cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
                 ok, image = self._cap.read()
                 if not ok or image is None:
                     return
-            yield Frame(image=image, index=index, captured_at_ms=now_ms())
+            media_s = None
+            if not self.live:
+                last = offset + self._media_s(in_pass)
+                media_s = last
+            in_pass += 1
+            yield Frame(image=image, index=index, captured_at_ms=now_ms(), media_s=media_s)
             index += 1
 
     def close(self) -> None:

@@ -124,6 +124,13 @@ class Throttle:
         self.tracks = alive
         return out
 
+    def new_timeline(self) -> None:
+        """Time went backwards (another file, or a file after a live camera): the times kept are
+        on the old timeline and would hold the budget shut, so they are forgotten."""
+        self.budget._times.clear()
+        for track in self.tracks:
+            track.first_seen = track.last_seen = track.window_start = float("-inf")
+
     def flush(self, now: float) -> list[tuple]:
         """Release every pending best candidate (on shutdown), within the budget."""
         out = []

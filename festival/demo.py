@@ -102,29 +102,6 @@ def deploy_infra(emit) -> dict[str, str]:
     return infra_deploy.service_env(result.outputs)
 
 
-def ensure_deeplens_lambda_role() -> None:
-    """The account prerequisite a DeepLens deployment needs (docs/devices.md), made in moto so an
-    organizer can try the legacy path in the demo."""
-    from festival import aws
-
-    iam = aws.client("iam")
-    name = "stagepulse-deeplens-lambda"
-    trust = {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Effect": "Allow",
-                "Principal": {"Service": "lambda.amazonaws.com"},
-                "Action": "sts:AssumeRole",
-            }
-        ],
-    }
-    try:
-        iam.get_role(RoleName=name)
-    except iam.exceptions.NoSuchEntityException:
-        iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust))
-
-
 def live_lineup(festival, set_minutes: int, hours: int = 3) -> str:
     """Short sets from about now on every stage, so a set ends (and its report appears) within
     minutes of starting the demo. Replaces the seeded lineup of the demo festival."""

@@ -6,9 +6,9 @@ save, and every AWS call is made idempotent (client tokens, "already exists" ado
 killed at any point resumes at the step it was on. A short lease keeps two workers apart.
 
 Greengrass v2: component version from the recipe (one per release; the contract defaults), then a
-deployment to the device's thing whose configuration merge carries the device's own settings.
-DeepLens (Greengrass v1, legacy): group with the device as core, Lambda function + version +
-alias, resource/function/subscription definitions, group version, group deployment.
+deployment to the device's thing whose configuration merge carries the device's own settings and
+its video source. DeepLens (Greengrass v1) deployments are refused (DEEPLENS_REFUSED): AWS
+discontinued Greengrass V1, so every one of their steps now fails on AWS.
 On failure or timeout the device is redeployed with its last good release.
 """
 
@@ -71,6 +71,20 @@ DEEPLENS_RESOURCES = [
 DEEPLENS_VOLUMES = [("awscam-out", "/opt/awscam/out")]
 
 
+# One message wherever a DeepLens deployment is asked for (admin, API, a row already in flight),
+# and the same against the demo's moto server: moto still answers Greengrass v1 calls, but a demo
+# that walks a path AWS no longer serves would only show something that cannot work. The demo
+# seeds no DeepLens camera, so it loses nothing.
+DEEPLENS_REFUSED = (
+    "DeepLens deployments are refused: AWS discontinued Greengrass V1 on 2026-10-07 (and ended "
+    "DeepLens on 2024-01-31), so every step of one (Greengrass v1 group and group deployment, "
+    "the Lambda that carries the code) now fails on AWS. Run the release on the unit as a "
+    "service instead: the standalone runtime with the awscam source (--source deeplens) under "
+    "systemd, sending telemetry over HTTPS with the device token; see docs/edge.md, "
+    "'DeepLens today'."
+)
+
+
 class StepFailed(Exception):
     """A step cannot succeed; the message is the deployment's reason."""
 
@@ -97,10 +111,13 @@ def start_deployment(
     enqueue: bool = True,
 ) -> Deployment:
     """Record a deployment of `release` to `device` and (by default) queue its task."""
+    if device.platform == Platform.DEEPLENS:
+        raise ValidationError(DEEPLENS_REFUSED)
     if device.platform not in STEPS:
         raise ValidationError(
-            f"{device.thing_name} is a standalone device: update it with the CLI "
-            "(pip install the release); there is nothing to deploy through AWS."
+            f"{device.thing_name} is a standalone device: install the release on the box "
+            "(unzip it, pip install -r its requirements.txt; docs/edge.md, 'Getting the code "
+            "onto a box'); there is nothing to deploy through AWS."
         )
     if not device.certificate_arn:
         raise ValidationError(f"Register {device.thing_name} in AWS IoT before deploying to it.")
@@ -164,6 +181,9 @@ def run_deployment(deployment_id: int, *, max_steps: int = 50) -> float | None:
             "device__festival", "device__stage", "device__organization", "release"
         ).get(pk=deployment_id)
         state = deployment.state
+        if deployment.platform == Platform.DEEPLENS:  # queued before deployments were refused
+            _finish(deployment, S.FAILED, DEEPLENS_REFUSED)
+            return None
         try:
             outcome = STEP_FUNCTIONS[state](deployment)
         except StepFailed as exc:
@@ -265,10 +285,12 @@ def _finish(deployment: Deployment, state: str, reason: str) -> None:
             and last_good is not None
             and last_good.pk != deployment.release_id
         ):
-            rollback = start_deployment(device, last_good, rollback_of=deployment)
-            deployment.history.append(
-                _event(now, state, f"rolling back to {last_good.version} (#{rollback.pk})")
-            )
+            try:
+                rollback = start_deployment(device, last_good, rollback_of=deployment)
+                note = f"rolling back to {last_good.version} (#{rollback.pk})"
+            except ValidationError as exc:  # e.g. a DeepLens, or a device deregistered meanwhile
+                note = f"no rollback to {last_good.version}: {' '.join(exc.messages)}"
+            deployment.history.append(_event(now, state, note))
             deployment.save(update_fields=["history"])
 
 
@@ -338,6 +360,9 @@ def gg2_create_deployment(deployment: Deployment) -> Outcome:
     device = deployment.device
     update_device_role_policy(device)
     config = device_config(device)
+    # The camera's own video source (an RTSP URL may carry a password) goes into the component
+    # configuration, which the component reads through IPC: never into a script or this history.
+    merge = {"stagepulse": config, "source": device.video_source or "0"}
     response = aws.cached_client("greengrassv2").create_deployment(
         targetArn=_thing_arn(deployment),
         deploymentName=f"stagepulse {device.thing_name} {deployment.release.version}",
@@ -345,8 +370,8 @@ def gg2_create_deployment(deployment: Deployment) -> Outcome:
             COMPONENT_NAME: {
                 "componentVersion": deployment.resources["component_version"],
                 "configurationUpdate": {
-                    "reset": ["/stagepulse"],
-                    "merge": json.dumps({"stagepulse": config}, sort_keys=True),
+                    "reset": ["/stagepulse", "/source"],
+                    "merge": json.dumps(merge, sort_keys=True),
                 },
             }
         },
@@ -385,6 +410,9 @@ def gg2_poll(deployment: Deployment) -> Outcome:
 
 
 # --- DeepLens / Greengrass v1 --------------------------------------------------------------------
+# Unreachable since DEEPLENS_REFUSED: start_deployment refuses DeepLens and run_deployment ends a
+# DeepLens row before any step. Kept only until concurrent edits to this module have merged;
+# then delete these steps with DEEPLENS_STEPS and their DeploymentState values.
 def _token(deployment: Deployment, step: str) -> str:
     return f"stagepulse-{deployment.pk}-{step}"
 

@@ -1,6 +1,6 @@
 """Deployments as a resumable state machine: Greengrass v2 (botocore Stubber on the real API
-shapes; moto has no Greengrass v2) and DeepLens / Greengrass v1 (moto: IoT, IAM, S3, Lambda,
-Greengrass), through success, failure, timeout, rollback and a worker killed mid-way."""
+shapes; moto has no Greengrass v2) through success, failure, timeout, rollback and a worker killed
+mid-way; DeepLens / Greengrass v1 refused everywhere, with the reason."""
 
 from __future__ import annotations
 
@@ -11,14 +11,12 @@ import pytest
 from botocore.stub import ANY
 from django.core.exceptions import ValidationError
 from django.utils import timezone
-from moto.greengrass.models import greengrass_backends
 
 from devices import services, tasks
 from devices.models import Deployment, DeploymentState, Device, EdgeRelease, Platform
 from devices.services import deployments
 from devices.services.deployments import component_recipe
 from devices.services.registration import device_config
-from edge_package.config import parse_config
 from festival import aws
 
 pytestmark = pytest.mark.django_db
@@ -49,7 +47,7 @@ def stub_component(stubber, release, *, state="DEPLOYABLE"):
     )
 
 
-def stub_deployment(stubber, deployment, release, device, deployment_id="d-1"):
+def stub_deployment(stubber, deployment, release, device, deployment_id="d-1", source="0"):
     stubber.add_response(
         "create_deployment",
         {"deploymentId": deployment_id, "iotJobId": "job-1", "iotJobArn": "arn:job-1"},
@@ -60,8 +58,11 @@ def stub_deployment(stubber, deployment, release, device, deployment_id="d-1"):
                 "com.stagepulse.Edge": {
                     "componentVersion": release.version,
                     "configurationUpdate": {
-                        "reset": ["/stagepulse"],
-                        "merge": json.dumps({"stagepulse": device_config(device)}, sort_keys=True),
+                        "reset": ["/stagepulse", "/source"],
+                        "merge": json.dumps(
+                            {"stagepulse": device_config(device), "source": source},
+                            sort_keys=True,
+                        ),
                     },
                 }
             },
@@ -113,6 +114,48 @@ def test_greengrass_v2_deploys_and_follows_the_device(registered, release, ggv2,
         "poll",
         "succeeded",
     ]
+
+
+NASTY_PASSWORD = "p$(touch pwned)`id`'\"q#@"
+NASTY_SOURCE = f"rtsp://cam:{NASTY_PASSWORD}@10.0.0.5:554/stream1"
+
+
+def test_each_camera_gets_its_own_video_source_in_its_component_configuration(
+    registered, release, ggv2
+):
+    """The Stubber checks the request: the device's source, byte for byte, in the configuration
+    merge (which the component reads through IPC), not in any script; the Deployment row the
+    crew reads never shows the password."""
+    device, _ = registered
+    Device.objects.filter(pk=device.pk).update(video_source=NASTY_SOURCE)
+    device.refresh_from_db()
+    deployment = services.start_deployment(device, release, enqueue=False)
+    stub_component(ggv2, release)
+    stub_deployment(ggv2, deployment, release, device, source=NASTY_SOURCE)
+    stub_status(ggv2, device, "SUCCEEDED")
+    assert services.run_deployment(deployment.pk) is None
+    ggv2.assert_no_pending_responses()
+    deployment.refresh_from_db()
+    assert deployment.state == S.SUCCEEDED
+    shown = json.dumps([deployment.history, deployment.resources, deployment.reason])
+    assert "touch pwned" not in shown and "10.0.0.5" not in shown
+    assert NASTY_SOURCE not in component_recipe(release)  # one recipe for every camera
+
+
+def test_the_api_takes_a_video_source_but_only_ever_shows_it_redacted(
+    registered, api_client, two_worlds
+):
+    device, _ = registered
+    ours, _ = two_worlds
+    api_client.force_authenticate(ours.operator)
+    url = f"/api/v1/devices/{device.pk}/"
+    response = api_client.patch(url, {"video_source": NASTY_SOURCE}, format="json")
+    assert response.status_code == 200, response.json()
+    device.refresh_from_db()
+    assert device.video_source == NASTY_SOURCE
+    for body in (response.json(), api_client.get(url).json()):
+        assert "video_source" not in body
+        assert body["video_source_redacted"] == "rtsp://cam:***@10.0.0.5:554/stream1"
 
 
 def _role_statements(device: Device) -> set[str]:
@@ -277,7 +320,7 @@ def test_demo_endpoint_without_greengrass_v2_says_so(registered, release, ggv2, 
     assert "CreateComponentVersion is not available at http://127.0.0.1:5000" in deployment.reason
 
 
-# --- DeepLens / Greengrass v1 on moto ----------------------------------------------------------
+# --- DeepLens / Greengrass v1: refused -----------------------------------------------------------
 @pytest.fixture
 def deeplens(registered):
     device, _ = registered
@@ -286,150 +329,62 @@ def deeplens(registered):
     return device
 
 
-def _device_reports(deployment: Deployment, status: str) -> None:
-    """What the DeepLens core would do: report the group deployment's outcome (moto keeps every
-    deployment InProgress, so the test plays the device)."""
-    backend = greengrass_backends[ACCOUNT]["eu-west-1"]
-    backend.deployments[deployment.resources["deployment_id"]].deployment_status = status
+def _aws_calls(monkeypatch) -> list:
+    calls = []
+    monkeypatch.setattr(aws, "cached_client", lambda name: calls.append(name))
+    return calls
 
 
-def test_deeplens_builds_the_whole_group_and_deploys(deeplens, release, settings):
-    deployment = services.start_deployment(deeplens, release, enqueue=False)
-    assert services.run_deployment(deployment.pk) == settings.DEPLOYMENT_POLL_SECONDS
-    deployment.refresh_from_db()
-    r = deployment.resources
-    assert deployment.state == S.POLL
-    # Lambda from the artifact, published version, alias.
-    lam = aws.client("lambda")
-    function = lam.get_function(FunctionName="stagepulse-edge-ours-cam-1")["Configuration"]
-    assert function["Handler"] == "edge_package.deeplens.function_handler"
-    env = json.loads(function["Environment"]["Variables"]["STAGEPULSE_CONFIG"])
-    assert env["device"] == "ours-cam-1" and env["stage"] == "main"
-    alias = lam.get_alias(FunctionName="stagepulse-edge-ours-cam-1", Name="live")
-    assert alias["FunctionVersion"] == r["function_version"] == "1"
-    # Function definition: pinned, long-lived, camera and GPU access.
-    gg = aws.client("greengrass")
-    fdef_id = r["function_definition_version_arn"].split("/")[-3]
-    fdef = gg.get_function_definition_version(
-        FunctionDefinitionId=fdef_id,
-        FunctionDefinitionVersionId=r["function_definition_version_arn"].split("/")[-1],
-    )["Definition"]["Functions"][0]
-    assert fdef["FunctionArn"] == r["alias_arn"]
-    config = fdef["FunctionConfiguration"]
-    assert config["Pinned"] is True
-    access = {p["ResourceId"] for p in config["Environment"]["ResourceAccessPolicies"]}
-    assert {"camera", "gpu"} <= access
-    # The core gives the Lambda only the definition's variables (not the cloud Lambda's).
-    on_device = json.loads(config["Environment"]["Variables"]["STAGEPULSE_CONFIG"])
-    assert on_device == device_config(deeplens)
-    assert on_device["device"] == "ours-cam-1" and on_device["bucket"] == deeplens.festival.bucket
-    assert parse_config(on_device).device == "ours-cam-1"  # what the camera's loop starts with
-    # Subscriptions: telemetry to the cloud, shadow deltas to the lambda.
-    sdef_arn = r["subscription_definition_version_arn"]
-    subs = gg.get_subscription_definition_version(
-        SubscriptionDefinitionId=sdef_arn.split("/")[-3],
-        SubscriptionDefinitionVersionId=sdef_arn.split("/")[-1],
-    )["Definition"]["Subscriptions"]
-    assert {
-        "Id": "telemetry-to-cloud",
-        "Source": r["alias_arn"],
-        "Subject": "stagepulse/telemetry/ours-cam-1",
-        "Target": "cloud",
-    } in subs
-    # Group version ties it together; the group's role is the device's own-prefix role.
-    version = gg.get_group_version(GroupId=r["group_id"], GroupVersionId=r["group_version_id"])
-    assert version["Definition"]["FunctionDefinitionVersionArn"] == fdef_arn_of(r)
-    role = gg.get_associated_role(GroupId=r["group_id"])["RoleArn"]
-    assert role.endswith(f"role/{deeplens.role_name}")
-    # The device reports success.
-    _device_reports(deployment, "Success")
-    assert services.run_deployment(deployment.pk) is None
-    deployment.refresh_from_db()
-    assert deployment.state == S.SUCCEEDED
+def test_a_deeplens_deployment_is_refused_with_the_reason_and_the_way_that_works(
+    deeplens, release, monkeypatch
+):
+    calls = _aws_calls(monkeypatch)
+    with pytest.raises(ValidationError) as refused:
+        services.start_deployment(deeplens, release, enqueue=False)
+    message = " ".join(refused.value.messages)
+    assert "discontinued Greengrass V1 on 2026-10-07" in message
+    assert "--source deeplens" in message and "systemd" in message
+    assert not Deployment.objects.exists() and calls == []
 
 
-def test_deeplens_deployment_gives_an_older_group_role_the_shadow_read(deeplens, release):
-    _registered_before_the_fix(deeplens)
-    deployment = services.start_deployment(deeplens, release, enqueue=False)
-    services.run_deployment(deployment.pk)
-    assert "OwnThingShadowReadOnly" in _role_statements(deeplens)
-
-
-def fdef_arn_of(resources: dict) -> str:
-    return resources["function_definition_version_arn"]
-
-
-def test_deeplens_failure_rolls_back(deeplens, release):
-    good = old_release()
-    Device.objects.filter(pk=deeplens.pk).update(current_release=good)
-    deeplens.refresh_from_db()
-    deployment = services.start_deployment(deeplens, release, enqueue=False)
-    services.run_deployment(deployment.pk)
-    deployment.refresh_from_db()
-    _device_reports(deployment, "Failure")
-    services.run_deployment(deployment.pk)
-    deployment.refresh_from_db()
-    assert deployment.state == S.FAILED
-    assert deployment.reason.startswith("poll: group deployment Failure")
-    assert Deployment.objects.get(rollback_of=deployment).release == good
-
-
-def test_deeplens_worker_killed_mid_way_resumes_without_repeating(deeplens, release, monkeypatch):
-    deployment = services.start_deployment(deeplens, release, enqueue=False)
-    real_advance = deployments._advance
-
-    def killed(d, outcome):
-        if d.state == S.LAMBDA_FUNCTION:  # the function exists, the row does not know yet
-            raise SystemExit("worker killed")
-        real_advance(d, outcome)
-
-    monkeypatch.setattr(deployments, "_advance", killed)
-    with pytest.raises(SystemExit):
-        services.run_deployment(deployment.pk)
-    monkeypatch.setattr(deployments, "_advance", real_advance)
-    deployment.refresh_from_db()
-    assert deployment.state == S.LAMBDA_FUNCTION
-    Deployment.objects.filter(pk=deployment.pk).update(lease_until=timezone.now())  # lease over
-    services.run_deployment(deployment.pk)
-    deployment.refresh_from_db()
-    assert deployment.state == S.POLL
-    assert len(aws.client("lambda").list_functions()["Functions"]) == 1
-    assert len(aws.client("greengrass").list_groups()["Groups"]) == 1
-    notes = [e["note"] for e in deployment.history if e["state"] == "lambda_function"]
-    assert notes == ["stagepulse-edge-ours-cam-1 updated"]
-
-
-def test_second_deployment_reuses_the_devices_group(deeplens, release):
-    first = services.start_deployment(deeplens, release, enqueue=False)
-    services.run_deployment(first.pk)
-    first.refresh_from_db()
-    _device_reports(first, "Success")
-    services.run_deployment(first.pk)
-    second = services.start_deployment(deeplens, release, enqueue=False)
-    services.run_deployment(second.pk)
-    second.refresh_from_db()
-    assert second.state == S.POLL, second.reason
-    assert second.resources["group_id"] == first.resources["group_id"]
-    assert len(aws.client("greengrass").list_groups()["Groups"]) == 1
-
-
-def test_missing_lambda_role_is_a_clear_failure(deeplens, release, settings):
-    settings.DEEPLENS_LAMBDA_ROLE_ARN = "no-such-role"
-    deployment = services.start_deployment(deeplens, release, enqueue=False)
-    services.run_deployment(deployment.pk)
-    deployment.refresh_from_db()
-    assert deployment.state == S.FAILED
-    assert "the IAM role 'no-such-role' that the DeepLens Lambda runs as does not exist" in (
-        deployment.reason
+def test_a_deeplens_deployment_queued_before_the_refusal_ends_without_calling_aws(
+    deeplens, release, monkeypatch
+):
+    Device.objects.filter(pk=deeplens.pk).update(current_release=old_release())
+    queued = Deployment.objects.create(
+        organization_id=deeplens.organization_id,
+        device=deeplens,
+        release=release,
+        platform=Platform.DEEPLENS,
+        state=S.LAMBDA_FUNCTION,
+        deadline_at=timezone.now() + timedelta(minutes=30),
     )
+    calls = _aws_calls(monkeypatch)
+    assert services.run_deployment(queued.pk) is None
+    queued.refresh_from_db()
+    assert queued.state == S.FAILED and "discontinued Greengrass V1" in queued.reason
+    assert calls == []
+    # the rollback to the last good release is refused the same way, and says so
+    assert "no rollback to 0.0.9: DeepLens deployments are refused" in queued.history[-1]["note"]
+    assert Deployment.objects.count() == 1
 
 
-def test_lambda_role_by_default_name(deeplens, release, settings):
-    settings.DEEPLENS_LAMBDA_ROLE_ARN = ""  # the conftest created stagepulse-deeplens-lambda
-    deployment = services.start_deployment(deeplens, release, enqueue=False)
-    services.run_deployment(deployment.pk)
-    deployment.refresh_from_db()
-    assert deployment.state == S.POLL, deployment.reason
+def test_the_api_and_the_admin_refuse_a_deeplens_deployment_alike(
+    deeplens, release, api_client, client, two_worlds
+):
+    ours, _ = two_worlds
+    api_client.force_authenticate(ours.operator)
+    response = api_client.post("/api/v1/deployments/", {"device": deeplens.pk})
+    assert response.status_code == 400
+    assert "discontinued Greengrass V1" in json.dumps(response.json())
+    client.force_login(ours.operator)
+    page = client.post(
+        "/admin/devices/device/",
+        {"action": "deploy_latest", "_selected_action": [deeplens.pk]},
+        follow=True,
+    )
+    assert "discontinued Greengrass V1" in page.content.decode()
+    assert not Deployment.objects.exists()
 
 
 # --- starting, tasks, API, admin ---------------------------------------------------------------

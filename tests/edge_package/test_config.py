@@ -93,3 +93,24 @@ def test_device_names_follow_the_shared_thing_name_rule(device):
 @pytest.mark.parametrize("device", ["cam-1", "Main_Left-2", "9a", "x" * 128])
 def test_thing_names_aws_iot_and_the_camera_both_accept_parse(device):
     assert parse_config({**GOOD, "device": device}).device == device
+
+
+def test_without_a_usable_home_the_spool_and_model_cache_stay_in_the_working_folder(
+    tmp_path, monkeypatch
+):
+    """Greengrass's ggc_user has no home folder; the component runs in its work folder."""
+    from edge_package.model_store import default_cache_dir
+    from edge_package.pipeline import default_spool_dir
+
+    not_a_home = tmp_path / "home"
+    not_a_home.write_text("")  # not a folder: nobody, root included, can create one under it
+    monkeypatch.setenv("HOME", str(not_a_home))
+    monkeypatch.delenv("STAGEPULSE_SPOOL_DIR", raising=False)
+    monkeypatch.delenv("STAGEPULSE_MODEL_DIR", raising=False)
+    monkeypatch.chdir(tmp_path)
+    config = parse_config({"device": "cam-1", "festival": "f", "stage": "s", "bucket": "b"})
+    assert default_spool_dir(config) == str(tmp_path / ".stagepulse" / "spool" / "cam-1")
+    assert default_cache_dir() == str(tmp_path / ".stagepulse" / "models")
+    monkeypatch.setenv("HOME", str(tmp_path / "real-home"))
+    (tmp_path / "real-home").mkdir()
+    assert default_spool_dir(config).startswith(str(tmp_path / "real-home" / ".stagepulse"))

@@ -300,3 +300,85 @@ def test_a_switch_to_edge_mode_without_a_table_is_refused_and_changes_nothing():
     with pytest.raises(ConfigError, match="edge mode needs observations_table"):
         runner.update_tunables(mode="edge")
     assert runner.config.mode == "cloud"
+
+
+class SteadyFace:
+    """Detector double: one face that never moves, so only the throttle decides what is sent."""
+
+    threshold = 0.5
+
+    def detect(self, image):
+        from edge_package.detect import Detection
+
+        return [Detection(100.0, 60.0, 90.0, 90.0, 0.9)]
+
+
+class SteppingClock:
+    """A machine of a given speed: every look at the clock costs `step` seconds."""
+
+    def __init__(self, step: float):
+        self.step, self.now = step, 1000.0
+
+    def __call__(self) -> float:
+        self.now += self.step
+        return self.now
+
+
+def test_a_video_file_sends_the_same_crops_however_fast_the_machine_plays_it(tmp_path):
+    """The throttle runs on the file's own timeline: 60 frames at 10 fps are 6 s of a crowd,
+    whether this machine needs a second or a minute to play them."""
+    from edge_package.sources import VideoSource
+
+    video = tmp_path / "steady.mp4"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 10, (320, 240))
+    rng = np.random.default_rng(1)
+    for _ in range(60):
+        writer.write(rng.integers(40, 200, (240, 320, 3), dtype=np.uint8))
+    writer.release()
+    cfg = parse_config({**BASE, "throttle_interval_s": 2, "fps_cap": 60, "min_face_px": 40})
+    counts = {}
+    for step in (0.0005, 0.5):  # a fast box, then one 1000x slower
+        sink = Recorder()
+        runner = EdgeRunner(cfg, detector=SteadyFace(), sink=sink, clock=SteppingClock(step))
+        assert runner.run(VideoSource(str(video)))["frames"] == 60
+        counts[step] = len(sink.releases)
+    # first crop after 1 s, then one per 2 s window (3 s, 5 s), and the last one at the end
+    assert counts == {0.0005: 4, 0.5: 4}
+
+
+def test_a_looped_file_keeps_its_timeline_going_forward(tmp_path):
+    from edge_package.sources import VideoSource
+
+    video = tmp_path / "short.mp4"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 10, (64, 48))
+    for i in range(5):
+        writer.write(np.full((48, 64, 3), 40 * i, np.uint8))
+    writer.release()
+    frames = iter(VideoSource(str(video), loop=True))
+    times = [next(frames).media_s for _ in range(12)]  # 5 frames a pass, 2.4 passes
+    assert times == pytest.approx([i / 10 for i in range(12)])
+    assert VideoSource(str(video)).live is False
+
+
+def test_a_file_after_a_live_camera_is_not_held_by_the_old_timelines_budget(tmp_path):
+    from edge_package.sources import VideoSource
+
+    video = tmp_path / "steady.mp4"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 10, (320, 240))
+    rng = np.random.default_rng(2)
+    for _ in range(30):
+        writer.write(rng.integers(40, 200, (240, 320, 3), dtype=np.uint8))
+    writer.release()
+    cfg = parse_config(
+        {**BASE, "throttle_interval_s": 1, "upload_budget_per_min": 2, "min_face_px": 40}
+    )
+    sink = Recorder()
+    runner = EdgeRunner(cfg, detector=SteadyFace(), sink=sink)
+    live = next(iter(VideoSource(str(video))))
+    live.media_s = None  # as a camera's frame: on the clock, here at 5000 s
+    for second in range(5000, 5010):
+        runner.process_frame(live, float(second))
+    runner.flush()
+    assert len(sink.releases) == 2  # the budget is spent on the clock's timeline
+    runner.run(VideoSource(str(video)))  # then a 3 s file, on its own timeline from 0
+    assert len(sink.releases) == 4

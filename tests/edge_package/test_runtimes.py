@@ -83,8 +83,13 @@ class FakeIpc:
         self.published.append((topic_name, json.loads(payload)))
 
     def get_configuration(self, *, component_name, key_path):
-        assert component_name == "com.stagepulse.Edge" and key_path == ["stagepulse"]
+        assert component_name == "com.stagepulse.Edge"
+        if key_path == ["source"]:  # a leaf: the nucleus answers {"source": value}
+            return types.SimpleNamespace(value={"source": self.source})
+        assert key_path == ["stagepulse"]
         return types.SimpleNamespace(value=dict(self.config))
+
+    source = "0"
 
 
 def test_greengrass_v2_publisher_uses_ipc_publish_to_iot_core():
@@ -224,7 +229,8 @@ def test_greengrass_recipe_renders_with_a_validated_config():
     text = render_recipe(version="1.2.3", artifact_uri="s3://b/edge.zip", config=BASE)
     assert 'ComponentVersion: "1.2.3"' in text and "s3://b/edge.zip" in text
     assert '"festival": "fest"' in text and "{{" not in text
-    assert "{configuration:/source}" in text  # Greengrass's own variables survive
+    assert "{work:path}" in text and "{artifacts:decompressedPath}" in text  # Greengrass's own
+    assert "{configuration:" not in text  # nothing from the configuration reaches a script
     yaml = pytest.importorskip("yaml")
     recipe = yaml.safe_load(text)
     assert recipe["ComponentConfiguration"]["DefaultConfiguration"]["stagepulse"] == BASE
@@ -244,6 +250,91 @@ def test_greengrass_recipe_renders_with_a_validated_config():
         )
     with pytest.raises(ValueError, match="stage: missing"):
         render_recipe(version="1", artifact_uri="s3://b/e.zip", config={"device": "d"})
+    # a default source with quotes and shell syntax stays one YAML string, byte for byte
+    nasty = "rtsp://cam:p\"a$(id)`x`'s: #y@h/s"
+    text = render_recipe(version="1", artifact_uri="s3://b/e.zip", config=BASE, source=nasty)
+    assert yaml.safe_load(text)["ComponentConfiguration"]["DefaultConfiguration"]["source"] == nasty
+
+
+def test_greengrass_v2_component_reads_its_video_source_through_ipc_and_logs_it_redacted(
+    tmp_path, caplog
+):
+    import cv2
+
+    from edge_package import greengrass
+
+    video = tmp_path / "cam.mp4"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 10, (160, 120))
+    for _ in range(3):
+        writer.write(np.zeros((120, 160, 3), np.uint8))
+    writer.release()
+    ipc = FakeIpc({**BASE, "spool_dir": str(tmp_path / "spool"), "telemetry_interval_s": 60})
+    ipc.source = str(video)
+    assert greengrass.main([], client=ipc, shadow=_NoShadow()) == 0
+    assert ipc.published[-1][1]["frames"] == 3  # the whole file, from the configured source
+
+    ipc.source = "rtsp://cam:s3cr$(id)`x`@127.0.0.1:9/stream"  # nothing listens there
+    caplog.set_level("INFO")
+    assert greengrass.main([], client=ipc, shadow=_NoShadow()) == 2
+    assert "rtsp://cam:***@127.0.0.1:9/stream" in caplog.text
+    assert "s3cr" not in caplog.text
+
+
+def test_a_redeployed_video_source_is_opened_without_a_restart(tmp_path, caplog):
+    """The nucleus restarts a component when an interpolated script changes, and the source is no
+    longer in one: the component notices the new source itself and reopens."""
+    import cv2
+
+    from edge_package import greengrass
+
+    clips = {}
+    for name, frames in (("old", 30), ("new", 3)):
+        clips[name] = tmp_path / f"{name}.mp4"
+        writer = cv2.VideoWriter(str(clips[name]), cv2.VideoWriter_fourcc(*"mp4v"), 10, (160, 120))
+        for _ in range(frames):
+            writer.write(np.zeros((120, 160, 3), np.uint8))
+        writer.release()
+
+    class Redeployed(FakeIpc):
+        reads = 0
+
+        @property
+        def source(self):  # what the nucleus says: the old camera, then the redeployed one
+            self.reads += 1
+            return str(clips["old" if self.reads == 1 else "new"])
+
+    ipc = Redeployed({**BASE, "spool_dir": str(tmp_path / "spool"), "telemetry_interval_s": 60})
+    caplog.set_level("INFO")
+    assert greengrass.main([], client=ipc, shadow=_NoShadow()) == 0
+    assert "video source changed to " + str(clips["new"]) in caplog.text
+    assert ipc.published[-1][1]["frames"] == 1 + 3  # one frame of the old camera, then the new
+
+
+class _NoShadow:
+    def get_thing_shadow(self, **_):
+        from botocore.exceptions import ClientError
+
+        raise ClientError({"Error": {"Code": "ResourceNotFoundException"}}, "GetThingShadow")
+
+
+@pytest.mark.parametrize(
+    ("source", "shown"),
+    [
+        ("rtsp://admin:p@ss/w#rd?@10.0.0.5:554/s", "rtsp://admin:***@10.0.0.5:554/s"),
+        ("rtsp://token@cam.local/live", "rtsp://***@cam.local/live"),
+        (
+            "https://cam/live.m3u8?ch=1&access_token=abc",
+            "https://cam/live.m3u8?ch=1&access_token=***",
+        ),
+        ("rtsp://10.0.0.5/stream", "rtsp://10.0.0.5/stream"),
+        ("/data/crowd.mp4", "/data/crowd.mp4"),
+        ("0", "0"),
+    ],
+)
+def test_a_source_is_shown_without_its_credentials(source, shown):
+    from edge_package.redact import redact_source
+
+    assert redact_source(source) == shown
 
 
 def test_frame_source_shape_guard_keeps_the_loop_running():

@@ -57,7 +57,7 @@ class Command(BaseCommand):
             "REPORT_GRACE_MINUTES": os.environ.get("REPORT_GRACE_MINUTES", "1"),
             "REPORT_SWEEP_INTERVAL_S": os.environ.get("REPORT_SWEEP_INTERVAL_S", "10"),
             "CLOUDWATCH_DASHBOARDS": os.environ.get("CLOUDWATCH_DASHBOARDS", "1"),
-            # no camera answers a DeepLens deployment in the demo: let it time out visibly
+            # no device answers a deployment in the demo: one that waits ends visibly, soon
             "DEPLOYMENT_TIMEOUT_MINUTES": os.environ.get("DEPLOYMENT_TIMEOUT_MINUTES", "2"),
             "STAGEPULSE_PUBLIC_URL": base,
         }
@@ -66,7 +66,6 @@ class Command(BaseCommand):
             self.step("deploying the CloudFormation stack into moto …")
             extra.update(demo.deploy_infra(emit=lambda line: self.step(f"  {line}")))
             os.environ.update(extra)
-            demo.ensure_deeplens_lambda_role()
             self.step("migrating and seeding the database …")
             call_command("migrate", verbosity=0, interactive=False)
             logins = seed_demo()
