@@ -15,7 +15,6 @@ from rest_framework.authentication import BaseAuthentication
 from rest_framework.decorators import action
 from rest_framework.exceptions import AuthenticationFailed, PermissionDenied, ValidationError
 from rest_framework.response import Response
-from rest_framework.throttling import SimpleRateThrottle
 from rest_framework.views import APIView
 
 from devices import selectors, services
@@ -23,6 +22,7 @@ from devices.models import Deployment, Device, EdgeRelease
 from edge_package.contracts import TELEMETRY_SCHEMA, validate_edge_config
 from festival.models import Festival, Role
 from festival.tenancy import TenantScopedRelatedField, TenantViewSet, has_role, organization_ids_for
+from festival.throttling import FixedWindowRateThrottle
 from stages.models import Stage
 
 
@@ -318,18 +318,21 @@ class IsDevice(permissions.BasePermission):
         return isinstance(request.auth, Device)
 
 
-class DeviceTelemetryThrottle(SimpleRateThrottle):
-    """Per device (or per client address when no device is identified)."""
+class DeviceTelemetryThrottle(FixedWindowRateThrottle):
+    """Per device (or per client address when no device is identified), counted atomically and
+    exactly (festival.throttling), so parallel reports cannot slip past the limit."""
 
-    scope = "telemetry"
+    exact = True
 
-    def get_cache_key(self, request, view):
+    def get_scope(self, view) -> str:
+        return "telemetry"
+
+    def client_ident(self, request) -> str:
         try:
             device = request.auth
         except AuthenticationFailed:
             device = None
-        ident = f"device-{device.pk}" if isinstance(device, Device) else self.get_ident(request)
-        return self.cache_format % {"scope": self.scope, "ident": ident}
+        return f"device-{device.pk}" if isinstance(device, Device) else self.get_ident(request)
 
 
 class TelemetryView(APIView):
