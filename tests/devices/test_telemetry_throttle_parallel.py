@@ -14,6 +14,7 @@ from unittest import mock
 
 import pytest
 import redis
+from django.db import connections
 from rest_framework.test import APIClient
 from rest_framework.throttling import SimpleRateThrottle
 
@@ -33,6 +34,12 @@ def post_in_parallel(device, token: str) -> list[int]:
     lock = threading.Lock()
 
     def client() -> None:
+        try:
+            post_reports()
+        finally:
+            connections.close_all()  # this thread's own connection (PostgreSQL keeps it open)
+
+    def post_reports() -> None:
         api = APIClient()
         start.wait()
         for _ in range(REPORTS_EACH):
