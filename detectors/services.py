@@ -665,7 +665,8 @@ def check_s3_uri(value: str, field: str) -> str:
     so a prefix means what it reads as."""
     match = _S3_URI.match(value or "")
     key = match[2] if match else ""
-    if not match or any(part in ("", ".", "..") for part in key.split("/")[:-1]):
+    segments = key.removesuffix("/").split("/") if key else []  # every segment, the last too
+    if not match or any(part in ("", ".", "..") for part in segments):
         raise ValidationError(
             {
                 field: f"{value!r} is not a plain s3://bucket/prefix/ location (letters, digits "

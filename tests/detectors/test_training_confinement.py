@@ -28,6 +28,8 @@ FOREIGN = [
     "s3://stagepulse-artifacts/datasets/ours-org/./../../training/theirs-org/",
     "s3://stagepulse-artifacts/datasets/ours-org/%2e%2e/theirs-org/",
     "s3://stagepulse-artifacts/datasets/ours-org//x/",
+    "s3://stagepulse-artifacts/datasets/ours-org/..",
+    "s3://stagepulse-artifacts/datasets/ours-org/wider/.",
     "s3://stagepulse-artifacts/datasets/ours-org\\..\\theirs-org/",
     # starts with our prefix's string, but is another organization's ("ours-org-2")
     "s3://stagepulse-artifacts/datasets/ours-org-2/wider/",
