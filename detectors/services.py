@@ -53,6 +53,7 @@ from edge_package.evaluation import (
 )
 from edge_package.model_store import ModelFileError, check_tflite
 from festival import aws
+from festival.models import Festival
 
 log = logging.getLogger(__name__)
 
@@ -689,8 +690,6 @@ def organization_prefixes(organization) -> list[str]:
 
 
 def _crops_buckets() -> set[str]:
-    from festival.models import Festival
-
     custom = Festival.objects.exclude(crops_bucket="").values_list("crops_bucket", flat=True)
     return {settings.CROPS_BUCKET, *custom}
 
