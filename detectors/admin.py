@@ -306,20 +306,21 @@ class TrainingJobForm(forms.ModelForm):
         ]
 
     def clean(self):
-        """The checks start_training_job makes, as form errors (no AWS call yet)."""
-        from django.conf import settings
-
+        """The checks start_training_job makes (its own prefixes, allowed role and image), as
+        form errors before any AWS call."""
         cleaned = super().clean()
-        if not (cleaned.get("role_arn") or settings.SAGEMAKER_ROLE_ARN).startswith("arn:"):
-            self.add_error("role_arn", "An IAM role ARN SageMaker can assume is required.")
-        if not (cleaned.get("image_uri") or settings.SAGEMAKER_TRAINING_IMAGE):
-            self.add_error("image_uri", "A training container image (ECR URI) is required.")
-        for name in ("training_data_uri", "output_uri"):
-            if cleaned.get(name):
-                try:
-                    services.check_s3_uri(cleaned[name], name)
-                except ValidationError as exc:
-                    self.add_error(name, exc.messages)
+        organization = cleaned.get("organization")
+        if organization is None or not cleaned.get("training_data_uri"):
+            return cleaned
+        _, problems = services.training_job_problems(
+            organization,
+            training_data_uri=cleaned["training_data_uri"],
+            output_uri=cleaned.get("output_uri") or "",
+            role_arn=cleaned.get("role_arn") or "",
+            image_uri=cleaned.get("image_uri") or "",
+        )
+        for name, errors in problems.items():
+            self.add_error(name, errors)
         return cleaned
 
     def __init__(self, *args, **kwargs):

@@ -53,6 +53,7 @@ from edge_package.evaluation import (
 )
 from edge_package.model_store import ModelFileError, check_tflite
 from festival import aws
+from festival.models import Festival
 
 log = logging.getLogger(__name__)
 
@@ -654,10 +655,111 @@ def roll_back(device: Device, *, user=None) -> ModelRollout:
 
 
 # --- SageMaker training --------------------------------------------------------------------------
+# A training job reads and writes S3 with the platform's SageMaker role, which can reach every
+# tenant's data: so its locations are confined to the organization's own prefixes, the face
+# crops bucket is never one of them, and the role and the container image come from allowlists.
+_S3_URI = re.compile(r"^s3://([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])/([A-Za-z0-9!_.*'()/-]*)$")
+
+
 def check_s3_uri(value: str, field: str) -> str:
-    if not re.match(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/", value or ""):
-        raise ValidationError({field: f"{value!r} is not an s3://bucket/prefix/ location."})
+    """A plain s3://bucket/prefix/ (ending in '/'): no '.', '..' or empty segments, no escapes,
+    so a prefix means what it reads as."""
+    match = _S3_URI.match(value or "")
+    key = match[2] if match else ""
+    segments = key.removesuffix("/").split("/") if key else []  # every segment, the last too
+    if not match or any(part in ("", ".", "..") for part in segments):
+        raise ValidationError(
+            {
+                field: f"{value!r} is not a plain s3://bucket/prefix/ location (letters, digits "
+                "and !_.*'()- in each segment; no '.', '..' or empty segments)."
+            }
+        )
     return value if value.endswith("/") else value + "/"
+
+
+def organization_prefixes(organization) -> list[str]:
+    """The S3 prefixes an organization's training jobs may read and write
+    (SAGEMAKER_ORGANIZATION_PREFIXES, each ending in '/')."""
+    prefixes = []
+    for template in settings.SAGEMAKER_ORGANIZATION_PREFIXES:
+        prefix = template.format(
+            organization=organization.slug, artifacts_bucket=settings.ARTIFACTS_BUCKET
+        )
+        prefixes.append(prefix if prefix.endswith("/") else prefix + "/")
+    return prefixes
+
+
+def _crops_buckets() -> set[str]:
+    custom = Festival.objects.exclude(crops_bucket="").values_list("crops_bucket", flat=True)
+    return {settings.CROPS_BUCKET, *custom}
+
+
+def check_training_location(organization, value: str, field: str) -> str:
+    """`value`, normalized, when it lies inside one of the organization's own prefixes."""
+    uri = check_s3_uri(value, field)
+    bucket = uri[len("s3://") :].partition("/")[0]
+    if bucket in _crops_buckets():
+        raise ValidationError(
+            {field: "Face crops are for crowd analysis only, never for training (docs/privacy.md)."}
+        )
+    prefixes = organization_prefixes(organization)
+    if not any(uri.startswith(prefix) for prefix in prefixes):
+        raise ValidationError(
+            {field: f"{uri} is outside your organization's prefixes: {', '.join(prefixes)}."}
+        )
+    return uri
+
+
+def image_allowed(image_uri: str) -> bool:
+    """SAGEMAKER_TRAINING_IMAGE or an image on SAGEMAKER_ALLOWED_IMAGES: the same URI, or any
+    tag or digest of a listed repository (an entry without ':' or '@' after its last '/')."""
+    allowed = [settings.SAGEMAKER_TRAINING_IMAGE, *settings.SAGEMAKER_ALLOWED_IMAGES]
+    for entry in filter(None, allowed):
+        if image_uri == entry:
+            return True
+        if ":" not in entry.rpartition("/")[2] and "@" not in entry:
+            rest = image_uri[len(entry) :] if image_uri.startswith(entry) else ""
+            if re.match(r"^(:[\w][\w.-]{0,127}|@sha256:[0-9a-f]{64})$", rest):
+                return True
+    return False
+
+
+def training_job_problems(
+    organization,
+    *,
+    training_data_uri: str,
+    output_uri: str = "",
+    role_arn: str = "",
+    image_uri: str = "",
+) -> tuple[dict, dict[str, list[str]]]:
+    """The checks of a new training job, for the service, the admin form and the API alike.
+    Returns (the resolved locations, role and image; problems per field)."""
+    problems: dict[str, list[str]] = {}
+    resolved = {
+        "training_data_uri": training_data_uri,
+        "output_uri": output_uri
+        or f"s3://{settings.ARTIFACTS_BUCKET}/training/{organization.slug}/",
+        "role_arn": role_arn or settings.SAGEMAKER_ROLE_ARN,
+        "image_uri": image_uri or settings.SAGEMAKER_TRAINING_IMAGE,
+    }
+    for field in ("training_data_uri", "output_uri"):
+        try:
+            resolved[field] = check_training_location(organization, resolved[field], field)
+        except ValidationError as exc:
+            problems[field] = exc.messages
+    role_arn = resolved["role_arn"]
+    if not role_arn.startswith("arn:"):
+        problems["role_arn"] = ["An IAM role ARN SageMaker can assume is required."]
+    elif role_arn not in {settings.SAGEMAKER_ROLE_ARN, *settings.SAGEMAKER_ALLOWED_ROLE_ARNS}:
+        problems["role_arn"] = ["This role is not one the server allows (SAGEMAKER_ROLE_ARN)."]
+    image = resolved["image_uri"]
+    if not image:
+        problems["image_uri"] = ["A training container image (ECR URI) is required."]
+    elif not image_allowed(image):
+        problems["image_uri"] = [
+            f"{image} is not an allowed training image (SAGEMAKER_ALLOWED_IMAGES)."
+        ]
+    return resolved, problems
 
 
 def _job_name(organization, model_name: str) -> str:
@@ -687,17 +789,17 @@ def start_training_job(
     (WIDER FACE-style layout, README). The container writes model.tflite to /opt/ml/model."""
     if not _NAME.match(model_name or ""):
         raise ValidationError({"model_name": "Use lowercase letters, digits, '.', '_' or '-'."})
-    data = check_s3_uri(training_data_uri, "training_data_uri")
-    output = check_s3_uri(
-        output_uri or f"s3://{settings.ARTIFACTS_BUCKET}/training/{organization.slug}/",
-        "output_uri",
+    resolved, problems = training_job_problems(
+        organization,
+        training_data_uri=training_data_uri,
+        output_uri=output_uri,
+        role_arn=role_arn,
+        image_uri=image_uri,
     )
-    role_arn = role_arn or settings.SAGEMAKER_ROLE_ARN
-    image_uri = image_uri or settings.SAGEMAKER_TRAINING_IMAGE
-    if not role_arn.startswith("arn:"):
-        raise ValidationError({"role_arn": "An IAM role ARN SageMaker can assume is required."})
-    if not image_uri:
-        raise ValidationError({"image_uri": "A training container image (ECR URI) is required."})
+    if problems:
+        raise ValidationError(problems)
+    data, output = resolved["training_data_uri"], resolved["output_uri"]
+    role_arn, image_uri = resolved["role_arn"], resolved["image_uri"]
     hyperparameters = {str(k): str(v) for k, v in (hyperparameters or {}).items()}
     job = TrainingJob.objects.create(
         organization=organization,
@@ -797,6 +899,10 @@ def import_training_output(job: TrainingJob) -> FaceModel:
     match = re.match(r"^s3://([^/]+)/(.+)$", job.model_artifact_uri)
     if not match:
         raise ValidationError(f"No model artifact location ({job.model_artifact_uri!r}).")
+    if not job.model_artifact_uri.startswith(job.output_uri) or "/../" in job.model_artifact_uri:
+        raise ValidationError(
+            f"{job.model_artifact_uri} is not under the job's output location {job.output_uri}."
+        )
     try:
         body = aws.cached_client("s3").get_object(Bucket=match[1], Key=match[2])["Body"].read()
     except ClientError as exc:

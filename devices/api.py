@@ -19,7 +19,6 @@ from rest_framework.exceptions import (
     ValidationError,
 )
 from rest_framework.response import Response
-from rest_framework.throttling import SimpleRateThrottle
 from rest_framework.views import APIView
 
 from devices import selectors, services
@@ -33,6 +32,7 @@ from festival.tenancy import (
     require_role,
     role_required,
 )
+from festival.throttling import FixedWindowRateThrottle
 from stages.models import Stage
 
 
@@ -344,12 +344,16 @@ class IsDevice(permissions.BasePermission):
         return isinstance(request.auth, Device)
 
 
-class DeviceTelemetryThrottle(SimpleRateThrottle):
-    """Per device (or per client address when no device is identified)."""
+class DeviceTelemetryThrottle(FixedWindowRateThrottle):
+    """Per device (or per client address when no device is identified), counted atomically and
+    exactly (festival.throttling), so parallel reports cannot slip past the limit."""
 
-    scope = "telemetry"
+    exact = True
 
-    def get_cache_key(self, request, view):
+    def get_scope(self, view) -> str:
+        return "telemetry"
+
+    def client_ident(self, request) -> str:
         try:
             device = request.auth
         except AuthenticationFailed as exc:
@@ -357,8 +361,7 @@ class DeviceTelemetryThrottle(SimpleRateThrottle):
             # anonymous); keep it so the view answers with it, not "not provided".
             request.failed_authentication = exc
             device = None
-        ident = f"device-{device.pk}" if isinstance(device, Device) else self.get_ident(request)
-        return self.cache_format % {"scope": self.scope, "ident": ident}
+        return f"device-{device.pk}" if isinstance(device, Device) else self.get_ident(request)
 
 
 class TelemetryView(APIView):

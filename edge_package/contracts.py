@@ -252,6 +252,16 @@ def from_dynamodb(value):
 
 
 # --- Telemetry payload ---------------------------------------------------------------------------
+# Every number has an upper bound: the server turns them into floats (CloudWatch) and datetimes
+# (clock skew), and one camera's 401-digit counter once stopped the metrics of every tenant.
+COUNTER_MAX = 2**53 - 1  # exact as a double (CloudWatch, JavaScript); no camera counts this far
+SENT_AT_MS_MAX = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z, the last instant datetime holds
+
+
+def _counter() -> dict:
+    return {"type": "integer", "minimum": 0, "maximum": COUNTER_MAX}  # a fresh dict each (YAML)
+
+
 TELEMETRY_SCHEMA: dict = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "title": "StagePulse device telemetry",
@@ -259,20 +269,20 @@ TELEMETRY_SCHEMA: dict = {
     "required": ["device_id", "software_version", "sent_at_ms", "analysis_mode"],
     "additionalProperties": False,
     "properties": {
-        "contract": {"type": "integer", "minimum": 1},
+        "contract": {"type": "integer", "minimum": 1, "maximum": 1000},
         "device_id": {"type": "string", "minLength": 1, "maxLength": 128},
         "software_version": {"type": "string", "minLength": 1, "maxLength": 64},
-        "sent_at_ms": {"type": "integer", "minimum": 0},
+        "sent_at_ms": {"type": "integer", "minimum": 0, "maximum": SENT_AT_MS_MAX},
         "analysis_mode": {"enum": ["cloud", "edge"]},
         "paused": {"type": "boolean"},
         "fps": {"type": "number", "minimum": 0, "maximum": 1000},
-        "frames": {"type": "integer", "minimum": 0},
-        "faces_detected": {"type": "integer", "minimum": 0},
-        "uploads": {"type": "integer", "minimum": 0},
-        "bytes_sent": {"type": "integer", "minimum": 0},
-        "spool_depth": {"type": "integer", "minimum": 0},
-        "spool_dropped": {"type": "integer", "minimum": 0},
-        "errors": {"type": "integer", "minimum": 0},
+        "frames": _counter(),
+        "faces_detected": _counter(),
+        "uploads": _counter(),
+        "bytes_sent": _counter(),
+        "spool_depth": _counter(),
+        "spool_dropped": _counter(),
+        "errors": _counter(),
         "last_error": {"type": "string", "maxLength": 500},
     },
 }

@@ -7,7 +7,8 @@ The vibe score (0-100) of a stage over a sliding window:
     vibe   = 100 * (0.7 * energy + 0.3 * crowd)
 
 The norm is the stage's `typical_crowd` when set, else the busiest minute of its last two hours.
-A window with fewer faces than the festival's `min_faces_public` is suppressed: no number at all.
+Every number here follows the one privacy rule (emotions.privacy): a minute with fewer faces than
+the festival's `min_faces_public` is suppressed, and a window sums its published minutes only.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.core.cache import cache
@@ -25,6 +25,7 @@ from django.utils import timezone
 
 from edge_package.contracts import EMOTIONS, LIVELY_EMOTIONS
 from emotions.models import MinuteRollup
+from emotions.privacy import WindowStats, is_published, published_total
 from festival.models import Festival
 from stages.models import Stage
 from stages.selectors import now_next_by_stage
@@ -36,20 +37,6 @@ TREND_STEADY_POINTS = 5.0
 ENERGY_WEIGHT, CROWD_WEIGHT = 0.7, 0.3
 NORM_LOOKBACK = timedelta(hours=2)
 LIVE_CACHE_SECONDS = 5
-
-
-@dataclass
-class WindowStats:
-    faces: int = 0
-    counts: dict = field(default_factory=dict)
-    sums: dict = field(default_factory=dict)
-
-    def add(self, rollup: MinuteRollup) -> None:
-        self.faces += rollup.faces
-        for name, value in rollup.counts.items():
-            self.counts[name] = self.counts.get(name, 0) + value
-        for name, value in rollup.sums.items():
-            self.sums[name] = self.sums.get(name, 0.0) + value
 
 
 def vibe_score(stats: WindowStats, minutes: float, norm: float) -> float | None:
@@ -66,11 +53,13 @@ def expression_share(stats: WindowStats) -> dict[str, float]:
 
 
 def window_stats(festival: Festival, start: datetime, end: datetime) -> dict[int, WindowStats]:
-    stats: dict[int, WindowStats] = {}
+    """Per stage, the published minutes of [start, end) summed (emotions.privacy, rule 2)."""
+    per_stage: dict[int, list[MinuteRollup]] = {}
     rollups = MinuteRollup.objects.filter(festival=festival, minute__gte=start, minute__lt=end)
     for rollup in rollups.only("stage_id", "faces", "counts", "sums"):
-        stats.setdefault(rollup.stage_id, WindowStats()).add(rollup)
-    return stats
+        per_stage.setdefault(rollup.stage_id, []).append(rollup)
+    k = festival.min_faces_public
+    return {stage_id: published_total(rows, k) for stage_id, rows in per_stage.items()}
 
 
 def crowd_norms(festival: Festival, stages: list[Stage], at: datetime) -> dict[int, float]:
@@ -96,14 +85,15 @@ def compute_live_ranking(
     previous_start = _window_start(start, window)
     minutes = (at - start).total_seconds() / 60.0
     stages = list(Stage.objects.filter(festival=festival).order_by("position", "name"))
-    current = window_stats(festival, start, at + timedelta(minutes=1))
+    # Up to and with the minute `at` falls in: the timeline's minutes, never a later one.
+    current = window_stats(festival, start, _window_start(at, timedelta(0)) + timedelta(minutes=1))
     previous = window_stats(festival, previous_start, start)
     norms = crowd_norms(festival, stages, at)
     playing = {row.stage.pk: row.now for row in now_next_by_stage(festival, at)}
     rows = []
     for stage in stages:
         stats = current.get(stage.pk, WindowStats())
-        suppressed = stats.faces < festival.min_faces_public
+        suppressed = not is_published(stats.faces, festival.min_faces_public)
         row = {
             "stage": {"slug": stage.slug, "name": stage.name},
             "now_playing": playing[stage.pk].artist if playing.get(stage.pk) else None,
@@ -118,7 +108,7 @@ def compute_live_ranking(
             row["vibe"] = vibe_score(stats, minutes, norms[stage.pk])
             row["expression_share"] = expression_share(stats)
             before = previous.get(stage.pk, WindowStats())
-            if before.faces >= festival.min_faces_public:
+            if is_published(before.faces, festival.min_faces_public):
                 delta = round(
                     row["vibe"] - vibe_score(before, window.seconds / 60, norms[stage.pk]), 1
                 )
@@ -378,7 +368,7 @@ def stage_timeline(
         stats = WindowStats()
         if minute in rollups:
             stats.add(rollups[minute])
-        suppressed = stats.faces < festival.min_faces_public
+        suppressed = not is_published(stats.faces, festival.min_faces_public)
         points.append(
             {
                 "minute": minute,

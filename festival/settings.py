@@ -347,6 +347,19 @@ TELEMETRY_IOT_RULE_SECRET = os.environ.get("TELEMETRY_IOT_RULE_SECRET", "")
 # Face detectors (detectors/): see README "Bring your own face detector".
 SAGEMAKER_ROLE_ARN = os.environ.get("SAGEMAKER_ROLE_ARN", "")
 SAGEMAKER_TRAINING_IMAGE = os.environ.get("SAGEMAKER_TRAINING_IMAGE", "")
+
+
+# Training jobs run with one platform role that reaches every tenant's data, so (docs/detectors.md):
+# SAGEMAKER_TRAINING_IMAGE and the images on this list only (exact URIs, or a repository: any
+# of its tags or digests) ...
+SAGEMAKER_ALLOWED_IMAGES = env_list("SAGEMAKER_ALLOWED_IMAGES")
+# ... roles: SAGEMAKER_ROLE_ARN and these ...
+SAGEMAKER_ALLOWED_ROLE_ARNS = env_list("SAGEMAKER_ALLOWED_ROLE_ARNS")
+# ... and data/output only under the organization's own prefixes ({organization} = its slug).
+SAGEMAKER_ORGANIZATION_PREFIXES = env_list(
+    "SAGEMAKER_ORGANIZATION_PREFIXES",
+    "s3://{artifacts_bucket}/training/{organization}/,s3://{artifacts_bucket}/datasets/{organization}/",
+)
 TRAINING_JOB_POLL_SECONDS = float(os.environ.get("TRAINING_JOB_POLL_SECONDS", "60"))
 FACE_MODEL_GATE_CLIP = os.environ.get(
     "FACE_MODEL_GATE_CLIP", "frames=30,width=1920,height=1080,faces=16,min_face=24,max_face=160"

@@ -10,15 +10,29 @@ limit; the price is a bounded overshoot of at most (web processes × (THROTTLE_S
 requests per window. THROTTLE_SYNC_EVERY=1 makes every hit a round trip (exact). A Redis outage
 lets requests through: the cache is configured to degrade, never to break the site. On other
 caches (the embedded file cache, tests' local memory) every hit is counted in the cache.
+
+Every count is atomic, so parallel clients cannot slip past a limit: Redis INCRBY; the local
+memory cache's incr (under its lock; per process); memcached's incr. The embedded file cache's
+incr is a read and a write of a file, so there the read-add-write runs under an exclusive file
+lock in the cache directory, which every process on the machine shares (the file cache is one
+machine's folder anyway). Scopes with `exact = True` (telemetry) skip the batching: every hit
+is one INCR, and the limit holds exactly.
 """
 
 from __future__ import annotations
 
+import fcntl
 import logging
+import os
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from django.conf import settings
+from django.core.cache import caches
+from django.core.cache.backends.filebased import FileBasedCache
+from django.core.cache.backends.locmem import LocMemCache
+from django.utils.connection import ConnectionProxy
 from rest_framework.throttling import SimpleRateThrottle
 
 logger = logging.getLogger(__name__)
@@ -30,6 +44,49 @@ def redis_client_of(cache):
     if client is None or not hasattr(client, "get_client"):
         return None
     return client.get_client(write=True)
+
+
+def _backend(cache):
+    """The cache backend itself (django.core.cache.cache is a proxy to it)."""
+    return caches[cache._alias] if isinstance(cache, ConnectionProxy) else cache
+
+
+_ATOMIC_INCR = (LocMemCache,)  # plus memcached (incr is a server command), checked by name
+_process_lock = threading.Lock()
+
+
+@contextmanager
+def _cache_lock(cache):
+    """Exclusive access to the throttle counters of a cache whose incr is not atomic: a file
+    lock in the file cache's directory (all processes of the machine), else this process's."""
+    directory = getattr(cache, "_dir", None)
+    if not isinstance(cache, FileBasedCache) or not directory:
+        with _process_lock:
+            yield
+        return
+    os.makedirs(directory, exist_ok=True)
+    with open(os.path.join(directory, "throttle.lock"), "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def atomic_incr(cache, key: str, timeout: int) -> int:
+    """Add one hit to `key` (created with `timeout`) and return the new total, atomically."""
+    backend = _backend(cache)
+    if isinstance(backend, _ATOMIC_INCR) or "memcache" in type(backend).__module__.lower():
+        backend.add(key, 0, timeout)
+        try:
+            return backend.incr(key)
+        except ValueError:  # expired between add and incr
+            backend.add(key, 0, timeout)
+            return backend.incr(key)
+    with _cache_lock(backend):
+        total = (backend.get(key) or 0) + 1
+        backend.set(key, total, timeout)
+        return total
 
 
 @dataclass
@@ -84,12 +141,20 @@ class FixedWindowRateThrottle(SimpleRateThrottle):
     """Scope-based like DRF's ScopedRateThrottle (rates from DEFAULT_THROTTLE_RATES)."""
 
     scope_attr = "throttle_scope"
+    exact = False  # True: no batched tallies on Redis, every hit is counted where it is shared
 
     def __init__(self):  # the scope comes from the view, as in ScopedRateThrottle
         pass
 
+    def get_scope(self, view) -> str | None:
+        return getattr(view, self.scope_attr, None)
+
+    def client_ident(self, request) -> str:
+        """Who is counted: the client address (X-Forwarded-For per NUM_PROXIES)."""
+        return self.get_ident(request)
+
     def allow_request(self, request, view) -> bool:
-        self.scope = getattr(view, self.scope_attr, None)
+        self.scope = self.get_scope(view)
         if not self.scope:
             return True
         self.rate = self.get_rate()
@@ -98,7 +163,7 @@ class FixedWindowRateThrottle(SimpleRateThrottle):
         self.num_requests, self.duration = self.parse_rate(self.rate)
         now = self.timer()
         window = int(now // self.duration)
-        key = f"throttle_{self.scope}_{self.get_ident(request)}_{window}"
+        key = f"throttle_{self.scope}_{self.client_ident(request)}_{window}"
         self.wait_seconds = self.duration - (now % self.duration)
         return self.count_hit(key, window) <= self.num_requests
 
@@ -106,11 +171,7 @@ class FixedWindowRateThrottle(SimpleRateThrottle):
         """This window's hits so far, this one included."""
         redis = redis_client_of(self.cache)
         if redis is None:
-            try:
-                return self.cache.incr(key)
-            except ValueError:  # first request of this window
-                self.cache.add(key, 0, self.duration + 1)
-                return self.cache.incr(key)
+            return atomic_incr(self.cache, key, self.duration + 1)
 
         def send(key: str, hits: int) -> int | None:
             redis_key = self.cache.make_key(key)
@@ -123,7 +184,7 @@ class FixedWindowRateThrottle(SimpleRateThrottle):
                 logger.warning("throttle not counted: the cache is unreachable", exc_info=True)
                 return None
 
-        sync_every = max(1, int(getattr(settings, "THROTTLE_SYNC_EVERY", 1)))
+        sync_every = 1 if self.exact else max(1, int(getattr(settings, "THROTTLE_SYNC_EVERY", 1)))
         return process_counter.hit(key, window, self.duration, self.num_requests, sync_every, send)
 
     def wait(self) -> float:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from datetime import timedelta
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -98,13 +99,64 @@ def repush_failed_shadows() -> int:
     """Settings that did not reach a device's shadow (IoT throttled or down when a pause or a
     festival's mode change was pushed) are pushed again on every sweep until they land."""
     failed = Device.objects.filter(registered_at__isnull=False).exclude(shadow_error="")
-    return sum(push_config_to_shadow(device) for device in failed.select_related("festival"))
+    pushed = 0
+    for device in failed.select_related("festival"):
+        try:
+            pushed += push_config_to_shadow(device)
+        except Exception:  # one device's bad config never stops the others' pushes
+            log.exception("device %s: shadow re-push failed", device.thing_name)
+    return pushed
 
 
 # --- CloudWatch ----------------------------------------------------------------------------------
-def publish_device_metrics(now=None) -> int:
+CLOUDWATCH_LIMIT = 2.0**360  # CloudWatch refuses values beyond +-2^360, NaN and infinities
+METRICS_BATCH = 1000  # metric data per PutMetricData call
+
+
+class BadMetricValue(ValueError):
+    """A device's stored telemetry holds a value CloudWatch cannot take."""
+
+
+def device_metric_data(device: Device) -> list[dict]:
+    """The device's latest telemetry as CloudWatch metric data. Raises BadMetricValue for a
+    value CloudWatch would refuse (which would fail the whole batch it is in)."""
+    health = device.health if isinstance(device.health, dict) else {}
+    dimensions = [
+        {"Name": "Festival", "Value": device.festival.slug},
+        {"Name": "Stage", "Value": device.stage.slug if device.stage_id else "-"},
+        {"Name": "Device", "Value": device.thing_name},
+    ]
+    data = []
+    for key, (name, unit) in METRICS.items():
+        raw = health.get(key)
+        if isinstance(raw, bool) or not isinstance(raw, (int, float)):
+            continue
+        try:
+            value = float(raw)
+        except OverflowError:
+            value = math.inf
+        if not math.isfinite(value) or abs(value) > CLOUDWATCH_LIMIT:
+            raise BadMetricValue(f"{key} = {str(raw)[:40]}... is out of CloudWatch's range")
+        data.append(
+            {
+                "MetricName": name,
+                "Dimensions": dimensions,
+                "Timestamp": device.last_seen_at,
+                "Value": value,
+                "Unit": unit,
+            }
+        )
+    return data
+
+
+def publish_device_metrics(now=None) -> dict:
     """Put each device's latest telemetry into CloudWatch (namespace festival.namespace,
-    dimensions Festival, Stage, Device), once per report. Returns the number of devices sent."""
+    dimensions Festival, Stage, Device), once per report.
+
+    Each device is isolated: a value that cannot be sent (or any error reading it) is logged,
+    counted as skipped and marked done until its next report; a batch CloudWatch refuses as
+    invalid is retried one device at a time, so only the bad device's metrics are lost.
+    Returns {"sent", "skipped", "failed"} device counts."""
     now = now or timezone.now()
     pending = (
         Device.objects.select_related("festival", "stage")
@@ -113,49 +165,68 @@ def publish_device_metrics(now=None) -> int:
             Q(metrics_published_at__isnull=True) | Q(metrics_published_at__lt=F("last_seen_at"))
         )
     )
+    counts = {"sent": 0, "skipped": 0, "failed": 0}
     by_namespace: dict[str, list[tuple[Device, list[dict]]]] = {}
+    skipped: list[int] = []
     for device in pending:
-        dimensions = [
-            {"Name": "Festival", "Value": device.festival.slug},
-            {"Name": "Stage", "Value": device.stage.slug if device.stage_id else "-"},
-            {"Name": "Device", "Value": device.thing_name},
-        ]
-        data = [
-            {
-                "MetricName": name,
-                "Dimensions": dimensions,
-                "Timestamp": device.last_seen_at,
-                "Value": float(device.health[key]),
-                "Unit": unit,
-            }
-            for key, (name, unit) in METRICS.items()
-            if isinstance(device.health.get(key), (int, float))
-        ]
+        try:
+            data = device_metric_data(device)
+            namespace = device.festival.namespace
+        except Exception as exc:  # one device's bad data never stops the others
+            log.warning("device %s: metrics skipped: %s", device.thing_name, exc)
+            skipped.append(device.pk)
+            continue
         if data:
-            by_namespace.setdefault(device.festival.namespace, []).append((device, data))
-    sent = 0
+            by_namespace.setdefault(namespace, []).append((device, data))
+    if skipped:
+        Device.objects.filter(pk__in=skipped).update(metrics_published_at=now)
+        counts["skipped"] = len(skipped)
     client = aws.cached_client("cloudwatch") if by_namespace else None
     for namespace, items in by_namespace.items():
-        batch: list[dict] = []
-        devices: list[Device] = []
-        for device, data in [*items, (None, [])]:
-            if device is None or len(batch) + len(data) > 1000:
-                if batch:
-                    try:
-                        client.put_metric_data(Namespace=namespace, MetricData=batch)
-                    except (ClientError, BotoCoreError) as exc:
-                        log.error("device metrics to %s failed: %s", namespace, exc)
-                        batch, devices = [], []
-                        continue
-                    Device.objects.filter(pk__in=[d.pk for d in devices]).update(
-                        metrics_published_at=now
-                    )
-                    sent += len(devices)
-                batch, devices = [], []
-            if device is not None:
-                batch.extend(data)
-                devices.append(device)
-    return sent
+        for batch in _batches(items):
+            _put_batch(client, namespace, batch, now, counts)
+    if counts["skipped"] or counts["failed"]:
+        log.warning("device metrics: %s", counts)
+    return counts
+
+
+def _batches(items: list[tuple[Device, list[dict]]]):
+    batch: list[tuple[Device, list[dict]]] = []
+    size = 0
+    for device, data in items:
+        if batch and size + len(data) > METRICS_BATCH:
+            yield batch
+            batch, size = [], 0
+        batch.append((device, data))
+        size += len(data)
+    if batch:
+        yield batch
+
+
+def _put_batch(client, namespace: str, batch, now, counts: dict) -> None:
+    """One PutMetricData for the batch; when CloudWatch refuses it as invalid, one call per
+    device, so a value it refuses costs only that device's metrics."""
+    try:
+        client.put_metric_data(
+            Namespace=namespace, MetricData=[d for _, data in batch for d in data]
+        )
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "")
+        if len(batch) > 1 and code.startswith(("InvalidParameter", "MissingParameter")):
+            for one in batch:
+                _put_batch(client, namespace, [one], now, counts)
+            return
+        log.error("device metrics to %s failed: %s", namespace, exc)
+        counts["failed"] += len(batch)
+        if code.startswith("InvalidParameter"):  # refused as such: retrying will not help
+            Device.objects.filter(pk__in=[d.pk for d, _ in batch]).update(metrics_published_at=now)
+        return
+    except BotoCoreError as exc:
+        log.error("device metrics to %s failed: %s", namespace, exc)
+        counts["failed"] += len(batch)
+        return
+    Device.objects.filter(pk__in=[d.pk for d, _ in batch]).update(metrics_published_at=now)
+    counts["sent"] += len(batch)
 
 
 # --- device shadow -------------------------------------------------------------------------------

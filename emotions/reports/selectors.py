@@ -19,7 +19,8 @@ from django.db.models import Count, Sum
 from devices.models import Device, DeviceStatus
 from edge_package.contracts import EMOTIONS
 from emotions.models import MinuteRollup, Observation, ReportStatus, SetReport
-from emotions.selectors import WindowStats, expression_share, vibe_score
+from emotions.privacy import WindowStats, is_published, published_buckets, published_total
+from emotions.selectors import expression_share, vibe_score
 from festival.models import Festival
 from stages.models import Set, Stage
 
@@ -92,17 +93,6 @@ def _set_rows(rows: list[_Row], a_set: Set) -> list[_Row]:
     ]
 
 
-def _total(rows: list[_Row]) -> WindowStats:
-    stats = WindowStats()
-    for row in rows:
-        stats.faces += row.faces
-        for name, value in row.counts.items():
-            stats.counts[name] = stats.counts.get(name, 0) + value
-        for name, value in row.sums.items():
-            stats.sums[name] = stats.sums.get(name, 0.0) + value
-    return stats
-
-
 def _norms(stages: list[Stage], rows: list[_Row]) -> dict[int, float]:
     """Crowd norm per stage: its typical_crowd, else its busiest minute that festival day."""
     busiest: dict[int, int] = {}
@@ -112,10 +102,12 @@ def _norms(stages: list[Stage], rows: list[_Row]) -> dict[int, float]:
 
 
 def _set_vibe(rows: list[_Row], norm: float, min_faces: int) -> tuple[int, float | None]:
-    stats = _total(rows)
-    if stats.faces < min_faces:
+    """A set's faces and vibe over its published minutes (emotions.privacy, rule 2)."""
+    published = published_buckets(rows, min_faces)
+    stats = published_total(published, min_faces)
+    if not is_published(stats.faces, min_faces):
         return stats.faces, None
-    return stats.faces, vibe_score(stats, max(len(rows), 1), norm)
+    return stats.faces, vibe_score(stats, len(published), norm)
 
 
 def _mean_scores(stats: WindowStats) -> dict[str, float]:
@@ -217,15 +209,16 @@ def build_payload(a_set: Set) -> dict:
     norm = norms[stage.pk]
 
     own = {r.minute: r for r in _set_rows(rows, a_set)}
-    total = _total(list(own.values()))
-    suppressed = total.faces < k
+    published = published_buckets(own.values(), k)
+    total = published_total(published, k)  # the overall numbers: published minutes only
+    suppressed = not is_published(total.faces, k)
 
     minutes = []
     minute = _floor(a_set.starts_at)
     while minute < a_set.ends_at:
         row = own.get(minute)
         faces = row.faces if row else 0
-        small = faces < k
+        small = not is_published(faces, k)
         stats = row.stats() if row else WindowStats()
         minutes.append(
             {
@@ -288,7 +281,7 @@ def build_payload(a_set: Set) -> dict:
         share = expression_share(total)
         overall = {
             "faces": total.faces,
-            "vibe": vibe_score(total, max(len(own), 1), norm),
+            "vibe": vibe_score(total, len(published), norm),
             "expression_share": share,
             "mean_scores": _mean_scores(total),
             "top_expression": _top(share),
@@ -310,8 +303,8 @@ def build_payload(a_set: Set) -> dict:
         "crowd_norm": norm,
         "suppressed": suppressed,
         "suppressed_message": (
-            f"Fewer than {k} faces were analysed during this set, so this report shows no "
-            "numbers about the crowd's apparent expression."
+            f"Fewer than {k} faces were analysed in every minute of this set, so this report "
+            "shows no numbers about the crowd's apparent expression."
             if suppressed
             else ""
         ),
@@ -333,9 +326,9 @@ def build_payload(a_set: Set) -> dict:
         "method": (
             "vibe = 100 x (0.7 x mean share of HAPPY + SURPRISED scores + 0.3 x crowd size "
             "relative to the stage's norm: its typical crowd, else its busiest minute that "
-            f"day). Minutes with fewer than {k} faces show no numbers."
+            f"day). Minutes with fewer than {k} faces show no numbers and count in no total."
         ),
-        "covered_faces": total.faces,
+        "covered_faces": sum(r.faces for r in own.values()),  # every face: the late-data check
     }
 
 

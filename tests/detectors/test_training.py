@@ -17,14 +17,14 @@ from festival import aws
 from tests.detectors.conftest import IMAGE, ROLE_ARN
 
 pytestmark = pytest.mark.django_db
-DATA = "s3://ours-datasets/wider-face/"
+DATA = "s3://stagepulse-artifacts/datasets/ours-org/wider-face/"  # ours' own prefix
 
 
 def start(organization, **kwargs) -> TrainingJob:
     return services.start_training_job(
         organization,
         model_name="crowd-net",
-        training_data_uri=DATA,
+        training_data_uri=f"s3://stagepulse-artifacts/datasets/{organization.slug}/wider-face/",
         hyperparameters={"epochs": 30, "input_size": 192},
         follow=False,
         **kwargs,
@@ -103,7 +103,7 @@ def test_a_completed_job_without_a_usable_model_says_so(moto_aws, ours):
 def test_bad_requests_are_refused_before_sagemaker(moto_aws, ours, settings):
     from django.core.exceptions import ValidationError
 
-    with pytest.raises(ValidationError, match="not an s3://bucket/prefix/"):
+    with pytest.raises(ValidationError, match="not a plain s3://bucket/prefix/"):
         services.start_training_job(
             ours.organization, model_name="x", training_data_uri="/local/data", follow=False
         )

@@ -143,13 +143,60 @@ def test_metrics_go_to_cloudwatch_with_a_device_dimension(moto_aws, two_worlds):
             "spool_depth": 3,
         },
     )
-    assert services.publish_device_metrics() == 1
+    assert services.publish_device_metrics()["sent"] == 1
     metrics = aws.client("cloudwatch").list_metrics(Namespace="Pulse/Test")["Metrics"]
     names = {m["MetricName"] for m in metrics}
     assert names == {"Fps", "FacesDetected", "SpoolDepth"}
     dimensions = {(d["Name"], d["Value"]) for d in metrics[0]["Dimensions"]}
     assert dimensions == {("Festival", "ours-fest"), ("Stage", "main"), ("Device", "ours-cam-1")}
-    assert services.publish_device_metrics() == 0  # once per report
+    assert services.publish_device_metrics()["sent"] == 0  # once per report
+
+
+def test_one_devices_bad_value_never_stops_another_devices_metrics(moto_aws, two_worlds, caplog):
+    """A camera stored a 401-digit counter (before the schema had bounds): float() overflows.
+    Every other device, of every organization, still gets its metrics; the bad one is logged,
+    counted and not retried every minute."""
+    ours, theirs = two_worlds
+    now = timezone.now()
+    Device.objects.filter(pk=ours.device.pk).update(
+        last_seen_at=now, health={"faces_detected": 10**400, "fps": 9.0}
+    )
+    Device.objects.filter(pk=theirs.device.pk).update(
+        last_seen_at=now, health={"faces_detected": 7, "fps": 11.0}
+    )
+    assert services.publish_device_metrics() == {"sent": 1, "skipped": 1, "failed": 0}
+    assert "ours-cam-1: metrics skipped" in caplog.text
+    metrics = aws.client("cloudwatch").list_metrics(Namespace=theirs.festival.namespace)
+    devices = {d["Value"] for m in metrics["Metrics"] for d in m["Dimensions"]}
+    assert "theirs-cam-1" in devices and "ours-cam-1" not in devices
+    assert services.publish_device_metrics() == {"sent": 0, "skipped": 0, "failed": 0}
+
+
+def test_a_batch_cloudwatch_refuses_is_retried_device_by_device(two_worlds, monkeypatch):
+    """CloudWatch refuses a whole PutMetricData for one value it does not take; the others in
+    that batch still land."""
+    from botocore.exceptions import ClientError
+
+    ours, theirs = two_worlds
+    theirs.festival.cloudwatch_namespace = ours.festival.namespace  # one namespace, one batch
+    theirs.festival.save()
+    now = timezone.now()
+    Device.objects.filter(pk__in=[ours.device.pk, theirs.device.pk]).update(
+        last_seen_at=now, health={"fps": 5.0}
+    )
+    calls = []
+
+    class Refusing:
+        def put_metric_data(self, Namespace, MetricData):  # noqa: N803 - boto3's names
+            names = {d["Value"] for m in MetricData for d in m["Dimensions"]}
+            calls.append(names)
+            if "ours-cam-1" in names:
+                error = {"Error": {"Code": "InvalidParameterValue", "Message": "no"}}
+                raise ClientError(error, "PutMetricData")
+
+    monkeypatch.setattr(aws, "cached_client", lambda name: Refusing())
+    assert services.publish_device_metrics() == {"sent": 1, "skipped": 0, "failed": 1}
+    assert len(calls) == 3  # the batch, then each device alone
 
 
 # --- shadow ------------------------------------------------------------------------------------

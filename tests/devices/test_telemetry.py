@@ -131,6 +131,41 @@ def test_invalid_payload_is_refused_with_every_problem(api_client, ours, change,
     assert device.last_seen_at is None
 
 
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"faces_detected": 10**400}, "faces_detected: "),
+        ({"bytes_sent": 2**53}, "bytes_sent: 9007199254740992 is greater than the maximum"),
+        ({"errors": 1e20}, "errors: 1e+20 is greater than the maximum"),
+        ({"sent_at_ms": 1e20}, "sent_at_ms: 1e+20 is greater than the maximum"),
+        ({"sent_at_ms": 10**19}, "sent_at_ms: 10000000000000000000 is greater than the maximum"),
+        ({"contract": 10**30}, "contract: "),
+        ({"fps": 1e308}, "fps: 1e+308 is greater than the maximum of 1000"),
+    ],
+)
+def test_numbers_out_of_bounds_are_a_400_and_change_nothing(api_client, ours, change, message):
+    """A counter, rate or clock no camera can have is refused before it reaches the metrics
+    task (a 401-digit counter once broke it for every tenant) or a datetime (1e20 was a 500)."""
+    device, token = ours
+    response = post(api_client, token, report(device, **change))
+    assert response.status_code == 400
+    problems = response.json()["error"]["fields"]["payload"]
+    assert any(p.startswith(message) and "maximum" in p for p in problems), problems
+    device.refresh_from_db()
+    assert device.last_seen_at is None and device.health == {}
+
+
+def test_the_largest_values_in_bounds_are_accepted(api_client, ours, moto_aws):
+    from edge_package.contracts import COUNTER_MAX, SENT_AT_MS_MAX
+
+    device, token = ours
+    payload = report(device, faces_detected=COUNTER_MAX, sent_at_ms=SENT_AT_MS_MAX)
+    assert post(api_client, token, payload).status_code == 202
+    device.refresh_from_db()
+    assert device.health["faces_detected"] == COUNTER_MAX
+    assert services.publish_device_metrics() == {"sent": 1, "skipped": 0, "failed": 0}
+
+
 def test_missing_fields_are_all_listed(api_client, ours):
     device, token = ours
     response = post(api_client, token, {"device_id": device.thing_name})

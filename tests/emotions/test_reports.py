@@ -61,13 +61,15 @@ def test_report_numbers_match_hand_computation(scene):
     report = SetReport.objects.get(set=the_set)
     assert report.status == ReportStatus.READY
     p = report.payload
-    # 18 faces; HAPPY sums 800+100+300 = 1200 -> energy 1200/1800; crowd 18/3 min/10 = 0.6
-    # vibe = 100 (0.7 * 0.6667 + 0.3 * 0.6) = 64.7
-    assert p["overall"]["faces"] == 18 and report.faces == 18
-    assert p["overall"]["vibe"] == 64.7 and report.vibe == 64.7
-    assert p["overall"]["expression_share"]["HAPPY"] == 72.2  # 13 of 18 faces
-    assert p["overall"]["expression_share"]["CALM"] == 27.8
-    assert p["overall"]["mean_scores"]["HAPPY"] == round(1200 / 18, 1)
+    # Overall numbers count the published minutes only (the 3-face minute adds nothing):
+    # 15 faces; HAPPY sums 800+100 = 900 -> energy 900/1500; crowd 15/2 min/10 = 0.75
+    # vibe = 100 (0.7 * 0.6 + 0.3 * 0.75) = 64.5
+    assert p["overall"]["faces"] == 15 and report.faces == 15
+    assert p["overall"]["vibe"] == 64.5 and report.vibe == 64.5
+    assert p["overall"]["expression_share"]["HAPPY"] == 66.7  # 10 of 15 faces
+    assert p["overall"]["expression_share"]["CALM"] == 33.3
+    assert p["overall"]["mean_scores"]["HAPPY"] == 60.0
+    assert p["covered_faces"] == 18  # every face, for the late-data check
     assert report.top_expression == "HAPPY"
     assert [m["faces"] for m in p["minutes"]] == [10, 5, None, None]
     assert [m["vibe"] for m in p["minutes"]] == [86.0, 29.0, None, None]
@@ -85,7 +87,7 @@ def test_report_numbers_match_hand_computation(scene):
         "Tent cam": 18,
         "Tent cam 2": 0,
     }
-    # Comparison: Main Closer 100.0, Later Act 65.0, this set 64.7; the world's 18:00 set has
+    # Comparison: Main Closer 100.0, Later Act 65.0, this set 64.5; the world's 18:00 set has
     # no data (suppressed, unranked).
     comparison = p["comparison"]
     assert (comparison["rank_festival_day"], comparison["festival_sets_ranked"]) == (3, 3)
@@ -94,7 +96,7 @@ def test_report_numbers_match_hand_computation(scene):
     assert vibes == {
         "Ours Artist": None,
         "Main Closer": 100.0,
-        "Hand Computed": 64.7,
+        "Hand Computed": 64.5,
         "Later Act": 65.0,
     }
     assert "apparent expression" in p["model_statement"].lower()
@@ -193,7 +195,7 @@ def test_late_data_after_the_report_triggers_one_rebuild(scene):
     sweep_after(utc(2026, 7, 10, 21, 2))
     assert len(mails_about("Hand Computed")) == 1
     report = SetReport.objects.get(set=the_set)
-    assert report.faces == 18 and report.builds == 1
+    assert report.faces == 15 and report.builds == 1
     # Five faces for minute 3 arrive an hour late: the ingest queues the rebuild at once (the
     # sweeper's own late-data check finds nothing left to do).
     faces(tent, "tent-cam", SET_START + timedelta(minutes=3), 5, HAPPY=60, CALM=40)
@@ -204,7 +206,7 @@ def test_late_data_after_the_report_triggers_one_rebuild(scene):
     services.sweep(now=SET_END + timedelta(hours=1))
     report.refresh_from_db()
     assert report.status == ReportStatus.READY and report.builds == 2
-    assert report.faces == 23 and report.payload["minutes"][3]["faces"] == 5
+    assert report.faces == 20 and report.payload["minutes"][3]["faces"] == 5
     assert report.rebuild_reason == ""
     assert services.detect_late_data(now=SET_END + timedelta(hours=1)) == 0
     assert len(mails_about("Hand Computed")) == 1  # announced once, on the first build
@@ -280,12 +282,12 @@ def test_announcement_by_email_and_webhook(scene):
     [message] = mails_about("Hand Computed")
     assert message.to == ["crew@example.org", "boss@example.org"]
     assert "Hand Computed" in message.subject
-    assert "Faces analysed: 18; vibe 64.7" in message.body
+    assert "Faces analysed: 15; vibe 64.5" in message.body
     assert f"/reports/{report.pk}/" in message.body
     assert "Apparent expression read by" in message.body
     [hook] = [h for h in _Hook.received if h["artist"] == "Hand Computed"]
     assert hook["event"] == "set_report.ready"
-    assert (hook["report_id"], hook["faces"], hook["vibe"]) == (report.pk, 18, 64.7)
+    assert (hook["report_id"], hook["faces"], hook["vibe"]) == (report.pk, 15, 64.5)
 
 
 def test_a_failing_webhook_is_logged_and_the_report_stands(scene, caplog):

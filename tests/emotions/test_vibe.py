@@ -45,14 +45,14 @@ def add_minutes(stage, start, minutes, faces_per_minute, happy, calm, surprised=
 def stages(two_worlds):
     ours, _ = two_worlds
     main = ours.stage
-    main.typical_crowd = 4
+    main.typical_crowd = 10
     main.save()
     tent = Stage.objects.create(
         organization=ours.organization,
         festival=ours.festival,
         name="Tent",
         slug="tent",
-        typical_crowd=4,
+        typical_crowd=10,
     )
     tiny = Stage.objects.create(
         organization=ours.organization, festival=ours.festival, name="Tiny", slug="tiny"
@@ -63,8 +63,8 @@ def stages(two_worlds):
 def test_happy_full_stage_ranks_above_calm_stage_and_small_bucket_is_suppressed(stages):
     festival, main, tent, tiny = stages
     window = NOW - timedelta(minutes=5)
-    add_minutes(main, window, 5, 4, happy=90, calm=5)  # energy .9, crowd 4/4 -> 93.0
-    add_minutes(tent, window, 5, 2, happy=10, calm=85, surprised=10)  # energy .2, crowd .5 -> 29.0
+    add_minutes(main, window, 5, 10, happy=90, calm=5)  # energy .9, crowd 10/10 -> 93.0
+    add_minutes(tent, window, 5, 5, happy=10, calm=85, surprised=10)  # energy .2, crowd .5 -> 29.0
     add_minutes(tiny, window, 1, 3, happy=99, calm=0)  # 3 faces < 5: suppressed
     ranking = compute_live_ranking(festival, at=NOW)
     rows = {r["stage"]["slug"]: r for r in ranking["stages"]}
@@ -79,17 +79,17 @@ def test_happy_full_stage_ranks_above_calm_stage_and_small_bucket_is_suppressed(
         "vibe": None,
         "expression_share": None,
     }
-    assert rows["main"]["faces"] == 20
+    assert rows["main"]["faces"] == 50
     assert rows["main"]["expression_share"]["HAPPY"] == 100.0
     assert rows["main"]["now_playing"] == "Ours Artist"
 
 
 def test_trend_compares_with_the_previous_window(stages):
     festival, main, tent, _ = stages
-    add_minutes(main, NOW - timedelta(minutes=10), 5, 4, happy=30, calm=60)  # before: 51.0
-    add_minutes(main, NOW - timedelta(minutes=5), 5, 4, happy=90, calm=5)  # now: 93.0
-    add_minutes(tent, NOW - timedelta(minutes=10), 5, 4, happy=50, calm=40)
-    add_minutes(tent, NOW - timedelta(minutes=5), 5, 4, happy=48, calm=40)
+    add_minutes(main, NOW - timedelta(minutes=10), 5, 10, happy=30, calm=60)  # before: 51.0
+    add_minutes(main, NOW - timedelta(minutes=5), 5, 10, happy=90, calm=5)  # now: 93.0
+    add_minutes(tent, NOW - timedelta(minutes=10), 5, 10, happy=50, calm=40)
+    add_minutes(tent, NOW - timedelta(minutes=5), 5, 10, happy=48, calm=40)
     rows = {r["stage"]["slug"]: r for r in compute_live_ranking(festival, at=NOW)["stages"]}
     assert (rows["main"]["trend"], rows["main"]["trend_delta"]) == ("rising", 42.0)
     assert rows["tent"]["trend"] == "steady"
@@ -105,7 +105,7 @@ def test_crowd_norm_is_learned_when_not_set(stages):
 
 def test_raising_the_minimum_suppresses_more(stages):
     festival, main, _, _ = stages
-    add_minutes(main, NOW - timedelta(minutes=5), 5, 4, happy=90, calm=5)
+    add_minutes(main, NOW - timedelta(minutes=5), 5, 10, happy=90, calm=5)
     festival.min_faces_public = 50
     festival.save()
     rows = compute_live_ranking(festival, at=NOW)["stages"]

@@ -1,0 +1,54 @@
+"""The one privacy rule behind every public number (fan API, published reports, dashboard).
+
+The unit of suppression is the **bucket**: one stage's faces in one minute (a MinuteRollup).
+
+1. A bucket with fewer than the festival's `min_faces_public` faces is *suppressed*: it shows
+   no number at all.
+2. Every number over several buckets (the live 5-minute window, its trend, a report's overall
+   figures, a set's comparison entry) is computed from the published buckets **only**. A
+   suppressed bucket adds nothing to it, so a total minus the visible buckets is always zero:
+   no combination of public answers (totals, shares, complementary or sliding windows) can
+   isolate a suppressed bucket. An aggregate with no published bucket is itself suppressed.
+
+docs/privacy.md explains the rule and its limits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+
+@dataclass
+class WindowStats:
+    """Faces, faces per top expression and score sums over one or more buckets."""
+
+    faces: int = 0
+    counts: dict = field(default_factory=dict)
+    sums: dict = field(default_factory=dict)
+
+    def add(self, bucket) -> None:
+        """Add a bucket (anything with faces, counts and sums: a MinuteRollup, a WindowStats)."""
+        self.faces += bucket.faces
+        for name, value in bucket.counts.items():
+            self.counts[name] = self.counts.get(name, 0) + value
+        for name, value in bucket.sums.items():
+            self.sums[name] = self.sums.get(name, 0.0) + value
+
+
+def is_published(faces: int, min_faces: int) -> bool:
+    """Rule 1: a bucket (or an aggregate of published buckets) may show numbers."""
+    return faces >= max(min_faces, 1)
+
+
+def published_buckets(buckets: Iterable, min_faces: int) -> list:
+    """The buckets that may show numbers; everything public is built from these only."""
+    return [bucket for bucket in buckets if is_published(bucket.faces, min_faces)]
+
+
+def published_total(buckets: Iterable, min_faces: int) -> WindowStats:
+    """Rule 2: the aggregate of the published buckets only (0 faces when none is published)."""
+    total = WindowStats()
+    for bucket in published_buckets(buckets, min_faces):
+        total.add(bucket)
+    return total
