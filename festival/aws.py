@@ -11,6 +11,7 @@ import os
 from functools import lru_cache
 
 import boto3
+import botocore.exceptions
 from botocore.config import Config
 
 DEFAULT_REGION = "eu-west-1"
@@ -19,6 +20,10 @@ RETRY_CONFIG = Config(
     connect_timeout=5,
     read_timeout=30,
 )
+
+# AWS could not be reached at all (network, DNS, TLS, timeouts), as opposed to a ClientError,
+# where AWS answered and refused: callers answer "try again later", not "you asked wrongly".
+UNREACHABLE = (botocore.exceptions.ConnectionError, botocore.exceptions.HTTPClientError)
 
 
 def region() -> str:
