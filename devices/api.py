@@ -21,12 +21,15 @@ from rest_framework.views import APIView
 from devices import selectors, services
 from devices.models import Deployment, Device, EdgeRelease
 from edge_package.contracts import TELEMETRY_SCHEMA, validate_edge_config
+from festival.api_common import AwsUnavailable
 from festival.models import Festival, Role
 from festival.tenancy import TenantScopedRelatedField, TenantViewSet, has_role, organization_ids_for
 from stages.models import Stage
 
 
-def _django_errors(exc: DjangoValidationError) -> ValidationError:
+def _django_errors(exc: DjangoValidationError) -> ValidationError | AwsUnavailable:
+    if isinstance(exc, services.AwsUnreachable):
+        return AwsUnavailable(exc.messages[0])
     return ValidationError(exc.message_dict if hasattr(exc, "error_dict") else exc.messages)
 
 
