@@ -22,6 +22,7 @@ from devices import selectors, services
 from devices.models import Deployment, Device, EdgeRelease
 from edge_package.contracts import TELEMETRY_SCHEMA, validate_edge_config
 from festival.api_common import AwsUnavailable
+from festival.api_schema import error_response
 from festival.models import Festival, Role
 from festival.tenancy import TenantScopedRelatedField, TenantViewSet, has_role, organization_ids_for
 from stages.models import Stage
@@ -43,7 +44,7 @@ class DeviceSerializer(serializers.ModelSerializer):
     festival = TenantScopedRelatedField(queryset=Festival.objects.all())
     stage = TenantScopedRelatedField(queryset=Stage.objects.all(), allow_null=True, required=False)
     effective_config = serializers.JSONField(read_only=True)
-    current_release = ReleaseBriefSerializer(read_only=True)
+    current_release = ReleaseBriefSerializer(read_only=True, allow_null=True)
     registered = serializers.SerializerMethodField()
 
     class Meta:
@@ -166,7 +167,9 @@ class DeviceViewSet(TenantViewSet):
             201: inline_serializer(
                 "CredentialsBundle",
                 {"thing_name": serializers.CharField(), "files": serializers.DictField()},
-            )
+            ),
+            400: error_response(400),
+            503: error_response(503),
         },
     )
     @action(detail=True, methods=["post"])
@@ -183,7 +186,10 @@ class DeviceViewSet(TenantViewSet):
             status=status.HTTP_201_CREATED,
         )
 
-    @extend_schema(request=None, responses={200: DeviceSerializer})
+    @extend_schema(
+        request=None,
+        responses={200: DeviceSerializer, 400: error_response(400), 503: error_response(503)},
+    )
     @action(detail=True, methods=["post"])
     def deregister(self, request, pk=None):
         device = self.get_object()

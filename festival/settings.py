@@ -251,7 +251,7 @@ REST_FRAMEWORK = {
         "rest_framework.filters.SearchFilter",
         "rest_framework.filters.OrderingFilter",
     ],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "festival.api_schema.AutoSchema",  # documents the error answers
     "EXCEPTION_HANDLER": "festival.api_common.error_handler",
     "DEFAULT_THROTTLE_RATES": {
         "fan": os.environ.get("FAN_API_THROTTLE", "120/minute"),
