@@ -33,7 +33,8 @@ ERRORS = {
     "400": "Invalid input: a body, filter or paging parameter (see error.fields).",
     "401": "Not authenticated, or an unknown or revoked token.",
     "403": "Authenticated, but your role does not allow this.",
-    "404": "No such object (or not yours: other organizations' objects are not found either).",
+    "404": "No such object (other organizations' objects are not found either), or a page past "
+    "the end of a list.",
     "413": "The request body is too large.",
     "429": "Too many requests: wait for the Retry-After seconds.",
     "503": "A service this needs (AWS) does not answer: try again later.",
@@ -65,7 +66,7 @@ class AutoSchema(SpectacularAutoSchema):
             codes.append("400")
         if not all(isinstance(p, AllowAny) for p in view.get_permissions()):
             codes += ["401", "403"]
-        if "{" in self.path:
+        if "{" in self.path or self._has_query_parameters():  # lists: a page past the end
             codes.append("404")
         if self.method in BODY_METHODS:
             codes.append("413")
