@@ -13,7 +13,10 @@ from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404, JsonResponse
+from django_filters import BooleanFilter
+from django_filters.rest_framework import DjangoFilterBackend
 from rest_framework import exceptions, status
+from rest_framework.filters import OrderingFilter
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
@@ -93,6 +96,48 @@ class StandardPagination(PageNumberPagination):
         if not (str(number).isdigit() or number in self.last_page_strings):
             raise exceptions.ValidationError({self.page_query_param: ["A page number."]})
         return number
+
+
+class StrictFilterBackend(DjangoFilterBackend):
+    """A boolean filter given anything but true/false is a 400: django-filter would drop it and
+    answer the unfiltered list, which reads as a filtered one."""
+
+    BOOLEANS = ("true", "false", "True", "False")
+
+    def get_filterset(self, request, queryset, view):
+        filterset = super().get_filterset(request, queryset, view)
+        if filterset is not None:
+            params = request.query_params
+            wrong = {
+                name: ["true or false."]
+                for name, field in filterset.filters.items()
+                if isinstance(field, BooleanFilter)
+                and name in params
+                and params[name] not in self.BOOLEANS
+            }
+            if wrong:
+                raise exceptions.ValidationError(wrong)
+        return filterset
+
+
+class StrictOrderingFilter(OrderingFilter):
+    """`?ordering=` naming a field that cannot be ordered by is a 400 (DRF ignores it)."""
+
+    def get_ordering(self, request, queryset, view):
+        raw = request.query_params.get(self.ordering_param)
+        if raw:
+            terms = [term.strip() for term in raw.split(",") if term.strip()]
+            if len(self.remove_invalid_fields(queryset, terms, view, request)) != len(terms):
+                valid = [name for name, _ in self.get_valid_fields(queryset, view, {})]
+                raise exceptions.ValidationError(
+                    {
+                        self.ordering_param: [
+                            f"One or more of {', '.join(valid) or 'nothing'} (comma-separated; "
+                            "a leading - for descending)."
+                        ]
+                    }
+                )
+        return super().get_ordering(request, queryset, view)
 
 
 def _first_message(detail) -> str:

@@ -246,10 +246,11 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PAGINATION_CLASS": "festival.api_common.StandardPagination",
     "PAGE_SIZE": 50,
+    # Filters and ordering refuse values they would otherwise ignore silently (a 400).
     "DEFAULT_FILTER_BACKENDS": [
-        "django_filters.rest_framework.DjangoFilterBackend",
+        "festival.api_common.StrictFilterBackend",
         "rest_framework.filters.SearchFilter",
-        "rest_framework.filters.OrderingFilter",
+        "festival.api_common.StrictOrderingFilter",
     ],
     "DEFAULT_SCHEMA_CLASS": "festival.api_schema.AutoSchema",  # documents the error answers
     "EXCEPTION_HANDLER": "festival.api_common.error_handler",

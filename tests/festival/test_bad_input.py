@@ -133,3 +133,16 @@ def test_every_api_view_parses_json_with_the_bounded_parser():
         if any(issubclass(p, JSONParser) and not issubclass(p, BoundedJSONParser) for p in parsers):
             unbounded.append(route)
     assert not unbounded
+
+
+@pytest.mark.parametrize("query", ["public=maybe", "public=1", "ordering=nope", "ordering=name,x"])
+def test_filters_and_ordering_refuse_what_they_used_to_ignore(client, two_worlds, query):
+    client.force_login(two_worlds[0].owner)
+    error = assert_error(client.get(f"/api/v1/festivals/?{query}"), 400, "invalid")
+    assert query.split("=")[0] in error["fields"]
+
+
+@pytest.mark.parametrize("query", ["public=true", "public=False", "ordering=-name,starts_on"])
+def test_valid_filters_and_ordering_still_work(client, two_worlds, query):
+    client.force_login(two_worlds[0].owner)
+    assert client.get(f"/api/v1/festivals/?{query}").status_code == 200
