@@ -1,4 +1,5 @@
-"""Shared API plumbing: pagination and the one error format every endpoint answers with.
+"""Shared API plumbing: parsing, pagination, filtering and the one error format every endpoint
+answers with. Input the API cannot use is a clear 4xx here, never a 500 or a silent default.
 
 Every error is `{"error": {"status", "code", "message", "fields"?}}` so a mobile app or a script
 handles failures in one place.
