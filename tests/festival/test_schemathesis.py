@@ -8,8 +8,12 @@ answer goes to moto.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import pytest
 import schemathesis
+from django.core.signals import request_finished, request_started
+from django.db import close_old_connections
 from hypothesis import HealthCheck, settings
 from moto import mock_aws
 from schemathesis.checks import not_a_server_error
@@ -56,8 +60,22 @@ def world(two_worlds):
     from rest_framework.authtoken.models import Token
 
     ours, _ = two_worlds
-    with mock_aws():
+    with mock_aws(), keep_the_test_connection():
         yield ours, Token.objects.create(user=ours.owner).key
+
+
+@contextmanager
+def keep_the_test_connection():
+    """Django's test client stops each request from closing the connection (it would close the
+    test's transaction on PostgreSQL); schemathesis calls the WSGI app directly, so do the same."""
+    signals = (request_started, request_finished)
+    for signal in signals:
+        signal.disconnect(close_old_connections)
+    try:
+        yield
+    finally:
+        for signal in signals:
+            signal.connect(close_old_connections)
 
 
 @organizer.parametrize()
