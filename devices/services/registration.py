@@ -367,16 +367,21 @@ def register_device(device: Device) -> CredentialsBundle:
 
 
 def _undo(steps: list) -> int:
-    """Run the undo steps newest first, each even if one before failed; returns how many failed
-    (their objects stay in AWS, named after the device, for the next registration to find)."""
-    failed = 0
-    for step in reversed(steps):
+    """Run the undo steps newest first, each even if one before was refused; returns how many
+    did not run (their objects stay in AWS, named after the device, for the next registration
+    to remove). Once AWS does not answer, the rest are not tried: each call would spend the
+    client's whole retry budget first, and the request would time out instead of answering."""
+    refused = 0
+    for done, step in enumerate(reversed(steps)):
         try:
             step()
-        except (ClientError, *aws.UNREACHABLE) as cleanup:  # report the original problem
-            failed += 1
+        except aws.UNREACHABLE as cleanup:
+            log.warning("cleanup after failed registration stopped: %s", cleanup)
+            return refused + len(steps) - done
+        except ClientError as cleanup:  # keep undoing; report the original problem
+            refused += 1
             log.warning("cleanup after failed registration: %s", cleanup)
-    return failed
+    return refused
 
 
 def _clean_up_an_interrupted_registration(iot, iam, device: Device) -> None:

@@ -22,6 +22,7 @@ class Outage:
     def __init__(self, from_operation: str):
         self.from_operation = from_operation
         self.down = False
+        self.calls_while_down = 0
 
     def wrap(self, client):
         outage = self
@@ -36,6 +37,7 @@ class Outage:
                     if name == outage.from_operation:
                         outage.down = True
                     if outage.down:
+                        outage.calls_while_down += 1
                         raise EndpointConnectionError(endpoint_url=f"https://{name}.invalid")
                     return real(*args, **kwargs)
 
@@ -73,6 +75,8 @@ def test_an_outage_mid_registration_is_a_503_and_the_next_attempt_goes_through(
     assert ours.device.status == DeviceStatus.NEW and not ours.device.certificate_arn
     iot = aws.client("iot")
     (left_cert,) = iot.list_certificates()["certificates"]  # the undo could not reach AWS either
+    # create_role, then one undo call: the rest are not tried (each would burn its retries)
+    assert outage.calls_while_down == 2
 
     outage.down, outage.from_operation = False, ""  # AWS answers again
     response = api_client.post(url)
