@@ -368,7 +368,7 @@ def register_device(device: Device) -> CredentialsBundle:
 
 def _undo(steps: list) -> int:
     """Run the undo steps newest first, each even if one before was refused; returns how many
-    did not run (their objects stay in AWS, named after the device, for the next registration
+    were not undone (their objects stay in AWS, named after the device, for the next registration
     to remove). Once AWS does not answer, the rest are not tried: each call would spend the
     client's whole retry budget first, and the request would time out instead of answering."""
     refused = 0
@@ -462,6 +462,8 @@ def deregister_device(device: Device) -> None:
 
 
 def _remove_from_aws(iot, iam, device: Device) -> None:
+    """Everything registration creates for the device, found by the database's names or, when it
+    never learnt them, by the names registration gives; parts already gone are skipped."""
     names = _names(device)
     try:
         principals = iot.list_thing_principals(thingName=device.thing_name)["principals"]
