@@ -10,7 +10,7 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 
 from detectors import selectors, services
@@ -24,7 +24,7 @@ from detectors.models import (
 )
 from devices.models import Device
 from festival.api import ScopedOrganizationField, default_organization
-from festival.api_common import error_response
+from festival.api_common import BoundedJSONParser, error_response
 from festival.models import Role
 from festival.tenancy import TenantScopedRelatedField, TenantViewSet, require_role
 from stages.models import Stage
@@ -154,7 +154,7 @@ class FaceModelViewSet(TenantViewSet):
 
     queryset = FaceModel.objects.select_related("organization")
     serializer_class = FaceModelSerializer
-    parser_classes = [MultiPartParser, FormParser, JSONParser]
+    parser_classes = [MultiPartParser, FormParser, BoundedJSONParser]
     http_method_names = ["get", "post", "head", "options"]
     filterset_fields = ["status", "source", "name"]
     ordering_fields = ["created_at", "version", "name"]
@@ -383,7 +383,7 @@ class LabelledClipViewSet(TenantViewSet):
 
     queryset = LabelledClip.objects.select_related("organization")
     serializer_class = LabelledClipSerializer
-    parser_classes = [MultiPartParser, FormParser, JSONParser]
+    parser_classes = [MultiPartParser, FormParser, BoundedJSONParser]
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
     filterset_fields = ["active", "name"]
     ordering_fields = ["created_at", "name"]

@@ -24,6 +24,8 @@ from rest_framework.views import APIView
 from devices import selectors, services
 from devices.models import Deployment, Device, EdgeRelease
 from edge_package.contracts import TELEMETRY_SCHEMA, validate_edge_config
+from festival.api_common import AwsUnavailable
+from festival.api_schema import error_response
 from festival.models import Festival, Role
 from festival.tenancy import (
     TenantScopedRelatedField,
@@ -36,7 +38,9 @@ from festival.throttling import FixedWindowRateThrottle
 from stages.models import Stage
 
 
-def _django_errors(exc: DjangoValidationError) -> ValidationError:
+def _django_errors(exc: DjangoValidationError) -> ValidationError | AwsUnavailable:
+    if isinstance(exc, services.AwsUnreachable):
+        return AwsUnavailable(exc.messages[0])
     return ValidationError(exc.message_dict if hasattr(exc, "error_dict") else exc.messages)
 
 
@@ -50,7 +54,7 @@ class DeviceSerializer(serializers.ModelSerializer):
     festival = TenantScopedRelatedField(queryset=Festival.objects.all())
     stage = TenantScopedRelatedField(queryset=Stage.objects.all(), allow_null=True, required=False)
     effective_config = serializers.JSONField(read_only=True)
-    current_release = ReleaseBriefSerializer(read_only=True)
+    current_release = ReleaseBriefSerializer(read_only=True, allow_null=True)
     registered = serializers.SerializerMethodField()
     video_source = serializers.CharField(
         write_only=True,
@@ -190,7 +194,9 @@ class DeviceViewSet(TenantViewSet):
             201: inline_serializer(
                 "CredentialsBundle",
                 {"thing_name": serializers.CharField(), "files": serializers.DictField()},
-            )
+            ),
+            400: error_response(400),
+            503: error_response(503),
         },
     )
     @action(detail=True, methods=["post"])
@@ -207,7 +213,10 @@ class DeviceViewSet(TenantViewSet):
             status=status.HTTP_201_CREATED,
         )
 
-    @extend_schema(request=None, responses={200: DeviceSerializer})
+    @extend_schema(
+        request=None,
+        responses={200: DeviceSerializer, 400: error_response(400), 503: error_response(503)},
+    )
     @action(detail=True, methods=["post"])
     def deregister(self, request, pk=None):
         device = self.get_object()

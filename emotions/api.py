@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django.db import transaction
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import serializers, status
 from rest_framework.decorators import action
 from rest_framework.exceptions import MethodNotAllowed, ValidationError
@@ -79,6 +79,7 @@ class PublishSerializer(serializers.Serializer):
     published = serializers.BooleanField()
 
 
+@extend_schema_view(create=extend_schema(exclude=True))  # reports are never POSTed: a 405
 class SetReportViewSet(TenantViewSet):
     """Reports of your organizations' sets. Built automatically after each set; operators can
     request a rebuild and publish a report to the fan API."""

@@ -236,15 +236,33 @@ class CsvTextParser(parsers.BaseParser):
         return stream.read()
 
 
-LINEUP_IMPORT_REPORT = inline_serializer(
-    "LineupImportReport",
+LINEUP_IMPORT_REPORT_FIELDS = {
+    "ok": serializers.BooleanField(),
+    "dry_run": serializers.BooleanField(),
+    "created": serializers.IntegerField(),
+    "unchanged": serializers.IntegerField(),
+    "deleted": serializers.IntegerField(),
+    "errors": serializers.ListField(child=serializers.DictField()),
+}
+LINEUP_IMPORT_REPORT = inline_serializer("LineupImportReport", fields=LINEUP_IMPORT_REPORT_FIELDS)
+# A refused import answers the one error format, with the line-by-line report inside.
+LINEUP_IMPORT_ERROR = inline_serializer(
+    "LineupImportError",
     fields={
-        "ok": serializers.BooleanField(),
-        "dry_run": serializers.BooleanField(),
-        "created": serializers.IntegerField(),
-        "unchanged": serializers.IntegerField(),
-        "deleted": serializers.IntegerField(),
-        "errors": serializers.ListField(child=serializers.DictField()),
+        "error": inline_serializer(
+            "LineupImportErrorBody",
+            fields={
+                "status": serializers.IntegerField(),
+                "code": serializers.CharField(),
+                "message": serializers.CharField(),
+                "report": inline_serializer(
+                    "LineupImportRefusedReport",
+                    fields=LINEUP_IMPORT_REPORT_FIELDS,
+                    required=False,
+                    help_text="Absent when no CSV was sent at all.",
+                ),
+            },
+        )
     },
 )
 
@@ -284,7 +302,7 @@ class FestivalViewSet(TenantViewSet):
             ),
             "text/csv": OpenApiTypes.STR,
         },
-        responses={200: LINEUP_IMPORT_REPORT, 400: LINEUP_IMPORT_REPORT},
+        responses={200: LINEUP_IMPORT_REPORT, 400: LINEUP_IMPORT_ERROR},
     )
     @action(
         detail=True,

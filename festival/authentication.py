@@ -16,6 +16,7 @@ from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.exceptions import Throttled
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
+from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
 from festival import login_guard
@@ -74,6 +75,9 @@ def _end_tokens_on_password_change(sender, instance, update_fields=None, **kwarg
 class ObtainTokenView(ObtainAuthToken):
     """POST username and password for an API token (the same token until revoked or rotated).
     Failed logins are limited per account and per address: then 429 with Retry-After."""
+
+    # DRF's view names its own parsers; take the project's (bounded JSON nesting).
+    parser_classes = api_settings.DEFAULT_PARSER_CLASSES
 
     @extend_schema(
         request=inline_serializer(

@@ -15,6 +15,7 @@ import os
 from functools import lru_cache
 
 import boto3
+import botocore.exceptions
 from botocore.config import Config
 
 os.environ.setdefault("AWS_ACCOUNT_ID_ENDPOINT_MODE", "disabled")
@@ -25,6 +26,10 @@ RETRY_CONFIG = Config(
     connect_timeout=5,
     read_timeout=30,
 )
+
+# AWS could not be reached at all (network, DNS, TLS, timeouts), as opposed to a ClientError,
+# where AWS answered and refused: callers answer "try again later", not "you asked wrongly".
+UNREACHABLE = (botocore.exceptions.ConnectionError, botocore.exceptions.HTTPClientError)
 
 
 def region() -> str:

@@ -5,9 +5,15 @@ No personal data ever appears here; a festival that is not public is a 404.
 
 from __future__ import annotations
 
+import hashlib
+import json
+
+from django.core.cache import cache
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+from django.utils.http import http_date
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.permissions import AllowAny
@@ -80,7 +86,10 @@ class FanFestivalDetailSerializer(FanFestivalSerializer):
 
 
 class FanLineupSerializer(serializers.Serializer):
-    generated_at = serializers.DateTimeField()
+    generated_at = serializers.DateTimeField(
+        help_text="When this content (now/next and sets) was first served; unchanged content "
+        "keeps it, so ETag and Last-Modified hold and a repeat poll answers 304."
+    )
     now_next = FanNowNextSerializer(many=True)
     sets = FanSetSerializer(many=True)
 
@@ -107,19 +116,35 @@ class FanStageListView(FanView):
 
 
 class FanLineupView(FanView):
+    # How long the time a lineup's content was first served is remembered; afterwards the same
+    # content gets a new generated_at (and so one poll a day answers 200 instead of 304).
+    content_seen_ttl_s = 24 * 3600
+
     @extend_schema(responses=FanLineupSerializer, operation_id="fan_lineup")
     def get(self, request, slug: str):
+        """generated_at is when this exact content was first served, not the time of the
+        request: an unchanged lineup is then byte-identical, so its ETag (and Last-Modified)
+        hold and a poll answers 304 until a set starts or ends, or the organizer edits it."""
         festival = self.festival(slug)
         now = timezone.now()
-        payload = {
-            "generated_at": now,
-            "now_next": [
-                {"stage": row.stage, "now": row.now, "next": row.next}
-                for row in now_next_by_stage(festival, now)
-            ],
-            "sets": festival_lineup(festival),
-        }
-        return Response(FanLineupSerializer(payload).data)
+        data = FanLineupSerializer(
+            {
+                "generated_at": now,
+                "now_next": [
+                    {"stage": row.stage, "now": row.now, "next": row.next}
+                    for row in now_next_by_stage(festival, now)
+                ],
+                "sets": festival_lineup(festival),
+            }
+        ).data
+        content = json.dumps({k: v for k, v in data.items() if k != "generated_at"}, sort_keys=True)
+        digest = hashlib.sha256(content.encode()).hexdigest()[:32]
+        key = f"fan-lineup:{festival.pk}:{digest}"
+        cache.add(key, data["generated_at"], self.content_seen_ttl_s)  # first writer wins
+        data["generated_at"] = cache.get(key) or data["generated_at"]
+        response = Response(data)
+        response["Last-Modified"] = http_date(parse_datetime(data["generated_at"]).timestamp())
+        return response
 
 
 class FanStageRefSerializer(serializers.Serializer):

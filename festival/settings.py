@@ -78,6 +78,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "festival.api_common.ApiErrorsAsJsonMiddleware",  # /api/ errors are JSON, even Django's own
     "django.middleware.http.ConditionalGetMiddleware",  # ETag + 304 for the polled fan API
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -110,19 +111,57 @@ TEMPLATES = [
 ]
 
 # --- Database ------------------------------------------------------------------------------------
+if PRODUCTION:
+    # The embedded defaults (SQLite, a file cache, a folder broker) work on one box only: in
+    # production a forgotten variable must stop the start, not quietly split state per host.
+    _env = os.environ.get
+    _problems = [
+        wanted
+        for wanted, missing in (
+            (
+                "DATABASE_URL (PostgreSQL, e.g. postgres://user@db:5432/stagepulse)",
+                not _env("DATABASE_URL") or _env("DATABASE_URL", "").startswith("sqlite"),
+            ),
+            (
+                "CACHE_URL (redis://...: throttles and the live ranking are shared through it)",
+                not _env("CACHE_URL", "").startswith(("redis://", "rediss://")),
+            ),
+            (
+                "CELERY_BROKER_URL (e.g. redis://..., not filesystem://)",
+                _env("CELERY_BROKER_URL", "filesystem://") in ("", "filesystem://"),
+            ),
+        )
+        if missing
+    ]
+    if _problems:
+        raise ImproperlyConfigured(
+            "STAGEPULSE_ENV=production does not run on the embedded defaults; set "
+            + "; ".join(_problems)
+        )
+
 DATABASE_URL = os.environ.get("DATABASE_URL", f"sqlite:///{VAR_DIR / 'stagepulse.sqlite3'}")
-DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
+# Persistent connections are kept per thread and closed only when that thread serves its next
+# request, so with gunicorn gthread (or any thread pool) every idle thread holds one open
+# forever: workers x threads x hosts until PostgreSQL refuses new clients. Default 0: a
+# connection per request, never an idle one. Raise DB_CONN_MAX_AGE (seconds) only with sync
+# workers (one connection per process) or behind PgBouncer. Health checks replace a reused
+# connection that died (failover, PgBouncer restart) instead of failing the request.
+DB_CONN_MAX_AGE = int(os.environ.get("DB_CONN_MAX_AGE", "0"))
+DATABASES = {
+    "default": dj_database_url.parse(
+        DATABASE_URL, conn_max_age=DB_CONN_MAX_AGE, conn_health_checks=True
+    )
+}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Web, worker and beat write to one file: wait for the lock instead of failing, and take the
     # write lock at BEGIN so two writers never deadlock upgrading a read lock.
     DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = False
     DATABASES["default"]["OPTIONS"] = {
         "timeout": 20,
         "transaction_mode": "IMMEDIATE",
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
-else:
-    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Cache ---------------------------------------------------------------------------------------
@@ -211,19 +250,26 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # JSON nested deeper than api_common.MAX_JSON_DEPTH is a 400 on every endpoint.
+    "DEFAULT_PARSER_CLASSES": [
+        "festival.api_common.BoundedJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_PAGINATION_CLASS": "festival.api_common.StandardPagination",
     "PAGE_SIZE": 50,
+    # Filters and ordering refuse values they would otherwise ignore silently (a 400).
     "DEFAULT_FILTER_BACKENDS": [
         "festival.tenant_filters.TenantFilterBackend",  # foreign-key choices scoped to the user
         "rest_framework.filters.SearchFilter",
-        "rest_framework.filters.OrderingFilter",
+        "festival.api_common.StrictOrderingFilter",
     ],
     # JSON only, unless BROWSABLE_API (default: DEBUG) turns the HTML pages on (docs/security.md).
     "DEFAULT_RENDERER_CLASSES": [
         "rest_framework.renderers.JSONRenderer",
         *(["rest_framework.renderers.BrowsableAPIRenderer"] if BROWSABLE_API else []),
     ],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "festival.api_schema.AutoSchema",  # documents the error answers
     "EXCEPTION_HANDLER": "festival.api_common.error_handler",
     "DEFAULT_THROTTLE_RATES": {
         "fan": os.environ.get("FAN_API_THROTTLE", "120/minute"),

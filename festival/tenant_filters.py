@@ -10,6 +10,7 @@ import django_filters
 from django.core.exceptions import ImproperlyConfigured
 from django_filters.filters import QuerySetRequestMixin
 from django_filters.rest_framework import DjangoFilterBackend
+from rest_framework.exceptions import ValidationError
 
 from festival.models import Organization
 
@@ -56,3 +57,22 @@ class TenantFilterBackend(DjangoFilterBackend):
                 f"{view.__class__.__name__}.filterset_class must subclass TenantFilterSet."
             )
         return filterset_class
+
+    BOOLEANS = ("true", "false", "True", "False")
+
+    def get_filterset(self, request, queryset, view):
+        """A boolean filter given anything but true/false is a 400: django-filter would drop it
+        and answer the unfiltered list, which reads as a filtered one."""
+        filterset = super().get_filterset(request, queryset, view)
+        if filterset is not None:
+            params = request.query_params
+            wrong = {
+                name: ["true or false."]
+                for name, field in filterset.filters.items()
+                if isinstance(field, django_filters.BooleanFilter)
+                and name in params
+                and params[name] not in self.BOOLEANS
+            }
+            if wrong:
+                raise ValidationError(wrong)
+        return filterset

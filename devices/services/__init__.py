@@ -14,6 +14,7 @@ from devices.services.health import (
     update_device,
 )
 from devices.services.registration import (
+    AwsUnreachable,
     CredentialsBundle,
     delete_device,
     deregister_device,
@@ -31,6 +32,7 @@ from devices.services.telemetry import (
 from devices.services.tokens import device_for_token, issue_device_token
 
 __all__ = [
+    "AwsUnreachable",
     "ConfirmationRejected",
     "CredentialsBundle",
     "TelemetryRejected",

@@ -24,6 +24,13 @@ from festival import aws
 
 log = logging.getLogger(__name__)
 
+
+class AwsUnreachable(ValidationError):
+    """AWS could not be reached at all (network, DNS, timeouts), not a refusal: try again later.
+    A ValidationError so the admin and manage.py show the message as they show refusals; the
+    API answers it with a 503."""
+
+
 TELEMETRY_TOPIC = "stagepulse/telemetry/{thing}"
 CREDENTIALS_PROVIDER = "credentials.iot.amazonaws.com"
 
@@ -247,8 +254,9 @@ def device_config(device: Device, *, token: str = "") -> dict:
 def register_device(device: Device) -> CredentialsBundle:
     """Create the thing, certificate, policy and S3 role; return the bundle (once).
 
-    Any AWS failure undoes what this call created and raises ValidationError with the reason;
-    the device stays unregistered.
+    Any AWS failure undoes what this call created and raises ValidationError with the reason
+    (AwsUnreachable when AWS did not answer); the device stays unregistered. What an interrupted
+    attempt could not undo is removed by the next one before it starts.
     """
     if device.status not in (DeviceStatus.NEW, DeviceStatus.RETIRED):
         raise ValidationError(
@@ -264,6 +272,7 @@ def register_device(device: Device) -> CredentialsBundle:
     names = _names(device)
     undo: list = []
     try:
+        _clean_up_an_interrupted_registration(iot, iam, device)
         iot.create_thing(
             thingName=device.thing_name,
             attributePayload={
@@ -309,12 +318,21 @@ def register_device(device: Device) -> CredentialsBundle:
         credentials_endpoint = iot.describe_endpoint(endpointType="iot:CredentialProvider")[
             "endpointAddress"
         ]
+    except aws.UNREACHABLE as exc:
+        left_behind = _undo(undo)
+        outcome = (
+            "some of what it had created could not be removed yet; registering again removes "
+            "it first"
+            if left_behind
+            else "what it had created was undone"
+        )
+        raise AwsUnreachable(
+            f"AWS stopped answering ({type(exc).__name__}) while registering "
+            f"{device.thing_name}: it is not registered, and {outcome}. Try again when AWS "
+            "answers."
+        ) from exc
     except ClientError as exc:
-        for step in reversed(undo):
-            try:
-                step()
-            except ClientError as cleanup:  # keep undoing; report the original problem
-                log.warning("cleanup after failed registration: %s", cleanup)
+        _undo(undo)
         error = exc.response.get("Error", {})
         code = error.get("Code", "Error")
         hint = (
@@ -346,6 +364,41 @@ def register_device(device: Device) -> CredentialsBundle:
         credentials_endpoint=credentials_endpoint,
         device_config=device_config(device, token=token),
     )
+
+
+def _undo(steps: list) -> int:
+    """Run the undo steps newest first, each even if one before was refused; returns how many
+    were not undone (their objects stay in AWS, named after the device, for the next registration
+    to remove). Once AWS does not answer, the rest are not tried: each call would spend the
+    client's whole retry budget first, and the request would time out instead of answering."""
+    refused = 0
+    for done, step in enumerate(reversed(steps)):
+        try:
+            step()
+        except aws.UNREACHABLE as cleanup:
+            log.warning("cleanup after failed registration stopped: %s", cleanup)
+            return refused + len(steps) - done
+        except ClientError as cleanup:  # keep undoing; report the original problem
+            refused += 1
+            log.warning("cleanup after failed registration: %s", cleanup)
+    return refused
+
+
+def _clean_up_an_interrupted_registration(iot, iam, device: Device) -> None:
+    """A registration that AWS stopped answering (or a killed process) may have left a thing
+    tagged with this device's organization and festival: remove it, and everything named after
+    the device, before starting again. A thing of that name that registration did not create is
+    left alone (create_thing then refuses and the error says what to do)."""
+    try:
+        attributes = iot.describe_thing(thingName=device.thing_name).get("attributes", {})
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
+            return
+        raise
+    ours = {"organization": device.organization.slug, "festival": device.festival.slug}
+    if all(attributes.get(key) == value for key, value in ours.items()):
+        log.info("removing what an interrupted registration of %s left", device.thing_name)
+        _remove_from_aws(iot, iam, device)
 
 
 def _delete_certificate(iot, cert_arn: str, cert_id: str, thing_name: str) -> None:
@@ -387,23 +440,14 @@ def deregister_device(device: Device) -> None:
     skipped, and parts named after the device are found even when the database never learnt of
     them (a registration killed mid-way), so running it again always converges."""
     iot, iam = aws.cached_client("iot"), aws.cached_client("iam")
-    names = _names(device)
     try:
-        try:
-            principals = iot.list_thing_principals(thingName=device.thing_name)["principals"]
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
-                raise
-            principals = []
-        certificates = {arn for arn in [*principals, device.certificate_arn] if arn}
-        for arn in sorted(certificates):
-            _delete_certificate(iot, arn, arn.rsplit("/", 1)[-1], device.thing_name)
-        policy = device.policy_name or names["policy"]
-        _ignore_missing(lambda: iot.delete_policy(policyName=policy))
-        alias = device.role_alias or names["role_alias"]
-        _ignore_missing(lambda: iot.delete_role_alias(roleAlias=alias))
-        _delete_role(iam, device.role_name or names["role"])
-        _ignore_missing(lambda: iot.delete_thing(thingName=device.thing_name))
+        _remove_from_aws(iot, iam, device)
+    except aws.UNREACHABLE as exc:
+        raise AwsUnreachable(
+            f"AWS cannot be reached ({type(exc).__name__}); deregistering {device.thing_name} "
+            "stopped and its record is kept as it was. Nothing was lost; run it again when AWS "
+            "answers."
+        ) from exc
     except ClientError as exc:
         error = exc.response.get("Error", {})
         raise ValidationError(
@@ -415,6 +459,27 @@ def deregister_device(device: Device) -> None:
     device.registered_at = None
     device.status = DeviceStatus.RETIRED
     device.save()
+
+
+def _remove_from_aws(iot, iam, device: Device) -> None:
+    """Everything registration creates for the device, found by the database's names or, when it
+    never learnt them, by the names registration gives; parts already gone are skipped."""
+    names = _names(device)
+    try:
+        principals = iot.list_thing_principals(thingName=device.thing_name)["principals"]
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
+            raise
+        principals = []
+    certificates = {arn for arn in [*principals, device.certificate_arn] if arn}
+    for arn in sorted(certificates):
+        _delete_certificate(iot, arn, arn.rsplit("/", 1)[-1], device.thing_name)
+    policy = device.policy_name or names["policy"]
+    _ignore_missing(lambda: iot.delete_policy(policyName=policy))
+    alias = device.role_alias or names["role_alias"]
+    _ignore_missing(lambda: iot.delete_role_alias(roleAlias=alias))
+    _delete_role(iam, device.role_name or names["role"])
+    _ignore_missing(lambda: iot.delete_thing(thingName=device.thing_name))
 
 
 def delete_device(device: Device) -> None:

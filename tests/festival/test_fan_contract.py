@@ -1,10 +1,14 @@
 """The fan API answers exactly what its OpenAPI document promises (mobile clients are generated
 from it), with caching headers, ETags and 304s for pollers."""
 
+from datetime import timedelta
+
 import pytest
+from django.utils import timezone
 from drf_spectacular.generators import SchemaGenerator
 from openapi_schema_validator import OAS30Validator
 
+from stages.models import Set
 from tests.factories import add_recent_rollup
 
 pytestmark = pytest.mark.django_db
@@ -78,3 +82,30 @@ def test_errors_are_not_cached(api_client, two_worlds):
     response = api_client.get("/api/v1/public/festivals/theirs-fest/live/")
     assert response.status_code == 404
     assert "public" not in response.get("Cache-Control", "")
+
+
+def test_an_unchanged_lineup_answers_304_and_a_changed_one_200(api_client, two_worlds):
+    """generated_at used to be the request time, so the ETag changed on every poll."""
+    ours, _ = two_worlds
+    url = "/api/v1/public/festivals/ours-fest/lineup/"
+    first = api_client.get(url)
+    assert first.status_code == 200 and first["ETag"] and first["Last-Modified"]
+    again = api_client.get(url)
+    assert again["ETag"] == first["ETag"]
+    assert again.json()["generated_at"] == first.json()["generated_at"]
+    assert api_client.get(url, HTTP_IF_NONE_MATCH=first["ETag"]).status_code == 304
+    modified = api_client.get(url, HTTP_IF_MODIFIED_SINCE=first["Last-Modified"])
+    assert modified.status_code == 304
+
+    start = timezone.now() + timedelta(hours=3)
+    Set.objects.create(
+        organization=ours.organization,
+        stage=ours.stage,
+        artist="Late addition",
+        starts_at=start,
+        ends_at=start + timedelta(hours=1),
+    )
+    changed = api_client.get(url, HTTP_IF_NONE_MATCH=first["ETag"])
+    assert changed.status_code == 200
+    assert "Late addition" in [s["artist"] for s in changed.json()["sets"]]
+    assert changed["ETag"] != first["ETag"]
