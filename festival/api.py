@@ -214,6 +214,7 @@ LINEUP_IMPORT_REPORT = inline_serializer(
         "unchanged": serializers.IntegerField(),
         "deleted": serializers.IntegerField(),
         "errors": serializers.ListField(child=serializers.DictField()),
+        "blocked_sets": serializers.ListField(child=serializers.DictField()),
     },
 )
 
@@ -246,6 +247,11 @@ class FestivalViewSet(TenantViewSet):
         parameters=[
             OpenApiParameter("replace", bool, description="Make the lineup exactly the file."),
             OpenApiParameter("dry_run", bool, description="Validate and report; write nothing."),
+            OpenApiParameter(
+                "force",
+                bool,
+                description="With replace: also delete sets that have a report (and the report).",
+            ),
         ],
         request={
             "multipart/form-data": inline_serializer(
@@ -276,6 +282,7 @@ class FestivalViewSet(TenantViewSet):
             content,
             replace=query_flag(request, "replace"),
             dry_run=query_flag(request, "dry_run"),
+            force=query_flag(request, "force"),
         )
         if not result.ok:
             first = result.errors[0]

@@ -74,6 +74,7 @@ class LineupImportResult:
     deleted: int = 0
     errors: list[RowError] = field(default_factory=list)
     dry_run: bool = False
+    blocked_sets: list[dict] = field(default_factory=list)  # sets with reports a replace kept
 
     @property
     def ok(self) -> bool:
@@ -87,6 +88,7 @@ class LineupImportResult:
             "unchanged": self.unchanged,
             "deleted": self.deleted,
             "errors": [error.as_dict() for error in self.errors],
+            "blocked_sets": self.blocked_sets,
         }
 
 
@@ -225,30 +227,69 @@ def _check_overlaps_in_file(rows: list[_Row], tz: ZoneInfo, result: LineupImport
                 )
 
 
+def _slot_key(stage_id: int, artist: str, starts_at: datetime, ends_at: datetime) -> tuple:
+    return (stage_id, artist, starts_at, ends_at)
+
+
+def _refuse_deleting_reported_sets(doomed: list[Set], tz, result: LineupImportResult) -> None:
+    """A set's report (published ones too: fans hold its URL) must not go as a side effect."""
+    from emotions.models import SetReport
+
+    reported = set(
+        SetReport.objects.filter(set__in=[s.pk for s in doomed]).values_list("set_id", flat=True)
+    )
+    blocked = [s for s in doomed if s.pk in reported]
+    if not blocked:
+        return
+    result.blocked_sets = [
+        {"id": s.pk, "artist": s.artist, "stage": s.stage.name, "slot": describe_slot(s, tz)}
+        for s in blocked
+    ]
+    names = "; ".join(describe_slot(s, tz) for s in blocked[:10])
+    more = f" and {len(blocked) - 10} more" if len(blocked) > 10 else ""
+    result.errors.append(
+        RowError(
+            1,
+            "",
+            f"Replacing would delete {len(blocked)} set(s) that have a report: {names}{more}. "
+            "Keep those rows in the file, or replace with force=true to delete the sets and "
+            "their reports.",
+        )
+    )
+
+
 @transaction.atomic
 def import_lineup(
-    festival: Festival, content: bytes | str, *, replace: bool = False, dry_run: bool = False
+    festival: Festival,
+    content: bytes | str,
+    *,
+    replace: bool = False,
+    dry_run: bool = False,
+    force: bool = False,
 ) -> LineupImportResult:
     """All-or-nothing lineup import with a line-by-line report.
 
     replace=False adds the file's sets (rows identical to an existing set count as unchanged);
-    replace=True makes the festival's lineup exactly the file. Nothing is written on any error.
+    replace=True makes the festival's lineup exactly the file: identical rows keep their set (same
+    id, same report), only sets missing from the file are deleted, and deleting a set that has a
+    report is refused unless force=True. Nothing is written on any error.
     """
     result = LineupImportResult(dry_run=dry_run)
     rows = _read_rows(festival, content, result)
     tz = festival.tz
     _check_overlaps_in_file(rows, tz, result)
-    existing = Set.objects.filter(stage__festival=festival).select_related("stage")
+    existing = list(Set.objects.filter(stage__festival=festival).select_related("stage"))
     list(Stage.objects.select_for_update().filter(festival=festival))  # serialize importers
-    if replace:
-        result.deleted = existing.count()
-    else:
-        current = {(s.stage_id, s.artist, s.starts_at, s.ends_at): s for s in existing}
-        fresh = []
-        for row in rows:
-            if (row.stage.pk, row.artist, row.starts_at, row.ends_at) in current:
-                result.unchanged += 1
-                continue
+    current = {_slot_key(s.stage_id, s.artist, s.starts_at, s.ends_at): s for s in existing}
+    kept: dict[int, str] = {}  # set id -> notes from the file
+    fresh = []
+    for row in rows:
+        same = current.get(_slot_key(row.stage.pk, row.artist, row.starts_at, row.ends_at))
+        if same is not None and same.pk not in kept:
+            kept[same.pk] = row.notes
+            result.unchanged += 1
+            continue
+        if not replace:
             clash = overlapping_sets(row.stage, row.starts_at, row.ends_at).first()
             if clash is not None:
                 result.errors.append(
@@ -259,17 +300,27 @@ def import_lineup(
                     )
                 )
                 continue
-            fresh.append(row)
-        rows = fresh
+        fresh.append(row)
+    doomed = [s for s in existing if s.pk not in kept] if replace else []
+    if replace and not rows and not result.errors:
+        result.errors.append(
+            RowError(1, "", "The file has no sets; replacing with it would empty the lineup.")
+        )
+    if doomed and not force and not result.errors:
+        _refuse_deleting_reported_sets(doomed, tz, result)
     result.errors.sort(key=lambda e: (e.line, e.column))
     if result.errors:
         result.created = result.deleted = result.unchanged = 0
         return result
-    result.created = len(rows)
+    result.created = len(fresh)
+    result.deleted = len(doomed)
     if dry_run:
         return result
-    if replace:
-        existing.delete()
+    if doomed:
+        Set.objects.filter(pk__in=[s.pk for s in doomed]).delete()
+    for item in existing:
+        if item.pk in kept and kept[item.pk] != item.notes:
+            Set.objects.filter(pk=item.pk).update(notes=kept[item.pk])
     Set.objects.bulk_create(
         Set(
             organization_id=festival.organization_id,
@@ -279,7 +330,7 @@ def import_lineup(
             ends_at=row.ends_at,
             notes=row.notes,
         )
-        for row in rows
+        for row in fresh
     )
     return result
 

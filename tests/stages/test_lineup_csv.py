@@ -123,8 +123,86 @@ def test_export_round_trips_including_ambiguous_times(festival):
     result = import_lineup(festival, exported)
     assert result.ok and result.unchanged == 2 and result.created == 0
     result = import_lineup(festival, exported, replace=True)
-    assert result.ok and result.deleted == 2 and result.created == 2
+    assert result.ok and result.deleted == 0 and result.created == 0 and result.unchanged == 2
     assert sets_of(festival) == before
+
+
+def make_report(a_set, *, published=False):
+    from emotions.models import ReportStatus, SetReport
+
+    return SetReport.objects.create(
+        organization=a_set.organization,
+        festival=a_set.stage.festival,
+        stage=a_set.stage,
+        set=a_set,
+        status=ReportStatus.READY,
+        published=published,
+    )
+
+
+LINEUP = (
+    HEADER + "main,Nova Tide,2026-07-10 20:00,2026-07-10 21:30,\n"
+    "tent,Kiko Bass,2026-07-10 20:00,2026-07-10 21:00,\n"
+)
+
+
+def test_replacing_with_an_unchanged_lineup_keeps_the_sets_and_their_reports(festival):
+    import_lineup(festival, LINEUP)
+    ids = sorted(Set.objects.filter(stage__festival=festival).values_list("pk", flat=True))
+    report = make_report(Set.objects.get(artist="Nova Tide"), published=True)
+    result = import_lineup(festival, export_lineup(festival), replace=True)
+    assert result.ok and result.unchanged == 2 and result.deleted == 0
+    assert sorted(Set.objects.filter(stage__festival=festival).values_list("pk", flat=True)) == ids
+    report.refresh_from_db()  # still there, still published
+    assert report.published and report.set_id in ids
+
+
+def test_replace_changes_only_the_rows_that_changed(festival):
+    import_lineup(festival, LINEUP)
+    kept = Set.objects.get(artist="Nova Tide")
+    changed = LINEUP.replace("Kiko Bass,2026-07-10 20:00", "Kiko Bass,2026-07-10 20:15")
+    changed = changed.replace("21:30,\n", "21:30,headliner\n")
+    result = import_lineup(festival, changed, replace=True)
+    assert (result.unchanged, result.created, result.deleted) == (1, 1, 1)
+    kept.refresh_from_db()
+    assert kept.notes == "headliner"  # notes follow the file without a new set
+    assert Set.objects.get(artist="Kiko Bass").starts_at == datetime(2026, 7, 10, 18, 15, tzinfo=UTC)
+
+
+def test_replace_that_would_delete_a_reported_set_is_refused_unless_forced(festival):
+    import_lineup(festival, LINEUP)
+    make_report(Set.objects.get(artist="Kiko Bass"))
+    only_nova = HEADER + "main,Nova Tide,2026-07-10 20:00,2026-07-10 21:30,\n"
+    result = import_lineup(festival, only_nova, replace=True)
+    assert not result.ok
+    assert "Kiko Bass" in result.errors[0].message and "force=true" in result.errors[0].message
+    assert [b["artist"] for b in result.blocked_sets] == ["Kiko Bass"]
+    assert Set.objects.filter(artist="Kiko Bass").exists()
+    result = import_lineup(festival, only_nova, replace=True, force=True)
+    assert result.ok and result.deleted == 1
+    assert not Set.objects.filter(artist="Kiko Bass").exists()
+
+
+def test_replace_with_a_header_only_file_is_refused(festival):
+    import_lineup(festival, LINEUP)
+    result = import_lineup(festival, HEADER, replace=True)
+    assert not result.ok and "no sets" in result.errors[0].message
+    assert len(sets_of(festival)) == 2
+
+
+def test_api_replace_refusal_and_force(api_client, two_worlds, festival):
+    ours, _ = two_worlds
+    import_lineup(festival, LINEUP)
+    make_report(Set.objects.get(artist="Kiko Bass"))
+    api_client.force_authenticate(ours.operator)
+    url = f"/api/v1/festivals/{festival.pk}/lineup/import/"
+    only_nova = HEADER + "main,Nova Tide,2026-07-10 20:00,2026-07-10 21:30,\n"
+    response = api_client.post(url + "?replace=true", only_nova, content_type="text/csv")
+    assert response.status_code == 400
+    assert "Kiko Bass" in response.json()["error"]["message"]
+    assert response.json()["error"]["report"]["blocked_sets"][0]["artist"] == "Kiko Bass"
+    response = api_client.post(url + "?replace=true&force=true", only_nova, content_type="text/csv")
+    assert response.status_code == 200 and response.json()["deleted"] == 1
 
 
 def test_import_colliding_with_existing_set_and_dry_run(festival):

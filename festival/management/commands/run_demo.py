@@ -71,7 +71,9 @@ class Command(BaseCommand):
             call_command("migrate", verbosity=0, interactive=False)
             logins = seed_demo()
             festival = Festival.objects.get(slug=demo.DEMO_FESTIVAL)
-            import_lineup(festival, demo.live_lineup(festival, set_minutes), replace=True)
+            import_lineup(
+                festival, demo.live_lineup(festival, set_minutes), replace=True, force=True
+            )
             processes = demo.service_processes(port, float(extra["INGEST_INTERVAL_S"]))
             cameras = (
                 []
