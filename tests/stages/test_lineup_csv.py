@@ -166,7 +166,8 @@ def test_replace_changes_only_the_rows_that_changed(festival):
     assert (result.unchanged, result.created, result.deleted) == (1, 1, 1)
     kept.refresh_from_db()
     assert kept.notes == "headliner"  # notes follow the file without a new set
-    assert Set.objects.get(artist="Kiko Bass").starts_at == datetime(2026, 7, 10, 18, 15, tzinfo=UTC)
+    moved = Set.objects.get(artist="Kiko Bass")
+    assert moved.starts_at == datetime(2026, 7, 10, 18, 15, tzinfo=UTC)
 
 
 def test_replace_that_would_delete_a_reported_set_is_refused_unless_forced(festival):
