@@ -1,7 +1,11 @@
+from zoneinfo import ZoneInfo
+
 from django import forms
 from django.contrib import admin
+from django.contrib.admin.widgets import AdminSplitDateTime
 from django.utils import timezone
 
+from festival.localtime import local_label
 from festival.tenancy import TenantAdminMixin
 from stages import services
 from stages.models import Set, Stage
@@ -23,33 +27,143 @@ class StageAdmin(TenantAdminMixin, admin.ModelAdmin):
         return playing.artist if playing else "—"
 
 
+class LocalSplitDateTimeWidget(AdminSplitDateTime):
+    """The admin's date + time inputs, fed a local 'YYYY-MM-DD HH:MM[+offset]' string so the
+    hour the clocks go back keeps its offset when the form is shown again."""
+
+    def decompress(self, value):
+        if isinstance(value, str) and " " in value:
+            return value.split(" ", 1)
+        return super().decompress(value)
+
+
+class LocalDateTimeField(forms.MultiValueField):
+    """A date and a wall-clock time in the festival's zone, as text; the form turns it into UTC
+    once it knows the stage (and so the zone) with the lineup CSV's parser, which refuses times
+    a DST change makes ambiguous or void with the same messages the import gives."""
+
+    widget = LocalSplitDateTimeWidget
+
+    def __init__(self, **kwargs):
+        fields = (forms.DateField(), forms.CharField())
+        super().__init__(fields=fields, require_all_fields=True, **kwargs)
+
+    def compress(self, data_list):
+        if not data_list:
+            return None
+        day, time = data_list
+        return f"{day.isoformat()} {time.strip()}"
+
+
 class SetAdminForm(forms.ModelForm):
+    starts_at = LocalDateTimeField(label="Starts (festival local time)")
+    ends_at = LocalDateTimeField(label="Ends (festival local time)")
+
     class Meta:
         model = Set
         fields = ["stage", "artist", "starts_at", "ends_at", "notes"]
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        zone = self._zone_hint()
+        for name in ("starts_at", "ends_at"):
+            self.fields[name].help_text = (
+                f"In the festival's time zone ({zone}). For the hour the clocks go back, "
+                "add the offset to the time, e.g. 02:30+01:00."
+            )
+            value = getattr(self.instance, name, None)
+            if self.instance.pk and value is not None:
+                self.initial[name] = services.format_local_datetime(
+                    value, self.instance.stage.festival.tz
+                )
+
+    def _zone_hint(self) -> str:
+        if self.instance.pk:
+            return self.instance.stage.festival.timezone
+        stage_field = self.fields.get("stage")
+        zones = set()
+        if stage_field is not None:
+            zones = set(stage_field.queryset.values_list("festival__timezone", flat=True))
+        if len(zones) == 1:
+            return zones.pop()
+        return "the time zone of the stage's festival"
+
     def clean(self):
         data = super().clean()
-        if data.get("stage") and data.get("starts_at") and data.get("ends_at"):
+        stage = data.get("stage")
+        if stage is None:
+            return data
+        tz = stage.festival.tz
+        for name in ("starts_at", "ends_at"):
+            text = data.get(name)
+            if not isinstance(text, str):
+                continue
+            try:
+                data[name] = services.parse_local_datetime(text, tz)
+            except ValueError as error:
+                del data[name]
+                self.add_error(name, str(error))
+        if data.get("starts_at") and data.get("ends_at"):
             services.validate_set_slot(
-                data["stage"], data["starts_at"], data["ends_at"], exclude_id=self.instance.pk
+                stage, data["starts_at"], data["ends_at"], exclude_id=self.instance.pk
             )
         return data
 
 
+class FestivalZoneAdminMixin:
+    """Renders an object page in its festival's zone (read-only times, the admin's "you are N
+    hours ahead" note) and a changelist in the zone of the festivals it lists, when they share
+    one (its date drill-down then cuts days at local midnight)."""
+
+    def festival_zone_for(self, obj) -> ZoneInfo:
+        raise NotImplementedError
+
+    def zone_of_listed(self, request) -> ZoneInfo | None:
+        zones = set(
+            self.get_queryset(request).values_list(self.festival_zone_path, flat=True).distinct()
+        )
+        return ZoneInfo(zones.pop()) if len(zones) == 1 else None
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        tz = None
+        if object_id is not None:
+            obj = self.get_queryset(request).filter(pk=object_id).first()
+            tz = self.festival_zone_for(obj) if obj is not None else None
+        else:
+            tz = self.zone_of_listed(request)
+        with timezone.override(tz or timezone.get_current_timezone()):
+            return super().changeform_view(request, object_id, form_url, extra_context)
+
+    def changelist_view(self, request, extra_context=None):
+        with timezone.override(self.zone_of_listed(request) or timezone.get_current_timezone()):
+            return super().changelist_view(request, extra_context)
+
+
 @admin.register(Set)
-class SetAdmin(TenantAdminMixin, admin.ModelAdmin):
+class SetAdmin(FestivalZoneAdminMixin, TenantAdminMixin, admin.ModelAdmin):
     form = SetAdminForm
     organization_source = "stage"
-    list_display = ["artist", "stage", "festival_name", "starts_at", "ends_at"]
+    festival_zone_path = "stage__festival__timezone"
+    list_display = ["artist", "stage", "festival_name", "starts_local", "ends_local"]
     list_filter = ["stage__festival", "stage"]
     search_fields = ["artist", "stage__name"]
     date_hierarchy = "starts_at"
     list_select_related = ["stage", "stage__festival"]
 
+    def festival_zone_for(self, obj):
+        return obj.stage.festival.tz
+
     @admin.display(description="Festival", ordering="stage__festival__name")
     def festival_name(self, item):
         return item.stage.festival.name
+
+    @admin.display(description="Starts (local)", ordering="starts_at")
+    def starts_local(self, item):
+        return local_label(item.starts_at, item.stage.festival.tz)
+
+    @admin.display(description="Ends (local)", ordering="ends_at")
+    def ends_local(self, item):
+        return local_label(item.ends_at, item.stage.festival.tz)
 
     def save_model(self, request, obj, form, change):
         services.save_set(obj)
