@@ -1,6 +1,7 @@
 from django.contrib import admin
 
 from emotions.models import IngestWatermark, MinuteRollup, Observation, SetReport
+from festival.localtime import FestivalZoneAdminMixin, local_label, local_time_label
 from festival.tenancy import TenantAdminMixin
 
 
@@ -41,22 +42,54 @@ class IngestWatermarkAdmin(ReadOnlyTenantAdmin):
 
 
 @admin.register(SetReport)
-class SetReportAdmin(ReadOnlyTenantAdmin):
+class SetReportAdmin(FestivalZoneAdminMixin, ReadOnlyTenantAdmin):
+    festival_zone_path = "festival__timezone"
     list_display = [
         "set",
         "stage",
+        "set_time",
         "status",
-        "built_at",
+        "built_local",
         "faces",
         "vibe",
+        "peak",
         "published",
         "rebuild_reason",
     ]
     list_filter = ["festival", "stage", "status", "published", "suppressed"]
-    list_select_related = ["set", "stage"]
-    readonly_fields = ["page_link"]
-    exclude = ["payload"]
+    list_select_related = ["set", "stage", "festival"]
+    readonly_fields = ["page_link", "time_zone", "set_time", "peak", "low", "built_local"]
+    # The raw UTC columns are replaced by the local-time fields above.
+    exclude = ["payload", "peak_at", "low_at", "built_at", "claimed_at", "announced_at"]
     actions = ["rebuild_reports"]
+
+    def festival_zone_for(self, obj):
+        return obj.festival.tz
+
+    @admin.display(description="time zone")
+    def time_zone(self, obj):
+        return obj.festival.timezone
+
+    @admin.display(description="set (local)", ordering="set__starts_at")
+    def set_time(self, obj):
+        tz = obj.festival.tz
+        return f"{local_label(obj.set.starts_at, tz)} – {local_time_label(obj.set.ends_at, tz)}"
+
+    @admin.display(description="built (local)", ordering="built_at")
+    def built_local(self, obj):
+        return local_label(obj.built_at, obj.festival.tz)
+
+    @admin.display(description="peak")
+    def peak(self, obj):
+        if obj.peak_at is None:
+            return "—"
+        return f"Peak at {local_time_label(obj.peak_at, obj.festival.tz)} (vibe {obj.peak_vibe})"
+
+    @admin.display(description="low")
+    def low(self, obj):
+        if obj.low_at is None:
+            return "no low (a single minute, or a flat curve)" if obj.peak_at else "—"
+        return f"Low at {local_time_label(obj.low_at, obj.festival.tz)} (vibe {obj.low_vibe})"
 
     @admin.display(description="report page")
     def page_link(self, obj):

@@ -1,11 +1,9 @@
-from zoneinfo import ZoneInfo
-
 from django import forms
 from django.contrib import admin
 from django.contrib.admin.widgets import AdminSplitDateTime
 from django.utils import timezone
 
-from festival.localtime import local_label
+from festival.localtime import FestivalZoneAdminMixin, local_label
 from festival.tenancy import TenantAdminMixin
 from stages import services
 from stages.models import Set, Stage
@@ -108,35 +106,6 @@ class SetAdminForm(forms.ModelForm):
                 stage, data["starts_at"], data["ends_at"], exclude_id=self.instance.pk
             )
         return data
-
-
-class FestivalZoneAdminMixin:
-    """Renders an object page in its festival's zone (read-only times, the admin's "you are N
-    hours ahead" note) and a changelist in the zone of the festivals it lists, when they share
-    one (its date drill-down then cuts days at local midnight)."""
-
-    def festival_zone_for(self, obj) -> ZoneInfo:
-        raise NotImplementedError
-
-    def zone_of_listed(self, request) -> ZoneInfo | None:
-        zones = set(
-            self.get_queryset(request).values_list(self.festival_zone_path, flat=True).distinct()
-        )
-        return ZoneInfo(zones.pop()) if len(zones) == 1 else None
-
-    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
-        tz = None
-        if object_id is not None:
-            obj = self.get_queryset(request).filter(pk=object_id).first()
-            tz = self.festival_zone_for(obj) if obj is not None else None
-        else:
-            tz = self.zone_of_listed(request)
-        with timezone.override(tz or timezone.get_current_timezone()):
-            return super().changeform_view(request, object_id, form_url, extra_context)
-
-    def changelist_view(self, request, extra_context=None):
-        with timezone.override(self.zone_of_listed(request) or timezone.get_current_timezone()):
-            return super().changelist_view(request, extra_context)
 
 
 @admin.register(Set)

@@ -80,3 +80,46 @@ def test_a_repeated_hour_needs_its_offset(admin_client, two_worlds):
     assert created.starts_at == datetime(2026, 10, 25, 1, 30, tzinfo=UTC)
     page = admin_client.get(reverse("admin:stages_set_change", args=[created.pk])).content
     assert 'value="02:30+01:00"' in page.decode()  # shown again with its offset
+
+
+def ready_report(world, **fields):
+    from emotions.models import ReportStatus, SetReport
+
+    return SetReport.objects.create(
+        organization=world.organization,
+        festival=world.festival,
+        stage=world.stage,
+        set=world.set,
+        status=ReportStatus.READY,
+        faces=40,
+        vibe=71.4,
+        **fields,
+    )
+
+
+def test_the_report_admin_shows_peak_and_set_times_in_local_time(admin_client, two_worlds):
+    ours, _ = two_worlds
+    report = ready_report(
+        ours,
+        peak_at=datetime(2026, 7, 10, 18, 27, tzinfo=UTC),
+        peak_vibe=80.0,
+        low_at=datetime(2026, 7, 10, 19, 2, tzinfo=UTC),
+        low_vibe=20.0,
+        built_at=datetime(2026, 7, 10, 19, 45, tzinfo=UTC),
+    )
+    listing = admin_client.get(reverse("admin:emotions_setreport_changelist")).content.decode()
+    assert "Peak at 20:27 CEST" in listing and "Fri 10 Jul 20:00 CEST – 21:30 CEST" in listing
+    page = admin_client.get(reverse("admin:emotions_setreport_change", args=[report.pk]))
+    page = page.content.decode()
+    assert "Peak at 20:27 CEST" in page and "Low at 21:02 CEST" in page
+    assert "Europe/Amsterdam" in page
+    assert "18:27" not in page and "6:27 p.m." not in page
+
+
+def test_the_dashboard_ended_column_is_local_with_the_zone(client, two_worlds):
+    ours, _ = two_worlds
+    ready_report(ours)
+    client.force_login(ours.viewer)
+    page = client.get(f"/dashboard/{ours.festival.pk}/").content.decode()
+    assert "Fri 21:30 CEST" in page and "Europe/Amsterdam" in page
+    assert "Fri 19:30" not in page
