@@ -9,6 +9,8 @@ from django.views.decorators.http import require_GET
 
 from emotions.models import SetReport
 from emotions.reports.charts import report_charts
+from emotions.reports.selectors import local_span
+from festival.localtime import local_label
 
 CHART_CACHE_SECONDS = 3600
 
@@ -32,7 +34,14 @@ def set_report_page(request, report_id: int):
     response = render(
         request,
         "emotions/set_report.html",
-        {"report": report, "payload": payload, "charts": charts},
+        {
+            "report": report,
+            "payload": payload,
+            "charts": charts,
+            # from the set itself, so the header is right for reports built before this existed
+            "when": local_span(report.set, report.festival.tz),
+            "built": local_label(report.built_at, report.festival.tz),
+        },
     )
     response["Cache-Control"] = "private, no-cache"
     response["Vary"] = "Cookie"

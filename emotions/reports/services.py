@@ -94,11 +94,11 @@ def claim(report_id: int, now: datetime | None = None) -> str | None:
     return token if won == 1 else None
 
 
-def build_claimed(report_id: int, token: str) -> bool:
+def build_claimed(report_id: int, token: str, now: datetime | None = None) -> bool:
     """Build a claimed report and store it if the claim still holds. True when stored."""
     report = SetReport.objects.select_related("set__stage__festival").get(pk=report_id)
     try:
-        payload = build_payload(report.set)
+        payload = build_payload(report.set, now)
     except Exception as exc:
         log.exception("set report %s failed", report_id)
         SetReport.objects.filter(pk=report_id, claim_token=token).update(
@@ -143,7 +143,7 @@ def build_report(report_id: int, now: datetime | None = None) -> bool:
     token = claim(report_id, now)
     if token is None:
         return False
-    if build_claimed(report_id, token):
+    if build_claimed(report_id, token, now):
         announce(SetReport.objects.select_related("festival", "set", "stage").get(pk=report_id))
         return True
     return False
@@ -168,7 +168,7 @@ def sweep(now: datetime | None = None, limit: int = SWEEP_LIMIT) -> SweepResult:
         if token is None:
             result.lost_claims += 1
             continue
-        if build_claimed(report_id, token):
+        if build_claimed(report_id, token, now):
             result.built.append(report_id)
             announce(SetReport.objects.select_related("festival", "set", "stage").get(pk=report_id))
         else:
@@ -257,10 +257,18 @@ def announcement_text(report: SetReport) -> tuple[str, str]:
         lines.append(f"Faces analysed: {overall['faces']}; vibe {overall['vibe']} / 100.")
         lines.append(f"Most frequent apparent expression: {overall['top_expression'].lower()}.")
         if payload["peak"]:
+            low = payload.get("low")
+            low_text = (
+                f"low at {low['local_time']} (vibe {low['vibe']})."
+                if low
+                else (payload.get("low_note") or "No low.").lower()
+            )
             lines.append(
                 f"Peak at {payload['peak']['local_time']} (vibe {payload['peak']['vibe']}), "
-                f"low at {payload['low']['local_time']} (vibe {payload['low']['vibe']})."
+                + low_text
             )
+        if payload.get("coverage_caveat"):
+            lines.append(payload["coverage_caveat"])
         rank = payload["comparison"]["rank_festival_day"]
         if rank:
             lines.append(
