@@ -1,16 +1,24 @@
-"""The printable set report page (organizers; another organization's report is a 404)."""
+"""The printable set report page (organizers; another organization's report is a 404) and its
+operator controls: publish/unpublish and rebuild, through the services the API calls."""
 
 from __future__ import annotations
 
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.cache import cache
-from django.shortcuts import get_object_or_404, render
-from django.views.decorators.http import require_GET
+from django.core.exceptions import PermissionDenied
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_GET, require_POST
 
 from emotions.models import SetReport
+from emotions.reports import services
 from emotions.reports.charts import report_charts
 from emotions.reports.selectors import local_span
 from festival.localtime import local_label
+from festival.models import Role
+from festival.tenancy import has_role
 
 CHART_CACHE_SECONDS = 3600
 
@@ -41,8 +49,60 @@ def set_report_page(request, report_id: int):
             # from the set itself, so the header is right for reports built before this existed
             "when": local_span(report.set, report.festival.tz),
             "built": local_label(report.built_at, report.festival.tz),
+            "can_operate": has_role(request.user, report.organization_id, Role.OPERATOR),
+            "publish_refusal": services.publish_refusal(report),
         },
     )
     response["Cache-Control"] = "private, no-cache"
     response["Vary"] = "Cookie"
     return response
+
+
+def _report_for_operator(request, report_id: int) -> SetReport:
+    """The report, if the user may change it: another organization's is a 404, a viewer's 403."""
+    report = get_object_or_404(
+        SetReport.objects.for_user(request.user).select_related("set", "stage", "festival"),
+        pk=report_id,
+    )
+    if not has_role(request.user, report.organization_id, Role.OPERATOR):
+        raise PermissionDenied("Publishing and rebuilding need the operator role.")
+    return report
+
+
+def _back(request, report: SetReport):
+    target = request.POST.get("next", "")
+    if not url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        target = reverse("set-report-page", args=[report.pk])
+    return redirect(target)
+
+
+@require_POST
+@login_required
+def report_publish(request, report_id: int):
+    """Publish or unpublish from the report page or the dashboard: the service the API calls."""
+    report = _report_for_operator(request, report_id)
+    published = request.POST.get("published") == "true"
+    try:
+        services.set_published(report, published)
+    except services.ReportError as error:
+        messages.error(request, f"{report.set.artist}: {error}")
+    else:
+        state = "published to the fan API" if published else "no longer public"
+        messages.success(request, f"{report.set.artist}: report {state}.")
+    return _back(request, report)
+
+
+@require_POST
+@login_required
+def report_rebuild(request, report_id: int):
+    """Queue a rebuild from a page (same service as POST /api/v1/reports/{id}/rebuild/)."""
+    report = _report_for_operator(request, report_id)
+    reason = request.POST.get("reason", "").strip()
+    reason = reason or f"requested by {request.user.get_username()}"
+    if services.queue_rebuild(report, reason):
+        messages.success(request, f"{report.set.artist}: rebuild queued ({reason}).")
+    else:
+        messages.info(request, f"{report.set.artist}: already waiting to be built.")
+    return _back(request, report)

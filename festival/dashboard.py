@@ -13,7 +13,8 @@ from django.views.decorators.http import require_GET
 from devices.models import Device
 from emotions.reports.selectors import reports_for_user
 from emotions.selectors import live_ranking, stage_timeline
-from festival.models import Festival
+from festival.models import Festival, Role
+from festival.tenancy import has_role
 from stages.models import Stage
 
 TIMELINE_MINUTES = 60
@@ -50,6 +51,7 @@ def festival_page(request, festival_id: int):
             "festivals": festivals,
             "reports": reports[:REPORTS_SHOWN],
             "refresh_seconds": 5,
+            "can_operate": has_role(request.user, festival.organization_id, Role.OPERATOR),
         },
     )
 

@@ -13,7 +13,7 @@ from detectors.api import (
 )
 from devices.api import DeploymentViewSet, DeviceViewSet, EdgeReleaseViewSet, TelemetryView
 from emotions.api import SetReportViewSet
-from emotions.views import set_report_page
+from emotions.views import report_publish, report_rebuild, set_report_page
 from festival import dashboard, fan_api
 from festival.api import FestivalViewSet, MembershipViewSet, OrganizationViewSet
 from festival.views import healthz, ping
@@ -81,6 +81,8 @@ urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("ping", ping, name="ping"),
     path("reports/<int:report_id>/", set_report_page, name="set-report-page"),
+    path("reports/<int:report_id>/publish/", report_publish, name="set-report-publish"),
+    path("reports/<int:report_id>/rebuild/", report_rebuild, name="set-report-rebuild"),
 ]
 
 admin.site.site_header = "StagePulse organizers"

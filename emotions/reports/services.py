@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.db import transaction
 from django.db.models import F, Q
 from django.urls import reverse
 from django.utils import timezone
@@ -198,6 +199,17 @@ def request_rebuild(report: SetReport, reason: str = "requested by an organizer"
     return bool(changed)
 
 
+def queue_rebuild(report: SetReport, reason: str) -> bool:
+    """An organizer's rebuild (API, report page, dashboard): back in the queue, and a build task
+    sent once the request's transaction commits, so nobody waits for the next sweep."""
+    queued = request_rebuild(report, reason)
+    from emotions.tasks import build_set_report
+
+    report_id = report.pk
+    transaction.on_commit(lambda: build_set_report.delay(report_id))
+    return queued
+
+
 def detect_late_data(now: datetime | None = None) -> int:
     """Ready reports of recent sets whose minutes gained faces since they were built (late data
     arriving after the grace period), or whose set times were edited, go back to PENDING."""
@@ -223,13 +235,19 @@ def detect_late_data(now: datetime | None = None) -> int:
 
 
 # --- publication ---------------------------------------------------------------------------------
+def publish_refusal(report: SetReport) -> str:
+    """Why this report cannot be published now ("" when it can); pages show it by the button."""
+    if not report.festival.public:
+        return "This festival is not public: mark the festival public before publishing reports."
+    if report.status != ReportStatus.READY:
+        return "Only a ready report can be published."
+    return ""
+
+
 def set_published(report: SetReport, published: bool) -> SetReport:
-    if published and not report.festival.public:
-        raise ReportError(
-            "This festival is not public: mark the festival public before publishing reports."
-        )
-    if published and report.status != ReportStatus.READY:
-        raise ReportError("Only a ready report can be published.")
+    refusal = publish_refusal(report) if published else ""
+    if refusal:
+        raise ReportError(refusal)
     report.published = published
     report.save(update_fields=["published", "updated_at"])
     return report

@@ -1,0 +1,105 @@
+"""Publish, unpublish and rebuild from the report page and the dashboard: operators only, the
+same service as the API (same refusals), another organization's report a 404."""
+
+from __future__ import annotations
+
+import pytest
+from django.urls import reverse
+
+from emotions.models import ReportStatus, SetReport
+
+pytestmark = pytest.mark.django_db
+
+
+def ready(world):
+    return SetReport.objects.create(
+        organization=world.organization,
+        festival=world.festival,
+        stage=world.stage,
+        set=world.set,
+        status=ReportStatus.READY,
+        payload={},
+        faces=40,
+        vibe=70.0,
+    )
+
+
+def test_an_operator_publishes_and_unpublishes_from_the_report_page(client, two_worlds):
+    ours, _ = two_worlds
+    report = ready(ours)
+    client.force_login(ours.operator)
+    page = client.get(reverse("set-report-page", args=[report.pk])).content.decode()
+    assert 'id="publish"' in page and 'id="rebuild"' in page
+    response = client.post(reverse("set-report-publish", args=[report.pk]), {"published": "true"})
+    assert response.status_code == 302 and response["Location"] == f"/reports/{report.pk}/"
+    report.refresh_from_db()
+    assert report.published
+    page = client.get(response["Location"]).content.decode()
+    assert "report published to the fan API" in page and 'id="unpublish"' in page
+    client.post(reverse("set-report-publish", args=[report.pk]), {"published": "false"})
+    report.refresh_from_db()
+    assert not report.published
+
+
+def test_publishing_a_private_festivals_report_says_why(client, two_worlds):
+    _, theirs = two_worlds  # their festival is not public
+    report = ready(theirs)
+    client.force_login(theirs.operator)
+    page = client.get(reverse("set-report-page", args=[report.pk])).content.decode()
+    assert "disabled" in page.split('id="publish"', 1)[1].split(">", 1)[0]
+    assert "This festival is not public" in page
+    response = client.post(
+        reverse("set-report-publish", args=[report.pk]), {"published": "true"}, follow=True
+    )
+    assert "This festival is not public" in response.content.decode()
+    report.refresh_from_db()
+    assert not report.published
+
+
+def test_rebuild_from_the_dashboard_queues_it_and_returns_to_the_dashboard(
+    client, two_worlds, django_capture_on_commit_callbacks
+):
+    ours, _ = two_worlds
+    report = ready(ours)
+    client.force_login(ours.operator)
+    dashboard = f"/dashboard/{ours.festival.pk}/"
+    page = client.get(dashboard).content.decode()
+    assert 'class="act rebuild"' in page and 'class="act publish"' in page
+    with django_capture_on_commit_callbacks() as callbacks:
+        response = client.post(
+            reverse("set-report-rebuild", args=[report.pk]),
+            {"next": dashboard, "reason": "camera 2 was late"},
+        )
+    assert response.status_code == 302 and response["Location"] == dashboard
+    assert len(callbacks) == 1  # the build task is sent, as the API does
+    report.refresh_from_db()
+    assert report.status == ReportStatus.PENDING and report.rebuild_reason == "camera 2 was late"
+    assert "rebuild queued" in client.get(dashboard).content.decode()
+
+
+def test_viewers_get_no_controls_and_cannot_post(client, two_worlds):
+    ours, _ = two_worlds
+    report = ready(ours)
+    client.force_login(ours.viewer)
+    page = client.get(reverse("set-report-page", args=[report.pk])).content.decode()
+    assert 'id="publish"' not in page and 'id="rebuild"' not in page
+    assert 'class="act' not in client.get(f"/dashboard/{ours.festival.pk}/").content.decode()
+    url = reverse("set-report-publish", args=[report.pk])
+    assert client.post(url, {"published": "true"}).status_code == 403
+    assert client.post(reverse("set-report-rebuild", args=[report.pk])).status_code == 403
+    report.refresh_from_db()
+    assert not report.published and report.status == ReportStatus.READY
+
+
+def test_another_organizations_report_is_404_and_next_cannot_leave_the_site(client, two_worlds):
+    ours, theirs = two_worlds
+    mine, other = ready(ours), ready(theirs)
+    client.force_login(ours.owner)
+    assert client.post(reverse("set-report-publish", args=[other.pk])).status_code == 404
+    assert client.post(reverse("set-report-rebuild", args=[other.pk])).status_code == 404
+    assert client.get(reverse("set-report-publish", args=[mine.pk])).status_code == 405
+    response = client.post(
+        reverse("set-report-publish", args=[mine.pk]),
+        {"published": "true", "next": "https://evil.example/"},
+    )
+    assert response["Location"] == f"/reports/{mine.pk}/"
