@@ -3,6 +3,8 @@ operator controls: publish/unpublish and rebuild, through the services the API c
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.cache import cache
@@ -51,11 +53,22 @@ def set_report_page(request, report_id: int):
             "built": local_label(report.built_at, report.festival.tz),
             "can_operate": has_role(request.user, report.organization_id, Role.OPERATOR),
             "publish_refusal": services.publish_refusal(report),
+            "devices": _devices_for_page(payload, report.festival.tz),
         },
     )
     response["Cache-Control"] = "private, no-cache"
     response["Vary"] = "Cookie"
     return response
+
+
+def _devices_for_page(payload: dict, tz) -> list[dict]:
+    """The coverage table's cameras with 'last seen' as a local time, not an ISO string."""
+    rows = []
+    for device in (payload.get("coverage") or {}).get("devices", []):
+        seen = device.get("last_seen_at")
+        label = local_label(datetime.fromisoformat(seen), tz) if seen else "never"
+        rows.append({**device, "last_seen_label": label})
+    return rows
 
 
 def _report_for_operator(request, report_id: int) -> SetReport:
