@@ -18,8 +18,19 @@ class ReadOnlyTenantAdmin(TenantAdminMixin, admin.ModelAdmin):
         return request.user.is_superuser
 
 
+class InternalPipelineAdmin(ReadOnlyTenantAdmin):
+    """Pipeline internals (observations, rollups, watermarks): superusers debug with them;
+    organizers work from reports and the dashboard and never see these pages."""
+
+    def has_module_permission(self, request):
+        return self._is_super(request)
+
+    def has_view_permission(self, request, obj=None):
+        return self._is_super(request)
+
+
 @admin.register(Observation)
-class ObservationAdmin(ReadOnlyTenantAdmin):
+class ObservationAdmin(InternalPipelineAdmin):
     list_display = ["captured_at", "stage", "set", "top_emotion", "happy", "calm", "source"]
     list_filter = ["festival", "stage", "top_emotion", "source"]
     date_hierarchy = "captured_at"
@@ -28,7 +39,7 @@ class ObservationAdmin(ReadOnlyTenantAdmin):
 
 
 @admin.register(MinuteRollup)
-class MinuteRollupAdmin(ReadOnlyTenantAdmin):
+class MinuteRollupAdmin(InternalPipelineAdmin):
     list_display = ["minute", "stage", "faces"]
     list_filter = ["festival", "stage"]
     date_hierarchy = "minute"
@@ -36,7 +47,7 @@ class MinuteRollupAdmin(ReadOnlyTenantAdmin):
 
 
 @admin.register(IngestWatermark)
-class IngestWatermarkAdmin(ReadOnlyTenantAdmin):
+class IngestWatermarkAdmin(InternalPipelineAdmin):
     list_display = ["stage", "captured_until_ms", "last_run_at", "last_count"]
     list_select_related = ["stage"]
 

@@ -255,7 +255,9 @@ def set_published(report: SetReport, published: bool) -> SetReport:
 
 # --- announcement --------------------------------------------------------------------------------
 def report_url(report: SetReport) -> str:
-    base = getattr(settings, "SITE_URL", "").rstrip("/")
+    """Absolute when STAGEPULSE_PUBLIC_URL is set: an e-mail or chat message has no page to be
+    relative to."""
+    base = (settings.STAGEPULSE_PUBLIC_URL or getattr(settings, "SITE_URL", "")).rstrip("/")
     return f"{base}{reverse('set-report-page', args=[report.pk])}"
 
 

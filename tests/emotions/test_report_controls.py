@@ -103,3 +103,29 @@ def test_another_organizations_report_is_404_and_next_cannot_leave_the_site(clie
         {"published": "true", "next": "https://evil.example/"},
     )
     assert response["Location"] == f"/reports/{mine.pk}/"
+
+
+@pytest.mark.parametrize("model", ["observation", "minuterollup", "ingestwatermark"])
+def test_organizers_do_not_see_internal_pipeline_models(client, two_worlds, model):
+    ours, _ = two_worlds
+    client.force_login(ours.owner)
+    index = client.get(reverse("admin:index")).content.decode()
+    assert f"/admin/emotions/{model}/" not in index
+    assert "/admin/emotions/setreport/" in index  # reports stay
+    assert client.get(reverse(f"admin:emotions_{model}_changelist")).status_code == 403
+    from django.contrib.auth import get_user_model
+
+    root = get_user_model().objects.create_superuser("root", "root@example.org", "pw-long-1234")
+    client.force_login(root)
+    assert client.get(reverse(f"admin:emotions_{model}_changelist")).status_code == 200
+
+
+def test_links_in_announcements_are_absolute(two_worlds, settings):
+    from emotions.reports import services
+
+    ours, _ = two_worlds
+    settings.STAGEPULSE_PUBLIC_URL = "https://pulse.example.org/"
+    report = ready(ours)
+    assert services.report_url(report) == f"https://pulse.example.org/reports/{report.pk}/"
+    payload = services.webhook_payload(report, "subject", "body")
+    assert payload["url"].startswith("https://pulse.example.org/reports/")
