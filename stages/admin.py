@@ -136,3 +136,71 @@ class SetAdmin(FestivalZoneAdminMixin, TenantAdminMixin, admin.ModelAdmin):
 
     def save_model(self, request, obj, form, change):
         services.save_set(obj)
+
+
+# --- Lineup CSV in the admin ---------------------------------------------------------------------
+class LineupUploadForm(forms.Form):
+    file = forms.FileField(label="Lineup CSV", help_text="stage,artist,starts_at,ends_at,notes")
+    replace = forms.BooleanField(
+        required=False,
+        label="Replace the lineup",
+        help_text="Make the lineup exactly the file (unchanged rows keep their set and report).",
+    )
+    force = forms.BooleanField(
+        required=False,
+        label="Also delete sets that have a report",
+        help_text="Only with replace: the sets missing from the file go, with their reports.",
+    )
+
+
+def lineup_import_view(model_admin, request, object_id):
+    """Upload, dry-run preview, then apply: the API's import_lineup, twice on the same text.
+
+    The preview page carries the file's text in a hidden field, so "Apply" imports exactly what
+    was previewed (and a lineup edited meanwhile is checked again, all-or-nothing)."""
+    from django.contrib import messages
+    from django.core.exceptions import PermissionDenied
+    from django.shortcuts import get_object_or_404, redirect
+    from django.template.response import TemplateResponse
+    from django.urls import reverse
+
+    from festival.models import Role
+    from festival.tenancy import has_role
+
+    festival = get_object_or_404(model_admin.get_queryset(request), pk=object_id)
+    if not has_role(request.user, festival.organization_id, Role.OPERATOR):
+        raise PermissionDenied
+    context = {
+        **model_admin.admin_site.each_context(request),
+        "opts": model_admin.model._meta,
+        "festival": festival,
+        "title": f"Import lineup: {festival.name}",
+        "form": LineupUploadForm(),
+    }
+    if request.method == "POST" and request.POST.get("step") == "apply":
+        content = request.POST.get("content", "")
+        replace = request.POST.get("replace") == "1"
+        force = request.POST.get("force") == "1"
+        result = services.import_lineup(festival, content, replace=replace, force=force)
+        if result.ok:
+            messages.success(
+                request,
+                f"Lineup imported: {result.created} new, {result.unchanged} unchanged, "
+                f"{result.deleted} deleted.",
+            )
+            changelist = reverse("admin:stages_set_changelist")
+            return redirect(f"{changelist}?stage__festival__id__exact={festival.pk}")
+        context.update(result=result, content=content, replace=replace, force=force)
+        messages.error(request, "The lineup changed since the preview; nothing was imported.")
+    elif request.method == "POST":
+        form = LineupUploadForm(request.POST, request.FILES)
+        context["form"] = form
+        if form.is_valid():
+            raw = form.cleaned_data["file"].read()
+            replace, force = form.cleaned_data["replace"], form.cleaned_data["force"]
+            result = services.import_lineup(
+                festival, raw, replace=replace, force=force, dry_run=True
+            )
+            text = raw.decode("utf-8-sig", errors="replace")
+            context.update(result=result, content=text, replace=replace, force=force)
+    return TemplateResponse(request, "admin/stages/lineup_import.html", context)
