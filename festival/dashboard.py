@@ -19,6 +19,7 @@ from stages.models import Stage
 
 TIMELINE_MINUTES = 60
 REPORTS_SHOWN = 30
+REPORTS_REFRESH_SECONDS = 20
 
 
 def _festival_for(request, festival_id: int) -> Festival:
@@ -42,18 +43,35 @@ def index(request):
 def festival_page(request, festival_id: int):
     festival = _festival_for(request, festival_id)
     festivals = Festival.objects.for_user(request.user).order_by("-starts_on", "name")
-    reports = reports_for_user(request.user, festival_id=festival.pk).order_by("-set__ends_at")
     return render(
         request,
         "dashboard/festival.html",
         {
-            "festival": festival,
             "festivals": festivals,
-            "reports": reports[:REPORTS_SHOWN],
             "refresh_seconds": 5,
-            "can_operate": has_role(request.user, festival.organization_id, Role.OPERATOR),
+            "reports_refresh_seconds": REPORTS_REFRESH_SECONDS,
+            **_reports_context(request, festival),
         },
     )
+
+
+def _reports_context(request, festival: Festival) -> dict:
+    reports = reports_for_user(request.user, festival_id=festival.pk).order_by("-set__ends_at")
+    return {
+        "festival": festival,
+        "reports": reports[:REPORTS_SHOWN],
+        "can_operate": has_role(request.user, festival.organization_id, Role.OPERATOR),
+    }
+
+
+@login_required
+@require_GET
+def festival_reports(request, festival_id: int):
+    """The reports table's rows, for the page to refresh itself with (same template)."""
+    festival = _festival_for(request, festival_id)
+    response = render(request, "dashboard/_report_rows.html", _reports_context(request, festival))
+    response["Cache-Control"] = "private, no-store"
+    return response
 
 
 def device_health_rows(festival: Festival) -> list[dict]:

@@ -62,6 +62,7 @@ dashboard_urls = (
         path("", dashboard.index, name="index"),
         path("<int:festival_id>/", dashboard.festival_page, name="festival"),
         path("<int:festival_id>/data.json", dashboard.festival_data, name="festival-data"),
+        path("<int:festival_id>/reports/", dashboard.festival_reports, name="festival-reports"),
     ],
     "dashboard",
 )

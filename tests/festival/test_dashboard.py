@@ -60,3 +60,27 @@ def test_reports_panel_lists_only_our_reports(client, two_worlds):
     page = client.get(f"/dashboard/{ours.festival.pk}/").content.decode()
     assert "Ours Artist" in page and "71" in page
     assert "Theirs Artist" not in page
+
+
+def test_the_reports_list_refreshes_from_its_own_url(client, two_worlds):
+    from emotions.models import ReportStatus, SetReport
+
+    ours, theirs = two_worlds
+    client.force_login(ours.operator)
+    page = client.get(f"/dashboard/{ours.festival.pk}/").content.decode()
+    assert f'data-url="/dashboard/{ours.festival.pk}/reports/"' in page
+    assert "Ours Artist" not in page
+    SetReport.objects.create(
+        organization=ours.organization,
+        festival=ours.festival,
+        stage=ours.stage,
+        set=ours.set,
+        status=ReportStatus.READY,
+        vibe=64.0,
+    )
+    rows = client.get(f"/dashboard/{ours.festival.pk}/reports/")
+    assert rows["Cache-Control"] == "private, no-store"
+    html = rows.content.decode()
+    assert "Ours Artist" in html and "<html" not in html
+    assert f'name="next" value="/dashboard/{ours.festival.pk}/"' in html  # back to the page
+    assert client.get(f"/dashboard/{theirs.festival.pk}/reports/").status_code == 404
