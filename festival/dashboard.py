@@ -4,18 +4,23 @@ tenant scoped (another organization's festival is a 404). The page refreshes its
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django.contrib.auth.decorators import login_required
+from django.db.models import Max
 from django.http import Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
-from devices.models import Device
+from devices.models import Device, DeviceStatus
+from emotions.models import MinuteRollup
 from emotions.reports.selectors import reports_for_user
 from emotions.selectors import live_ranking, stage_timeline
 from festival.models import Festival, Role
 from festival.tenancy import has_role
 from stages.models import Stage
+from stages.selectors import now_next_by_stage
 
 TIMELINE_MINUTES = 60
 REPORTS_SHOWN = 30
@@ -97,6 +102,65 @@ def device_health_rows(festival: Festival) -> list[dict]:
     return rows
 
 
+STALE_AFTER = timedelta(minutes=5)  # a playing stage with no analysed face for this long
+
+
+def _ago(delta: timedelta) -> str:
+    minutes = int(delta.total_seconds() // 60)
+    return f"{minutes} min" if minutes < 90 else f"{round(minutes / 60)} h"
+
+
+def attention_items(festival: Festival, now=None) -> list[dict]:
+    """What needs someone at 11 pm: cameras offline, and stages that are playing but whose data
+    stopped (no analysed face for STALE_AFTER: the camera, the upload or the analysis is behind).
+    Most urgent first; an empty list is a quiet night."""
+    now = now or timezone.now()
+    items = []
+    devices = Device.objects.filter(festival=festival).select_related("stage").order_by("name")
+    for device in devices:
+        if device.paused or not (
+            device.status == DeviceStatus.OFFLINE or device.offline_alerted_at is not None
+        ):
+            continue
+        seen = (
+            f"last seen {_ago(now - device.last_seen_at)} ago"
+            if device.last_seen_at
+            else "never seen"
+        )
+        where = f" at {device.stage.name}" if device.stage else ""
+        items.append(
+            {
+                "kind": "camera_offline",
+                "severity": "bad",
+                "message": f"Camera {device.name}{where} is offline ({seen}).",
+            }
+        )
+    latest = dict(
+        MinuteRollup.objects.filter(festival=festival, faces__gt=0, minute__lte=now)
+        .values("stage_id")
+        .annotate(last=Max("minute"))
+        .values_list("stage_id", "last")
+    )
+    for row in now_next_by_stage(festival, now):
+        if row.now is None:
+            continue
+        last = latest.get(row.stage.pk)
+        since = last + timedelta(minutes=1) if last and last >= row.now.starts_at else None
+        quiet = now - (since or row.now.starts_at)
+        if quiet < STALE_AFTER:
+            continue
+        what = "no analysed face yet" if since is None else "no analysed face"
+        items.append(
+            {
+                "kind": "stage_stale",
+                "severity": "warn",
+                "message": f"{row.stage.name}: {what} for {_ago(quiet)} while "
+                f"{row.now.artist} plays (camera, upload or analysis behind).",
+            }
+        )
+    return items
+
+
 # Health figures from the device's last telemetry report (absent fields read as None).
 HEALTH_FIELDS = ("fps", "faces_detected", "uploads", "spool_depth", "errors")
 
@@ -116,6 +180,7 @@ def festival_data(request, festival_id: int):
             for stage in stages
         },
         "devices": device_health_rows(festival),
+        "attention": attention_items(festival),
     }
     response = JsonResponse(payload)
     response["Cache-Control"] = "private, no-store"

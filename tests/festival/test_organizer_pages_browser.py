@@ -118,3 +118,49 @@ def test_festival_selector_is_readable_and_reports_refresh(tab, shots, monkeypat
     )
     assert page.evaluate("document.documentElement.scrollWidth - window.innerWidth") <= 0
     page.screenshot(path=str(shots / f"dashboard-refreshed-{size}.png"), full_page=True)
+
+
+def test_attention_banner_and_a_desktop_layout_that_uses_the_width(tab, shots):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from devices.models import DeviceStatus
+    from stages.models import Stage
+    from tests.factories import add_recent_rollup
+
+    page, base, ours, size = tab
+    now = timezone.now()
+    forest = Stage.objects.create(
+        organization=ours.organization,
+        festival=ours.festival,
+        name="The Enchanted Forest Stage",
+        slug="forest",
+        position=1,
+    )
+    for minutes_ago in (1, 2, 3):
+        add_recent_rollup(forest, faces=12, happy=80.0, minutes_ago=minutes_ago)
+    Set.objects.create(
+        organization=ours.organization,
+        stage=ours.stage,
+        artist="Night Shift",
+        starts_at=now - timedelta(minutes=30),
+        ends_at=now + timedelta(minutes=30),
+    )
+    ours.device.status = DeviceStatus.OFFLINE
+    ours.device.last_seen_at = now - timedelta(minutes=14)
+    ours.device.save()
+    page.goto(f"{base}/dashboard/{ours.festival.pk}/")
+    page.wait_for_selector("body[data-loaded=true]", timeout=15000)
+    banner = page.locator("#attention")
+    assert banner.is_visible()
+    text = banner.inner_text()
+    assert "Ours cam at Ours Main is offline" in text and "while Night Shift plays" in text
+    name_cell = page.locator("#ranking tr.ranked td").nth(1)
+    assert "The Enchanted Forest Stage" in name_cell.inner_text()
+    if size == "desktop":
+        assert name_cell.bounding_box()["height"] < 50  # one line, not three or four
+        panel = page.locator("#ranking-panel").bounding_box()
+        assert panel["width"] > 450
+    assert page.evaluate("document.documentElement.scrollWidth - window.innerWidth") <= 0
+    page.screenshot(path=str(shots / f"dashboard-attention-{size}.png"), full_page=True)
