@@ -19,7 +19,7 @@ from emotions.reports.selectors import reports_for_user
 from emotions.selectors import live_ranking, stage_timeline
 from festival.models import Festival, Role
 from festival.tenancy import has_role
-from stages.models import Stage
+from stages.models import Set, Stage
 from stages.selectors import now_next_by_stage
 
 TIMELINE_MINUTES = 60
@@ -102,6 +102,23 @@ def device_health_rows(festival: Festival) -> list[dict]:
     return rows
 
 
+def timeline_sets(festival: Festival, now=None) -> dict[str, list[dict]]:
+    """Per stage slug, the sets that overlap the timelines' hour: their boundaries on the chart."""
+    now = now or timezone.now()
+    start = now - timedelta(minutes=TIMELINE_MINUTES + 1)
+    sets = (
+        Set.objects.filter(stage__festival=festival, ends_at__gt=start, starts_at__lte=now)
+        .select_related("stage")
+        .order_by("starts_at")
+    )
+    result: dict[str, list[dict]] = {}
+    for item in sets:
+        result.setdefault(item.stage.slug, []).append(
+            {"artist": item.artist, "starts_at": item.starts_at, "ends_at": item.ends_at}
+        )
+    return result
+
+
 STALE_AFTER = timedelta(minutes=5)  # a playing stage with no analysed face for this long
 
 
@@ -179,6 +196,7 @@ def festival_data(request, festival_id: int):
             ]
             for stage in stages
         },
+        "sets": timeline_sets(festival),
         "devices": device_health_rows(festival),
         "attention": attention_items(festival),
     }

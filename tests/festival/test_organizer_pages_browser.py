@@ -164,3 +164,42 @@ def test_attention_banner_and_a_desktop_layout_that_uses_the_width(tab, shots):
         assert panel["width"] > 450
     assert page.evaluate("document.documentElement.scrollWidth - window.innerWidth") <= 0
     page.screenshot(path=str(shots / f"dashboard-attention-{size}.png"), full_page=True)
+
+
+def test_timelines_have_a_time_axis_set_boundaries_and_values_on_hover(tab, shots):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from tests.factories import add_recent_rollup
+
+    page, base, ours, size = tab
+    now = timezone.now().replace(second=0, microsecond=0)
+    for minutes_ago in range(1, 31):
+        add_recent_rollup(ours.stage, faces=6 + minutes_ago % 7, happy=30.0 + 2 * minutes_ago,
+                          calm=50.0, minutes_ago=minutes_ago)  # fmt: skip
+    Set.objects.create(
+        organization=ours.organization,
+        stage=ours.stage,
+        artist="Early Bird",
+        starts_at=now - timedelta(minutes=90),
+        ends_at=now - timedelta(minutes=12),
+    )
+    Set.objects.create(
+        organization=ours.organization,
+        stage=ours.stage,
+        artist="Night Shift",
+        starts_at=now - timedelta(minutes=12),
+        ends_at=now + timedelta(minutes=30),
+    )
+    page.goto(f"{base}/dashboard/{ours.festival.pk}/")
+    page.wait_for_selector("body[data-loaded=true]", timeout=15000)
+    timeline = page.locator('.timeline[data-stage="main"]')
+    axis = timeline.locator(".axis span").all_inner_texts()
+    local_now = now.astimezone(ours.festival.tz)
+    assert len(axis) == 3 and axis[-1] == f"{local_now + timedelta(minutes=1):%H:%M}"
+    assert timeline.locator("line.set-boundary").count() == 1
+    assert "Night Shift" in timeline.inner_text() and "Early Bird" in timeline.inner_text()
+    tips = timeline.locator("rect.hover title").all_text_contents()
+    assert any("vibe" in tip and "faces" in tip for tip in tips)
+    page.screenshot(path=str(shots / f"dashboard-timelines-{size}.png"), full_page=True)
