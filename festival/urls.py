@@ -14,7 +14,7 @@ from detectors.api import (
 from devices.api import DeploymentViewSet, DeviceViewSet, EdgeReleaseViewSet, TelemetryView
 from emotions.api import SetReportViewSet
 from emotions.views import report_publish, report_rebuild, set_report_page
-from festival import dashboard, fan_api
+from festival import booth, dashboard, fan_api
 from festival.api import FestivalViewSet, MembershipViewSet, OrganizationViewSet
 from festival.views import healthz, ping
 from stages.api import SetViewSet, StageViewSet
@@ -79,6 +79,8 @@ urlpatterns = [
     path("api/v1/auth/token/", obtain_auth_token, name="api-token"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    path("screen/<str:key>/", booth.stage_screen, name="stage-screen"),
+    path("screen/<str:key>/data.json", booth.stage_screen_data, name="stage-screen-data"),
     path("healthz", healthz, name="healthz"),
     path("ping", ping, name="ping"),
     path("reports/<int:report_id>/", set_report_page, name="set-report-page"),

@@ -18,6 +18,43 @@ class StageAdmin(TenantAdminMixin, admin.ModelAdmin):
     search_fields = ["name", "slug", "festival__name"]
     prepopulated_fields = {"slug": ["name"]}
     list_select_related = ["festival"]
+    readonly_fields = ["booth_screen"]
+    actions = ["issue_screen_links", "revoke_screen_links"]
+
+    @admin.display(description="DJ booth screen")
+    def booth_screen(self, stage):
+        from django.urls import reverse
+        from django.utils.html import format_html
+
+        if not stage.pk or not stage.screen_key:
+            return "No link. Use the action “Create a new booth screen link” in the stage list."
+        url = reverse("stage-screen", args=[stage.screen_key])
+        return format_html(
+            '<a href="{}" target="_blank" rel="noreferrer">{}</a> — anyone with this link sees '
+            "this stage's live vibe; revoke it with the action in the stage list.",
+            url,
+            url,
+        )
+
+    def _operated(self, request, queryset):
+        from festival.models import Role
+        from festival.tenancy import has_role
+
+        return [s for s in queryset if has_role(request.user, s.organization_id, Role.OPERATOR)]
+
+    @admin.action(description="Create a new booth screen link (the old one stops working)")
+    def issue_screen_links(self, request, queryset):
+        stages = self._operated(request, queryset)
+        for stage in stages:
+            services.issue_screen_link(stage)
+        self.message_user(request, f"New booth screen link for {len(stages)} stage(s).")
+
+    @admin.action(description="Revoke the booth screen link")
+    def revoke_screen_links(self, request, queryset):
+        stages = self._operated(request, queryset)
+        for stage in stages:
+            services.revoke_screen_link(stage)
+        self.message_user(request, f"Booth screen link revoked for {len(stages)} stage(s).")
 
     @admin.display(description="Now playing")
     def now_playing(self, stage):

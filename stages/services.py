@@ -405,3 +405,18 @@ DEMO_ARTISTS = [
     "Cobalt Kids",
     "Lowland Choir",
 ]
+
+
+# --- DJ booth screen links -----------------------------------------------------------------------
+def issue_screen_link(stage: Stage) -> str:
+    """A new secret for the stage's booth screen; the previous link stops working at once."""
+    import secrets
+
+    stage.screen_key = secrets.token_urlsafe(32)
+    stage.save(update_fields=["screen_key"])
+    return stage.screen_key
+
+
+def revoke_screen_link(stage: Stage) -> None:
+    stage.screen_key = ""
+    stage.save(update_fields=["screen_key"])

@@ -203,3 +203,42 @@ def test_timelines_have_a_time_axis_set_boundaries_and_values_on_hover(tab, shot
     tips = timeline.locator("rect.hover title").all_text_contents()
     assert any("vibe" in tip and "faces" in tip for tip in tips)
     page.screenshot(path=str(shots / f"dashboard-timelines-{size}.png"), full_page=True)
+
+
+def test_booth_screen_without_login(live_server, two_worlds, shots, monkeypatch):
+    """No cookie at all: the link alone opens the screen, big enough to read from two metres."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from stages import services
+    from tests.factories import add_recent_rollup
+
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    ours, _ = two_worlds
+    now = timezone.now()
+    Set.objects.create(
+        organization=ours.organization,
+        stage=ours.stage,
+        artist="Night Shift",
+        starts_at=now - timedelta(minutes=25),
+        ends_at=now + timedelta(minutes=35),
+    )
+    for minutes_ago in range(1, 25):
+        add_recent_rollup(ours.stage, faces=12, happy=40.0 + minutes_ago * 1.5,
+                          calm=30.0, minutes_ago=minutes_ago)  # fmt: skip
+    key = services.issue_screen_link(ours.stage)
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        for size, (width, height) in WIDTHS.items():
+            page = browser.new_context(viewport={"width": width, "height": height}).new_page()
+            page.goto(f"{live_server.url}/screen/{key}/")
+            page.wait_for_selector("body[data-loaded=true]", timeout=15000)
+            assert page.locator("#artist").inner_text() == "Night Shift"
+            vibe = page.locator("#vibe")
+            assert vibe.inner_text().isdigit()
+            assert float(vibe.evaluate("e => parseFloat(getComputedStyle(e).fontSize)")) >= 90
+            assert page.locator("#curve path").get_attribute("d").count("L") >= 20
+            assert page.evaluate("document.documentElement.scrollWidth - window.innerWidth") <= 0
+            page.screenshot(path=str(shots / f"booth-{size}.png"))
+        browser.close()
