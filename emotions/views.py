@@ -9,6 +9,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.cache import cache
 from django.core.exceptions import PermissionDenied
+from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -32,33 +33,65 @@ def set_report_page(request, report_id: int):
         SetReport.objects.for_user(request.user).select_related("set", "stage", "festival"),
         pk=report_id,
     )
+    response = _render_report(request, report, shared=False)
+    response["Cache-Control"] = "private, no-cache"
+    response["Vary"] = "Cookie"
+    return response
+
+
+@require_GET
+def shared_report_page(request, key: str):
+    """The artist's view through their share link: no account, no controls, no camera names."""
+    report = services.shared_report(key)
+    if report is None:
+        raise Http404("This link is not valid: it may have expired or been revoked.")
+    response = _render_report(request, report, shared=True)
+    response["Cache-Control"] = "private, no-store"
+    response["Referrer-Policy"] = "no-referrer"  # the key is in the URL
+    response["X-Robots-Tag"] = "noindex"
+    return response
+
+
+def _charts(report: SetReport, payload: dict) -> dict:
+    if not payload:
+        return {}
+    built = report.built_at.timestamp() if report.built_at else 0
+    key = f"stagepulse:report-charts:{report.pk}:{built}"
+    charts = cache.get(key)
+    if charts is None:
+        charts = report_charts(payload, report.festival.tz)
+        cache.set(key, charts, CHART_CACHE_SECONDS)
+    return charts
+
+
+def _render_report(request, report: SetReport, *, shared: bool):
     payload = report.payload or {}
-    charts = {}
-    if payload:
-        built = report.built_at.timestamp() if report.built_at else 0
-        key = f"stagepulse:report-charts:{report.pk}:{built}"
-        charts = cache.get(key)
-        if charts is None:
-            charts = report_charts(payload, report.festival.tz)
-            cache.set(key, charts, CHART_CACHE_SECONDS)
-    response = render(
+    tz = report.festival.tz
+    share_url = ""
+    if not shared and report.share_key:
+        share_url = request.build_absolute_uri(
+            reverse("shared-report-page", args=[report.share_key])
+        )
+    return render(
         request,
         "emotions/set_report.html",
         {
             "report": report,
             "payload": payload,
-            "charts": charts,
+            "charts": _charts(report, payload),
+            "shared": shared,
             # from the set itself, so the header is right for reports built before this existed
-            "when": local_span(report.set, report.festival.tz),
-            "built": local_label(report.built_at, report.festival.tz),
-            "can_operate": has_role(request.user, report.organization_id, Role.OPERATOR),
+            "when": local_span(report.set, tz),
+            "built": local_label(report.built_at, tz),
+            "can_operate": not shared
+            and has_role(request.user, report.organization_id, Role.OPERATOR),
             "publish_refusal": services.publish_refusal(report),
-            "devices": _devices_for_page(payload, report.festival.tz),
+            "devices": [] if shared else _devices_for_page(payload, tz),
+            "share_url": share_url,
+            "share_expires": local_label(report.share_expires_at, tz),
+            "share_days": services.SHARE_DAYS,
         },
     )
-    response["Cache-Control"] = "private, no-cache"
-    response["Vary"] = "Cookie"
-    return response
 
 
 def _devices_for_page(payload: dict, tz) -> list[dict]:
@@ -118,4 +151,22 @@ def report_rebuild(request, report_id: int):
         messages.success(request, f"{report.set.artist}: rebuild queued ({reason}).")
     else:
         messages.info(request, f"{report.set.artist}: already waiting to be built.")
+    return _back(request, report)
+
+
+@require_POST
+@login_required
+def report_share(request, report_id: int):
+    """Create (or replace) the artist's share link, or revoke it (`revoke=true`)."""
+    report = _report_for_operator(request, report_id)
+    if request.POST.get("revoke") == "true":
+        services.revoke_share(report)
+        messages.success(request, f"{report.set.artist}: share link revoked.")
+    else:
+        services.share_report(report)
+        messages.success(
+            request,
+            f"{report.set.artist}: new share link, valid {services.SHARE_DAYS} days "
+            "(a previous link no longer works).",
+        )
     return _back(request, report)

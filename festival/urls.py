@@ -13,7 +13,13 @@ from detectors.api import (
 )
 from devices.api import DeploymentViewSet, DeviceViewSet, EdgeReleaseViewSet, TelemetryView
 from emotions.api import SetReportViewSet
-from emotions.views import report_publish, report_rebuild, set_report_page
+from emotions.views import (
+    report_publish,
+    report_rebuild,
+    report_share,
+    set_report_page,
+    shared_report_page,
+)
 from festival import booth, dashboard, fan_api
 from festival.api import FestivalViewSet, MembershipViewSet, OrganizationViewSet
 from festival.views import healthz, ping
@@ -86,6 +92,8 @@ urlpatterns = [
     path("reports/<int:report_id>/", set_report_page, name="set-report-page"),
     path("reports/<int:report_id>/publish/", report_publish, name="set-report-publish"),
     path("reports/<int:report_id>/rebuild/", report_rebuild, name="set-report-rebuild"),
+    path("reports/<int:report_id>/share/", report_share, name="set-report-share"),
+    path("shared/reports/<str:key>/", shared_report_page, name="shared-report-page"),
 ]
 
 admin.site.site_header = "StagePulse organizers"

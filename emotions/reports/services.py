@@ -330,3 +330,37 @@ def webhook_payload(report: SetReport, subject: str, body: str) -> dict:
         "faces": report.faces,
         "vibe": report.vibe,
     }
+
+
+# --- the DJ's share link -------------------------------------------------------------------------
+SHARE_DAYS = 14
+
+
+def share_report(report: SetReport, days: int = SHARE_DAYS, now: datetime | None = None) -> str:
+    """A new secret link for the artist to open this report without an account, valid `days`;
+    a previous link stops working at once."""
+    import secrets
+
+    now = now or timezone.now()
+    report.share_key = secrets.token_urlsafe(32)
+    report.share_expires_at = now + timedelta(days=days)
+    report.save(update_fields=["share_key", "share_expires_at", "updated_at"])
+    return report.share_key
+
+
+def revoke_share(report: SetReport) -> None:
+    report.share_key = ""
+    report.share_expires_at = None
+    report.save(update_fields=["share_key", "share_expires_at", "updated_at"])
+
+
+def shared_report(key: str, now: datetime | None = None) -> SetReport | None:
+    """The report a share link opens, or None (unknown, revoked or expired)."""
+    if len(key) < 32:
+        return None
+    now = now or timezone.now()
+    return (
+        SetReport.objects.select_related("set", "stage", "festival")
+        .filter(share_key=key, share_expires_at__gt=now)
+        .first()
+    )

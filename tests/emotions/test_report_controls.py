@@ -129,3 +129,58 @@ def test_links_in_announcements_are_absolute(two_worlds, settings):
     assert services.report_url(report) == f"https://pulse.example.org/reports/{report.pk}/"
     payload = services.webhook_payload(report, "subject", "body")
     assert payload["url"].startswith("https://pulse.example.org/reports/")
+
+
+def test_the_artist_opens_their_report_through_a_share_link_without_an_account(client, two_worlds):
+    from datetime import timedelta
+
+    from django.test import Client
+    from django.utils import timezone
+
+    from emotions.reports import services
+
+    ours, _ = two_worlds
+    report = ready(ours)
+    report.payload = {
+        "coverage": {"devices": [{"name": "Secret cam"}], "note": ""},
+        "comparison": {"sets": [{"artist": "Rival Act", "vibe": 91.0}]},
+    }
+    report.save()
+    client.force_login(ours.operator)
+    client.post(reverse("set-report-share", args=[report.pk]))
+    report.refresh_from_db()
+    assert len(report.share_key) >= 32
+    assert report.share_expires_at > timezone.now() + timedelta(days=13)
+    page = client.get(reverse("set-report-page", args=[report.pk])).content.decode()
+    link = f"/shared/reports/{report.share_key}/"
+    assert link in page and 'id="share-revoke"' in page
+    artist = Client()  # no login
+    shared = artist.get(link)
+    assert shared.status_code == 200 and shared["Referrer-Policy"] == "no-referrer"
+    html = shared.content.decode()
+    assert "Ours Artist" in html and "Shared with you by Ours Fest" in html
+    assert 'id="controls"' not in html and "Secret cam" not in html and "/admin/" not in html
+    assert "Rival Act" not in html  # other artists' numbers stay with the organizers
+    assert "Rival Act" in client.get(reverse("set-report-page", args=[report.pk])).content.decode()
+    old_link = link
+    services.share_report(report)  # a new link replaces the old one
+    assert artist.get(old_link).status_code == 404
+    new_link = f"/shared/reports/{report.share_key}/"
+    assert artist.get(new_link).status_code == 200
+    client.post(reverse("set-report-share", args=[report.pk]), {"revoke": "true"})
+    assert artist.get(new_link).status_code == 404
+
+
+def test_an_expired_share_link_is_404_and_viewers_cannot_share(client, two_worlds):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from emotions.reports import services
+
+    ours, _ = two_worlds
+    report = ready(ours)
+    key = services.share_report(report, now=timezone.now() - timedelta(days=15))
+    assert client.get(f"/shared/reports/{key}/").status_code == 404
+    client.force_login(ours.viewer)
+    assert client.post(reverse("set-report-share", args=[report.pk])).status_code == 403

@@ -119,3 +119,26 @@ def test_dashboard_report_controls(page, shots):
     tab.screenshot(path=str(shots / f"dashboard-reports-{size}.png"), full_page=True)
     report.refresh_from_db()
     assert report.published
+
+
+def test_share_link_for_the_artist_opens_without_login(page, shots):
+    tab, base, ours, report, size = page
+    tab.goto(f"{base}/reports/{report.pk}/")
+    tab.click("#share-create")
+    tab.wait_for_selector("#share-url")
+    link = tab.locator("#share-url").input_value()
+    assert "/shared/reports/" in link
+    assert no_overflow(tab), tab.evaluate(WIDEST)
+    tab.screenshot(path=str(shots / f"report-share-controls-{size}.png"))
+    width, height = WIDTHS[size]
+    artist = tab.context.browser.new_context(viewport={"width": width, "height": height})
+    shared = artist.new_page()
+    shared.goto(link)
+    assert "Shared with you by Ours Fest" in shared.content()
+    assert shared.locator("#controls").count() == 0
+    assert shared.locator("img.chart").count() == 3
+    assert no_overflow(shared), shared.evaluate(WIDEST)
+    shared.screenshot(path=str(shots / f"report-shared-{size}.png"), full_page=True)
+    tab.click("#share-revoke")
+    tab.wait_for_selector("#share-create")
+    assert shared.goto(link).status == 404
