@@ -273,7 +273,7 @@ class FestivalViewSet(TenantViewSet):
             return error_response(403, "permission_denied", TenantRolePermission.message)
         upload = request.data.get("file") if hasattr(request.data, "get") else None
         content = upload.read() if upload is not None else request.data
-        if not isinstance(content, (bytes, str)) or not content:
+        if upload is None and (not isinstance(content, (bytes, str)) or not content):
             return error_response(
                 400, "invalid", "Send a CSV file (form field 'file') or a text/csv body."
             )

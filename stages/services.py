@@ -134,6 +134,16 @@ def format_local_datetime(value: datetime, tz: ZoneInfo) -> str:
     return f"{naive:%Y-%m-%d %H:%M}"
 
 
+DELIMITER_NAMES = {",": "comma", ";": "semicolon", "\t": "tab"}
+
+
+def sniff_delimiter(content: str) -> str:
+    """Comma, or the semicolon (or tab) Excel writes in many European locales: whichever splits
+    the header line into the most columns."""
+    first = content.lstrip("\ufeff").splitlines()[0] if content.strip() else ""
+    return max(DELIMITER_NAMES, key=lambda d: (first.count(d), d == ","))
+
+
 def _read_rows(festival: Festival, content: bytes | str, result: LineupImportResult) -> list[_Row]:
     if isinstance(content, bytes):
         try:
@@ -143,7 +153,13 @@ def _read_rows(festival: Festival, content: bytes | str, result: LineupImportRes
                 RowError(1, "", "The file is not UTF-8 text; save it as CSV UTF-8.")
             )
             return []
-    reader = csv.DictReader(io.StringIO(content))
+    if not content.strip():
+        result.errors.append(
+            RowError(1, "", "The file is empty (0 bytes or only blank lines): nothing to import.")
+        )
+        return []
+    delimiter = sniff_delimiter(content)
+    reader = csv.DictReader(io.StringIO(content), delimiter=delimiter)
     header = [name.strip().lower() for name in (reader.fieldnames or [])]
     missing = [name for name in REQUIRED_COLUMNS if name not in header]
     if missing:
@@ -151,7 +167,8 @@ def _read_rows(festival: Festival, content: bytes | str, result: LineupImportRes
             RowError(
                 1,
                 "",
-                f"Missing column(s): {', '.join(missing)}. "
+                f"Missing column(s): {', '.join(missing)} (read as "
+                f"{DELIMITER_NAMES[delimiter]}-separated). "
                 f"Expected header: {','.join(LINEUP_COLUMNS)}",
             )
         )

@@ -239,3 +239,31 @@ def test_api_import_and_export(api_client, two_worlds, festival):
     assert "main,Found,2026-07-10 18:00,2026-07-10 19:00" in response.content.decode()
     api_client.force_authenticate(ours.viewer)
     assert api_client.post(url + "import/", good, content_type="text/csv").status_code == 403
+
+
+def test_semicolon_separated_files_from_excel_are_read(festival):
+    text = (
+        "stage;artist;starts_at;ends_at;notes\nmain;Nova Tide;2026-07-10 20:00;2026-07-10 21:30;\n"
+    )
+    result = import_lineup(festival, text)
+    assert result.ok and result.created == 1
+    assert sets_of(festival)[0][1] == "Nova Tide"
+
+
+def test_a_wrong_header_names_the_delimiter_it_was_read_with(festival):
+    result = import_lineup(festival, "stage;artist;begin;end\nmain;X;a;b\n")
+    assert "read as semicolon-separated" in result.errors[0].message
+
+
+def test_an_empty_file_gets_a_clear_message(api_client, two_worlds, festival):
+    result = import_lineup(festival, b"")
+    assert "The file is empty" in result.errors[0].message
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    api_client.force_authenticate(two_worlds[0].operator)
+    upload = SimpleUploadedFile("lineup.csv", b"", content_type="text/csv")
+    response = api_client.post(
+        f"/api/v1/festivals/{festival.pk}/lineup/import/", {"file": upload}, format="multipart"
+    )
+    assert response.status_code == 400
+    assert "The file is empty" in response.json()["error"]["message"]
