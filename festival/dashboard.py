@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from django.contrib.auth.decorators import login_required
+from django.core.cache import cache
 from django.db.models import Max
 from django.http import Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -16,7 +17,7 @@ from django.views.decorators.http import require_GET
 from devices.models import Device, DeviceStatus
 from emotions.models import MinuteRollup
 from emotions.reports.selectors import reports_for_user
-from emotions.selectors import live_ranking, stage_timeline
+from emotions.selectors import compute_live_ranking, live_ranking, stage_timeline
 from festival.models import Festival, Role
 from festival.tenancy import has_role
 from stages.models import Set, Stage
@@ -119,6 +120,29 @@ def timeline_sets(festival: Festival, now=None) -> dict[str, list[dict]]:
     return result
 
 
+LONGER_TRENDS_MINUTES = (15, 30)
+LONGER_TRENDS_CACHE_SECONDS = 30
+
+
+def longer_trends(festival: Festival) -> dict[str, dict]:
+    """Per stage slug, the trend over the last 15 and 30 minutes (each window against the one
+    before it), beside the live five-minute trend: a set that is slowly losing the crowd shows
+    it here first. Same formula as the ranking; cached briefly, as the windows move slowly."""
+    key = f"stagepulse:dashboard-trends:{festival.pk}"
+    trends = cache.get(key)
+    if trends is None:
+        trends = {}
+        for minutes in LONGER_TRENDS_MINUTES:
+            ranking = compute_live_ranking(festival, window=timedelta(minutes=minutes))
+            for row in ranking["stages"]:
+                trends.setdefault(row["stage"]["slug"], {})[str(minutes)] = {
+                    "trend": row["trend"],
+                    "delta": row["trend_delta"],
+                }
+        cache.set(key, trends, LONGER_TRENDS_CACHE_SECONDS)
+    return trends
+
+
 STALE_AFTER = timedelta(minutes=5)  # a playing stage with no analysed face for this long
 
 
@@ -197,6 +221,7 @@ def festival_data(request, festival_id: int):
             for stage in stages
         },
         "sets": timeline_sets(festival),
+        "trends": longer_trends(festival),
         "devices": device_health_rows(festival),
         "attention": attention_items(festival),
     }

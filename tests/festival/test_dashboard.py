@@ -118,3 +118,15 @@ def test_attention_names_offline_cameras_and_playing_stages_without_data(client,
     ours.device.status = DeviceStatus.ONLINE
     ours.device.save()
     assert client.get(url).json()["attention"] == []
+
+
+def test_data_has_15_and_30_minute_trends(client, two_worlds):
+    ours, _ = two_worlds
+    for minutes_ago in range(1, 62):
+        happy = 100.0 - minutes_ago * 1.5  # the crowd has been warming up for an hour
+        add_recent_rollup(ours.stage, faces=10, happy=happy, calm=100 - happy,
+                          minutes_ago=minutes_ago)  # fmt: skip
+    client.force_login(ours.viewer)
+    trends = client.get(f"/dashboard/{ours.festival.pk}/data.json").json()["trends"]["main"]
+    assert trends["15"]["trend"] == "rising" and trends["15"]["delta"] > 5
+    assert trends["30"]["trend"] == "rising" and trends["30"]["delta"] > trends["15"]["delta"]
