@@ -215,6 +215,7 @@ LINEUP_IMPORT_REPORT = inline_serializer(
         "deleted": serializers.IntegerField(),
         "errors": serializers.ListField(child=serializers.DictField()),
         "blocked_sets": serializers.ListField(child=serializers.DictField()),
+        "warnings": serializers.ListField(child=serializers.DictField()),
     },
 )
 

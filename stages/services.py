@@ -75,6 +75,7 @@ class LineupImportResult:
     errors: list[RowError] = field(default_factory=list)
     dry_run: bool = False
     blocked_sets: list[dict] = field(default_factory=list)  # sets with reports a replace kept
+    warnings: list[RowError] = field(default_factory=list)  # worth a look; never block
 
     @property
     def ok(self) -> bool:
@@ -89,6 +90,7 @@ class LineupImportResult:
             "deleted": self.deleted,
             "errors": [error.as_dict() for error in self.errors],
             "blocked_sets": self.blocked_sets,
+            "warnings": [warning.as_dict() for warning in self.warnings],
         }
 
 
@@ -226,6 +228,53 @@ def _read_rows(festival: Festival, content: bytes | str, result: LineupImportRes
     return rows
 
 
+def _warn_about(rows: list[_Row], festival: Festival, result: LineupImportResult) -> None:
+    """Likely mistakes that may still be right: an offset that is not the festival zone's at
+    that moment, a date outside the festival, one artist on two stages at the same time."""
+    tz = festival.tz
+    last_day = festival.ends_on + timedelta(days=1)  # the last night's sets end after midnight
+    for row in rows:
+        for column in ("starts_at", "ends_at"):
+            value = getattr(row, column)
+            expected = value.astimezone(tz).utcoffset()
+            if value.utcoffset() != expected:
+                result.warnings.append(
+                    RowError(
+                        row.line,
+                        column,
+                        f"The offset {value:%z} is not {tz.key}'s at that moment "
+                        f"({value.astimezone(tz):%z}); the time was read as "
+                        f"{value.astimezone(tz):%Y-%m-%d %H:%M} local time.",
+                    )
+                )
+        day = row.starts_at.astimezone(tz).date()
+        if not festival.starts_on <= day <= last_day:
+            result.warnings.append(
+                RowError(
+                    row.line,
+                    "starts_at",
+                    f"{day:%a %d %b %Y} is outside the festival's dates "
+                    f"({festival.starts_on:%d %b}–{festival.ends_on:%d %b %Y}).",
+                )
+            )
+    by_artist: dict[str, list[_Row]] = {}
+    for row in rows:
+        by_artist.setdefault(row.artist.strip().lower(), []).append(row)
+    for same in by_artist.values():
+        same.sort(key=lambda r: r.starts_at)
+        for before, after in zip(same, same[1:], strict=False):
+            if after.stage.pk != before.stage.pk and after.starts_at < before.ends_at:
+                result.warnings.append(
+                    RowError(
+                        after.line,
+                        "artist",
+                        f"'{after.artist}' also plays {before.stage.name} at that time "
+                        f"(line {before.line}).",
+                    )
+                )
+    result.warnings.sort(key=lambda w: (w.line, w.column))
+
+
 def _check_overlaps_in_file(rows: list[_Row], tz: ZoneInfo, result: LineupImportResult) -> None:
     by_stage: dict[int, list[_Row]] = {}
     for row in rows:
@@ -295,6 +344,7 @@ def import_lineup(
     rows = _read_rows(festival, content, result)
     tz = festival.tz
     _check_overlaps_in_file(rows, tz, result)
+    _warn_about(rows, festival, result)
     existing = list(Set.objects.filter(stage__festival=festival).select_related("stage"))
     list(Stage.objects.select_for_update().filter(festival=festival))  # serialize importers
     current = {_slot_key(s.stage_id, s.artist, s.starts_at, s.ends_at): s for s in existing}

@@ -267,3 +267,26 @@ def test_an_empty_file_gets_a_clear_message(api_client, two_worlds, festival):
     )
     assert response.status_code == 400
     assert "The file is empty" in response.json()["error"]["message"]
+
+
+def test_likely_mistakes_are_warnings_not_errors(festival):
+    text = (
+        HEADER
+        # +01:00 in July is not Amsterdam's offset (+02:00)
+        + "main,Offset Act,2026-07-10 20:00+01:00,2026-07-10 21:00+01:00,\n"
+        # the festival runs 10-12 July
+        + "main,Too Early,2026-06-01 20:00,2026-06-01 21:00,\n"
+        # the same artist on two stages at once
+        + "main,Twin,2026-07-11 20:00,2026-07-11 21:00,\n"
+        + "tent,Twin,2026-07-11 20:30,2026-07-11 21:30,\n"
+        # the last night's set past midnight is fine
+        + "main,Closer,2026-07-12 23:30,2026-07-13 01:00,\n"
+    )
+    result = import_lineup(festival, text, dry_run=True)
+    assert result.ok and result.created == 5
+    messages = {(w.line, w.column): w.message for w in result.warnings}
+    assert "not Europe/Amsterdam's" in messages[(2, "starts_at")]
+    assert "outside the festival's dates" in messages[(3, "starts_at")]
+    assert "'Twin' also plays Ours Main" in messages[(5, "artist")]
+    assert not [w for w in result.warnings if w.line == 6]
+    assert result.as_dict()["warnings"]
