@@ -9,6 +9,7 @@ from emotions.models import (
     SetReport,
     StreamCheckpoint,
 )
+from festival.localtime import FestivalZoneAdminMixin, local_label, local_time_label
 from festival.tenancy import TenantAdminMixin
 
 
@@ -25,8 +26,19 @@ class ReadOnlyTenantAdmin(TenantAdminMixin, admin.ModelAdmin):
         return request.user.is_superuser
 
 
+class InternalPipelineAdmin(ReadOnlyTenantAdmin):
+    """Pipeline internals (observations, rollups, watermarks): superusers debug with them;
+    organizers work from reports and the dashboard and never see these pages."""
+
+    def has_module_permission(self, request):
+        return self._is_super(request)
+
+    def has_view_permission(self, request, obj=None):
+        return self._is_super(request)
+
+
 @admin.register(Observation)
-class ObservationAdmin(ReadOnlyTenantAdmin):
+class ObservationAdmin(InternalPipelineAdmin):
     list_display = ["captured_at", "stage", "set", "top_emotion", "happy", "calm", "source"]
     list_filter = ["festival", "stage", "top_emotion", "source"]
     date_hierarchy = "captured_at"
@@ -35,7 +47,7 @@ class ObservationAdmin(ReadOnlyTenantAdmin):
 
 
 @admin.register(MinuteRollup)
-class MinuteRollupAdmin(ReadOnlyTenantAdmin):
+class MinuteRollupAdmin(InternalPipelineAdmin):
     list_display = ["minute", "stage", "faces"]
     list_filter = ["festival", "stage"]
     date_hierarchy = "minute"
@@ -43,7 +55,7 @@ class MinuteRollupAdmin(ReadOnlyTenantAdmin):
 
 
 @admin.register(IngestWatermark)
-class IngestWatermarkAdmin(ReadOnlyTenantAdmin):
+class IngestWatermarkAdmin(InternalPipelineAdmin):
     list_display = ["stage", "captured_until_ms", "last_run_at", "last_count", "lag_ms"]
     list_select_related = ["stage"]
 
@@ -88,22 +100,54 @@ class AnalysisBacklogAdmin(OperationsOnlyAdmin):
 
 
 @admin.register(SetReport)
-class SetReportAdmin(ReadOnlyTenantAdmin):
+class SetReportAdmin(FestivalZoneAdminMixin, ReadOnlyTenantAdmin):
+    festival_zone_path = "festival__timezone"
     list_display = [
         "set",
         "stage",
+        "set_time",
         "status",
-        "built_at",
+        "built_local",
         "faces",
         "vibe",
+        "peak",
         "published",
         "rebuild_reason",
     ]
     list_filter = ["festival", "stage", "status", "published", "suppressed"]
-    list_select_related = ["set", "stage"]
-    readonly_fields = ["page_link"]
-    exclude = ["payload"]
+    list_select_related = ["set", "stage", "festival"]
+    readonly_fields = ["page_link", "time_zone", "set_time", "peak", "low", "built_local"]
+    # The raw UTC columns are replaced by the local-time fields above.
+    exclude = ["payload", "peak_at", "low_at", "built_at", "claimed_at", "announced_at"]
     actions = ["rebuild_reports"]
+
+    def festival_zone_for(self, obj):
+        return obj.festival.tz
+
+    @admin.display(description="time zone")
+    def time_zone(self, obj):
+        return obj.festival.timezone
+
+    @admin.display(description="set (local)", ordering="set__starts_at")
+    def set_time(self, obj):
+        tz = obj.festival.tz
+        return f"{local_label(obj.set.starts_at, tz)} – {local_time_label(obj.set.ends_at, tz)}"
+
+    @admin.display(description="built (local)", ordering="built_at")
+    def built_local(self, obj):
+        return local_label(obj.built_at, obj.festival.tz)
+
+    @admin.display(description="peak")
+    def peak(self, obj):
+        if obj.peak_at is None:
+            return "—"
+        return f"Peak at {local_time_label(obj.peak_at, obj.festival.tz)} (vibe {obj.peak_vibe})"
+
+    @admin.display(description="low")
+    def low(self, obj):
+        if obj.low_at is None:
+            return "no low (a single minute, or a flat curve)" if obj.peak_at else "—"
+        return f"Low at {local_time_label(obj.low_at, obj.festival.tz)} (vibe {obj.low_vibe})"
 
     @admin.display(description="report page")
     def page_link(self, obj):

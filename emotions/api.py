@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from django.db import transaction
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import serializers, status
 from rest_framework.decorators import action
@@ -115,10 +114,7 @@ class SetReportViewSet(TenantViewSet):
         body = RebuildSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         reason = body.validated_data["reason"] or f"requested by {request.user.get_username()}"
-        queued = services.request_rebuild(report, reason)
-        from emotions.tasks import build_set_report
-
-        transaction.on_commit(lambda: build_set_report.delay(report.pk))
+        queued = services.queue_rebuild(report, reason)
         data = SetReportSerializer(report, context={"request": request}).data
         return Response(
             {**data, "queued": queued},

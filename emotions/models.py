@@ -207,6 +207,15 @@ class SetReport(TenantModel):
         default=False,
         help_text="Show this report's aggregate numbers in the fan API (public festivals only).",
     )
+    share_key = models.CharField(
+        max_length=64,
+        blank=True,
+        default="",
+        db_index=True,
+        editable=False,
+        help_text="Secret of the DJ's share link (/shared/reports/<key>/); empty: no link.",
+    )
+    share_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
     # Key numbers (None while pending, or when the set had too few faces to report).
     suppressed = models.BooleanField(default=False, help_text="Too few faces for any number.")
     faces = models.PositiveIntegerField(null=True, blank=True)

@@ -264,3 +264,29 @@ class FestivalAdmin(SingleOrganizationDefaultMixin, TenantAdminMixin, admin.Mode
             },
         ),
     ]
+    list_display = [*list_display, "lineup"]
+
+    @admin.display(description="lineup")
+    def lineup(self, festival):
+        from django.urls import reverse
+        from django.utils.html import format_html
+
+        url = reverse("admin:festival_lineup_import", args=[festival.pk])
+        return format_html('<a href="{}">import CSV</a>', url)
+
+    def get_urls(self):
+        from django.urls import path
+
+        from stages.admin import lineup_import_view
+
+        def view(request, object_id):
+            return lineup_import_view(self, request, object_id)
+
+        custom = [
+            path(
+                "<int:object_id>/lineup/",
+                self.admin_site.admin_view(view),
+                name="festival_lineup_import",
+            )
+        ]
+        return custom + super().get_urls()

@@ -243,6 +243,8 @@ LINEUP_IMPORT_REPORT_FIELDS = {
     "unchanged": serializers.IntegerField(),
     "deleted": serializers.IntegerField(),
     "errors": serializers.ListField(child=serializers.DictField()),
+    "blocked_sets": serializers.ListField(child=serializers.DictField()),
+    "warnings": serializers.ListField(child=serializers.DictField()),
 }
 LINEUP_IMPORT_REPORT = inline_serializer("LineupImportReport", fields=LINEUP_IMPORT_REPORT_FIELDS)
 # A refused import answers the one error format, with the line-by-line report inside.
@@ -295,6 +297,11 @@ class FestivalViewSet(TenantViewSet):
         parameters=[
             OpenApiParameter("replace", bool, description="Make the lineup exactly the file."),
             OpenApiParameter("dry_run", bool, description="Validate and report; write nothing."),
+            OpenApiParameter(
+                "force",
+                bool,
+                description="With replace: also delete sets that have a report (and the report).",
+            ),
         ],
         request={
             "multipart/form-data": inline_serializer(
@@ -315,7 +322,7 @@ class FestivalViewSet(TenantViewSet):
         require_role(request.user, festival.organization_id, Role.OPERATOR)
         upload = request.data.get("file") if hasattr(request.data, "get") else None
         content = upload.read() if upload is not None else request.data
-        if not isinstance(content, (bytes, str)) or not content:
+        if upload is None and (not isinstance(content, (bytes, str)) or not content):
             return error_response(
                 400, "invalid", "Send a CSV file (form field 'file') or a text/csv body."
             )
@@ -324,6 +331,7 @@ class FestivalViewSet(TenantViewSet):
             content,
             replace=query_flag(request, "replace"),
             dry_run=query_flag(request, "dry_run"),
+            force=query_flag(request, "force"),
         )
         if not result.ok:
             first = result.errors[0]

@@ -12,8 +12,14 @@ from detectors.api import (
 )
 from devices.api import DeploymentViewSet, DeviceViewSet, EdgeReleaseViewSet, TelemetryView
 from emotions.api import SetReportViewSet
-from emotions.views import set_report_page
-from festival import dashboard, fan_api
+from emotions.views import (
+    report_publish,
+    report_rebuild,
+    report_share,
+    set_report_page,
+    shared_report_page,
+)
+from festival import booth, dashboard, fan_api
 from festival.api import (
     FestivalViewSet,
     InvitationViewSet,
@@ -70,6 +76,7 @@ dashboard_urls = (
         path("", dashboard.index, name="index"),
         path("<int:festival_id>/", dashboard.festival_page, name="festival"),
         path("<int:festival_id>/data.json", dashboard.festival_data, name="festival-data"),
+        path("<int:festival_id>/reports/", dashboard.festival_reports, name="festival-reports"),
     ],
     "dashboard",
 )
@@ -88,9 +95,15 @@ urlpatterns = [
     path("api/v1/auth/token/revoke/", RevokeTokenView.as_view(), name="api-token-revoke"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    path("screen/<str:key>/", booth.stage_screen, name="stage-screen"),
+    path("screen/<str:key>/data.json", booth.stage_screen_data, name="stage-screen-data"),
     path("healthz", healthz, name="healthz"),
     path("ping", ping, name="ping"),
     path("reports/<int:report_id>/", set_report_page, name="set-report-page"),
+    path("reports/<int:report_id>/publish/", report_publish, name="set-report-publish"),
+    path("reports/<int:report_id>/rebuild/", report_rebuild, name="set-report-rebuild"),
+    path("reports/<int:report_id>/share/", report_share, name="set-report-share"),
+    path("shared/reports/<str:key>/", shared_report_page, name="shared-report-page"),
 ]
 
 admin.site.site_header = "StagePulse organizers"

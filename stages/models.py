@@ -20,6 +20,14 @@ class Stage(TenantModel):
         default=0,
         help_text="Faces a camera usually sees here at a busy moment; 0 learns it from the data.",
     )
+    screen_key = models.CharField(
+        max_length=64,
+        blank=True,
+        default="",
+        db_index=True,
+        editable=False,
+        help_text="Secret of the DJ booth screen link (/screen/<key>/); empty: no link.",
+    )
 
     class Meta:
         ordering = ["festival", "position", "name"]

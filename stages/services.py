@@ -74,6 +74,8 @@ class LineupImportResult:
     deleted: int = 0
     errors: list[RowError] = field(default_factory=list)
     dry_run: bool = False
+    blocked_sets: list[dict] = field(default_factory=list)  # sets with reports a replace kept
+    warnings: list[RowError] = field(default_factory=list)  # worth a look; never block
 
     @property
     def ok(self) -> bool:
@@ -87,6 +89,8 @@ class LineupImportResult:
             "unchanged": self.unchanged,
             "deleted": self.deleted,
             "errors": [error.as_dict() for error in self.errors],
+            "blocked_sets": self.blocked_sets,
+            "warnings": [warning.as_dict() for warning in self.warnings],
         }
 
 
@@ -132,6 +136,16 @@ def format_local_datetime(value: datetime, tz: ZoneInfo) -> str:
     return f"{naive:%Y-%m-%d %H:%M}"
 
 
+DELIMITER_NAMES = {",": "comma", ";": "semicolon", "\t": "tab"}
+
+
+def sniff_delimiter(content: str) -> str:
+    """Comma, or the semicolon (or tab) Excel writes in many European locales: whichever splits
+    the header line into the most columns."""
+    first = content.lstrip("\ufeff").splitlines()[0] if content.strip() else ""
+    return max(DELIMITER_NAMES, key=lambda d: (first.count(d), d == ","))
+
+
 def _read_rows(festival: Festival, content: bytes | str, result: LineupImportResult) -> list[_Row]:
     if isinstance(content, bytes):
         try:
@@ -141,7 +155,13 @@ def _read_rows(festival: Festival, content: bytes | str, result: LineupImportRes
                 RowError(1, "", "The file is not UTF-8 text; save it as CSV UTF-8.")
             )
             return []
-    reader = csv.DictReader(io.StringIO(content))
+    if not content.strip():
+        result.errors.append(
+            RowError(1, "", "The file is empty (0 bytes or only blank lines): nothing to import.")
+        )
+        return []
+    delimiter = sniff_delimiter(content)
+    reader = csv.DictReader(io.StringIO(content), delimiter=delimiter)
     header = [name.strip().lower() for name in (reader.fieldnames or [])]
     missing = [name for name in REQUIRED_COLUMNS if name not in header]
     if missing:
@@ -149,7 +169,8 @@ def _read_rows(festival: Festival, content: bytes | str, result: LineupImportRes
             RowError(
                 1,
                 "",
-                f"Missing column(s): {', '.join(missing)}. "
+                f"Missing column(s): {', '.join(missing)} (read as "
+                f"{DELIMITER_NAMES[delimiter]}-separated). "
                 f"Expected header: {','.join(LINEUP_COLUMNS)}",
             )
         )
@@ -207,6 +228,53 @@ def _read_rows(festival: Festival, content: bytes | str, result: LineupImportRes
     return rows
 
 
+def _warn_about(rows: list[_Row], festival: Festival, result: LineupImportResult) -> None:
+    """Likely mistakes that may still be right: an offset that is not the festival zone's at
+    that moment, a date outside the festival, one artist on two stages at the same time."""
+    tz = festival.tz
+    last_day = festival.ends_on + timedelta(days=1)  # the last night's sets end after midnight
+    for row in rows:
+        for column in ("starts_at", "ends_at"):
+            value = getattr(row, column)
+            expected = value.astimezone(tz).utcoffset()
+            if value.utcoffset() != expected:
+                result.warnings.append(
+                    RowError(
+                        row.line,
+                        column,
+                        f"The offset {value:%z} is not {tz.key}'s at that moment "
+                        f"({value.astimezone(tz):%z}); the time was read as "
+                        f"{value.astimezone(tz):%Y-%m-%d %H:%M} local time.",
+                    )
+                )
+        day = row.starts_at.astimezone(tz).date()
+        if not festival.starts_on <= day <= last_day:
+            result.warnings.append(
+                RowError(
+                    row.line,
+                    "starts_at",
+                    f"{day:%a %d %b %Y} is outside the festival's dates "
+                    f"({festival.starts_on:%d %b}–{festival.ends_on:%d %b %Y}).",
+                )
+            )
+    by_artist: dict[str, list[_Row]] = {}
+    for row in rows:
+        by_artist.setdefault(row.artist.strip().lower(), []).append(row)
+    for same in by_artist.values():
+        same.sort(key=lambda r: r.starts_at)
+        for before, after in zip(same, same[1:], strict=False):
+            if after.stage.pk != before.stage.pk and after.starts_at < before.ends_at:
+                result.warnings.append(
+                    RowError(
+                        after.line,
+                        "artist",
+                        f"'{after.artist}' also plays {before.stage.name} at that time "
+                        f"(line {before.line}).",
+                    )
+                )
+    result.warnings.sort(key=lambda w: (w.line, w.column))
+
+
 def _check_overlaps_in_file(rows: list[_Row], tz: ZoneInfo, result: LineupImportResult) -> None:
     by_stage: dict[int, list[_Row]] = {}
     for row in rows:
@@ -225,30 +293,70 @@ def _check_overlaps_in_file(rows: list[_Row], tz: ZoneInfo, result: LineupImport
                 )
 
 
+def _slot_key(stage_id: int, artist: str, starts_at: datetime, ends_at: datetime) -> tuple:
+    return (stage_id, artist, starts_at, ends_at)
+
+
+def _refuse_deleting_reported_sets(doomed: list[Set], tz, result: LineupImportResult) -> None:
+    """A set's report (published ones too: fans hold its URL) must not go as a side effect."""
+    from emotions.models import SetReport
+
+    reported = set(
+        SetReport.objects.filter(set__in=[s.pk for s in doomed]).values_list("set_id", flat=True)
+    )
+    blocked = [s for s in doomed if s.pk in reported]
+    if not blocked:
+        return
+    result.blocked_sets = [
+        {"id": s.pk, "artist": s.artist, "stage": s.stage.name, "slot": describe_slot(s, tz)}
+        for s in blocked
+    ]
+    names = "; ".join(describe_slot(s, tz) for s in blocked[:10])
+    more = f" and {len(blocked) - 10} more" if len(blocked) > 10 else ""
+    result.errors.append(
+        RowError(
+            1,
+            "",
+            f"Replacing would delete {len(blocked)} set(s) that have a report: {names}{more}. "
+            "Keep those rows in the file, or replace with force=true to delete the sets and "
+            "their reports.",
+        )
+    )
+
+
 @transaction.atomic
 def import_lineup(
-    festival: Festival, content: bytes | str, *, replace: bool = False, dry_run: bool = False
+    festival: Festival,
+    content: bytes | str,
+    *,
+    replace: bool = False,
+    dry_run: bool = False,
+    force: bool = False,
 ) -> LineupImportResult:
     """All-or-nothing lineup import with a line-by-line report.
 
     replace=False adds the file's sets (rows identical to an existing set count as unchanged);
-    replace=True makes the festival's lineup exactly the file. Nothing is written on any error.
+    replace=True makes the festival's lineup exactly the file: identical rows keep their set (same
+    id, same report), only sets missing from the file are deleted, and deleting a set that has a
+    report is refused unless force=True. Nothing is written on any error.
     """
     result = LineupImportResult(dry_run=dry_run)
     rows = _read_rows(festival, content, result)
     tz = festival.tz
     _check_overlaps_in_file(rows, tz, result)
-    existing = Set.objects.filter(stage__festival=festival).select_related("stage")
+    _warn_about(rows, festival, result)
+    existing = list(Set.objects.filter(stage__festival=festival).select_related("stage"))
     list(Stage.objects.select_for_update().filter(festival=festival))  # serialize importers
-    if replace:
-        result.deleted = existing.count()
-    else:
-        current = {(s.stage_id, s.artist, s.starts_at, s.ends_at): s for s in existing}
-        fresh = []
-        for row in rows:
-            if (row.stage.pk, row.artist, row.starts_at, row.ends_at) in current:
-                result.unchanged += 1
-                continue
+    current = {_slot_key(s.stage_id, s.artist, s.starts_at, s.ends_at): s for s in existing}
+    kept: dict[int, str] = {}  # set id -> notes from the file
+    fresh = []
+    for row in rows:
+        same = current.get(_slot_key(row.stage.pk, row.artist, row.starts_at, row.ends_at))
+        if same is not None and same.pk not in kept:
+            kept[same.pk] = row.notes
+            result.unchanged += 1
+            continue
+        if not replace:
             clash = overlapping_sets(row.stage, row.starts_at, row.ends_at).first()
             if clash is not None:
                 result.errors.append(
@@ -259,17 +367,27 @@ def import_lineup(
                     )
                 )
                 continue
-            fresh.append(row)
-        rows = fresh
+        fresh.append(row)
+    doomed = [s for s in existing if s.pk not in kept] if replace else []
+    if replace and not rows and not result.errors:
+        result.errors.append(
+            RowError(1, "", "The file has no sets; replacing with it would empty the lineup.")
+        )
+    if doomed and not force and not result.errors:
+        _refuse_deleting_reported_sets(doomed, tz, result)
     result.errors.sort(key=lambda e: (e.line, e.column))
     if result.errors:
         result.created = result.deleted = result.unchanged = 0
         return result
-    result.created = len(rows)
+    result.created = len(fresh)
+    result.deleted = len(doomed)
     if dry_run:
         return result
-    if replace:
-        existing.delete()
+    if doomed:
+        Set.objects.filter(pk__in=[s.pk for s in doomed]).delete()
+    for item in existing:
+        if item.pk in kept and kept[item.pk] != item.notes:
+            Set.objects.filter(pk=item.pk).update(notes=kept[item.pk])
     Set.objects.bulk_create(
         Set(
             organization_id=festival.organization_id,
@@ -279,7 +397,7 @@ def import_lineup(
             ends_at=row.ends_at,
             notes=row.notes,
         )
-        for row in rows
+        for row in fresh
     )
     return result
 
@@ -354,3 +472,18 @@ DEMO_ARTISTS = [
     "Cobalt Kids",
     "Lowland Choir",
 ]
+
+
+# --- DJ booth screen links -----------------------------------------------------------------------
+def issue_screen_link(stage: Stage) -> str:
+    """A new secret for the stage's booth screen; the previous link stops working at once."""
+    import secrets
+
+    stage.screen_key = secrets.token_urlsafe(32)
+    stage.save(update_fields=["screen_key"])
+    return stage.screen_key
+
+
+def revoke_screen_link(stage: Stage) -> None:
+    stage.screen_key = ""
+    stage.save(update_fields=["screen_key"])

@@ -7,16 +7,16 @@ from __future__ import annotations
 
 import base64
 import io
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 import matplotlib
 
 matplotlib.use("Agg")
 
-from matplotlib.dates import DateFormatter  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from edge_package.contracts import EMOTIONS  # noqa: E402
+from festival.localtime import zone_abbreviation  # noqa: E402
 
 COLOURS = {
     "HAPPY": "#f2b705",
@@ -40,47 +40,104 @@ def _times(payload: dict, tz) -> list[datetime]:
     return [datetime.fromisoformat(m["minute"]).astimezone(tz) for m in payload["minutes"]]
 
 
+def _span(payload: dict, tz) -> tuple[datetime, datetime]:
+    """The whole set, so minutes without data at the start or end still take their room."""
+    info = payload.get("set") or {}
+    times = _times(payload, tz)
+    start = datetime.fromisoformat(info["starts_at"]) if info.get("starts_at") else times[0]
+    end = datetime.fromisoformat(info["ends_at"]) if info.get("ends_at") else times[-1]
+    end = max(end, times[-1] + timedelta(minutes=1))
+    return start.astimezone(tz), end.astimezone(tz)
+
+
+TICK_STEPS_MINUTES = (1, 2, 5, 10, 15, 20, 30, 60, 120, 180, 240)
+MAX_TICKS = 9
+
+
+def _tick_minutes(span: timedelta) -> int:
+    """The smallest round step that keeps the ticks at MAX_TICKS or fewer (never under a
+    minute, so labels of a short set never repeat)."""
+    minutes = span.total_seconds() / 60
+    for step in TICK_STEPS_MINUTES:
+        if minutes / step <= MAX_TICKS:
+            return step
+    return TICK_STEPS_MINUTES[-1]
+
+
+def time_ticks(payload: dict, tz) -> tuple[datetime, datetime, list[datetime], list[str]]:
+    """The x axis over the whole set: (start, end, ticks, labels). Ticks fall on round local
+    minutes, each label once; across a DST change each label carries its zone (02:30 CEST,
+    02:30 CET), since the same wall-clock time then happens twice."""
+    start, end = _span(payload, tz)
+    step = _tick_minutes(end - start)
+    first = start.replace(second=0, microsecond=0)
+    first += timedelta(minutes=(-(first.hour * 60 + first.minute)) % step)
+    ticks = []
+    moment = first
+    while moment <= end:
+        ticks.append(moment)
+        # step in UTC: a DST change must neither skip nor repeat a tick
+        moment = (moment.astimezone(UTC) + timedelta(minutes=step)).astimezone(tz)
+    with_zone = start.utcoffset() != end.utcoffset()
+    labels = [f"{t:%H:%M} {zone_abbreviation(t)}" if with_zone else f"{t:%H:%M}" for t in ticks]
+    return start, end, ticks, labels
+
+
+def _time_axis(axes, payload: dict, tz) -> None:
+    start, end, ticks, labels = time_ticks(payload, tz)
+    axes.set_xlim(start, end)
+    axes.set_xticks(ticks)
+    axes.set_xticklabels(labels, fontsize=8)
+
+
 def _line(payload: dict, tz, key: str, title: str, ylabel: str, colour: str) -> str:
     times = _times(payload, tz)
     values = [m[key] if m[key] is not None else float("nan") for m in payload["minutes"]]
     figure = Figure(figsize=(8, 2.6))
     axes = figure.subplots()
-    axes.plot(times, values, color=colour, linewidth=1.8, marker="." if len(times) < 40 else "")
+    # one point per minute, drawn at the middle of its minute
+    middles = [t + timedelta(seconds=30) for t in times]
+    few = sum(1 for v in values if v == v) < 40
+    axes.plot(middles, values, color=colour, linewidth=1.8, marker="o" if few else "")
     axes.set_title(title, fontsize=10, loc="left")
     axes.set_ylabel(ylabel, fontsize=9)
     if key == "vibe":
         axes.set_ylim(0, 100)
     else:
-        axes.set_ylim(bottom=0)
-    axes.xaxis.set_major_formatter(DateFormatter("%H:%M", tz=tz))
+        top = max((v for v in values if v == v), default=1)
+        axes.set_ylim(0, top * 1.15 + 1)
+    _time_axis(axes, payload, tz)
     axes.grid(alpha=0.3)
     return _png(figure)
 
 
 def _share(payload: dict, tz) -> str:
+    """Stacked bars, one per minute: a single minute is a visible bar (an area chart of one
+    point is empty), and a suppressed minute is a gap."""
     times = _times(payload, tz)
-    series = []
-    for name in EMOTIONS:
-        series.append(
-            [
-                (m["expression_share"] or {}).get(name, float("nan"))
-                if m["expression_share"]
-                else float("nan")
-                for m in payload["minutes"]
-            ]
-        )
     figure = Figure(figsize=(8, 2.8))
     axes = figure.subplots()
-    axes.stackplot(
-        times,
-        series,
-        labels=[n.title() for n in EMOTIONS],
-        colors=[COLOURS[n] for n in EMOTIONS],
-        alpha=0.9,
-    )
+    width = 1 / 1440 * 0.92  # a minute in matplotlib's day units, with a hairline between bars
+    bottoms = [0.0] * len(times)
+    for name in EMOTIONS:
+        heights = [
+            (m["expression_share"] or {}).get(name, 0.0) if m["expression_share"] else 0.0
+            for m in payload["minutes"]
+        ]
+        axes.bar(
+            times,
+            heights,
+            width=width,
+            bottom=bottoms,
+            align="edge",
+            color=COLOURS[name],
+            label=name.title(),
+            linewidth=0,
+        )
+        bottoms = [b + h for b, h in zip(bottoms, heights, strict=True)]
     axes.set_ylim(0, 100)
     axes.set_title("Apparent expression share per minute (%)", fontsize=10, loc="left")
-    axes.xaxis.set_major_formatter(DateFormatter("%H:%M", tz=tz))
+    _time_axis(axes, payload, tz)
     axes.legend(fontsize=7, ncol=4, loc="upper center", bbox_to_anchor=(0.5, -0.12))
     return _png(figure)
 

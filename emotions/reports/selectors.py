@@ -15,12 +15,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.db.models import Count, Sum
+from django.utils import timezone
 
 from devices.models import Device, DeviceStatus
 from edge_package.contracts import EMOTIONS
 from emotions.models import MinuteRollup, Observation, ReportStatus, SetReport
 from emotions.privacy import WindowStats, is_published, published_buckets, published_total
 from emotions.selectors import expression_share, vibe_score
+from festival.localtime import local_label, local_time_label
 from festival.models import Festival
 from stages.models import Set, Stage
 
@@ -185,8 +187,51 @@ def _model_statement(models: list[dict]) -> str:
     return "Apparent expression read by " + "; ".join(parts) + ". " + LIMITS_TEXT
 
 
-def build_payload(a_set: Set) -> dict:
-    """Everything a report shows, as JSON-ready data. Small buckets carry no numbers."""
+LOW_COVERAGE_PERCENT = 60.0  # below this share of the set's minutes with data, say so
+
+
+def local_span(a_set: Set, tz) -> str:
+    """'Sat 24 Oct 23:30 CEST – 02:30 CET (4 h 0 min)': with the zones, so a set across a DST
+    change does not read as an hour shorter (or longer) than it is."""
+    minutes = a_set.duration_minutes
+    length = f"{minutes // 60} h {minutes % 60:02d} min" if minutes >= 60 else f"{minutes} min"
+    end = a_set.ends_at.astimezone(tz)
+    same_day = end.date() == a_set.starts_at.astimezone(tz).date()
+    end_text = local_time_label(end, tz) if same_day else local_label(end, tz)
+    return f"{local_label(a_set.starts_at, tz)} – {end_text} ({length})"
+
+
+def coverage_caveat(coverage: dict) -> str:
+    """A sentence to print next to the vibe when too few of the set's minutes had data."""
+    if not coverage["set_minutes"] or coverage["coverage_percent"] >= LOW_COVERAGE_PERCENT:
+        return ""
+    return (
+        f"Low coverage: only {coverage['minutes_with_data']} of {coverage['set_minutes']} "
+        f"minutes had data ({coverage['coverage_percent']:g} %). The numbers describe those "
+        "minutes, not the whole set."
+    )
+
+
+def _peak_and_low(reportable: list[dict]) -> tuple[dict | None, dict | None, str]:
+    """The best and the worst minute; never the same one. A single minute or a flat curve has a
+    peak but no low, and says why."""
+    if not reportable:
+        return None, None, ""
+    peak = max(reportable, key=lambda m: m["vibe"])
+    lower = [m for m in reportable if m["vibe"] < peak["vibe"]]
+    if not lower:
+        why = "a single minute" if len(reportable) == 1 else "every minute had the same vibe"
+        return peak, None, f"No low: {why}."
+    return peak, min(lower, key=lambda m: m["vibe"]), ""
+
+
+def build_payload(a_set: Set, now: datetime | None = None) -> dict:
+    """Everything a report shows, as JSON-ready data. Small buckets carry no numbers.
+
+    The comparison holds the day's sets that had ended by `now` (the build time): a set that has
+    not played has nothing to compare, and listing the whole day's lineup buries the few that
+    have (241 rows in the demo)."""
+    now = now or timezone.now()
     stage = a_set.stage
     festival = stage.festival
     k = festival.min_faces_public
@@ -194,7 +239,10 @@ def build_payload(a_set: Set) -> dict:
     day_start, day_end = festival_day(festival, a_set.starts_at)
     day_sets = list(
         Set.objects.filter(
-            stage__festival=festival, starts_at__gte=day_start, starts_at__lt=day_end
+            stage__festival=festival,
+            starts_at__gte=day_start,
+            starts_at__lt=day_end,
+            ends_at__lte=now,
         )
         .select_related("stage")
         .order_by("starts_at", "stage__position")
@@ -243,13 +291,13 @@ def build_payload(a_set: Set) -> dict:
         return {
             "minute": point["minute"],
             "local_time": point["local_time"],
+            "local_label": local_time_label(datetime.fromisoformat(point["minute"]), tz),
             "vibe": point["vibe"],
             "faces": point["faces"],
             "top_expression": _top(share),
         }
 
-    peak = max(reportable, key=lambda m: m["vibe"], default=None)
-    low = min(reportable, key=lambda m: m["vibe"], default=None)
+    peak, low, low_note = _peak_and_low(reportable)
 
     comparison = []
     for other in day_sets:
@@ -298,6 +346,8 @@ def build_payload(a_set: Set) -> dict:
             "ends_at": _iso(a_set.ends_at),
             "local_start": a_set.starts_at.astimezone(tz).strftime("%Y-%m-%d %H:%M"),
             "local_end": a_set.ends_at.astimezone(tz).strftime("%Y-%m-%d %H:%M"),
+            "local_span": local_span(a_set, tz),
+            "duration_minutes": a_set.duration_minutes,
         },
         "min_faces": k,
         "crowd_norm": norm,
@@ -312,6 +362,7 @@ def build_payload(a_set: Set) -> dict:
         "minutes": minutes,
         "peak": moment(peak),
         "low": moment(low),
+        "low_note": low_note,
         "comparison": {
             "day_starts": _iso(day_start),
             "sets": comparison,
@@ -321,6 +372,7 @@ def build_payload(a_set: Set) -> dict:
             "stage_sets_ranked": len(stage_ranked),
         },
         "coverage": coverage,
+        "coverage_caveat": coverage_caveat(coverage),
         "models": models,
         "model_statement": _model_statement(models),
         "method": (

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.db import transaction
 from django.db.models import F, Q
 from django.urls import reverse
 from django.utils import timezone
@@ -94,11 +95,11 @@ def claim(report_id: int, now: datetime | None = None) -> str | None:
     return token if won == 1 else None
 
 
-def build_claimed(report_id: int, token: str) -> bool:
+def build_claimed(report_id: int, token: str, now: datetime | None = None) -> bool:
     """Build a claimed report and store it if the claim still holds. True when stored."""
     report = SetReport.objects.select_related("set__stage__festival").get(pk=report_id)
     try:
-        payload = build_payload(report.set)
+        payload = build_payload(report.set, now)
     except Exception as exc:
         log.exception("set report %s failed", report_id)
         SetReport.objects.filter(pk=report_id, claim_token=token).update(
@@ -143,7 +144,7 @@ def build_report(report_id: int, now: datetime | None = None) -> bool:
     token = claim(report_id, now)
     if token is None:
         return False
-    if build_claimed(report_id, token):
+    if build_claimed(report_id, token, now):
         announce(SetReport.objects.select_related("festival", "set", "stage").get(pk=report_id))
         return True
     return False
@@ -168,7 +169,7 @@ def sweep(now: datetime | None = None, limit: int = SWEEP_LIMIT) -> SweepResult:
         if token is None:
             result.lost_claims += 1
             continue
-        if build_claimed(report_id, token):
+        if build_claimed(report_id, token, now):
             result.built.append(report_id)
             announce(SetReport.objects.select_related("festival", "set", "stage").get(pk=report_id))
         else:
@@ -198,6 +199,17 @@ def request_rebuild(report: SetReport, reason: str = "requested by an organizer"
     return bool(changed)
 
 
+def queue_rebuild(report: SetReport, reason: str) -> bool:
+    """An organizer's rebuild (API, report page, dashboard): back in the queue, and a build task
+    sent once the request's transaction commits, so nobody waits for the next sweep."""
+    queued = request_rebuild(report, reason)
+    from emotions.tasks import build_set_report
+
+    report_id = report.pk
+    transaction.on_commit(lambda: build_set_report.delay(report_id))
+    return queued
+
+
 def detect_late_data(now: datetime | None = None) -> int:
     """Ready reports of recent sets whose minutes gained faces since they were built (late data
     arriving after the grace period), or whose set times were edited, go back to PENDING."""
@@ -223,13 +235,19 @@ def detect_late_data(now: datetime | None = None) -> int:
 
 
 # --- publication ---------------------------------------------------------------------------------
+def publish_refusal(report: SetReport) -> str:
+    """Why this report cannot be published now ("" when it can); pages show it by the button."""
+    if not report.festival.public:
+        return "This festival is not public: mark the festival public before publishing reports."
+    if report.status != ReportStatus.READY:
+        return "Only a ready report can be published."
+    return ""
+
+
 def set_published(report: SetReport, published: bool) -> SetReport:
-    if published and not report.festival.public:
-        raise ReportError(
-            "This festival is not public: mark the festival public before publishing reports."
-        )
-    if published and report.status != ReportStatus.READY:
-        raise ReportError("Only a ready report can be published.")
+    refusal = publish_refusal(report) if published else ""
+    if refusal:
+        raise ReportError(refusal)
     report.published = published
     report.save(update_fields=["published", "updated_at"])
     return report
@@ -237,7 +255,9 @@ def set_published(report: SetReport, published: bool) -> SetReport:
 
 # --- announcement --------------------------------------------------------------------------------
 def report_url(report: SetReport) -> str:
-    base = getattr(settings, "SITE_URL", "").rstrip("/")
+    """Absolute when STAGEPULSE_PUBLIC_URL is set: an e-mail or chat message has no page to be
+    relative to."""
+    base = (settings.STAGEPULSE_PUBLIC_URL or getattr(settings, "SITE_URL", "")).rstrip("/")
     return f"{base}{reverse('set-report-page', args=[report.pk])}"
 
 
@@ -257,10 +277,18 @@ def announcement_text(report: SetReport) -> tuple[str, str]:
         lines.append(f"Faces analysed: {overall['faces']}; vibe {overall['vibe']} / 100.")
         lines.append(f"Most frequent apparent expression: {overall['top_expression'].lower()}.")
         if payload["peak"]:
+            low = payload.get("low")
+            low_text = (
+                f"low at {low['local_time']} (vibe {low['vibe']})."
+                if low
+                else (payload.get("low_note") or "No low.").lower()
+            )
             lines.append(
                 f"Peak at {payload['peak']['local_time']} (vibe {payload['peak']['vibe']}), "
-                f"low at {payload['low']['local_time']} (vibe {payload['low']['vibe']})."
+                + low_text
             )
+        if payload.get("coverage_caveat"):
+            lines.append(payload["coverage_caveat"])
         rank = payload["comparison"]["rank_festival_day"]
         if rank:
             lines.append(
@@ -302,3 +330,37 @@ def webhook_payload(report: SetReport, subject: str, body: str) -> dict:
         "faces": report.faces,
         "vibe": report.vibe,
     }
+
+
+# --- the DJ's share link -------------------------------------------------------------------------
+SHARE_DAYS = 14
+
+
+def share_report(report: SetReport, days: int = SHARE_DAYS, now: datetime | None = None) -> str:
+    """A new secret link for the artist to open this report without an account, valid `days`;
+    a previous link stops working at once."""
+    import secrets
+
+    now = now or timezone.now()
+    report.share_key = secrets.token_urlsafe(32)
+    report.share_expires_at = now + timedelta(days=days)
+    report.save(update_fields=["share_key", "share_expires_at", "updated_at"])
+    return report.share_key
+
+
+def revoke_share(report: SetReport) -> None:
+    report.share_key = ""
+    report.share_expires_at = None
+    report.save(update_fields=["share_key", "share_expires_at", "updated_at"])
+
+
+def shared_report(key: str, now: datetime | None = None) -> SetReport | None:
+    """The report a share link opens, or None (unknown, revoked or expired)."""
+    if len(key) < 32:
+        return None
+    now = now or timezone.now()
+    return (
+        SetReport.objects.select_related("set", "stage", "festival")
+        .filter(share_key=key, share_expires_at__gt=now)
+        .first()
+    )

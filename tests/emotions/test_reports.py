@@ -240,7 +240,7 @@ def test_a_rebuild_request_supersedes_a_build_in_progress(scene):
 def test_a_failing_build_is_marked_failed_with_the_error(scene, monkeypatch):
     _, _, the_set = scene
 
-    def broken(_set):
+    def broken(_set, now=None):
         raise ValueError("rollups unreadable")
 
     monkeypatch.setattr(services, "build_payload", broken)

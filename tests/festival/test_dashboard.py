@@ -60,3 +60,73 @@ def test_reports_panel_lists_only_our_reports(client, two_worlds):
     page = client.get(f"/dashboard/{ours.festival.pk}/").content.decode()
     assert "Ours Artist" in page and "71" in page
     assert "Theirs Artist" not in page
+
+
+def test_the_reports_list_refreshes_from_its_own_url(client, two_worlds):
+    from emotions.models import ReportStatus, SetReport
+
+    ours, theirs = two_worlds
+    client.force_login(ours.operator)
+    page = client.get(f"/dashboard/{ours.festival.pk}/").content.decode()
+    assert f'data-url="/dashboard/{ours.festival.pk}/reports/"' in page
+    assert "Ours Artist" not in page
+    SetReport.objects.create(
+        organization=ours.organization,
+        festival=ours.festival,
+        stage=ours.stage,
+        set=ours.set,
+        status=ReportStatus.READY,
+        vibe=64.0,
+    )
+    rows = client.get(f"/dashboard/{ours.festival.pk}/reports/")
+    assert rows["Cache-Control"] == "private, no-store"
+    html = rows.content.decode()
+    assert "Ours Artist" in html and "<html" not in html
+    assert f'name="next" value="/dashboard/{ours.festival.pk}/"' in html  # back to the page
+    assert client.get(f"/dashboard/{theirs.festival.pk}/reports/").status_code == 404
+
+
+def test_attention_names_offline_cameras_and_playing_stages_without_data(client, two_worlds):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from devices.models import DeviceStatus
+    from stages.models import Set
+
+    ours, _ = two_worlds
+    client.force_login(ours.viewer)
+    url = f"/dashboard/{ours.festival.pk}/data.json"
+    assert client.get(url).json()["attention"] == []  # nothing playing, cameras not offline
+    now = timezone.now()
+    Set.objects.create(
+        organization=ours.organization,
+        stage=ours.stage,
+        artist="Night Shift",
+        starts_at=now - timedelta(minutes=40),
+        ends_at=now + timedelta(minutes=20),
+    )
+    add_recent_rollup(ours.stage, faces=12, happy=80.0, minutes_ago=12)
+    ours.device.status = DeviceStatus.OFFLINE
+    ours.device.last_seen_at = now - timedelta(minutes=11)
+    ours.device.save()
+    items = client.get(url).json()["attention"]
+    assert [i["kind"] for i in items] == ["camera_offline", "stage_stale"]
+    assert "Ours cam at Ours Main is offline (last seen 11 min ago)" in items[0]["message"]
+    assert "no analysed face for 11 min while Night Shift plays" in items[1]["message"]
+    add_recent_rollup(ours.stage, faces=12, happy=80.0, minutes_ago=1)
+    ours.device.status = DeviceStatus.ONLINE
+    ours.device.save()
+    assert client.get(url).json()["attention"] == []
+
+
+def test_data_has_15_and_30_minute_trends(client, two_worlds):
+    ours, _ = two_worlds
+    for minutes_ago in range(1, 62):
+        happy = 100.0 - minutes_ago * 1.5  # the crowd has been warming up for an hour
+        add_recent_rollup(ours.stage, faces=10, happy=happy, calm=100 - happy,
+                          minutes_ago=minutes_ago)  # fmt: skip
+    client.force_login(ours.viewer)
+    trends = client.get(f"/dashboard/{ours.festival.pk}/data.json").json()["trends"]["main"]
+    assert trends["15"]["trend"] == "rising" and trends["15"]["delta"] > 5
+    assert trends["30"]["trend"] == "rising" and trends["30"]["delta"] > trends["15"]["delta"]

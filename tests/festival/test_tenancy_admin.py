@@ -98,11 +98,11 @@ def test_admin_refuses_an_overlapping_set_and_names_the_clash(our_admin, two_wor
         {
             "stage": ours.stage.pk,
             "artist": "Clasher",
-            # ours.set runs 18:00-19:30 UTC = 20:00-21:30 Amsterdam (admin shows UTC here)
+            # ours.set runs 18:00-19:30 UTC = 20:00-21:30 Amsterdam (the admin's local time)
             "starts_at_0": "2026-07-10",
-            "starts_at_1": "19:00:00",
+            "starts_at_1": "21:00:00",
             "ends_at_0": "2026-07-10",
-            "ends_at_1": "20:00:00",
+            "ends_at_1": "22:00:00",
         },
     )
     assert response.status_code == 200

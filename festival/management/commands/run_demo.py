@@ -71,7 +71,9 @@ class Command(BaseCommand):
             logins = seed_demo()
             festival = Festival.objects.get(slug=demo.DEMO_FESTIVAL)
             demo.festival_runs_today(festival)  # the ingest refuses captures outside its dates
-            import_lineup(festival, demo.live_lineup(festival, set_minutes), replace=True)
+            import_lineup(
+                festival, demo.live_lineup(festival, set_minutes), replace=True, force=True
+            )
             processes = demo.service_processes(port, float(extra["INGEST_INTERVAL_S"]))
             cameras = (
                 []
