@@ -2,12 +2,14 @@
 
 The vibe score (0-100) of a stage over a sliding window:
 
-    energy = mean over faces of (HAPPY + SURPRISED) / 100        # positive, high-energy share
+    energy = mean over read faces of (HAPPY + SURPRISED) / 100   # positive, high-energy share
     crowd  = min(1, faces per minute / the stage's norm)          # how full it is for this stage
     vibe   = 100 * (0.7 * energy + 0.3 * crowd)
 
 The norm is the stage's `typical_crowd` when set, else the busiest minute of its last two hours.
 A window with fewer faces than the festival's `min_faces_public` is suppressed: no number at all.
+A face whose expression could not be read (top emotion UNKNOWN) counts in faces and crowd but not
+in energy or expression shares ("read faces" above); with no read face there is no vibe.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db.models import Max
 from django.utils import timezone
 
-from edge_package.contracts import EMOTIONS, LIVELY_EMOTIONS
+from edge_package.contracts import EMOTIONS, LIVELY_EMOTIONS, UNKNOWN_EXPRESSION
 from emotions.models import MinuteRollup
 from festival.models import Festival
 from stages.models import Stage
@@ -44,6 +46,11 @@ class WindowStats:
     counts: dict = field(default_factory=dict)
     sums: dict = field(default_factory=dict)
 
+    @property
+    def read_faces(self) -> int:
+        """Faces with an expression read: the denominator of energy and expression shares."""
+        return max(0, self.faces - int(self.counts.get(UNKNOWN_EXPRESSION, 0)))
+
     def add(self, rollup: MinuteRollup) -> None:
         self.faces += rollup.faces
         for name, value in rollup.counts.items():
@@ -53,16 +60,20 @@ class WindowStats:
 
 
 def vibe_score(stats: WindowStats, minutes: float, norm: float) -> float | None:
-    if stats.faces == 0:
+    if stats.read_faces == 0:
         return None
-    energy = sum(stats.sums.get(name, 0.0) for name in LIVELY_EMOTIONS) / (100.0 * stats.faces)
+    read = stats.read_faces
+    energy = sum(stats.sums.get(name, 0.0) for name in LIVELY_EMOTIONS) / (100.0 * read)
     crowd = min(1.0, (stats.faces / max(minutes, 1e-9)) / max(norm, 1.0))
     return round(100.0 * (ENERGY_WEIGHT * min(energy, 1.0) + CROWD_WEIGHT * crowd), 1)
 
 
-def expression_share(stats: WindowStats) -> dict[str, float]:
-    """Percent of faces by top expression (sums to ~100)."""
-    return {name: round(100.0 * stats.counts.get(name, 0) / stats.faces, 1) for name in EMOTIONS}
+def expression_share(stats: WindowStats) -> dict[str, float] | None:
+    """Percent of read faces by top expression (sums to ~100); None when no face was read."""
+    read = stats.read_faces
+    if read == 0:
+        return None
+    return {name: round(100.0 * stats.counts.get(name, 0) / read, 1) for name in EMOTIONS}
 
 
 def window_stats(festival: Festival, start: datetime, end: datetime) -> dict[int, WindowStats]:

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from django.db.models import Count, Sum
 
 from devices.models import Device, DeviceStatus
-from edge_package.contracts import EMOTIONS
+from edge_package.contracts import EMOTIONS, UNKNOWN_EXPRESSION
 from emotions.models import MinuteRollup, Observation, ReportStatus, SetReport
 from emotions.selectors import WindowStats, expression_share, vibe_score
 from festival.models import Festival
@@ -118,11 +118,17 @@ def _set_vibe(rows: list[_Row], norm: float, min_faces: int) -> tuple[int, float
     return stats.faces, vibe_score(stats, max(len(rows), 1), norm)
 
 
-def _mean_scores(stats: WindowStats) -> dict[str, float]:
-    return {name: round(stats.sums.get(name, 0.0) / stats.faces, 1) for name in EMOTIONS}
+def _mean_scores(stats: WindowStats) -> dict[str, float] | None:
+    """Over read faces only: an UNKNOWN face has no scores to average (docs/analysis.md)."""
+    read = stats.read_faces
+    if read == 0:
+        return None
+    return {name: round(stats.sums.get(name, 0.0) / read, 1) for name in EMOTIONS}
 
 
-def _top(shares: dict[str, float]) -> str:
+def _top(shares: dict[str, float] | None) -> str:
+    if not shares:
+        return UNKNOWN_EXPRESSION
     return max(EMOTIONS, key=lambda name: (shares.get(name, 0.0), -EMOTIONS.index(name)))
 
 
@@ -241,7 +247,7 @@ def build_payload(a_set: Set) -> dict:
         minute += timedelta(minutes=1)
 
     coverage, models = _coverage(a_set, minutes)
-    reportable = [m for m in minutes if not m["suppressed"]]
+    reportable = [m for m in minutes if not m["suppressed"] and m["vibe"] is not None]
 
     def moment(point: dict | None) -> dict | None:
         if point is None:

@@ -69,7 +69,8 @@ def test_a_worker_killed_mid_batch_loses_nothing(aws):
     analyzer.dynamodb = Killing(aws.dynamodb, die_on=3)
     with pytest.raises(SystemExit):
         run_worker(aws.queue_url, analyzer=analyzer, sqs=aws.sqs, visibility_timeout_s=0, **FAST)
-    assert len(all_items(aws)) == 2  # two writes happened before the "kill"
+    # Writes run concurrently, so the others may land before the "kill" stops the batch;
+    assert 2 <= len(all_items(aws)) < 5
     assert queue_depth(aws) == 5  # but no message was deleted
     assert all(crop_exists(aws, key) for key in keys)
     # A fresh worker redelivers everything; the two earlier writes count as duplicates.
