@@ -9,7 +9,9 @@ The vibe score (0-100) of a stage over a sliding window:
 The norm is the stage's `typical_crowd` when set, else the busiest minute of its last two hours.
 A window with fewer faces than the festival's `min_faces_public` is suppressed: no number at all.
 A face whose expression could not be read (top emotion UNKNOWN) counts in faces and crowd but not
-in energy or expression shares ("read faces" above); with no read face there is no vibe.
+in energy or expression shares ("read faces" above); with no read face there is no vibe. The
+threshold counts read faces, so that shares over a few read faces among many unread ones cannot
+reveal those few people's expressions.
 """
 
 from __future__ import annotations
@@ -114,7 +116,7 @@ def compute_live_ranking(
     rows = []
     for stage in stages:
         stats = current.get(stage.pk, WindowStats())
-        suppressed = stats.faces < festival.min_faces_public
+        suppressed = stats.read_faces < festival.min_faces_public
         row = {
             "stage": {"slug": stage.slug, "name": stage.name},
             "now_playing": playing[stage.pk].artist if playing.get(stage.pk) else None,
@@ -129,7 +131,7 @@ def compute_live_ranking(
             row["vibe"] = vibe_score(stats, minutes, norms[stage.pk])
             row["expression_share"] = expression_share(stats)
             before = previous.get(stage.pk, WindowStats())
-            if before.faces >= festival.min_faces_public:
+            if before.read_faces >= festival.min_faces_public:
                 delta = round(
                     row["vibe"] - vibe_score(before, window.seconds / 60, norms[stage.pk]), 1
                 )
@@ -298,7 +300,7 @@ def stage_timeline(
         stats = WindowStats()
         if minute in rollups:
             stats.add(rollups[minute])
-        suppressed = stats.faces < festival.min_faces_public
+        suppressed = stats.read_faces < festival.min_faces_public
         points.append(
             {
                 "minute": minute,

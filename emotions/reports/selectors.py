@@ -113,7 +113,7 @@ def _norms(stages: list[Stage], rows: list[_Row]) -> dict[int, float]:
 
 def _set_vibe(rows: list[_Row], norm: float, min_faces: int) -> tuple[int, float | None]:
     stats = _total(rows)
-    if stats.faces < min_faces:
+    if stats.read_faces < min_faces:  # read faces: UNKNOWN ones reveal nothing, hide nothing
         return stats.faces, None
     return stats.faces, vibe_score(stats, max(len(rows), 1), norm)
 
@@ -224,15 +224,15 @@ def build_payload(a_set: Set) -> dict:
 
     own = {r.minute: r for r in _set_rows(rows, a_set)}
     total = _total(list(own.values()))
-    suppressed = total.faces < k
+    suppressed = total.read_faces < k
 
     minutes = []
     minute = _floor(a_set.starts_at)
     while minute < a_set.ends_at:
         row = own.get(minute)
         faces = row.faces if row else 0
-        small = faces < k
         stats = row.stats() if row else WindowStats()
+        small = stats.read_faces < k
         minutes.append(
             {
                 "minute": _iso(minute),

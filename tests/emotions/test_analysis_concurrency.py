@@ -265,7 +265,8 @@ data = buffer.getvalue()
 del gradient
 with mock_aws():
     s3 = boto3.client("s3", region_name="eu-west-1")
-    s3.create_bucket(Bucket="crops-b", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+    s3.create_bucket(
+        Bucket="crops-b", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
     ddb = boto3.client("dynamodb", region_name="eu-west-1")
     ddb.create_table(**observation_table_definition("t"))
     refs = []

@@ -40,34 +40,38 @@ def test_unknown_faces_count_in_faces_but_not_in_shares_or_energy(two_worlds):
     stage, festival = ours.stage, ours.festival
     stage.typical_crowd = 1000  # keep the crowd term tiny, so the vibe is the energy
     stage.save()
-    read = [item(stage, i, {"HAPPY": 80.0, "CALM": 20.0}) for i in range(3)]
+    read = [item(stage, i, {"HAPPY": 80.0, "CALM": 20.0}) for i in range(5)]
     unread = [item(stage, 10 + i, {}) for i in range(4)]  # Rekognition gave only UNKNOWN
     assert {i["top_emotion"] for i in unread} == {UNKNOWN_EXPRESSION}
     result = store_items(stage, read + unread)
-    assert result.created == 7 and result.skipped_invalid == 0
+    assert result.created == 9 and result.skipped_invalid == 0
     assert Observation.objects.filter(top_emotion=UNKNOWN_EXPRESSION).count() == 4
     (rollup,) = MinuteRollup.objects.filter(stage=stage)
-    assert rollup.faces == 7 and rollup.counts == {"HAPPY": 3, UNKNOWN_EXPRESSION: 4}
+    assert rollup.faces == 9 and rollup.counts == {"HAPPY": 5, UNKNOWN_EXPRESSION: 4}
 
     row = next(
         r for r in compute_live_ranking(festival, at=NOW)["stages"] if r["stage"]["slug"] == "main"
     )
-    assert row["faces"] == 7  # every analysed face is a face
+    assert row["faces"] == 9  # every analysed face is a face
     share = row["expression_share"]
     assert share["HAPPY"] == 100.0 and sum(share.values()) == pytest.approx(100.0)
     assert UNKNOWN_EXPRESSION not in share
-    crowd = 0.3 * min(1.0, (7 / 5) / 1000)  # faces per minute of the 5-minute window
-    # energy over the 3 read faces (HAPPY 80 each), not diluted by the 4 unread ones
+    crowd = 0.3 * min(1.0, (9 / 5) / 1000)  # faces per minute of the 5-minute window
+    # energy over the 5 read faces (HAPPY 80 each), not diluted by the 4 unread ones
     assert row["vibe"] == round(100 * (0.7 * 0.8 + crowd), 1)
 
 
-def test_a_window_of_only_unknown_faces_has_faces_but_no_vibe_or_shares(two_worlds):
+def test_few_read_faces_among_many_unknown_ones_are_suppressed(two_worlds):
+    """Shares over 2 read faces would reveal those two people's expressions, however many
+    unread faces stand around them: the privacy threshold counts read faces."""
     ours, _ = two_worlds
-    store_items(ours.stage, [item(ours.stage, i, {}) for i in range(6)])
+    assert ours.festival.min_faces_public == 5
+    happy = [item(ours.stage, i, {"HAPPY": 90.0}) for i in range(2)]
+    store_items(ours.stage, happy + [item(ours.stage, 10 + i, {}) for i in range(6)])
     row = next(
         r
         for r in compute_live_ranking(ours.festival, at=NOW)["stages"]
         if r["stage"]["slug"] == "main"
     )
-    assert row["faces"] == 6
-    assert row["vibe"] is None and row["expression_share"] is None
+    assert row["suppressed"] is True
+    assert row["vibe"] is None and row["expression_share"] is None and row["faces"] is None

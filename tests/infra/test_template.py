@@ -188,7 +188,7 @@ def test_lambda_runs_the_real_handler_with_settings_it_understands(template):
 
 
 def test_lambda_mode_reads_the_queue_in_batches_with_partial_failures(template):
-    """S3 -> SQS -> Lambda: one invocation per batch (full mosaics), failed messages only retried."""
+    """S3 -> SQS -> Lambda: one invocation per batch (full mosaic); failed messages retried."""
     resources = template["Resources"]
     notification = resources["CropsBucket"]["Properties"]["NotificationConfiguration"]
     assert set(notification) == {"QueueConfigurations"}  # no S3 -> Lambda, in either mode
