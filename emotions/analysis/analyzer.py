@@ -311,6 +311,8 @@ class Analyzer:
         """Poison isolation: an unexpected exception fails this crop alone (logged, counted)."""
         try:
             return step(outcome, *args)
+        except ContractError as exc:  # e.g. a NaN score: the same every time, so not retried
+            return self._fail(outcome, PermanentError("contract_error", str(exc)))
         except Exception as exc:
             log.exception("crop %r failed in %s", outcome.ref.key, step.__name__)
             detail = f"{type(exc).__name__}: {exc}"

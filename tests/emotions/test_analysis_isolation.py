@@ -214,3 +214,30 @@ def test_lambda_handler_batches_detectfaces_across_the_sqs_batch(aws):
     assert {i["captured_at_ms"] for i in observations(aws)} == {
         T0_MS + i * 1000 for i in range(count)
     }
+
+
+def test_a_model_score_that_breaks_the_contract_rejects_that_crop_only(aws):
+    """A NaN score fails the same way on every retry: rejected (counted), not retried 5 times."""
+    from .test_analysis_support import classifier
+
+    real = classifier()
+
+    class NaNForOneCrop:
+        model_name = real.model_name
+
+        def classify(self, face_bgr):
+            scores = real.classify(face_bgr)
+            if face_bgr.shape[:2] == (97, 97):
+                scores["SAD"] = float("nan")
+            return scores
+
+    records = [
+        put_crop(aws, key_for(i), jpeg_bytes(97 if i == 2 else 120, 97 if i == 2 else 120, seed=i))
+        for i in range(5)
+    ]
+    event = sqs_event(*(sqs_message(s3_event(r), f"m-{i}") for i, r in enumerate(records)))
+    analyzer = local_analyzer(aws)
+    analyzer.backend.classifier = NaNForOneCrop()
+    assert handle_event(event, analyzer) == {"batchItemFailures": []}
+    assert len(all_items(aws)) == 4
+    assert "contract_error" in rejected_reasons(aws)
