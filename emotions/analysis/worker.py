@@ -145,8 +145,10 @@ def gather(
     return list(batch.values())
 
 
-def delete_messages(sqs, queue_url: str, messages: list[dict], stats: WorkerStats) -> None:
-    """Acknowledge messages whose work is done; a failed delete only means a harmless replay."""
+def delete_messages(sqs, queue_url: str, messages: list[dict]) -> int:
+    """Acknowledge messages whose work is done; a failed delete only means a harmless replay.
+    Returns how many were deleted (counted by the caller: deletes may run on several threads)."""
+    deleted = 0
     for start in range(0, len(messages), SQS_MAX_PER_RECEIVE):
         chunk = messages[start : start + SQS_MAX_PER_RECEIVE]
         try:
@@ -156,11 +158,12 @@ def delete_messages(sqs, queue_url: str, messages: list[dict], stats: WorkerStat
                     {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(chunk)
                 ],
             )
-            stats.deleted += len(response.get("Successful", []))
+            deleted += len(response.get("Successful", []))
             for failure in response.get("Failed", []):
                 log.error("message not deleted (will be redelivered, harmlessly): %s", failure)
         except Exception as exc:
             log.error("could not delete %d messages (redelivery is harmless): %r", len(chunk), exc)
+    return deleted
 
 
 def release_messages(sqs, queue_url: str, messages: list[dict]) -> int:
@@ -216,8 +219,8 @@ def process_messages(
     stats.faces_written += report.faces_written
     stats.detectfaces_calls += report.detectfaces_calls
     if background:
-        return report, analyzer.executor.submit(delete_messages, sqs, queue_url, done, stats)
-    delete_messages(sqs, queue_url, done, stats)
+        return report, analyzer.executor.submit(delete_messages, sqs, queue_url, done)
+    stats.deleted += delete_messages(sqs, queue_url, done)
     return report, None
 
 
@@ -377,11 +380,11 @@ def run_worker(
                 stats.batch_errors += 1
                 log.exception("a batch of %d messages failed; redelivered later", len(messages))
             while len(acks) > 2:  # bounded: at most two batches' deletes in flight
-                acks.popleft().result()
+                stats.deleted += acks.popleft().result()
     finally:
         halt.set()
         for ack in acks:
-            ack.result()
+            stats.deleted += ack.result()
         if receiver.is_alive():
             receiver.join(timeout=wait_time_s + 5)
         receiver.release_pending()
