@@ -216,6 +216,7 @@ def bench_worker(crops: list[bytes]) -> dict:
         elapsed = time.perf_counter() - start
         load_after = os.getloadavg()[0]
         written = ddb.scan(TableName=TABLE, Select="COUNT")["Count"]
+        paced = _paced(analyzer, s3, sqs, ddb, queue_url, crops, 3 * demo_arrival_crops_per_s())
         receive_ms = _moto_receive_ms(sqs, queue_url, backlog=len(crops))
     finally:
         server.terminate()
@@ -239,7 +240,80 @@ def bench_worker(crops: list[bytes]) -> dict:
         "worker_target_ratio": 3.0,
         "worker_load_avg_1m_before_after": [round(load_before, 2), round(load_after, 2)],
         "moto_receive_ms_at_backlog": receive_ms,
+        **paced,
     }
+
+
+def _paced(analyzer, s3, sqs, ddb, queue_url: str, crops: list[bytes], rate: float) -> dict:
+    """Crops arriving at `rate` (3x the demo) for 30 s while one worker runs, as in the demo:
+    does the queue stay short, and is everything written soon after the last upload?"""
+    import threading
+
+    from emotions.analysis.worker import run_worker
+
+    before = ddb.scan(TableName=TABLE, Select="COUNT")["Count"]
+    seconds, depths = 30.0, []
+    total = int(rate * seconds)
+    keys = [
+        build_crop_key("paced", f"stage-{i % 4}", f"cam-{i % 4}", T0_MS + 10_000_000 + i, i)
+        for i in range(total)
+    ]
+    stop = threading.Event()
+    stats = {}
+    worker = threading.Thread(
+        target=lambda: stats.update(
+            vars(
+                run_worker(
+                    queue_url,
+                    analyzer=analyzer,
+                    sqs=sqs,
+                    settings=analyzer.settings,
+                    batch_size=32,
+                    batch_window_s=0.5,
+                    wait_time_s=1,
+                    stop_event=stop,
+                )
+            )
+        )
+    )
+    worker.start()
+    start = time.perf_counter()
+    for i, key in enumerate(keys):
+        data = crops[i % len(crops)]
+        s3.put_object(Bucket=BUCKET, Key=key, Body=data, Metadata={"detector-score": "0.9"})
+        body = json.dumps(_s3_event(key, len(data)))
+        sqs.send_message(QueueUrl=queue_url, MessageBody=body)
+        if i % 10 == 0:
+            depths.append(_depth(sqs, queue_url))
+        lag = start + (i + 1) / rate - time.perf_counter()
+        if lag > 0:
+            time.sleep(lag)
+    fed_s = time.perf_counter() - start
+    last_upload = time.perf_counter()
+    while ddb.scan(TableName=TABLE, Select="COUNT")["Count"] - before < total:
+        if time.perf_counter() - last_upload > 120:
+            break
+        time.sleep(0.2)
+    drained_s = time.perf_counter() - last_upload
+    stop.set()
+    worker.join(timeout=30)
+    written = ddb.scan(TableName=TABLE, Select="COUNT")["Count"] - before
+    return {
+        "paced_target_crops_per_s": round(rate, 1),
+        "paced_arrival_crops_per_s": round(total / fed_s, 1),
+        "paced_crops": total,
+        "paced_written": written,
+        "paced_queue_depth_max": max(depths, default=0),
+        "paced_done_s_after_last_upload": round(drained_s, 2),
+    }
+
+
+def _depth(sqs, queue_url: str) -> int:
+    attrs = sqs.get_queue_attributes(
+        QueueUrl=queue_url,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    return sum(int(v) for v in attrs.values())
 
 
 def _moto_receive_ms(sqs, queue_url: str, backlog: int) -> dict:
