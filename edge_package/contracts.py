@@ -26,6 +26,11 @@ EMOTIONS: tuple[str, ...] = (
     "CALM",
     "FEAR",
 )
+# A face whose expression could not be read (Rekognition returned only UNKNOWN, or no emotions):
+# counted as an analysed face but left out of expression shares and energy (docs/analysis.md).
+# Never one of EMOTIONS, so no score map ever names it; only an item's top_emotion can.
+UNKNOWN_EXPRESSION = "UNKNOWN"
+TOP_EMOTIONS: tuple[str, ...] = (*EMOTIONS, UNKNOWN_EXPRESSION)
 # Positive, high-energy expressions that make a crowd "lively" (used by the vibe score).
 LIVELY_EMOTIONS: frozenset[str] = frozenset({"HAPPY", "SURPRISED"})
 
@@ -55,8 +60,17 @@ def normalise_scores(scores: dict) -> dict[str, float]:
 
 
 def top_emotion(scores: dict[str, float]) -> str:
-    """The highest-scoring emotion; ties resolve in taxonomy order so results are stable."""
-    return max(EMOTIONS, key=lambda name: (scores.get(name, 0.0), -EMOTIONS.index(name)))
+    """The highest-scoring emotion; ties resolve in taxonomy order so results are stable.
+
+    UNKNOWN_EXPRESSION when no emotion scores above zero: a tie of zeros is no reading, and must
+    not resolve to the first emotion (HAPPY)."""
+    best = max(EMOTIONS, key=lambda name: (scores.get(name, 0.0), -EMOTIONS.index(name)))
+    return best if scores.get(best, 0.0) > 0.0 else UNKNOWN_EXPRESSION
+
+
+def is_expression_known(top: str) -> bool:
+    """Whether an observation's top_emotion counts in expression shares and energy."""
+    return top in EMOTIONS
 
 
 # --- Device identity (AWS IoT thing name) -------------------------------------------------------
@@ -145,7 +159,14 @@ def parse_crop_key(key: str, *, url_encoded: bool = False) -> CropKey:
         seq=int(parts["seq"]),
     )
     hour_path = f"{parts['yyyy']}/{parts['mm']}/{parts['dd']}/{parts['hh']}"
-    if f"{crop.captured_at:%Y/%m/%d/%H}" != hour_path:
+    try:
+        captured = f"{crop.captured_at:%Y/%m/%d/%H}"
+    except (OverflowError, OSError, ValueError):
+        # Digits, but no datetime can hold them (e.g. 9999999999999999 ms is year ~318,857).
+        raise ContractError(
+            f"key {key!r}: capture time {crop.captured_at_ms} ms is out of range"
+        ) from None
+    if captured != hour_path:
         raise ContractError(f"key {key!r}: hour folder {hour_path} does not match the capture time")
     return crop
 

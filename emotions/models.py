@@ -9,7 +9,7 @@ from __future__ import annotations
 from django.db import models
 
 from devices.models import Device
-from edge_package.contracts import EMOTIONS
+from edge_package.contracts import EMOTIONS, TOP_EMOTIONS
 from festival.models import Festival, TenantModel, TenantQuerySet
 from stages.models import Set, Stage
 
@@ -32,7 +32,7 @@ class Observation(TenantModel):
     captured_at = models.DateTimeField()
     source = models.CharField(max_length=16)
     model = models.CharField(max_length=100, blank=True)
-    top_emotion = models.CharField(max_length=10, choices=[(e, e.title()) for e in EMOTIONS])
+    top_emotion = models.CharField(max_length=10, choices=[(e, e.title()) for e in TOP_EMOTIONS])
     face_confidence = models.FloatField(default=0)
     happy = models.FloatField(default=0)
     sad = models.FloatField(default=0)

@@ -2,8 +2,10 @@
 
 The unit of suppression is the **bucket**: one stage's faces in one minute (a MinuteRollup).
 
-1. A bucket with fewer than the festival's `min_faces_public` faces is *suppressed*: it shows
-   no number at all.
+1. A bucket with fewer than the festival's `min_faces_public` *read* faces is *suppressed*: it
+   shows no number at all. Read faces are those whose expression was read (top emotion not
+   UNKNOWN): shares over a few read faces among many unread ones would reveal those few
+   people's expressions, so unread faces never make a bucket big enough.
 2. Every number over several buckets (the live 5-minute window, its trend, a report's overall
    figures, a set's comparison entry) is computed from the published buckets **only**. A
    suppressed bucket adds nothing to it, so a total minus the visible buckets is always zero:
@@ -18,6 +20,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from edge_package.contracts import UNKNOWN_EXPRESSION
+
+
+def read_faces(bucket) -> int:
+    """Faces whose expression was read: the denominator of energy and expression shares."""
+    return max(0, bucket.faces - int(bucket.counts.get(UNKNOWN_EXPRESSION, 0)))
+
 
 @dataclass
 class WindowStats:
@@ -26,6 +35,10 @@ class WindowStats:
     faces: int = 0
     counts: dict = field(default_factory=dict)
     sums: dict = field(default_factory=dict)
+
+    @property
+    def read_faces(self) -> int:
+        return read_faces(self)
 
     def add(self, bucket) -> None:
         """Add a bucket (anything with faces, counts and sums: a MinuteRollup, a WindowStats)."""
@@ -43,7 +56,7 @@ def is_published(faces: int, min_faces: int) -> bool:
 
 def published_buckets(buckets: Iterable, min_faces: int) -> list:
     """The buckets that may show numbers; everything public is built from these only."""
-    return [bucket for bucket in buckets if is_published(bucket.faces, min_faces)]
+    return [bucket for bucket in buckets if is_published(read_faces(bucket), min_faces)]
 
 
 def published_total(buckets: Iterable, min_faces: int) -> WindowStats:

@@ -2,13 +2,15 @@
 
 The vibe score (0-100) of a stage over a sliding window:
 
-    energy = mean over faces of (HAPPY + SURPRISED) / 100        # positive, high-energy share
+    energy = mean over read faces of (HAPPY + SURPRISED) / 100   # positive, high-energy share
     crowd  = min(1, faces per minute / the stage's norm)          # how full it is for this stage
     vibe   = 100 * (0.7 * energy + 0.3 * crowd)
 
 The norm is the stage's `typical_crowd` when set, else the busiest minute of its last two hours.
-Every number here follows the one privacy rule (emotions.privacy): a minute with fewer faces than
-the festival's `min_faces_public` is suppressed, and a window sums its published minutes only.
+Every number here follows the one privacy rule (emotions.privacy): a minute with fewer read
+faces than the festival's `min_faces_public` is suppressed, and a window sums its published
+minutes only. A face whose expression could not be read (top emotion UNKNOWN) counts in faces
+and crowd but not in energy or expression shares; with no read face there is no vibe.
 """
 
 from __future__ import annotations
@@ -40,16 +42,20 @@ LIVE_CACHE_SECONDS = 5
 
 
 def vibe_score(stats: WindowStats, minutes: float, norm: float) -> float | None:
-    if stats.faces == 0:
+    if stats.read_faces == 0:
         return None
-    energy = sum(stats.sums.get(name, 0.0) for name in LIVELY_EMOTIONS) / (100.0 * stats.faces)
+    read = stats.read_faces
+    energy = sum(stats.sums.get(name, 0.0) for name in LIVELY_EMOTIONS) / (100.0 * read)
     crowd = min(1.0, (stats.faces / max(minutes, 1e-9)) / max(norm, 1.0))
     return round(100.0 * (ENERGY_WEIGHT * min(energy, 1.0) + CROWD_WEIGHT * crowd), 1)
 
 
-def expression_share(stats: WindowStats) -> dict[str, float]:
-    """Percent of faces by top expression (sums to ~100)."""
-    return {name: round(100.0 * stats.counts.get(name, 0) / stats.faces, 1) for name in EMOTIONS}
+def expression_share(stats: WindowStats) -> dict[str, float] | None:
+    """Percent of read faces by top expression (sums to ~100); None when no face was read."""
+    read = stats.read_faces
+    if read == 0:
+        return None
+    return {name: round(100.0 * stats.counts.get(name, 0) / read, 1) for name in EMOTIONS}
 
 
 def window_stats(festival: Festival, start: datetime, end: datetime) -> dict[int, WindowStats]:
@@ -93,7 +99,7 @@ def compute_live_ranking(
     rows = []
     for stage in stages:
         stats = current.get(stage.pk, WindowStats())
-        suppressed = not is_published(stats.faces, festival.min_faces_public)
+        suppressed = not is_published(stats.read_faces, festival.min_faces_public)
         row = {
             "stage": {"slug": stage.slug, "name": stage.name},
             "now_playing": playing[stage.pk].artist if playing.get(stage.pk) else None,
@@ -108,7 +114,7 @@ def compute_live_ranking(
             row["vibe"] = vibe_score(stats, minutes, norms[stage.pk])
             row["expression_share"] = expression_share(stats)
             before = previous.get(stage.pk, WindowStats())
-            if is_published(before.faces, festival.min_faces_public):
+            if is_published(before.read_faces, festival.min_faces_public):
                 delta = round(
                     row["vibe"] - vibe_score(before, window.seconds / 60, norms[stage.pk]), 1
                 )
@@ -368,7 +374,7 @@ def stage_timeline(
         stats = WindowStats()
         if minute in rollups:
             stats.add(rollups[minute])
-        suppressed = not is_published(stats.faces, festival.min_faces_public)
+        suppressed = not is_published(stats.read_faces, festival.min_faces_public)
         points.append(
             {
                 "minute": minute,

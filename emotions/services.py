@@ -40,6 +40,7 @@ from edge_package.contracts import (
     EMOTIONS,
     OBSERVATION_PK,
     OBSERVATION_SK,
+    TOP_EMOTIONS,
     ContractError,
     normalise_scores,
     observation_partition,
@@ -206,7 +207,7 @@ def _as_row(item: dict, stage: Stage, device: Device, captured_ms: int) -> Obser
     scores = normalise_scores({k: float(v) for k, v in item["emotions"].items()})
     fields = {name.lower(): scores[name] for name in EMOTIONS}
     top = str(item.get("top_emotion", ""))
-    if top not in EMOTIONS:
+    if top not in TOP_EMOTIONS:  # UNKNOWN: a face counted without an expression read
         raise ContractError(f"top_emotion {top!r} is not in the taxonomy")
     return Observation(
         organization_id=stage.organization_id,

@@ -33,6 +33,20 @@ CROWDS = {
     "harbour": {"faces": 6, "mood": 0.0},
 }
 DEFAULT_CROWD = {"faces": 6, "mood": 0.5}
+# Fresher crops for a live demo (production default: 10 s); with CROWDS and the upload budget it
+# sets the demo's arrival rate at the analyzer (demo_arrival_crops_per_s).
+DEMO_THROTTLE_INTERVAL_S = 3
+
+
+def demo_arrival_crops_per_s() -> float:
+    """Crops per second the demo's cameras can send at most: per camera, one crop per face in view
+    per throttle interval, capped by its upload budget (bench/bench_analysis.py compares)."""
+    from edge_package.contracts import EDGE_CONFIG_DEFAULTS
+
+    budget_per_s = EDGE_CONFIG_DEFAULTS["upload_budget_per_min"] / 60.0
+    return sum(
+        min(crowd["faces"] / DEMO_THROTTLE_INTERVAL_S, budget_per_s) for crowd in CROWDS.values()
+    )
 
 
 @dataclass
@@ -153,7 +167,7 @@ def prepare_cameras(festival, service_url: str, folder: Path, fps: float) -> lis
         device.config = {
             **device.config,
             "fps_cap": fps,
-            "throttle_interval_s": 3,  # fresher crops for a live demo (production default: 10)
+            "throttle_interval_s": DEMO_THROTTLE_INTERVAL_S,
         }
         device.save(update_fields=["config", "updated_at"])
         config = device_config(device, token=issue_device_token(device))

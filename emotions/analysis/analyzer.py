@@ -3,16 +3,23 @@
 Order matters for safety: observations are written (conditionally, so replays add nothing) before a
 crop is deleted and before the caller acknowledges the message; a crash at any point therefore
 leads to a redelivery that completes the work instead of losing it.
+
+The work is waiting on S3 and DynamoDB, so downloads and writes run on a bounded thread pool and a
+crop is analyzed as soon as it is decoded (local model) while the others still download. Memory
+is bounded whatever the batch: at most `decode_slots` crops are decoded at full size at once, and
+each is shrunk to `analysis_side_px` right away. Any exception on one crop fails that crop alone.
 """
 
 from __future__ import annotations
 
 import io
 import logging
+import threading
 import time
 import warnings
 from collections import Counter, defaultdict
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 
 from boto3.dynamodb.types import TypeSerializer
@@ -23,6 +30,7 @@ from edge_package.contracts import (
     EMOTIONS,
     META_DETECTOR_SCORE,
     META_ORGANIZATION,
+    UNKNOWN_EXPRESSION,
     ContractError,
     CropKey,
     build_observation_item,
@@ -32,7 +40,7 @@ from edge_package.contracts import (
 
 from .backends import Face
 from .config import AnalyzerSettings
-from .errors import AnalysisError, PermanentError, error_code, from_aws_error
+from .errors import AnalysisError, PermanentError, RetryableError, error_code, from_aws_error
 from .events import CropRef, MessageProblem
 from .metrics import MetricBatch
 
@@ -47,6 +55,13 @@ REJECTED = "rejected"
 MISSING = "missing"
 IGNORED = "ignored"
 RETRY = "retry"
+
+# GetObject on a key that is gone: 404 with s3:ListBucket, 403 AccessDenied without it (S3 will
+# not say whether a key exists to a caller that may not list). Both mean: already analyzed.
+GONE_CODES = {
+    **dict.fromkeys(("NoSuchKey", "404", "NotFound"), "already_deleted"),
+    **dict.fromkeys(("AccessDenied", "403"), "access_denied_as_gone"),
+}
 
 
 @dataclass
@@ -115,6 +130,7 @@ class Analyzer:
         dynamodb,
         cloudwatch,
         clock: Callable[[], float] = time.time,
+        executor: ThreadPoolExecutor | None = None,
     ):
         self.settings = settings
         self.backend = backend
@@ -122,6 +138,12 @@ class Analyzer:
         self.dynamodb = dynamodb
         self.cloudwatch = cloudwatch
         self.clock = clock
+        # Built once (per Lambda container or worker); boto3 clients are thread-safe.
+        self.executor = executor or ThreadPoolExecutor(
+            max_workers=settings.io_workers, thread_name_prefix="analyzer-io"
+        )
+        self._decode_slots = threading.BoundedSemaphore(settings.decode_slots)
+        self._backend_lock = threading.Lock()  # a TFLite interpreter is not thread-safe
 
     # --- steps -----------------------------------------------------------------------------
     def _route(self, outcome: CropOutcome) -> bool:
@@ -148,9 +170,16 @@ class Analyzer:
         try:
             response = self.s3.get_object(Bucket=ref.bucket, Key=ref.key)
         except Exception as exc:
-            if error_code(exc) in ("NoSuchKey", "404", "NotFound"):
-                # Already analyzed and deleted: a duplicate delivery, not an error.
-                self._finish(outcome, MISSING, "already_deleted")
+            gone = GONE_CODES.get(error_code(exc))
+            if gone:
+                # Already analyzed and deleted: a duplicate delivery, not an error (counted).
+                if gone != "already_deleted":
+                    log.warning(
+                        "crop %r answered 403 on GetObject: taken as gone (duplicate delivery); "
+                        "if every crop does, the analyzer role cannot read the bucket",
+                        ref.key,
+                    )
+                self._finish(outcome, MISSING, gone)
                 return None
             return self._fail(outcome, from_aws_error(exc, "s3"))
         metadata = {k.lower(): v for k, v in (response.get("Metadata") or {}).items()}
@@ -172,9 +201,11 @@ class Analyzer:
             return self._fail(outcome, exc)
 
     def _decode(self, data: bytes) -> Image.Image:
+        """The crop as RGB, at most analysis_side_px a side; checked before any pixel is decoded."""
         limit = self.settings.max_crop_side_px
+        side = self.settings.analysis_side_px
         try:
-            with warnings.catch_warnings():
+            with warnings.catch_warnings(), self._decode_slots:
                 warnings.simplefilter("error", Image.DecompressionBombWarning)
                 image = Image.open(io.BytesIO(data))
                 if image.format != "JPEG":
@@ -183,7 +214,14 @@ class Analyzer:
                     raise PermanentError("image_too_large", f"{image.width}x{image.height} px")
                 if min(image.size) < self.settings.min_crop_side_px:
                     raise PermanentError("image_too_small", f"{image.width}x{image.height} px")
+                # JPEG DCT scaling: a big crop is decoded at 1/2..1/8 of its size directly.
+                image.draft("RGB", (side, side))
                 image.load()  # raises on truncated or corrupt data (Pillow is strict by default)
+                if image.mode != "RGB":
+                    image = image.convert("RGB")
+                if max(image.size) > side:
+                    image.thumbnail((side, side), Image.Resampling.BILINEAR)
+                return image
         except AnalysisError:
             raise
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -192,7 +230,6 @@ class Analyzer:
             raise PermanentError("not_an_image", str(exc)) from exc
         except (OSError, SyntaxError, ValueError) as exc:
             raise PermanentError("corrupt_image", str(exc)) from exc
-        return image.convert("RGB")
 
     def _write(self, outcome: CropOutcome, faces: list[Face], metadata: dict) -> None:
         analyzed_at_ms = int(self.clock() * 1000)
@@ -270,6 +307,44 @@ class Analyzer:
                     log.error("%d crops left for the lifecycle rule in %s", len(failed), bucket)
 
     # --- the batch ---------------------------------------------------------------------------
+    def _guarded(self, outcome: CropOutcome, step: Callable, *args):
+        """Poison isolation: an unexpected exception fails this crop alone (logged, counted)."""
+        try:
+            return step(outcome, *args)
+        except ContractError as exc:  # e.g. a NaN score: the same every time, so not retried
+            return self._fail(outcome, PermanentError("contract_error", str(exc)))
+        except Exception as exc:
+            log.exception("crop %r failed in %s", outcome.ref.key, step.__name__)
+            detail = f"{type(exc).__name__}: {exc}"
+            return self._fail(outcome, RetryableError("internal_error", detail))
+
+    def _analyze(self, ready: list[tuple[CropOutcome, Image.Image, dict]], writes: list) -> int:
+        """Run the backend on decoded crops and queue their writes; returns DetectFaces calls."""
+        images = [image for _, image, _ in ready]
+        with self._backend_lock:
+            calls_before = getattr(self.backend, "calls", 0)
+            try:
+                if self.backend.source == "local":
+                    confidences = [_detector_confidence(meta) for _, _, meta in ready]
+                    results = self.backend.analyze(images, confidences)
+                else:
+                    results = self.backend.analyze(images)
+            except Exception as exc:
+                log.exception("the %s backend failed on %d crops", self.backend.source, len(ready))
+                error = RetryableError("internal_error", f"{type(exc).__name__}: {exc}")
+                results = [error] * len(ready)
+            calls = getattr(self.backend, "calls", 0) - calls_before
+        for (outcome, _, metadata), result in zip(ready, results, strict=True):
+            if isinstance(result, AnalysisError):
+                self._fail(outcome, result)
+            elif not result:
+                self._finish(outcome, NO_FACE, "no_face")
+            else:
+                writes.append(
+                    self.executor.submit(self._guarded, outcome, self._write, result, metadata)
+                )
+        return calls
+
     def process(
         self, refs: list[CropRef], problems: list[MessageProblem] | tuple = ()
     ) -> BatchReport:
@@ -279,33 +354,35 @@ class Analyzer:
             log.warning(
                 "message %s rejected: %s (%s)", problem.message_id, problem.reason, problem.detail
             )
-        ready: list[tuple[CropOutcome, Image.Image, dict]] = []
-        for ref in refs:
+        fetches: dict[Future, int] = {}
+        for index, ref in enumerate(refs):
             outcome = CropOutcome(ref)
             report.outcomes.append(outcome)
-            if not self._route(outcome):
+            if self._guarded(outcome, self._route):
+                fetches[self.executor.submit(self._guarded, outcome, self._fetch)] = index
+        # The local model reads each crop as soon as it is decoded, while the rest download;
+        # Rekognition waits for the whole batch so that its mosaics are full (one call per 64).
+        streaming = self.backend.source == "local"
+        writes: list[Future] = []
+        ready: list[tuple[int, tuple]] = []
+        for future in as_completed(fetches):
+            fetched = future.result()
+            if fetched is None:
                 continue
-            fetched = self._fetch(outcome)
-            if fetched is not None:
-                ready.append((outcome, *fetched))
-        if ready:
-            images = [image for _, image, _ in ready]
-            calls_before = getattr(self.backend, "calls", 0)
-            if self.backend.source == "local":
-                confidences = [_detector_confidence(meta) for _, _, meta in ready]
-                results = self.backend.analyze(images, confidences)
+            outcome = report.outcomes[fetches[future]]
+            if streaming:
+                report.detectfaces_calls += self._analyze([(outcome, *fetched)], writes)
             else:
-                results = self.backend.analyze(images)
-            report.detectfaces_calls = getattr(self.backend, "calls", 0) - calls_before
-            for (outcome, _, metadata), result in zip(ready, results, strict=True):
-                if isinstance(result, AnalysisError):
-                    self._fail(outcome, result)
-                elif not result:
-                    self._finish(outcome, NO_FACE, "no_face")
-                else:
-                    self._write(outcome, result, metadata)
+                ready.append((fetches[future], (outcome, *fetched)))
+        if ready:
+            ready.sort(key=lambda pair: pair[0])  # the caller's order: mosaics are deterministic
+            report.detectfaces_calls += self._analyze([item for _, item in ready], writes)
+        del ready
+        for future in writes:
+            future.result()
         self._count(report, metrics)
-        self._delete_crops(report.outcomes, metrics)
+        deleting = self.executor.submit(self._delete_crops, report.outcomes, metrics)
+        deleting.result()
         metrics.flush(self.cloudwatch)
         log.info("analysis batch: %s", report.summary())
         return report
@@ -323,6 +400,8 @@ class Analyzer:
                 metrics.error(outcome.reason)
             elif outcome.status == MISSING:
                 metrics.add("DuplicateDeliveries", 1, {})
+                if outcome.reason != "already_deleted":
+                    metrics.add("CropsTakenAsGone", 1, {"Reason": outcome.reason})
             if crop is None or outcome.status not in (WRITTEN, NO_FACE, DUPLICATE):
                 continue
             stage = {"Festival": crop.festival, "Stage": crop.stage}
@@ -335,6 +414,8 @@ class Analyzer:
                 metrics.add("FacesAnalyzed", outcome.faces_written, stage)
             for name in outcome.top_emotions:
                 metrics.add("TopEmotionFaces", 1, {**stage, "Emotion": name})
-            for scores in outcome.scores:
+            for top, scores in zip(outcome.top_emotions, outcome.scores, strict=True):
+                if top == UNKNOWN_EXPRESSION:
+                    continue  # no reading: zeros would drag every score's average down
                 for name in EMOTIONS:
                     metrics.sample("EmotionScore", scores[name], {**stage, "Emotion": name})

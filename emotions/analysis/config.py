@@ -20,6 +20,13 @@ MAX_RETENTION_HOURS = 24
 DEFAULT_MAX_CROP_BYTES = 5 * 1024 * 1024
 DEFAULT_MAX_CROP_SIDE_PX = 4096
 DEFAULT_MIN_CROP_SIDE_PX = 16  # the smallest face the edge is allowed to send (min_face_px)
+# A decoded crop is kept at most this big: the mosaic tile is 160 px and the local model reads
+# 64x64, so more pixels add nothing but memory (a 4096 px crop would hold ~50 MB per image).
+DEFAULT_ANALYSIS_SIDE_PX = 512
+# Concurrent S3 GETs / PutItems per analyzer: the work is waiting on I/O, not CPU.
+DEFAULT_IO_WORKERS = 8
+# Full-size decodes at once (each up to max_crop_side_px squared before it is shrunk).
+DEFAULT_DECODE_SLOTS = 2
 
 
 class SettingsError(ValueError):
@@ -57,6 +64,9 @@ class AnalyzerSettings:
     min_crop_side_px: int = DEFAULT_MIN_CROP_SIDE_PX
     local_model_path: str | None = None
     queue_url: str = ""
+    analysis_side_px: int = DEFAULT_ANALYSIS_SIDE_PX
+    io_workers: int = DEFAULT_IO_WORKERS
+    decode_slots: int = DEFAULT_DECODE_SLOTS
 
     def __post_init__(self):
         if self.backend not in BACKENDS:
@@ -93,4 +103,8 @@ class AnalyzerSettings:
             ),
             local_model_path=env.get("STAGEPULSE_LOCAL_MODEL_PATH") or None,
             queue_url=env.get("STAGEPULSE_ANALYZER_QUEUE_URL", ""),
+            io_workers=_int_env(env, "STAGEPULSE_ANALYZER_IO_WORKERS", DEFAULT_IO_WORKERS, 1, 64),
+            decode_slots=_int_env(
+                env, "STAGEPULSE_ANALYZER_DECODE_SLOTS", DEFAULT_DECODE_SLOTS, 1, 16
+            ),
         )

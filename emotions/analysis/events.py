@@ -100,6 +100,9 @@ def crops_from_sqs_event(event: dict) -> tuple[list[CropRef], list[MessageProble
     problems: list[MessageProblem] = []
     message_ids: list[str] = []
     for message in event.get("Records", []):
+        if not isinstance(message, dict):
+            problems.append(MessageProblem("bad_message", f"not an SQS record: {message!r:.80}"))
+            continue
         message_id = message.get("messageId") or message.get("MessageId") or ""
         message_ids.append(message_id)
         body = message.get("body", message.get("Body"))

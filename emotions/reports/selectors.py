@@ -18,7 +18,7 @@ from django.db.models import Count, Sum
 from django.utils import timezone
 
 from devices.models import Device, DeviceStatus
-from edge_package.contracts import EMOTIONS
+from edge_package.contracts import EMOTIONS, UNKNOWN_EXPRESSION
 from emotions.models import MinuteRollup, Observation, ReportStatus, SetReport
 from emotions.privacy import WindowStats, is_published, published_buckets, published_total
 from emotions.selectors import expression_share, vibe_score
@@ -107,16 +107,22 @@ def _set_vibe(rows: list[_Row], norm: float, min_faces: int) -> tuple[int, float
     """A set's faces and vibe over its published minutes (emotions.privacy, rule 2)."""
     published = published_buckets(rows, min_faces)
     stats = published_total(published, min_faces)
-    if not is_published(stats.faces, min_faces):
+    if not is_published(stats.read_faces, min_faces):
         return stats.faces, None
     return stats.faces, vibe_score(stats, len(published), norm)
 
 
-def _mean_scores(stats: WindowStats) -> dict[str, float]:
-    return {name: round(stats.sums.get(name, 0.0) / stats.faces, 1) for name in EMOTIONS}
+def _mean_scores(stats: WindowStats) -> dict[str, float] | None:
+    """Over read faces only: an UNKNOWN face has no scores to average (docs/analysis.md)."""
+    read = stats.read_faces
+    if read == 0:
+        return None
+    return {name: round(stats.sums.get(name, 0.0) / read, 1) for name in EMOTIONS}
 
 
-def _top(shares: dict[str, float]) -> str:
+def _top(shares: dict[str, float] | None) -> str:
+    if not shares:
+        return UNKNOWN_EXPRESSION
     return max(EMOTIONS, key=lambda name: (shares.get(name, 0.0), -EMOTIONS.index(name)))
 
 
@@ -259,15 +265,15 @@ def build_payload(a_set: Set, now: datetime | None = None) -> dict:
     own = {r.minute: r for r in _set_rows(rows, a_set)}
     published = published_buckets(own.values(), k)
     total = published_total(published, k)  # the overall numbers: published minutes only
-    suppressed = not is_published(total.faces, k)
+    suppressed = not is_published(total.read_faces, k)
 
     minutes = []
     minute = _floor(a_set.starts_at)
     while minute < a_set.ends_at:
         row = own.get(minute)
         faces = row.faces if row else 0
-        small = not is_published(faces, k)
         stats = row.stats() if row else WindowStats()
+        small = not is_published(stats.read_faces, k)
         minutes.append(
             {
                 "minute": _iso(minute),
@@ -282,7 +288,7 @@ def build_payload(a_set: Set, now: datetime | None = None) -> dict:
         minute += timedelta(minutes=1)
 
     coverage, models = _coverage(a_set, minutes)
-    reportable = [m for m in minutes if not m["suppressed"]]
+    reportable = [m for m in minutes if not m["suppressed"] and m["vibe"] is not None]
 
     def moment(point: dict | None) -> dict | None:
         if point is None:

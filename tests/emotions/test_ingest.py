@@ -238,7 +238,7 @@ def test_malformed_items_are_refused_and_counted_without_sinking_the_page(aws, n
     now = timezone.now()
     put_face(ours, now - timedelta(seconds=3))
     put_face(ours, now - timedelta(seconds=2), emotions={"HAPPY": "very"})
-    put_face(ours, now - timedelta(seconds=1), top_emotion="UNKNOWN")
+    put_face(ours, now - timedelta(seconds=1), top_emotion="BORED")  # not in the taxonomy
     put_face(ours, now, captured_at_ms=99999999999999999)  # digits, out of range
     result = ingest(aws)
     assert result.created == 1 and result.rejected == {"malformed": 3}

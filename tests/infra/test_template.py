@@ -9,6 +9,7 @@ import pytest
 from edge_package import contracts
 from edge_package.telemetry import TOPIC_TEMPLATE
 from emotions.analysis.config import AnalyzerSettings
+from emotions.analysis.mosaic import MosaicLimits
 from infra import deploy as infra
 
 TEMPLATES = sorted(infra.INFRA_DIR.glob("*.yaml"))
@@ -94,6 +95,7 @@ def test_analyzer_policy_is_least_privilege(template):
     assert set(actions) == {
         "s3:GetObject",
         "s3:DeleteObject",
+        "s3:ListBucket",
         "rekognition:DetectFaces",
         "dynamodb:PutItem",
         "cloudwatch:PutMetricData",
@@ -104,6 +106,10 @@ def test_analyzer_policy_is_least_privilege(template):
         "sqs:GetQueueUrl",
     }
     assert actions["s3:GetObject"]["Resource"]["Fn::Sub"].endswith("${CropsBucketName}/faces/*")
+    # ListBucket on the crops bucket itself (unconditioned: S3's 404-or-403 check for a missing
+    # key carries no s3:prefix), so a duplicate delivery finds 404 instead of AccessDenied.
+    assert actions["s3:ListBucket"]["Resource"]["Fn::Sub"].endswith(":s3:::${CropsBucketName}")
+    assert "Condition" not in actions["s3:ListBucket"]
     assert actions["dynamodb:PutItem"]["Resource"] == {"Fn::GetAtt": ["ObservationsTable", "Arn"]}
     assert "Condition" in actions["cloudwatch:PutMetricData"]  # namespace-scoped
 
@@ -179,9 +185,32 @@ def test_lambda_runs_the_real_handler_with_settings_it_understands(template):
         "NS",
     )
     assert settings.retention_hours == 3
-    assert function["DeadLetterConfig"]["TargetArn"] == {
-        "Fn::GetAtt": ["AnalyzerDeadLetterQueue", "Arn"]
+
+
+def test_lambda_mode_reads_the_queue_in_batches_with_partial_failures(template):
+    """S3 -> SQS -> Lambda: one invocation per batch (full mosaic); failed messages retried."""
+    resources = template["Resources"]
+    notification = resources["CropsBucket"]["Properties"]["NotificationConfiguration"]
+    assert set(notification) == {"QueueConfigurations"}  # no S3 -> Lambda, in either mode
+    (target,) = notification["QueueConfigurations"]
+    assert target["Queue"] == {"Fn::GetAtt": ["AnalysisQueue", "Arn"]}
+    mapping = resources["AnalyzerEventSourceMapping"]
+    assert mapping["Type"] == "AWS::Lambda::EventSourceMapping"
+    assert mapping["Condition"] == resources["AnalyzerFunction"]["Condition"]
+    props = mapping["Properties"]
+    assert props["EventSourceArn"] == {"Fn::GetAtt": ["AnalysisQueue", "Arn"]}
+    assert props["FunctionName"] == {"Ref": "AnalyzerFunction"}
+    assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    # A batch of 64 fills one DetectFaces mosaic (MosaicLimits.max_tiles); over 10 needs a window.
+    assert props["BatchSize"] == MosaicLimits().max_tiles
+    assert 1 <= props["MaximumBatchingWindowInSeconds"] <= 5
+    queue = resources["AnalysisQueue"]["Properties"]
+    timeout = resources["AnalyzerFunction"]["Properties"]["Timeout"]
+    assert queue["VisibilityTimeout"] >= 6 * timeout
+    assert queue["RedrivePolicy"]["deadLetterTargetArn"] == {
+        "Fn::GetAtt": ["AnalysisDeadLetterQueue", "Arn"]
     }
+    assert not any(r["Type"] == "AWS::Lambda::Permission" for r in resources.values())
 
 
 def test_observations_table_stream_matches_the_contract(template):
