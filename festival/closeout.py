@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from botocore.config import Config
 from botocore.exceptions import ClientError
 from django.conf import settings
 from django.utils import timezone
@@ -155,11 +156,13 @@ class InventoryLine:
     removed: int
     remains: list[str]
     unchecked: str = ""  # why this type could not be looked at
+    more: int = 0  # remaining beyond the names listed
 
     def line(self) -> str:
         if self.unchecked:
             return f"{self.kind}: removed {self.removed}, not checked ({self.unchecked})"
-        left = f"{len(self.remains)} remain" if self.remains else "none remain"
+        count = len(self.remains) + self.more
+        left = f"{count} remain" if count else "none remain"
         shown = ", ".join(self.remains[:5]) + (" …" if len(self.remains) > 5 else "")
         return f"{self.kind}: removed {self.removed}, {left}" + (f" ({shown})" if shown else "")
 
@@ -218,7 +221,12 @@ class Closeout:
 
     def client(self, name: str):
         if name not in self._clients:
-            self._clients[name] = self._make_client(name)
+            if name == "dynamodb" and self._make_client is aws.client:
+                # one connection per scanning segment and per writer
+                pool = Config(max_pool_connections=SCAN_SEGMENTS + DELETE_WORKERS)
+                self._clients[name] = aws.client(name, config=aws.RETRY_CONFIG.merge(pool))
+            else:
+                self._clients[name] = self._make_client(name)
         return self._clients[name]
 
     @property
@@ -452,32 +460,49 @@ class Closeout:
             self._removed(S3_OBJECTS, len(chunk) - len(errors))
 
     def _scan_segment(self, segment: int, on_page: Callable[[list[dict]], None]) -> None:
-        dynamodb = self.client("dynamodb")
-        pages = dynamodb.get_paginator("scan").paginate(
-            TableName=self.festival.table,
-            Segment=segment,
-            TotalSegments=SCAN_SEGMENTS,
-            FilterExpression="begins_with(pk, :prefix)",
-            ExpressionAttributeValues={":prefix": {"S": f"{self.slug}/"}},
-            ProjectionExpression="pk, sk",
+        pages = (
+            self.client("dynamodb")
+            .get_paginator("scan")
+            .paginate(
+                TableName=self.festival.table,
+                Segment=segment,
+                TotalSegments=SCAN_SEGMENTS,
+                FilterExpression="begins_with(pk, :prefix)",
+                ExpressionAttributeValues={":prefix": {"S": f"{self.slug}/"}},
+                ProjectionExpression="pk, sk",
+            )
         )
         for page in pages:
             if page.get("Items"):
                 on_page(page["Items"])
 
-    def _festival_item_keys(self) -> list[dict]:
-        """Every item under "<festival>/…", whichever stage (existing or not) it names."""
-        found: list[dict] = []
+    def _scan_items(self, on_page: Callable[[list[dict]], None]) -> None:
+        """Every item under "<festival>/…", whichever stage (existing or not) it names, read by
+        SCAN_SEGMENTS parallel segments; `on_page` gets each page's keys as it is read."""
         try:
             with ThreadPoolExecutor(SCAN_SEGMENTS) as pool:
-                for future in [
-                    pool.submit(self._scan_segment, s, found.extend) for s in range(SCAN_SEGMENTS)
-                ]:
+                futures = [
+                    pool.submit(self._scan_segment, s, on_page) for s in range(SCAN_SEGMENTS)
+                ]
+                for future in futures:
                     future.result()
         except ClientError as error:
             if not _gone(error):
                 raise
-        return found
+
+    def _festival_item_names(self, limit: int = SHOWN_ITEMS) -> tuple[list[str], int]:
+        """(up to `limit` item names, how many there are)."""
+        names: list[str] = []
+        total = Counter()
+
+        def on_page(items: list[dict]) -> None:
+            with self._lock:
+                total["items"] += len(items)
+                room = limit - len(names)
+                names.extend(f"{k['pk']['S']}#{k['sk']['S']}" for k in items[: max(0, room)])
+
+        self._scan_items(on_page)
+        return names, total["items"]
 
     def _delete_items(self, keys: list[dict]) -> int:
         """One batch of up to 25; unprocessed items are retried with backoff. Returns those left."""
@@ -493,18 +518,44 @@ class Closeout:
 
     def observations(self, report: StepReport) -> None:
         """A parallel scan by the festival's partition prefix (a stage renamed or deleted long
-        ago is found too), deleted by parallel batch writes. Items also expire by TTL (7 days)."""
-        keys = self._festival_item_keys()
-        for key in keys:
-            report.add(f"{key['pk']['S']}#{key['sk']['S']}")
-        if self.dry_run or not keys:
+        ago is found too); each page read is deleted at once by a pool of batch writers, with a
+        bounded backlog, so memory stays flat at any size (items also expire by their TTL)."""
+        if self.dry_run:
+            names, count = self._festival_item_names()
+            report.items.extend(names)
+            report.more = count - len(names)
             return
-        batches = [keys[start : start + 25] for start in range(0, len(keys), 25)]
-        with ThreadPoolExecutor(DELETE_WORKERS) as pool:
-            left = sum(pool.map(self._delete_items, batches))
-        self._removed(DDB_ITEMS, len(keys) - left)
-        if left:
-            report.errors.append(f"{left} items throttled; run again")
+        slots = threading.BoundedSemaphore(DELETE_WORKERS * 4)
+        totals: Counter[str] = Counter()
+        failures: list[BaseException] = []
+
+        def delete(batch: list[dict]) -> None:
+            try:
+                left = self._delete_items(batch)
+                with self._lock:
+                    totals["left"] += left
+                    totals["deleted"] += len(batch) - left
+            except BaseException as error:  # re-raised below, after the pool is drained
+                failures.append(error)
+            finally:
+                slots.release()
+
+        with ThreadPoolExecutor(DELETE_WORKERS) as deleters:
+
+            def on_page(items: list[dict]) -> None:
+                with self._lock:
+                    for key in items:
+                        report.add(f"{key['pk']['S']}#{key['sk']['S']}")
+                for start in range(0, len(items), 25):
+                    slots.acquire()  # backpressure: the scan waits for the writers
+                    deleters.submit(delete, items[start : start + 25])
+
+            self._scan_items(on_page)
+        self._removed(DDB_ITEMS, totals["deleted"])
+        if failures:
+            raise failures[0]
+        if totals["left"]:
+            report.errors.append(f"{totals['left']} items throttled; run again")
 
     # --- 4. CloudWatch ----------------------------------------------------------------------------
     def _dashboard_and_alarms(self) -> tuple[list[str], list[str]]:
@@ -875,14 +926,16 @@ class Closeout:
     # --- the inventory ----------------------------------------------------------------------------
     def _remaining(self) -> dict[str, list[str]]:
         """Everything of the festival found again from scratch, per resource type."""
+        self.unchecked: dict[str, str] = {}
+        self.uncounted: Counter[str] = Counter()
         iot = self.client("iot")
         left: dict[str, list[str]] = {kind: [] for kind in KINDS}
         left[S3_OBJECTS] = [e["Key"] for e in self._crop_versions()]
-        left[DDB_ITEMS] = [f"{k['pk']['S']}#{k['sk']['S']}" for k in self._festival_item_keys()]
+        left[DDB_ITEMS], self.uncounted[DDB_ITEMS] = self._festival_item_names()
+        self.uncounted[DDB_ITEMS] -= len(left[DDB_ITEMS])
         for url in self._queue_urls():
             left[SQS_MESSAGES] += self._sweep_queue(url, delete=False)[0]
         left[DASHBOARDS], left[ALARMS] = self._dashboard_and_alarms()
-        self.unchecked = {}
         if self._gg2_things():
             try:
                 left[GG2_DEPLOYMENTS], left[GG2_COMPONENTS], left[GG2_CORES] = self._gg2_found()
@@ -914,6 +967,12 @@ class Closeout:
         except ClientError as error:
             return [InventoryLine(f"inventory failed ({_code(error)}); run again", 0, [str(error)])]
         return [
-            InventoryLine(kind, self.removed[kind], left[kind], self.unchecked.get(kind, ""))
+            InventoryLine(
+                kind,
+                self.removed[kind],
+                left[kind],
+                self.unchecked.get(kind, ""),
+                self.uncounted[kind],
+            )
             for kind in KINDS
         ]
