@@ -3,9 +3,11 @@ the same things and deletes nothing; running it again finds nothing left."""
 
 import io
 import json
+from unittest import mock
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 from django.core.management import CommandError, call_command
 from moto import mock_aws
@@ -240,3 +242,43 @@ def test_purge_deletes_aggregates_and_command_reports(festival_resources):
     assert MinuteRollup.objects.filter(festival=ours.festival).count() == 1
     with pytest.raises(CommandError, match="no festival"):
         call_command("closeout", "nope", stdout=out)
+
+
+def test_command_ends_with_an_inventory_and_greengrass_v2_unchecked_on_moto(festival_resources):
+    """moto has no Greengrass v2: closeout says so instead of failing, and removes the rest."""
+    ours, _, _, _, _ = festival_resources
+    out = io.StringIO()
+    call_command("closeout", ours.festival.slug, stdout=out)
+    text = out.getvalue()
+    assert "Inventory (found again after closeout):" in text
+    assert "IoT things: removed 1, none remain" in text
+    assert "S3 crop objects and versions: removed 3, none remain" in text
+    assert (
+        "Greengrass v2 deployments: removed 0, not checked (Greengrass v2 is not available" in text
+    )
+    ours.festival.refresh_from_db()
+    assert ours.festival.closed_at is not None
+
+
+def test_what_a_failed_step_leaves_is_in_the_inventory_and_a_second_run_removes_it(
+    festival_resources,
+):
+    ours, _, _, _, _ = festival_resources
+    iam = aws.client("iam")
+    throttled = ClientError(
+        {"Error": {"Code": "Throttling", "Message": "Rate exceeded"}}, "DeleteRole"
+    )
+
+    def client(name):
+        return iam if name == "iam" else aws.client(name)
+
+    with mock.patch.object(iam, "delete_role", side_effect=throttled):
+        closeout = Closeout(ours.festival, client=client)
+        reports = {r.step: r for r in closeout.run()}
+    assert "Throttling" in reports["IoT things, certificates and policies"].errors[0]
+    inventory = {line.kind: line for line in closeout.inventory}
+    assert inventory["IAM roles"].remains == ["stagepulse-dev-ours-cam-1"]
+    out = io.StringIO()
+    call_command("closeout", ours.festival.slug, stdout=out)  # resumes
+    assert "IAM roles: removed 1, none remain" in out.getvalue()
+    assert "IoT things: removed 1, none remain" in out.getvalue()
