@@ -310,23 +310,34 @@ class Closeout:
     def pause_cameras(self, report: StepReport) -> None:
         """Paused in the database (standalone cameras hear it in their next telemetry answer)
         and pushed to the shadow (Greengrass v2 and DeepLens). update(), not save(): a device
-        save would queue the dashboard sync that closeout is about to delete."""
+        save would queue the dashboard sync that closeout is about to delete.
+
+        A camera may not hear it at once (offline, between telemetry answers), and credentials
+        it already holds stay valid for up to an hour, so its role also loses its write policy
+        now: IAM checks every request, and nothing it uploads lands after this step."""
         from devices.models import Device
         from devices.services.health import push_config_to_shadow
 
         for device in self._devices():
-            if device.config.get("paused") is True:
-                continue
-            report.add(device.thing_name)
-            if self.dry_run:
-                continue
-            device.config = {**device.config, "paused": True}
-            Device.objects.filter(pk=device.pk).update(config=device.config)
-            if device.registered_at and not push_config_to_shadow(device):
-                report.notes.append(
-                    f"{device.thing_name}: shadow not updated ({device.shadow_error}); its "
-                    "certificate is revoked below, which cuts it off anyway"
-                )
+            if device.config.get("paused") is not True:
+                report.add(device.thing_name)
+                if not self.dry_run:
+                    device.config = {**device.config, "paused": True}
+                    Device.objects.filter(pk=device.pk).update(config=device.config)
+                    if device.registered_at and not push_config_to_shadow(device):
+                        report.notes.append(
+                            f"{device.thing_name}: shadow not updated ({device.shadow_error}); "
+                            "its write access is revoked all the same"
+                        )
+        if self.dry_run:
+            return
+        iam = self.client("iam")
+        roles = {d.role_name for d in self._devices() if d.role_name}
+        roles |= {self._device_names(thing)["role"] for thing in self._registered_things()}
+        for role in sorted(roles):
+            listed = _ignore_gone(iam.list_role_policies, RoleName=role) or {}
+            for policy in listed.get("PolicyNames", []):
+                _ignore_gone(iam.delete_role_policy, RoleName=role, PolicyName=policy)
 
     def stop_deployments(self, report: StepReport) -> None:
         """Unfinished deployments end as failed without a rollback (the camera is going), and a

@@ -282,3 +282,22 @@ def test_what_a_failed_step_leaves_is_in_the_inventory_and_a_second_run_removes_
     call_command("closeout", ours.festival.slug, stdout=out)  # resumes
     assert "IAM roles: removed 1, none remain" in out.getvalue()
     assert "IoT things: removed 1, none remain" in out.getvalue()
+
+
+def test_cameras_are_stopped_first_and_a_camera_that_misses_the_pause_can_write_nothing(
+    festival_resources,
+):
+    """The first step pauses every camera (database and shadow) and takes the write policy off
+    its role, so credentials it already holds can upload no crop while the rest is deleted."""
+    from devices.models import Device
+    from festival.closeout import StepReport
+
+    ours, _, _, _, _ = festival_resources
+    Closeout(ours.festival).pause_cameras(StepReport("cameras paused"))
+    assert Device.objects.get(pk=ours.device.pk).paused
+    shadow = json.loads(
+        aws.client("iot-data").get_thing_shadow(thingName="ours-cam-1")["payload"].read()
+    )
+    assert shadow["state"]["desired"]["stagepulse"]["paused"] is True
+    role = ours.device.role_name
+    assert aws.client("iam").list_role_policies(RoleName=role)["PolicyNames"] == []
