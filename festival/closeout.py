@@ -796,7 +796,14 @@ class Closeout:
         for policy in attached.get("policies", []):
             _ignore_gone(iot.detach_policy, policyName=policy["policyName"], target=cert_arn)
         _ignore_gone(iot.update_certificate, certificateId=cert_id, newStatus="INACTIVE")
-        _ignore_gone(iot.delete_certificate, certificateId=cert_id)
+        for attempt in range(4):  # DetachThingPrincipal takes a few seconds to propagate
+            try:
+                _ignore_gone(iot.delete_certificate, certificateId=cert_id)
+                break
+            except ClientError as error:
+                if _code(error) != "DeleteConflictException" or attempt == 3:
+                    raise
+                time.sleep(2 * (attempt + 1))
         self._removed(CERTIFICATES)
 
     def _remove_policy(self, name: str) -> None:
