@@ -87,6 +87,6 @@ def sync_festival_dashboard(festival_id: int) -> str:
     from festival.models import Festival
 
     festival = Festival.objects.filter(pk=festival_id).first()
-    if festival is None:
-        return ""
+    if festival is None or festival.closed_at is not None:
+        return ""  # a closed festival's dashboard was deleted by closeout and stays deleted
     return cloudwatch_dashboards.put_festival_dashboard(festival)

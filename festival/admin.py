@@ -234,6 +234,7 @@ class FestivalAdmin(SingleOrganizationDefaultMixin, TenantAdminMixin, admin.Mode
         "ends_on",
         "public",
         "analysis_mode",
+        "closed_at",
     ]
     list_filter = ["public", "analysis_mode", "organization"]
     search_fields = ["name", "slug"]

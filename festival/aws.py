@@ -61,3 +61,19 @@ def resource(service_name: str, **kwargs):
 def cached_client(service_name: str):
     """A process-wide client for hot paths (clients are thread-safe; creating one costs ~50 ms)."""
     return client(service_name)
+
+
+# Every AWS resource a festival's cameras get is tagged with the festival at creation, so closeout
+# can find it by what it is even when the database row that pointed at it is gone.
+FESTIVAL_TAG = "stagepulse:festival"
+THING_TAG = "stagepulse:thing"
+
+
+def tag_map(festival: str, thing: str = "") -> dict[str, str]:
+    """Tags as Lambda, Greengrass v1 and v2 take them ({key: value})."""
+    return {FESTIVAL_TAG: festival, **({THING_TAG: thing} if thing else {})}
+
+
+def tag_list(festival: str, thing: str = "") -> list[dict[str, str]]:
+    """Tags as IAM and IoT take them ([{Key, Value}])."""
+    return [{"Key": key, "Value": value} for key, value in tag_map(festival, thing).items()]

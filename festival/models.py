@@ -178,6 +178,12 @@ class Festival(TenantModel):
         help_text="Alert recipients, one per line or comma-separated.",
     )
     ops_webhook_url = models.URLField("operations webhook", blank=True)
+    closed_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="Set by closeout: nothing is created in AWS for the festival any more.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -180,6 +180,8 @@ def run_deployment(deployment_id: int, *, max_steps: int = 50) -> float | None:
         deployment = Deployment.objects.select_related(
             "device__festival", "device__stage", "device__organization", "release"
         ).get(pk=deployment_id)
+        if deployment.finished:  # stopped meanwhile (closeout): nothing more to run or roll back
+            return None
         state = deployment.state
         if deployment.platform == Platform.DEEPLENS:  # queued before deployments were refused
             _finish(deployment, S.FAILED, DEEPLENS_REFUSED)
@@ -379,6 +381,7 @@ def gg2_create_deployment(deployment: Deployment) -> Outcome:
             "failureHandlingPolicy": "ROLLBACK",
             "componentUpdatePolicy": {"timeoutInSeconds": 60, "action": "NOTIFY_COMPONENTS"},
         },
+        tags=_tags(deployment),
         clientToken=f"stagepulse-deployment-{deployment.pk}",
     )
     return Outcome(
@@ -417,6 +420,12 @@ def _token(deployment: Deployment, step: str) -> str:
     return f"stagepulse-{deployment.pk}-{step}"
 
 
+def _tags(deployment: Deployment) -> dict[str, str]:
+    """The festival (and thing) on every resource a deployment creates, for closeout."""
+    device = deployment.device
+    return aws.tag_map(device.festival.slug, device.thing_name)
+
+
 def gg1_ensure_group(deployment: Deployment) -> Outcome:
     """The device's group (reused); its role is the device role, whose policy is rewritten
     first so an older registration gains the shadow read the camera now does."""
@@ -437,6 +446,7 @@ def gg1_ensure_group(deployment: Deployment) -> Outcome:
         core = gg.create_core_definition(
             AmznClientToken=_token(deployment, "core"),
             Name=f"stagepulse-{device.thing_name}-core",
+            tags=_tags(deployment),
             InitialVersion={
                 "Cores": [
                     {
@@ -453,6 +463,7 @@ def gg1_ensure_group(deployment: Deployment) -> Outcome:
             AmznClientToken=_token(deployment, "group"),
             Name=f"stagepulse-{device.thing_name}",
             InitialVersion={"CoreDefinitionVersionArn": core_arn},
+            tags=_tags(deployment),
         )["Id"]
         Device.objects.filter(pk=device.pk).update(greengrass_group_id=group_id)
     # The group role gives the lambda its AWS credentials: the device's own-prefix role.
@@ -508,6 +519,7 @@ def gg1_lambda_function(deployment: Deployment) -> Outcome:
             MemorySize=512,
             Environment=environment,
             Description=f"StagePulse edge {release.version} for {device.thing_name}",
+            Tags=_tags(deployment),
         )
         note = "created"
     except ClientError as exc:
@@ -576,6 +588,7 @@ def gg1_resource_definition(deployment: Deployment) -> Outcome:
     response = aws.cached_client("greengrass").create_resource_definition(
         AmznClientToken=_token(deployment, "resources"),
         Name=f"stagepulse-{deployment.device.thing_name}-resources",
+        tags=_tags(deployment),
         InitialVersion={"Resources": resources},
     )
     return Outcome({"resource_definition_version_arn": response["LatestVersionArn"]})
@@ -589,6 +602,7 @@ def gg1_function_definition(deployment: Deployment) -> Outcome:
     response = aws.cached_client("greengrass").create_function_definition(
         AmznClientToken=_token(deployment, "functions"),
         Name=f"stagepulse-{deployment.device.thing_name}-functions",
+        tags=_tags(deployment),
         InitialVersion={
             "DefaultConfig": {"Execution": {"IsolationMode": "GreengrassContainer"}},
             "Functions": [
@@ -619,6 +633,7 @@ def gg1_subscription_definition(deployment: Deployment) -> Outcome:
     response = aws.cached_client("greengrass").create_subscription_definition(
         AmznClientToken=_token(deployment, "subscriptions"),
         Name=f"stagepulse-{thing}-subscriptions",
+        tags=_tags(deployment),
         InitialVersion={
             "Subscriptions": [
                 {

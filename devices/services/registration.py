@@ -287,20 +287,25 @@ def register_device(device: Device) -> CredentialsBundle:
         keys = iot.create_keys_and_certificate(setAsActive=True)
         cert_arn, cert_id = keys["certificateArn"], keys["certificateId"]
         undo.append(lambda: _delete_certificate(iot, cert_arn, cert_id, device.thing_name))
+        # Attached at once: a registration killed after this leaves a certificate that the
+        # thing (found by its festival attribute) still leads to, so closeout can remove it.
+        iot.attach_thing_principal(thingName=device.thing_name, principal=cert_arn)
+        tags = aws.tag_list(device.festival.slug, device.thing_name)
         account = _account_id()
         iot.create_policy(
             policyName=names["policy"],
             policyDocument=json.dumps(
                 iot_policy_document(device, region=aws.region(), account=account)
             ),
+            tags=tags,
         )
         undo.append(lambda: _delete_policy(iot, names["policy"], cert_arn))
         iot.attach_policy(policyName=names["policy"], target=cert_arn)
-        iot.attach_thing_principal(thingName=device.thing_name, principal=cert_arn)
         role = iam.create_role(
             RoleName=names["role"],
             AssumeRolePolicyDocument=json.dumps(CREDENTIALS_TRUST_POLICY),
             Description=f"StagePulse camera {device.thing_name}: own crop prefix only",
+            Tags=tags,
         )["Role"]
         undo.append(lambda: _delete_role(iam, names["role"]))
         iam.put_role_policy(
@@ -311,7 +316,10 @@ def register_device(device: Device) -> CredentialsBundle:
             ),
         )
         iot.create_role_alias(
-            roleAlias=names["role_alias"], roleArn=role["Arn"], credentialDurationSeconds=3600
+            roleAlias=names["role_alias"],
+            roleArn=role["Arn"],
+            credentialDurationSeconds=3600,
+            tags=tags,
         )
         undo.append(lambda: iot.delete_role_alias(roleAlias=names["role_alias"]))
         endpoint = iot.describe_endpoint(endpointType="iot:Data-ATS")["endpointAddress"]

@@ -67,6 +67,10 @@ def stub_deployment(stubber, deployment, release, device, deployment_id="d-1", s
                 }
             },
             "deploymentPolicies": ANY,
+            "tags": {
+                "stagepulse:festival": device.festival.slug,
+                "stagepulse:thing": device.thing_name,
+            },
             "clientToken": f"stagepulse-deployment-{deployment.pk}",
         },
     )

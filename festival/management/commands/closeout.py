@@ -6,8 +6,10 @@ from festival.models import Festival
 
 class Command(BaseCommand):
     help = (
-        "Remove everything a festival created in AWS (crops, DynamoDB items, dashboard and "
-        "alarms, Greengrass deployments, IoT things). Idempotent: run it again to resume."
+        "Stop a festival's cameras, then remove everything it created in AWS (queued analysis, "
+        "crops, DynamoDB items, dashboard and alarms, Greengrass v1 and v2, DeepLens Lambdas, "
+        "IoT things, certificates, policies, role aliases, IAM roles) and list what remains. "
+        "Idempotent: run it again to resume."
     )
 
     def add_arguments(self, parser):
@@ -25,10 +27,16 @@ class Command(BaseCommand):
             raise CommandError(f"no festival with slug {festival!r}") from error
         title = "Closeout plan" if dry_run else "Closeout"
         self.stdout.write(f"{title} for {target.name} ({target.slug}):")
-        reports = Closeout(target, dry_run=dry_run, purge=purge, stack_name=stack).run()
+        closeout = Closeout(target, dry_run=dry_run, purge=purge, stack_name=stack)
+        reports = closeout.run()
         for report in reports:
             self.stdout.write("  " + report.line(dry_run))
         if not purge:
             self.stdout.write("  aggregates and set reports kept (use --purge to delete them)")
-        if any(report.errors for report in reports):
+        if not dry_run:
+            self.stdout.write("Inventory (found again after closeout):")
+            for line in closeout.inventory:
+                self.stdout.write("  " + line.line())
+        left = any(line.remains for line in closeout.inventory)
+        if any(report.errors for report in reports) or left:
             raise CommandError("some steps did not finish; run the same command again to resume")
