@@ -9,6 +9,7 @@ Greengrass v2 is not in moto: its calls go through botocore's Stubber with AWS's
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 from unittest import mock
 
 import boto3
@@ -19,6 +20,7 @@ from moto.greengrass.models import greengrass_backends
 
 from devices import services
 from devices.models import Deployment, DeploymentState, Device, Platform
+from devices.services import deployments as deployments_module
 from edge_package.contracts import (
     CropKey,
     build_crop_key,
@@ -113,7 +115,22 @@ def deeplens_reports(deployment: Deployment, status: str) -> None:
 
 
 def deploy_deeplens(device: Device, release) -> Deployment:
-    """Two deployments (each makes its own definitions); the last one is left polling."""
+    """Two deployments (each makes its own definitions); the last one is left polling.
+
+    DeepLens deployments are refused now (AWS ended Greengrass V1), but festivals deployed before
+    that still own their groups, definitions and Lambdas: the refusal is lifted here only, so the
+    old steps leave exactly what they left then, and closeout must still find and remove it."""
+    with mock.patch.object(
+        deployments_module,
+        "Platform",
+        SimpleNamespace(
+            DEEPLENS="(deployed before the refusal)", GREENGRASS_V2=Platform.GREENGRASS_V2
+        ),
+    ):
+        return _legacy_deeplens_deployments(device, release)
+
+
+def _legacy_deeplens_deployments(device: Device, release) -> Deployment:
     first = services.start_deployment(device, release, enqueue=False)
     services.run_deployment(first.pk)
     deeplens_reports(first, "Success")
@@ -361,10 +378,11 @@ def test_closeout_leaves_nothing_of_the_festival_and_all_of_the_other(
         state__in=[DeploymentState.SUCCEEDED, DeploymentState.FAILED, DeploymentState.TIMED_OUT]
     )
     assert not unfinished.exists()
-    deeplens = Device.objects.get(thing_name="ours-dl-1")
-    services.register_device(deeplens)
-    deeplens.refresh_from_db()
-    release = Deployment.objects.filter(device=deeplens).first().release
-    assert services.start_deployment(deeplens, release, enqueue=False).state == "ensure_group"
+    camera = Device.objects.get(pk=ours.device.pk)  # its Greengrass v2 deployment was polling
+    services.register_device(camera)
+    camera.refresh_from_db()
+    release = Deployment.objects.filter(device=camera).first().release
+    again = services.start_deployment(camera, release, enqueue=False)
+    assert again.state == DeploymentState.CREATE_COMPONENT and not again.finished
     # Theirs still work: their deployment is still polling, untouched.
     assert Deployment.objects.get(resources__deployment_id="d-theirs").state == "poll"

@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("festival", "0002_alter_festival_crop_retention_hours"),
+        ("festival", "0003_invitations"),
     ]
 
     operations = [
