@@ -178,32 +178,43 @@ def children_of(pid: int) -> list[int]:
     return found
 
 
+def start_demo(folder: Path, seconds: int, *extra_args: str, env_extra=None):
+    """`manage.py run_demo` on a throwaway SQLite file in `folder`, its output in demo.log.
+    Returns (process, database path, web port, moto port, log path)."""
+    db_path = folder / "bench.sqlite3"
+    web_port, moto_port = free_port(), free_port()
+    env = {
+        **os.environ,
+        "STAGEPULSE_VAR_DIR": str(folder),
+        "DATABASE_URL": f"sqlite:///{db_path}",
+        "PYTHONUNBUFFERED": "1",
+        **(env_extra or {}),
+    }
+    for name in ("CELERY_BROKER_URL", "CACHE_URL", "CELERY_RESULT_BACKEND", "AWS_ENDPOINT_URL"):
+        env.pop(name, None)
+    log_path = folder / "demo.log"
+    with log_path.open("wb") as log:
+        demo = subprocess.Popen(
+            [sys.executable, "manage.py", "run_demo", "--duration", str(seconds),
+             "--port", str(web_port), "--moto-port", str(moto_port), *extra_args],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    return demo, db_path, web_port, moto_port, log_path
+
+
 def main() -> int:
     sys.path.insert(0, str(ROOT))
     from bench.results import record
 
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="bench-freshness-") as tmp:
-        folder = Path(tmp)
-        db_path = folder / "bench.sqlite3"
-        web_port, moto_port = free_port(), free_port()
-        env = {
-            **os.environ,
-            "STAGEPULSE_VAR_DIR": str(folder),
-            "DATABASE_URL": f"sqlite:///{db_path}",
-            "INGEST_INTERVAL_S": os.environ.get("INGEST_INTERVAL_S", "2"),
-            "PYTHONUNBUFFERED": "1",
-        }
-        for name in ("CELERY_BROKER_URL", "CACHE_URL", "CELERY_RESULT_BACKEND", "AWS_ENDPOINT_URL"):
-            env.pop(name, None)
-        log_path = folder / "demo.log"
-        with log_path.open("wb") as log:
-            demo = subprocess.Popen(
-                [sys.executable, "manage.py", "run_demo", "--duration", str(DEMO_SECONDS),
-                 "--set-minutes", str(SET_MINUTES), "--port", str(web_port),
-                 "--moto-port", str(moto_port)],
-                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-            )  # fmt: skip
+        demo, db_path, web_port, moto_port, log_path = start_demo(
+            Path(tmp),
+            DEMO_SECONDS,
+            "--set-minutes",
+            str(SET_MINUTES),
+            env_extra={"INGEST_INTERVAL_S": os.environ.get("INGEST_INTERVAL_S", "2")},
+        )
         url = f"http://127.0.0.1:{web_port}/api/v1/public/festivals/{FESTIVAL}/live/"
         visibility = Visibility(db_path)
         analyzed: dict[str, int] = {}

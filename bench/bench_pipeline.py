@@ -28,7 +28,6 @@ import json
 import os
 import re
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import time
@@ -36,7 +35,7 @@ import urllib.request
 from datetime import datetime
 from pathlib import Path
 
-from bench.bench_freshness import FESTIVAL, free_port, parse_time, percentile, stop_demo
+from bench.bench_freshness import FESTIVAL, parse_time, percentile, start_demo, stop_demo
 
 ROOT = Path(__file__).resolve().parent.parent
 PIPELINE_SECONDS = int(os.environ.get("BENCH_PIPELINE_S", 600))
@@ -186,25 +185,14 @@ def main() -> int:
 
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp:
-        folder = Path(tmp)
-        db_path = folder / "bench.sqlite3"
-        web_port, moto_port = free_port(), free_port()
-        env = {
-            **os.environ,
-            "STAGEPULSE_VAR_DIR": str(folder),
-            "DATABASE_URL": f"sqlite:///{db_path}",
-            "PYTHONUNBUFFERED": "1",
-        }
-        for name in ("CELERY_BROKER_URL", "CACHE_URL", "CELERY_RESULT_BACKEND", "AWS_ENDPOINT_URL"):
-            env.pop(name, None)
-        log_path = folder / "demo.log"
-        with log_path.open("wb") as log:
-            demo = subprocess.Popen(
-                [sys.executable, "manage.py", "run_demo", "--duration", str(PIPELINE_SECONDS),
-                 "--set-minutes", str(SET_MINUTES), "--port", str(web_port),
-                 "--moto-port", str(moto_port), "--camera-fps", str(CAMERA_FPS)],
-                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-            )  # fmt: skip
+        demo, db_path, web_port, moto_port, log_path = start_demo(
+            Path(tmp),
+            PIPELINE_SECONDS,
+            "--set-minutes",
+            str(SET_MINUTES),
+            "--camera-fps",
+            str(CAMERA_FPS),
+        )
         url = f"http://127.0.0.1:{web_port}/api/v1/public/festivals/{FESTIVAL}/live/"
         tracker, queue = Tracker(db_path), QueueProbe(moto_port)
         cameras_stopped_at = None

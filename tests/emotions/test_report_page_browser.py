@@ -3,7 +3,6 @@
 Screenshots go to $STAGEPULSE_SHOTS (for a person to look at) or the test's tmp folder."""
 
 import os
-import shutil
 from datetime import timedelta
 from pathlib import Path
 
@@ -13,23 +12,12 @@ from django.test import Client
 
 from emotions.models import SetReport
 from emotions.reports import services
+from tests.browser import launch_chromium, sync_api
 from tests.emotions.report_helpers import faces
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-if CHROMIUM is None:
-    pytest.skip("no Chromium on this machine (apt-get install chromium)", allow_module_level=True)
 
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--no-first-run",
-    "--disable-component-update",
-]
 WIDTHS = {"desktop": (1440, 900), "phone": (390, 844)}
 
 
@@ -63,7 +51,7 @@ def page(request, live_server, built_report, monkeypatch):
     cookie = client.cookies[settings.SESSION_COOKIE_NAME].value
     width, height = WIDTHS[request.param]
     with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = launch_chromium(playwright)
         context = browser.new_context(viewport={"width": width, "height": height})
         context.add_cookies(
             [{"name": settings.SESSION_COOKIE_NAME, "value": cookie, "url": live_server.url}]

@@ -2,7 +2,6 @@
 page fits a phone screen. Skips (saying why) only where no browser can be had."""
 
 import io
-import shutil
 from datetime import timedelta
 
 import pytest
@@ -12,23 +11,9 @@ from django.utils import timezone
 
 from emotions.models import MinuteRollup
 from stages.models import Stage
+from tests.browser import launch_chromium, sync_api
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
-
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-if CHROMIUM is None:
-    pytest.skip("no Chromium on this machine (apt-get install chromium)", allow_module_level=True)
-
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 def add_crowd(stage, faces, happy):
@@ -57,7 +42,7 @@ def browser_page(live_server, two_worlds, tmp_path):
     client.force_login(ours.viewer)
     session_cookie = client.cookies[settings.SESSION_COOKIE_NAME].value
     with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = launch_chromium(playwright)
         context = browser.new_context(viewport={"width": 1280, "height": 800})
         context.add_cookies(
             [

@@ -3,7 +3,6 @@ the dashboard's festival selector, and the reports list refreshing by itself.
 Screenshots go to $STAGEPULSE_SHOTS (for a person to look at) or the test's tmp folder."""
 
 import os
-import shutil
 from pathlib import Path
 
 import pytest
@@ -13,15 +12,11 @@ from django.test import Client
 from emotions.models import ReportStatus, SetReport
 from festival.models import Festival
 from stages.models import Set
+from tests.browser import launch_chromium, sync_api
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-if CHROMIUM is None:
-    pytest.skip("no Chromium on this machine (apt-get install chromium)", allow_module_level=True)
 
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 WIDTHS = {"desktop": (1440, 900), "phone": (390, 844)}
 LINEUP = (
     "stage,artist,starts_at,ends_at,notes\n"
@@ -47,7 +42,7 @@ def tab(request, live_server, two_worlds, monkeypatch):
     cookie = client.cookies[settings.SESSION_COOKIE_NAME].value
     width, height = WIDTHS[request.param]
     with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = launch_chromium(playwright)
         context = browser.new_context(viewport={"width": width, "height": height})
         context.add_cookies(
             [{"name": settings.SESSION_COOKIE_NAME, "value": cookie, "url": live_server.url}]
@@ -231,7 +226,7 @@ def test_booth_screen_without_login(live_server, two_worlds, shots, monkeypatch)
                           calm=30.0, minutes_ago=minutes_ago)  # fmt: skip
     key = services.issue_screen_link(ours.stage)
     with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = launch_chromium(playwright)
         for size, (width, height) in WIDTHS.items():
             page = browser.new_context(viewport={"width": width, "height": height}).new_page()
             page.goto(f"{live_server.url}/screen/{key}/")
