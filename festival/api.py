@@ -103,6 +103,7 @@ class MembershipViewSet(TenantViewSet):
     filterset_fields = ["organization", "role"]
     search_fields = ["user__username", "user__email"]
 
+    @extend_schema(exclude=True)  # not an operation: it only says where joining happens
     def create(self, request, *args, **kwargs):
         raise MethodNotAllowed(
             "POST", detail="People join by invitation: POST /api/v1/invitations/, they accept."

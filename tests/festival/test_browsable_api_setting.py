@@ -34,6 +34,10 @@ PRODUCTION = {
     "STAGEPULSE_ENV": "production",
     "SECRET_KEY": GOOD_KEY,
     "ALLOWED_HOSTS": "stagepulse.example.org",
+    # production refuses the embedded defaults; nothing connects while settings load
+    "DATABASE_URL": "postgres://stagepulse@db.example.org:5432/stagepulse",
+    "CACHE_URL": "redis://cache.example.org:6379/0",
+    "CELERY_BROKER_URL": "redis://cache.example.org:6379/1",
 }
 
 
