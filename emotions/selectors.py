@@ -82,6 +82,18 @@ def _window_start(at: datetime, window: timedelta) -> datetime:
     return (at - window).replace(second=0, microsecond=0)
 
 
+def _now_and_next(slot) -> dict:
+    """What a fan deciding where to walk needs beside the number: who plays until when, and who
+    is next (times are UTC; the app shows them in the festival's zone)."""
+    now_set = slot.now if slot else None
+    next_set = slot.next if slot else None
+    return {
+        "now_playing": now_set.artist if now_set else None,
+        "now_playing_until": now_set.ends_at if now_set else None,
+        "next": {"artist": next_set.artist, "starts_at": next_set.starts_at} if next_set else None,
+    }
+
+
 def compute_live_ranking(
     festival: Festival, at: datetime | None = None, window: timedelta = VIBE_WINDOW
 ) -> dict:
@@ -95,14 +107,14 @@ def compute_live_ranking(
     current = window_stats(festival, start, _window_start(at, timedelta(0)) + timedelta(minutes=1))
     previous = window_stats(festival, previous_start, start)
     norms = crowd_norms(festival, stages, at)
-    playing = {row.stage.pk: row.now for row in now_next_by_stage(festival, at)}
+    slots = {row.stage.pk: row for row in now_next_by_stage(festival, at)}
     rows = []
     for stage in stages:
         stats = current.get(stage.pk, WindowStats())
         suppressed = not is_published(stats.read_faces, festival.min_faces_public)
         row = {
             "stage": {"slug": stage.slug, "name": stage.name},
-            "now_playing": playing[stage.pk].artist if playing.get(stage.pk) else None,
+            **_now_and_next(slots.get(stage.pk)),
             "suppressed": suppressed,
             "faces": None if suppressed else stats.faces,
             "vibe": None,

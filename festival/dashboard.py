@@ -18,7 +18,13 @@ from django.views.decorators.http import require_GET
 from devices.models import Device, DeviceStatus
 from emotions.models import MinuteRollup
 from emotions.reports.selectors import reports_for_user
-from emotions.selectors import compute_live_ranking, ingest_refusals, live_ranking, stage_timeline
+from emotions.selectors import (
+    analysis_status,
+    compute_live_ranking,
+    ingest_refusals,
+    live_ranking,
+    stage_timeline,
+)
 from festival.models import Festival, Role
 from festival.tenancy import has_role
 from stages.models import Set, Stage
@@ -175,6 +181,17 @@ def attention_items(festival: Festival, now=None) -> list[dict]:
                 "kind": "camera_offline",
                 "severity": "bad",
                 "message": f"Camera {device.name}{where} is offline ({seen}).",
+            }
+        )
+    analysis = analysis_status(now)
+    if analysis and analysis["behind"]:
+        items.append(
+            {
+                "kind": "analysis_behind",
+                "severity": "bad",
+                "message": f"Analysis is behind: {analysis['queued']} crops queued, the oldest "
+                f"waiting {_ago(timedelta(seconds=analysis['oldest_age_s'] or 0))}; numbers lag "
+                "until it catches up (more analyzer workers, docs/operations.md).",
             }
         )
     latest = dict(

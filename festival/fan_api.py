@@ -95,21 +95,33 @@ class FanLineupSerializer(serializers.Serializer):
 
 
 class FanFestivalListView(FanView):
-    @extend_schema(responses=FanFestivalSerializer(many=True), operation_id="fan_festivals_list")
+    @extend_schema(
+        responses=FanFestivalSerializer(many=True),
+        operation_id="fan_festivals_list",
+        description="Public festivals (an organizer switched the fan API on for them).",
+    )
     def get(self, request):
         festivals = Festival.objects.filter(public=True).order_by("-starts_on", "name")
         return Response(FanFestivalSerializer(festivals, many=True).data)
 
 
 class FanFestivalDetailView(FanView):
-    @extend_schema(responses=FanFestivalDetailSerializer, operation_id="fan_festival_detail")
+    @extend_schema(
+        responses=FanFestivalDetailSerializer,
+        operation_id="fan_festival_detail",
+        description="One public festival: dates, time zone and its stages.",
+    )
     def get(self, request, slug: str):
         festival = self.festival(slug)
         return Response(FanFestivalDetailSerializer(festival).data)
 
 
 class FanStageListView(FanView):
-    @extend_schema(responses=FanStageSerializer(many=True), operation_id="fan_stages_list")
+    @extend_schema(
+        responses=FanStageSerializer(many=True),
+        operation_id="fan_stages_list",
+        description="The festival's stages in their display order.",
+    )
     def get(self, request, slug: str):
         festival = self.festival(slug)
         return Response(FanStageSerializer(festival.stages.order_by("position"), many=True).data)
@@ -165,10 +177,19 @@ class ExpressionShareSerializer(serializers.Serializer):
     FEAR = serializers.FloatField()
 
 
+class FanNextSetSerializer(serializers.Serializer):
+    artist = serializers.CharField()
+    starts_at = serializers.DateTimeField()
+
+
 class FanLiveStageSerializer(serializers.Serializer):
     rank = serializers.IntegerField(allow_null=True)
     stage = FanStageRefSerializer()
-    now_playing = serializers.CharField(allow_null=True)
+    now_playing = serializers.CharField(allow_null=True, help_text="The artist on stage now.")
+    now_playing_until = serializers.DateTimeField(
+        allow_null=True, help_text="When the current set ends (null: nobody is playing)."
+    )
+    next = FanNextSetSerializer(allow_null=True, help_text="The stage's next set, if any.")
     suppressed = serializers.BooleanField(help_text="Too few faces to publish a number.")
     faces = serializers.IntegerField(allow_null=True)
     vibe = serializers.FloatField(allow_null=True, help_text="0-100; see the API docs.")
@@ -265,7 +286,10 @@ class FanLiveView(FanView):
 
 class FanStageTimelineView(FanView):
     @extend_schema(
-        responses=FanTimelinePointSerializer(many=True), operation_id="fan_stage_timeline"
+        responses=FanTimelinePointSerializer(many=True),
+        operation_id="fan_stage_timeline",
+        description="One stage's last hour, minute by minute: faces, vibe and expression share; "
+        "a minute with too few faces shows no numbers (`suppressed`).",
     )
     def get(self, request, slug: str, stage_slug: str):
         from emotions.selectors import stage_timeline
@@ -309,8 +333,72 @@ class FanSetReportListView(FanView):
         return response
 
 
+class FanReportSetSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    artist = serializers.CharField()
+    stage = FanStageRefSerializer()
+    festival = FanStageRefSerializer(help_text="The festival's slug and name.")
+    timezone = serializers.CharField(help_text="The festival's IANA time zone.")
+    starts_at = serializers.DateTimeField()
+    ends_at = serializers.DateTimeField()
+    local_start = serializers.CharField(help_text="YYYY-MM-DD HH:MM in the festival's zone.")
+    local_end = serializers.CharField()
+    local_span = serializers.CharField(help_text='e.g. "Sun 25 Oct 01:30 CEST – 03:30 CET".')
+    duration_minutes = serializers.IntegerField()
+
+
+class FanReportOverallSerializer(serializers.Serializer):
+    faces = serializers.IntegerField(help_text="Faces in the published minutes.")
+    vibe = serializers.FloatField(allow_null=True)
+    expression_share = ExpressionShareSerializer(allow_null=True)
+    mean_scores = ExpressionShareSerializer(
+        allow_null=True, help_text="Mean score (0-100) of each apparent expression."
+    )
+    top_expression = serializers.CharField(allow_blank=True)
+
+
+class FanReportMomentSerializer(serializers.Serializer):
+    minute = serializers.DateTimeField()
+    local_time = serializers.CharField()
+    local_label = serializers.CharField()
+    vibe = serializers.FloatField(allow_null=True)
+    faces = serializers.IntegerField(allow_null=True)
+    top_expression = serializers.CharField(allow_blank=True)
+
+
+class FanReportMinuteSerializer(serializers.Serializer):
+    minute = serializers.DateTimeField()
+    local_time = serializers.CharField()
+    suppressed = serializers.BooleanField(help_text="Too few faces in this minute for numbers.")
+    faces = serializers.IntegerField(allow_null=True)
+    vibe = serializers.FloatField(allow_null=True)
+    expression_share = ExpressionShareSerializer(allow_null=True)
+
+
+class FanSetReportSerializer(serializers.Serializer):
+    """A published set report as fans see it: aggregates only, small minutes suppressed."""
+
+    id = serializers.IntegerField()
+    set = FanReportSetSerializer()
+    built_at = serializers.DateTimeField(allow_null=True)
+    min_faces = serializers.IntegerField(help_text="Fewer faces than this in a minute: no numbers.")
+    suppressed = serializers.BooleanField(help_text="No minute of the set had enough faces.")
+    suppressed_message = serializers.CharField(allow_blank=True)
+    overall = FanReportOverallSerializer(allow_null=True)
+    peak = FanReportMomentSerializer(allow_null=True)
+    low = FanReportMomentSerializer(allow_null=True)
+    minutes = FanReportMinuteSerializer(many=True)
+    model_statement = serializers.CharField(allow_blank=True)
+    method = serializers.CharField(allow_blank=True)
+
+
 class FanSetReportDetailView(FanView):
-    @extend_schema(responses={200: dict}, operation_id="fan_set_report")
+    @extend_schema(
+        responses=FanSetReportSerializer,
+        operation_id="fan_set_report",
+        description="One published set report: the crowd's apparent expression over the set, "
+        "minute by minute, its peak and low, overall numbers and how they were made.",
+    )
     def get(self, request, slug: str, report_id: int):
         from emotions.reports.selectors import public_payload, published_reports
 

@@ -69,6 +69,8 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "django_filters",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI served from the project: /api/docs/ works offline
+    "corsheaders",
     "festival.apps.FestivalConfig",
     "stages",
     "devices",
@@ -78,6 +80,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "corsheaders.middleware.CorsMiddleware",  # before anything that may answer (CORS_* below)
     "festival.api_common.ApiErrorsAsJsonMiddleware",  # /api/ errors are JSON, even Django's own
     "django.middleware.http.ConditionalGetMiddleware",  # ETag + 304 for the polled fan API
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -288,12 +291,26 @@ SPECTACULAR_SETTINGS = {
     ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Swagger UI's JavaScript and CSS from drf-spectacular-sidecar (static files), not a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     "ENUM_NAME_OVERRIDES": {
         "MembershipRoleEnum": "festival.models.Role",
         "AnalysisModeEnum": "festival.models.AnalysisMode",
     },
 }
+
+# CORS for the public fan API only (a fan web app on its own origin); the organizer API stays
+# same-origin. Origins per deployment: CORS_ALLOWED_ORIGINS=https://app.example.org,... (none by
+# default, so no cross-origin reads until a deployment names its apps).
+CORS_ALLOWED_ORIGINS = env_list("CORS_ALLOWED_ORIGINS")
+CORS_URLS_REGEX = r"^/api/v1/public/.*$"
+CORS_ALLOW_METHODS = ("GET", "HEAD", "OPTIONS")
+CORS_ALLOW_CREDENTIALS = False
+CORS_EXPOSE_HEADERS = ("ETag", "Retry-After")
+CORS_PREFLIGHT_MAX_AGE = 86400
 
 # A failed alert / announcement channel is tried again after each of these delays (seconds).
 NOTIFY_RETRY_DELAYS_S = [

@@ -173,3 +173,24 @@ def test_admin_lists_scoped_reports_and_rebuilds(client, two_worlds, reports):
     assert "1 report(s) queued" in response.content.decode()
     mine.refresh_from_db()
     assert mine.status == ReportStatus.PENDING
+
+
+def test_fan_report_detail_matches_its_typed_schema(api_client, two_worlds, reports):
+    """The OpenAPI document types the fan report (no `additionalProperties` blob): every answer
+    fits that type, nested parts included, and the type names every key the answer has."""
+    from festival.fan_api import FanSetReportSerializer
+
+    ours, _ = two_worlds
+    mine, _ = reports
+    services.set_published(mine, True)
+    detail = api_client.get(f"/api/v1/public/festivals/{ours.festival.slug}/reports/{mine.pk}/")
+    body = detail.json()
+    typed = FanSetReportSerializer(data=body)
+    assert typed.is_valid(), typed.errors
+    assert set(body) == set(FanSetReportSerializer().fields)
+    assert set(body["set"]) == set(FanSetReportSerializer().fields["set"].fields)
+    schema = api_client.get("/api/schema/?format=json").json()
+    response_schema = schema["paths"]["/api/v1/public/festivals/{slug}/reports/{report_id}/"][
+        "get"
+    ]["responses"]["200"]["content"]["application/json"]["schema"]
+    assert response_schema == {"$ref": "#/components/schemas/FanSetReport"}

@@ -130,3 +130,26 @@ def test_data_has_15_and_30_minute_trends(client, two_worlds):
     trends = client.get(f"/dashboard/{ours.festival.pk}/data.json").json()["trends"]["main"]
     assert trends["15"]["trend"] == "rising" and trends["15"]["delta"] > 5
     assert trends["30"]["trend"] == "rising" and trends["30"]["delta"] > trends["15"]["delta"]
+
+
+def test_attention_says_when_the_analysis_is_behind(client, two_worlds, settings):
+    from django.utils import timezone
+
+    from emotions.models import AnalysisBacklog
+
+    ours, _ = two_worlds
+    client.force_login(ours.viewer)
+    url = f"/dashboard/{ours.festival.pk}/data.json"
+    backlog = AnalysisBacklog.objects.create(
+        queue="stagepulse-analysis",
+        measured_at=timezone.now(),
+        depth=1800,
+        in_flight=32,
+        oldest_age_s=settings.ANALYSIS_BEHIND_AFTER_S + 240,
+    )
+    (item,) = client.get(url).json()["attention"]
+    assert item["kind"] == "analysis_behind" and item["severity"] == "bad"
+    assert "1800 crops queued" in item["message"]
+    backlog.oldest_age_s = 3
+    backlog.save()
+    assert client.get(url).json()["attention"] == []  # caught up: the banner goes
