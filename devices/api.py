@@ -83,6 +83,8 @@ class DeviceSerializer(serializers.ModelSerializer):
             "last_seen_at",
             "software_version",
             "health",
+            "input_alerts",
+            "canary",
             "current_release",
             "config",
             "effective_config",
@@ -95,6 +97,7 @@ class DeviceSerializer(serializers.ModelSerializer):
             "last_seen_at",
             "software_version",
             "health",
+            "input_alerts",
             "shadow_synced_at",
             "shadow_error",
             "created_at",
@@ -155,6 +158,11 @@ class DeploymentSerializer(serializers.ModelSerializer):
             "state",
             "finished",
             "reason",
+            "force",
+            "held_until",
+            "hold_reason",
+            "rollout",
+            "wave",
             "history",
             "resources",
             "rollback_of",
@@ -162,7 +170,7 @@ class DeploymentSerializer(serializers.ModelSerializer):
             "updated_at",
             "finished_at",
         ]
-        read_only_fields = [f for f in fields if f not in ("device", "release")]
+        read_only_fields = [f for f in fields if f not in ("device", "release", "force")]
 
 
 class DeviceViewSet(TenantViewSet):
@@ -262,7 +270,12 @@ class DeploymentViewSet(
         if release is None:
             raise ValidationError({"release": "No edge release exists yet: build one first."})
         try:
-            deployment = services.start_deployment(device, release, user=request.user)
+            deployment = services.start_deployment(
+                device,
+                release,
+                user=request.user,
+                force=serializer.validated_data.get("force", False),
+            )
         except DjangoValidationError as exc:
             raise _django_errors(exc) from exc
         return Response(self.get_serializer(deployment).data, status=status.HTTP_202_ACCEPTED)
