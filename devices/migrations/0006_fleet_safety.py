@@ -6,71 +6,150 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('devices', '0005_device_video_source'),
-        ('festival', '0004_festival_closed_at'),
+        ("devices", "0005_device_video_source"),
+        ("festival", "0004_festival_closed_at"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='deployment',
-            name='force',
-            field=models.BooleanField(default=False, help_text="Deploy even while a set plays on the camera's stage."),
+            model_name="deployment",
+            name="force",
+            field=models.BooleanField(
+                default=False, help_text="Deploy even while a set plays on the camera's stage."
+            ),
         ),
         migrations.AddField(
-            model_name='deployment',
-            name='held_until',
-            field=models.DateTimeField(blank=True, help_text='Waiting for the gap between sets that starts then.', null=True),
+            model_name="deployment",
+            name="held_until",
+            field=models.DateTimeField(
+                blank=True,
+                help_text="Waiting for the gap between sets that starts then.",
+                null=True,
+            ),
         ),
         migrations.AddField(
-            model_name='deployment',
-            name='hold_reason',
-            field=models.CharField(blank=True, help_text='Why it waits.', max_length=300),
+            model_name="deployment",
+            name="hold_reason",
+            field=models.CharField(blank=True, help_text="Why it waits.", max_length=300),
         ),
         migrations.AddField(
-            model_name='deployment',
-            name='wave',
-            field=models.CharField(blank=True, help_text='canary or rest, in a rollout.', max_length=8),
+            model_name="deployment",
+            name="wave",
+            field=models.CharField(
+                blank=True, help_text="canary or rest, in a rollout.", max_length=8
+            ),
         ),
         migrations.AddField(
-            model_name='device',
-            name='canary',
-            field=models.BooleanField(default=False, help_text="A staged rollout deploys to the canary cameras first and watches their telemetry before it deploys to the rest (docs/devices.md, 'Staged rollout')."),
+            model_name="device",
+            name="canary",
+            field=models.BooleanField(
+                default=False,
+                help_text="A staged rollout deploys to the canary cameras first and watches their telemetry before it deploys to the rest (docs/devices.md, 'Staged rollout').",
+            ),
         ),
         migrations.AddField(
-            model_name='device',
-            name='input_alerts',
+            model_name="device",
+            name="input_alerts",
             field=models.JSONField(blank=True, default=dict, editable=False),
         ),
         migrations.CreateModel(
-            name='Rollout',
+            name="Rollout",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('state', models.CharField(choices=[('canary', 'Deploying to the canary cameras'), ('watching', "Watching the canaries' telemetry"), ('rest', 'Deploying to the other cameras'), ('succeeded', 'Succeeded'), ('halted', 'Halted and rolled back')], default='canary', max_length=16)),
-                ('force', models.BooleanField(default=False, help_text='Its deployments ignore set locks.')),
-                ('baseline', models.JSONField(blank=True, default=dict, help_text="Each canary's fps and errors/min before the rollout.")),
-                ('watch_until', models.DateTimeField(blank=True, null=True)),
-                ('reason', models.TextField(blank=True)),
-                ('history', models.JSONField(blank=True, default=list)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('canaries', models.ManyToManyField(blank=True, related_name='+', to='devices.device')),
-                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('festival', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='rollouts', to='festival.festival')),
-                ('organization', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='festival.organization')),
-                ('release', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='rollouts', to='devices.edgerelease')),
-                ('rest', models.ManyToManyField(blank=True, related_name='+', to='devices.device')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "state",
+                    models.CharField(
+                        choices=[
+                            ("canary", "Deploying to the canary cameras"),
+                            ("watching", "Watching the canaries' telemetry"),
+                            ("rest", "Deploying to the other cameras"),
+                            ("succeeded", "Succeeded"),
+                            ("halted", "Halted and rolled back"),
+                        ],
+                        default="canary",
+                        max_length=16,
+                    ),
+                ),
+                (
+                    "force",
+                    models.BooleanField(
+                        default=False, help_text="Its deployments ignore set locks."
+                    ),
+                ),
+                (
+                    "baseline",
+                    models.JSONField(
+                        blank=True,
+                        default=dict,
+                        help_text="Each canary's fps and errors/min before the rollout.",
+                    ),
+                ),
+                ("watch_until", models.DateTimeField(blank=True, null=True)),
+                ("reason", models.TextField(blank=True)),
+                ("history", models.JSONField(blank=True, default=list)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "canaries",
+                    models.ManyToManyField(blank=True, related_name="+", to="devices.device"),
+                ),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "festival",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="rollouts",
+                        to="festival.festival",
+                    ),
+                ),
+                (
+                    "organization",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="festival.organization",
+                    ),
+                ),
+                (
+                    "release",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="rollouts",
+                        to="devices.edgerelease",
+                    ),
+                ),
+                ("rest", models.ManyToManyField(blank=True, related_name="+", to="devices.device")),
             ],
             options={
-                'ordering': ['-created_at', '-id'],
+                "ordering": ["-created_at", "-id"],
             },
         ),
         migrations.AddField(
-            model_name='deployment',
-            name='rollout',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='deployments', to='devices.rollout'),
+            model_name="deployment",
+            name="rollout",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="deployments",
+                to="devices.rollout",
+            ),
         ),
     ]

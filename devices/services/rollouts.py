@@ -45,7 +45,9 @@ FAILED_STATES = (S.FAILED, S.TIMED_OUT)
 NOT_AT_DEVICE_YET = (S.CREATE_COMPONENT, S.CREATE_DEPLOYMENT)
 
 
-def _event(rollout: Rollout, note: str) -> None:
+def _event(rollout: Rollout, note: str, *, once: bool = False) -> None:
+    if once and any(e["note"] == note for e in rollout.history):
+        return
     rollout.history.append({"at": timezone.now().isoformat(timespec="seconds"), "note": note})
 
 
@@ -101,14 +103,25 @@ def advance_rollouts(now=None) -> dict:
     is rolled back too."""
     now = now or timezone.now()
     counts: dict = {}
-    active = Rollout.objects.exclude(state=R.SUCCEEDED).filter(finished_at__isnull=True)
-    halted_running = (
-        Rollout.objects.filter(state=R.HALTED)
-        .filter(deployments__wave__in=("canary", "rest"))
-        .exclude(deployments__state__in=TERMINAL_STATES)
+    running = [state for state in S.values if state not in TERMINAL_STATES]
+    halted = Rollout.objects.filter(state=R.HALTED, finished_at__gte=now - timedelta(days=1))
+    ids = set(
+        Rollout.objects.filter(state__in=(R.CANARY, R.WATCHING, R.REST)).values_list(
+            "pk", flat=True
+        )
     )
-    ids = set(active.values_list("pk", flat=True))
-    ids |= set(halted_running.values_list("pk", flat=True))
+    ids |= set(
+        halted.filter(
+            deployments__wave__in=("canary", "rest"), deployments__state__in=running
+        ).values_list("pk", flat=True)
+    )
+    ids |= set(
+        halted.filter(
+            deployments__wave__in=("canary", "rest"),
+            deployments__state=S.SUCCEEDED,
+            deployments__rollbacks__isnull=True,
+        ).values_list("pk", flat=True)
+    )
     for pk in sorted(ids):
         state = advance_rollout(Rollout.objects.get(pk=pk), now=now)
         counts[state] = counts.get(state, 0) + 1
@@ -227,7 +240,7 @@ def _roll_back(rollout: Rollout) -> None:
         previous = EdgeRelease.objects.filter(pk=before).first() if before else None
         device = deployment.device
         if previous is None or previous.pk == rollout.release_id:
-            _event(rollout, f"{device.thing_name}: no earlier release to roll back to")
+            _event(rollout, f"{device.thing_name}: no earlier release to roll back to", once=True)
             continue
         try:
             rollback = deployments.start_deployment(
@@ -240,5 +253,6 @@ def _roll_back(rollout: Rollout) -> None:
             note = f"rolling back to {previous.version} (#{rollback.pk})"
             _event(rollout, f"{device.thing_name}: {note}")
         except ValidationError as exc:
-            _event(rollout, f"{device.thing_name}: no rollback yet: {' '.join(exc.messages)}")
+            why = " ".join(exc.messages)
+            _event(rollout, f"{device.thing_name}: no rollback yet: {why}", once=True)
     rollout.save(update_fields=["history", "updated_at"])
