@@ -62,7 +62,7 @@ class InputHealth:
         self._motion.append(motion)
         if motion < self.frozen_motion:
             if self._frozen_since is None:
-                self._frozen_since = now  # the previous frame is the first of the frozen run
+                self._frozen_since = now  # from the first repeat on
         else:
             self._frozen_since = None
 
