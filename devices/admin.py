@@ -14,7 +14,7 @@ from django.utils.safestring import mark_safe
 from django.utils.timesince import timesince
 
 from devices import selectors, services
-from devices.models import Deployment, Device, EdgeRelease
+from devices.models import Deployment, Device, EdgeRelease, Rollout
 from edge_package.contracts import EDGE_CONFIG_DEFAULTS
 from festival.models import Role
 from festival.tenancy import (
@@ -319,6 +319,53 @@ class DeploymentAdmin(TenantAdminMixin, admin.ModelAdmin):
     @admin.display(description="AWS resources")
     def resources_pretty(self, deployment):
         return format_html("<pre>{}</pre>", json.dumps(deployment.resources, indent=2))
+
+    def has_add_permission(self, request, *args):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Rollout)
+class RolloutAdmin(TenantAdminMixin, admin.ModelAdmin):
+    """Read-only: a rollout is started from the device list and moved on by the beat task."""
+
+    list_display = ["id", "festival", "release", "state", "reason", "updated_at"]
+    list_filter = ["state", "festival"]
+    list_select_related = ["festival", "release"]
+    readonly_fields = [
+        "festival",
+        "release",
+        "state",
+        "force",
+        "reason",
+        "watch_until",
+        "progress",
+        "created_by",
+        "created_at",
+        "finished_at",
+    ]
+    exclude = ["organization", "history", "baseline", "canaries", "rest"]
+    inlines = []
+
+    @admin.display(description="Progress")
+    def progress(self, rollout):
+        rows = "".join(
+            "<tr><td>{}</td><td>{}</td></tr>".format(escape(e["at"]), escape(e["note"]))
+            for e in rollout.history
+        )
+        deps = "".join(
+            "<tr><td>#{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>".format(
+                d.pk,
+                escape(d.wave),
+                escape(d.device.thing_name),
+                escape(d.state),
+                escape(d.reason or d.hold_reason),
+            )
+            for d in rollout.deployments.select_related("device").order_by("pk")
+        )
+        return mark_safe(f"<table>{rows}</table><table>{deps}</table>")  # cells escaped above
 
     def has_add_permission(self, request, *args):
         return False
