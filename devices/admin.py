@@ -355,15 +355,12 @@ class RolloutAdmin(TenantAdminMixin, admin.ModelAdmin):
             "<tr><td>{}</td><td>{}</td></tr>".format(escape(e["at"]), escape(e["note"]))
             for e in rollout.history
         )
-        deps = "".join(
-            "<tr><td>#{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>".format(
-                d.pk,
-                escape(d.wave),
-                escape(d.device.thing_name),
-                escape(d.state),
-                escape(d.reason or d.hold_reason),
-            )
+        cells = (
+            (d.pk, d.wave, d.device.thing_name, d.state, d.reason or d.hold_reason)
             for d in rollout.deployments.select_related("device").order_by("pk")
+        )
+        deps = "".join(
+            "<tr>" + "".join(f"<td>{escape(cell)}</td>" for cell in row) + "</tr>" for row in cells
         )
         return mark_safe(f"<table>{rows}</table><table>{deps}</table>")  # cells escaped above
 
