@@ -33,6 +33,7 @@ from devices.models import (
     Deployment,
     DeploymentState,
     Device,
+    DeviceStatus,
     EdgeRelease,
     Rollout,
     RolloutState,
@@ -166,6 +167,8 @@ def canary_regression(rollout: Rollout, deployment: Deployment) -> str:
     device = Device.objects.get(pk=deployment.device_id)
     if device.last_seen_at is None or device.last_seen_at <= deployment.finished_at:
         return "no telemetry since its deployment"
+    if device.status == DeviceStatus.OFFLINE:
+        return "went offline after its deployment"
     before = rollout.baseline.get(str(device.pk), {})
     health = device.health if isinstance(device.health, dict) else {}
     fps_before, fps_now = before.get("fps"), health.get("fps")
