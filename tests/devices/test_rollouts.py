@@ -206,3 +206,24 @@ def test_the_admin_rolls_out_to_the_chosen_cameras(fleet, client, two_worlds):
     ).content.decode()
     assert "canaries ours-cam-2 first, then 3 more camera(s)" in page
     assert Rollout.objects.get().release == new
+
+
+def test_the_api_starts_a_rollout_and_follows_it(fleet, api_client, two_worlds):
+    cams, old, new = fleet
+    ours, theirs = two_worlds
+    api_client.force_authenticate(ours.viewer)
+    body = {"devices": [c.pk for c in cams], "release": new.pk}
+    assert api_client.post("/api/v1/rollouts/", body, format="json").status_code == 403
+    api_client.force_authenticate(ours.operator)
+    answer = api_client.post("/api/v1/rollouts/", {**body, "force": True}, format="json")
+    assert answer.status_code == 202, answer.json()
+    data = answer.json()
+    assert data["state"] == "canary" and data["canaries"] == ["ours-cam-2"] and data["force"]
+    assert sorted(data["rest"]) == ["ours-cam-1", "ours-cam-3", "ours-cam-4"]
+    assert Deployment.objects.get(rollout_id=data["id"]).force is True
+    mixed = api_client.post(
+        "/api/v1/rollouts/", {"devices": [theirs.device.pk], "release": new.pk}, format="json"
+    )
+    assert mixed.status_code == 400  # another organization's camera does not exist here
+    api_client.force_authenticate(theirs.owner)
+    assert api_client.get(f"/api/v1/rollouts/{data['id']}/").status_code == 404
