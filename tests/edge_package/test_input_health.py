@@ -30,12 +30,17 @@ class NoFaces:
 
 
 def test_a_live_crowd_is_healthy():
+    """A slow crowd repeats a frame now and then (the demo's synthetic one does, for up to a few
+    seconds), far from the minute the service calls frozen."""
     health = InputHealth()
-    for t, frame in enumerate(SyntheticCrowdSource(width=960, height=540, frames=10, seed=1)):
+    longest = 0.0
+    crowd = SyntheticCrowdSource(width=960, height=540, faces=3, frames=300, seed=3)
+    for t, frame in enumerate(crowd):
         health.update(frame.image, t / 15)
-    stats = health.stats()
-    assert stats["input_black_s"] == 0 and stats["input_frozen_s"] == 0
-    assert stats["input_luma"] > 12 and stats["input_motion"] > 0.1
+        longest = max(longest, health.stats()["input_frozen_s"])
+        assert health.stats()["input_black_s"] == 0
+    assert longest < 5
+    assert health.stats()["input_luma"] > 40 and health.stats()["input_motion"] > 0
 
 
 def test_a_covered_lens_counts_black_seconds_and_a_lit_frame_ends_it():
