@@ -179,7 +179,7 @@ def canary_regression(rollout: Rollout, deployment: Deployment) -> str:
     errors_before = before.get("errors_per_min") or 0.0
     errors_now = health.get("errors_per_min") or 0.0
     if errors_now > errors_before + settings.ROLLOUT_MAX_ERRORS_PER_MIN_RISE:
-        return f"errors rose from {errors_before:g}/min to {errors_now:g}/min"
+        return f"errors rose from {errors_before:.1f}/min to {errors_now:.1f}/min"
     return ""
 
 

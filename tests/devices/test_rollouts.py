@@ -131,7 +131,7 @@ def test_a_canary_whose_errors_rise_halts(fleet, settings):
     later = timezone.now() + timedelta(minutes=settings.ROLLOUT_WATCH_MINUTES + 1)
     assert services.advance_rollout(rollout, now=later) == R.HALTED
     rollout.refresh_from_db()
-    assert "errors rose from 0/min to 6/min" in rollout.reason
+    assert "errors rose from 0.0/min to 6.0/min" in rollout.reason
 
 
 def test_a_silent_canary_halts(fleet, settings):
