@@ -16,7 +16,7 @@ THUMB_WIDTH = 64
 BLACK_LUMA = 12.0  # mean luminance (0..255) under which a frame counts as black
 FROZEN_MOTION = 0.1  # mean |difference| under which a frame counts as unchanged (exact repeats ~0)
 WINDOW = 30  # frames the reported luminance and motion are averaged over
-_BGR_WEIGHTS = np.array([0.114, 0.587, 0.299], dtype=np.float32)  # ITU-R BT.601, OpenCV order
+BGR_WEIGHTS = (0.114, 0.587, 0.299)  # ITU-R BT.601 luma, in OpenCV's channel order
 
 
 def thumbnail(image) -> np.ndarray:
@@ -24,7 +24,8 @@ def thumbnail(image) -> np.ndarray:
     step = max(1, int(image.shape[1]) // THUMB_WIDTH)
     small = np.asarray(image[::step, ::step], dtype=np.float32)
     if small.ndim == 3:
-        small = small[..., :3] @ _BGR_WEIGHTS if small.shape[2] >= 3 else small[..., 0]
+        weights = np.asarray(BGR_WEIGHTS, dtype=np.float32)
+        small = small[..., :3] @ weights if small.shape[2] >= 3 else small[..., 0]
     return small
 
 
