@@ -14,7 +14,7 @@ from django.utils.safestring import mark_safe
 from django.utils.timesince import timesince
 
 from devices import selectors, services
-from devices.models import Deployment, Device, EdgeRelease
+from devices.models import Deployment, Device, EdgeRelease, Rollout
 from edge_package.contracts import EDGE_CONFIG_DEFAULTS
 from festival.models import Role
 from festival.tenancy import (
@@ -35,7 +35,7 @@ class DeploymentInline(admin.TabularInline):
     extra = 0
     max_num = 0
     can_delete = False
-    fields = ["release", "state", "reason", "updated_at"]
+    fields = ["release", "state", "wave", "reason", "hold_reason", "updated_at"]
     readonly_fields = fields
     ordering = ["-created_at"]
     show_change_link = True
@@ -66,6 +66,7 @@ class DeviceAdmin(TenantAdminMixin, admin.ModelAdmin):
         "faces",
         "spool",
         "errors",
+        "input",
         "software_version",
         "deployment",
     ]
@@ -77,6 +78,7 @@ class DeviceAdmin(TenantAdminMixin, admin.ModelAdmin):
         "last_seen_at",
         "software_version",
         "health",
+        "input_alerts",
         "current_release",
         "certificate_arn",
         "registered_at",
@@ -88,7 +90,15 @@ class DeviceAdmin(TenantAdminMixin, admin.ModelAdmin):
     ]
     exclude = ["policy_name", "role_name", "role_alias", "certificate_id"]
     inlines = [DeploymentInline]
-    actions = ["register", "deploy_latest", "pause", "resume", "deregister"]
+    actions = [
+        "register",
+        "deploy_latest",
+        "deploy_latest_forced",
+        "roll_out_latest",
+        "pause",
+        "resume",
+        "deregister",
+    ]
 
     def get_readonly_fields(self, request, obj=None):
         fields = list(super().get_readonly_fields(request, obj))
@@ -105,6 +115,11 @@ class DeviceAdmin(TenantAdminMixin, admin.ModelAdmin):
                 "coordinates. Changes are pushed to the device's shadow (no redeploy)."
             )
         return field
+
+    @admin.display(description="input")
+    def input(self, device):
+        """The camera's open input-health incidents (black, frozen, dark...), or ok."""
+        return ", ".join(sorted(device.input_alerts)) or "ok"
 
     @admin.display(description="Last seen", ordering="last_seen_at")
     def seen(self, device):
@@ -192,19 +207,44 @@ class DeviceAdmin(TenantAdminMixin, admin.ModelAdmin):
         response["Content-Disposition"] = 'attachment; filename="stagepulse-credentials.zip"'
         return response
 
-    @admin.action(description="Deploy the newest edge release")
-    def deploy_latest(self, request, queryset):
+    @admin.action(description="Deploy the newest edge release (waits for a gap between sets)")
+    def deploy_latest(self, request, queryset, force: bool = False):
         release = selectors.latest_release()
         if release is None:
             messages.error(request, "No edge release exists yet: build one first.")
             return
         for device in self._writable(request, queryset):
             try:
-                deployment = services.start_deployment(device, release, user=request.user)
+                deployment = services.start_deployment(
+                    device, release, user=request.user, force=force
+                )
             except DjangoValidationError as exc:
                 messages.error(request, f"{device}: {_error_text(exc)}")
                 continue
-            messages.success(request, f"{device}: deployment #{deployment.pk} of {release} queued")
+            note = f": {deployment.hold_reason}" if deployment.hold_reason else ""
+            messages.success(
+                request, f"{device}: deployment #{deployment.pk} of {release} queued{note}"
+            )
+
+    @admin.action(description="Deploy the newest edge release now, even during a set (forced)")
+    def deploy_latest_forced(self, request, queryset):
+        self.deploy_latest(request, queryset, force=True)
+
+    @admin.action(description="Roll out the newest edge release: canaries first, then the rest")
+    def roll_out_latest(self, request, queryset):
+        release = selectors.latest_release()
+        if release is None:
+            messages.error(request, "No edge release exists yet: build one first.")
+            return
+        devices = list(self._writable(request, queryset))
+        for festival_id in sorted({d.festival_id for d in devices}):
+            chosen = [d for d in devices if d.festival_id == festival_id]
+            try:
+                rollout = services.start_rollout(chosen, release, user=request.user)
+            except DjangoValidationError as exc:
+                messages.error(request, _error_text(exc))
+                continue
+            messages.success(request, f"rollout #{rollout.pk}: {rollout.history[-1]['note']}")
 
     def _set_paused(self, request, queryset, paused: bool):
         for device in self._writable(request, queryset):
@@ -236,7 +276,7 @@ class DeviceAdmin(TenantAdminMixin, admin.ModelAdmin):
 
 @admin.register(Deployment)
 class DeploymentAdmin(TenantAdminMixin, admin.ModelAdmin):
-    list_display = ["id", "device", "release", "platform", "state", "reason", "updated_at"]
+    list_display = ["id", "device", "release", "platform", "state", "why", "updated_at"]
     list_filter = ["state", "platform", "device__festival"]
     list_select_related = ["device", "release"]
     search_fields = ["device__thing_name", "device__name", "release__version"]
@@ -246,6 +286,11 @@ class DeploymentAdmin(TenantAdminMixin, admin.ModelAdmin):
         "platform",
         "state",
         "reason",
+        "hold_reason",
+        "held_until",
+        "force",
+        "rollout",
+        "wave",
         "progress",
         "resources_pretty",
         "rollback_of",
@@ -255,6 +300,11 @@ class DeploymentAdmin(TenantAdminMixin, admin.ModelAdmin):
         "finished_at",
     ]
     exclude = ["resources", "history", "lease_until", "organization", "polls", "deadline_at"]
+
+    @admin.display(description="Why")
+    def why(self, deployment):
+        """A failure's reason, or why it is still waiting (a set playing on the stage)."""
+        return deployment.reason or deployment.hold_reason
 
     @admin.display(description="Progress")
     def progress(self, deployment):
@@ -269,6 +319,50 @@ class DeploymentAdmin(TenantAdminMixin, admin.ModelAdmin):
     @admin.display(description="AWS resources")
     def resources_pretty(self, deployment):
         return format_html("<pre>{}</pre>", json.dumps(deployment.resources, indent=2))
+
+    def has_add_permission(self, request, *args):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Rollout)
+class RolloutAdmin(TenantAdminMixin, admin.ModelAdmin):
+    """Read-only: a rollout is started from the device list and moved on by the beat task."""
+
+    list_display = ["id", "festival", "release", "state", "reason", "updated_at"]
+    list_filter = ["state", "festival"]
+    list_select_related = ["festival", "release"]
+    readonly_fields = [
+        "festival",
+        "release",
+        "state",
+        "force",
+        "reason",
+        "watch_until",
+        "progress",
+        "created_by",
+        "created_at",
+        "finished_at",
+    ]
+    exclude = ["organization", "history", "baseline", "canaries", "rest"]
+    inlines = []
+
+    @admin.display(description="Progress")
+    def progress(self, rollout):
+        rows = "".join(
+            "<tr><td>{}</td><td>{}</td></tr>".format(escape(e["at"]), escape(e["note"]))
+            for e in rollout.history
+        )
+        cells = (
+            (d.pk, d.wave, d.device.thing_name, d.state, d.reason or d.hold_reason)
+            for d in rollout.deployments.select_related("device").order_by("pk")
+        )
+        deps = "".join(
+            "<tr>" + "".join(f"<td>{escape(cell)}</td>" for cell in row) + "</tr>" for row in cells
+        )
+        return mark_safe(f"<table>{rows}</table><table>{deps}</table>")  # cells escaped above
 
     def has_add_permission(self, request, *args):
         return False

@@ -22,7 +22,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from devices import selectors, services
-from devices.models import Deployment, Device, EdgeRelease
+from devices.models import Deployment, Device, EdgeRelease, Rollout
 from edge_package.contracts import TELEMETRY_SCHEMA, validate_edge_config
 from festival.api_common import AwsUnavailable
 from festival.api_schema import error_response
@@ -83,6 +83,8 @@ class DeviceSerializer(serializers.ModelSerializer):
             "last_seen_at",
             "software_version",
             "health",
+            "input_alerts",
+            "canary",
             "current_release",
             "config",
             "effective_config",
@@ -95,6 +97,7 @@ class DeviceSerializer(serializers.ModelSerializer):
             "last_seen_at",
             "software_version",
             "health",
+            "input_alerts",
             "shadow_synced_at",
             "shadow_error",
             "created_at",
@@ -155,6 +158,11 @@ class DeploymentSerializer(serializers.ModelSerializer):
             "state",
             "finished",
             "reason",
+            "force",
+            "held_until",
+            "hold_reason",
+            "rollout",
+            "wave",
             "history",
             "resources",
             "rollback_of",
@@ -162,7 +170,7 @@ class DeploymentSerializer(serializers.ModelSerializer):
             "updated_at",
             "finished_at",
         ]
-        read_only_fields = [f for f in fields if f not in ("device", "release")]
+        read_only_fields = [f for f in fields if f not in ("device", "release", "force")]
 
 
 class DeviceViewSet(TenantViewSet):
@@ -262,10 +270,89 @@ class DeploymentViewSet(
         if release is None:
             raise ValidationError({"release": "No edge release exists yet: build one first."})
         try:
-            deployment = services.start_deployment(device, release, user=request.user)
+            deployment = services.start_deployment(
+                device,
+                release,
+                user=request.user,
+                force=serializer.validated_data.get("force", False),
+            )
         except DjangoValidationError as exc:
             raise _django_errors(exc) from exc
         return Response(self.get_serializer(deployment).data, status=status.HTTP_202_ACCEPTED)
+
+
+class RolloutSerializer(serializers.ModelSerializer):
+    devices = TenantScopedRelatedField(
+        queryset=Device.objects.all(),
+        many=True,
+        write_only=True,
+        help_text="Cameras of one festival; those marked canary go first (none: the first).",
+    )
+    release = serializers.PrimaryKeyRelatedField(
+        queryset=EdgeRelease.objects.all(), required=False, help_text="Empty: the newest release."
+    )
+    release_version = serializers.CharField(source="release.version", read_only=True)
+    canaries = serializers.SlugRelatedField(many=True, read_only=True, slug_field="thing_name")
+    rest = serializers.SlugRelatedField(many=True, read_only=True, slug_field="thing_name")
+
+    class Meta:
+        model = Rollout
+        fields = [
+            "id",
+            "devices",
+            "release",
+            "release_version",
+            "festival",
+            "state",
+            "force",
+            "canaries",
+            "rest",
+            "watch_until",
+            "reason",
+            "history",
+            "created_at",
+            "finished_at",
+        ]
+        read_only_fields = [f for f in fields if f not in ("devices", "release", "force")]
+
+
+class RolloutViewSet(
+    mixins.CreateModelMixin,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    viewsets.GenericViewSet,
+):
+    """Start a staged rollout (operator): canaries, watch, the rest; halts and rolls back."""
+
+    queryset = Rollout.objects.select_related("festival", "release").prefetch_related(
+        "canaries", "rest"
+    )
+    serializer_class = RolloutSerializer
+    permission_classes = [permissions.IsAuthenticated]
+    filterset_fields = ["festival", "state"]
+
+    def get_queryset(self):
+        return super().get_queryset().for_user(self.request.user)
+
+    def create(self, request, *args, **kwargs):
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        chosen = serializer.validated_data["devices"]
+        for organization_id in {d.organization_id for d in chosen}:
+            require_role(request.user, organization_id, Role.OPERATOR)
+        release = serializer.validated_data.get("release") or selectors.latest_release()
+        if release is None:
+            raise ValidationError({"release": "No edge release exists yet: build one first."})
+        try:
+            rollout = services.start_rollout(
+                chosen,
+                release,
+                user=request.user,
+                force=serializer.validated_data.get("force", False),
+            )
+        except DjangoValidationError as exc:
+            raise _django_errors(exc) from exc
+        return Response(self.get_serializer(rollout).data, status=status.HTTP_202_ACCEPTED)
 
 
 class EdgeReleaseSerializer(serializers.ModelSerializer):

@@ -107,6 +107,16 @@ class Device(TenantModel):
     offline_alerted_at = models.DateTimeField(
         null=True, blank=True, editable=False, help_text="Set while an offline alert is open."
     )
+    # Camera input health incidents (black, frozen, dark, clock drift, upload gap, growing spool)
+    # that were alerted and are still open: kind -> when; services.health.sweep_input_health.
+    input_alerts = models.JSONField(default=dict, blank=True, editable=False)
+    canary = models.BooleanField(
+        default=False,
+        help_text=(
+            "A staged rollout deploys to the canary cameras first and watches their telemetry "
+            "before it deploys to the rest (docs/devices.md, 'Staged rollout')."
+        ),
+    )
     # Edge configuration pushed to the IoT device shadow (desired state).
     shadow_synced_at = models.DateTimeField(null=True, blank=True, editable=False)
     shadow_error = models.CharField(max_length=500, blank=True, editable=False)
@@ -214,6 +224,17 @@ class Deployment(TenantModel):
         "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="rollbacks"
     )
     polls = models.PositiveIntegerField(default=0)
+    force = models.BooleanField(
+        default=False, help_text="Deploy even while a set plays on the camera's stage."
+    )
+    held_until = models.DateTimeField(
+        null=True, blank=True, help_text="Waiting for the gap between sets that starts then."
+    )
+    hold_reason = models.CharField(max_length=300, blank=True, help_text="Why it waits.")
+    rollout = models.ForeignKey(
+        "Rollout", on_delete=models.SET_NULL, null=True, blank=True, related_name="deployments"
+    )
+    wave = models.CharField(max_length=8, blank=True, help_text="canary or rest, in a rollout.")
     deadline_at = models.DateTimeField(null=True, blank=True)
     lease_until = models.DateTimeField(null=True, blank=True)
     created_by = models.ForeignKey(
@@ -232,3 +253,47 @@ class Deployment(TenantModel):
     @property
     def finished(self) -> bool:
         return self.state in TERMINAL_STATES
+
+
+class RolloutState(models.TextChoices):
+    CANARY = "canary", "Deploying to the canary cameras"
+    WATCHING = "watching", "Watching the canaries' telemetry"
+    REST = "rest", "Deploying to the other cameras"
+    SUCCEEDED = "succeeded", "Succeeded"
+    HALTED = "halted", "Halted and rolled back"
+
+
+class Rollout(TenantModel):
+    """One release going to a festival's cameras in waves: canaries first, their telemetry
+    watched against what they reported before, then the rest (services.rollouts)."""
+
+    festival = models.ForeignKey(Festival, on_delete=models.CASCADE, related_name="rollouts")
+    release = models.ForeignKey(EdgeRelease, on_delete=models.PROTECT, related_name="rollouts")
+    state = models.CharField(
+        max_length=16, choices=RolloutState.choices, default=RolloutState.CANARY
+    )
+    force = models.BooleanField(default=False, help_text="Its deployments ignore set locks.")
+    canaries = models.ManyToManyField(Device, related_name="+", blank=True)
+    rest = models.ManyToManyField(Device, related_name="+", blank=True)
+    baseline = models.JSONField(
+        default=dict, blank=True, help_text="Each canary's fps and errors/min before the rollout."
+    )
+    watch_until = models.DateTimeField(null=True, blank=True)
+    reason = models.TextField(blank=True)
+    history = models.JSONField(default=list, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"rollout of {self.release.version} to {self.festival.slug} ({self.state})"
+
+    @property
+    def finished(self) -> bool:
+        return self.state in (RolloutState.SUCCEEDED, RolloutState.HALTED)

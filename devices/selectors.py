@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
+from django.conf import settings
 from django.db.models import QuerySet
+from django.utils import timezone
 
 from devices.models import Deployment, Device, EdgeRelease
 
@@ -22,3 +26,98 @@ def releases() -> QuerySet[EdgeRelease]:
 
 def latest_release() -> EdgeRelease | None:
     return EdgeRelease.objects.order_by("-created_at", "-id").first()
+
+
+def set_lock(stage, now, margin):
+    """(the set holding deployments to this stage's cameras, when the next gap starts).
+
+    A set holds them while it plays and from `margin` before it starts; sets that follow each
+    other closer than the margin hold as one, so the gap is the first moment with no set playing
+    and none starting within the margin. (None, now) when nothing holds."""
+    from stages.models import Set
+
+    if stage is None:
+        return None, now
+    holding, free_at = None, now
+    for a_set in Set.objects.filter(stage=stage, ends_at__gt=now).order_by("starts_at", "pk"):
+        if a_set.starts_at >= free_at + margin:
+            break
+        if a_set.ends_at > free_at:
+            holding = holding or a_set
+            free_at = a_set.ends_at
+    return holding, free_at
+
+
+# --- camera input health (read from the last telemetry report; alerts: services.health) -------
+INPUT_KINDS = {
+    "black": "picture black",
+    "frozen": "picture frozen",
+    "dark": "too dark",
+    "clock_drift": "clock drift",
+    "upload_gap": "upload gap",
+    "spool_growing": "spool growing",
+}
+
+
+def _since(value, now) -> float | None:
+    """Seconds from an ISO timestamp stored in the health to now (None when absent or bad)."""
+    try:
+        return (now - datetime.fromisoformat(value)).total_seconds()
+    except (TypeError, ValueError):
+        return None
+
+
+def _number(health: dict, key: str) -> float | None:
+    value = health.get(key)
+    return None if isinstance(value, bool) or not isinstance(value, (int, float)) else value
+
+
+def input_problems(device: Device, now=None) -> dict[str, str]:
+    """The camera's input problems from its last report, kind -> what a crew member reads.
+
+    The picture checks (black, frozen, dark) are skipped while the camera is paused: it does not
+    look at its frames then. Black wins over frozen and dark (a black picture is both)."""
+    now = now or timezone.now()
+    health = device.health if isinstance(device.health, dict) else {}
+    problems: dict[str, str] = {}
+    if not device.paused and not health.get("paused"):
+        black = _number(health, "input_black_s")
+        frozen = _number(health, "input_frozen_s")
+        luma = _number(health, "input_luma")
+        if black is not None and black >= settings.INPUT_BLACK_AFTER_S:
+            problems["black"] = f"the picture has been black for {int(black)} s (lens covered?)"
+        elif frozen is not None and frozen >= settings.INPUT_FROZEN_AFTER_S:
+            problems["frozen"] = (
+                f"the picture has not changed for {int(frozen)} s (stream stuck on one frame?)"
+            )
+        elif luma is not None and luma < settings.INPUT_DARK_LUMA:
+            problems["dark"] = (
+                f"mean brightness {luma:.0f} of 255 is under {settings.INPUT_DARK_LUMA:g}: "
+                "too dark to find faces"
+            )
+    skew = _number(health, "device_clock_skew_s")
+    if skew is not None and abs(skew) > settings.INPUT_CLOCK_DRIFT_MAX_S:
+        ahead = "behind" if skew > 0 else "ahead of"
+        problems["clock_drift"] = (
+            f"the camera's clock is {abs(skew):.0f} s {ahead} the service's: crops land in the "
+            "wrong minute (check NTP on the box)"
+        )
+    depth = _number(health, "spool_depth") or 0
+    quiet = _since(health.get("uploads_moved_at"), now)
+    if depth > 0 and quiet is not None and quiet >= settings.INPUT_UPLOAD_GAP_MINUTES * 60:
+        problems["upload_gap"] = (
+            f"nothing uploaded for {int(quiet // 60)} min while {int(depth)} items wait "
+            "in the spool (network or credentials?)"
+        )
+    growing = _since(health.get("spool_growing_since"), now)
+    grown = depth - (_number(health, "spool_growing_from") or 0)
+    if (
+        growing is not None
+        and growing >= settings.INPUT_SPOOL_GROWING_MINUTES * 60
+        and grown >= settings.INPUT_SPOOL_GROWING_MIN_ITEMS
+    ):
+        problems["spool_growing"] = (
+            f"the spool grew by {int(grown)} to {int(depth)} items in {int(growing // 60)} min: "
+            "the link sends less than the camera keeps"
+        )
+    return problems

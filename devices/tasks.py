@@ -35,3 +35,8 @@ def publish_device_metrics() -> int:
 @shared_task(name="devices.tasks.resume_stalled_deployments", ignore_result=True)
 def resume_stalled_deployments() -> list[int]:
     return services.resume_stalled_deployments()
+
+
+@shared_task(name="devices.tasks.advance_rollouts", ignore_result=True)
+def advance_rollouts() -> dict:
+    return services.advance_rollouts()

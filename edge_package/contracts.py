@@ -279,6 +279,16 @@ COUNTER_MAX = 2**53 - 1  # exact as a double (CloudWatch, JavaScript); no camera
 SENT_AT_MS_MAX = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z, the last instant datetime holds
 
 
+# Version 2 adds the optional camera input health fields (input_*): a camera on v2 needs a
+# service that knows them (the schema refuses unknown fields), so update the service first.
+TELEMETRY_CONTRACT_VERSION = 2
+INPUT_SECONDS_MAX = 10 * 365 * 86400  # a duration no camera reaches (ten years)
+
+
+def _seconds() -> dict:
+    return {"type": "number", "minimum": 0, "maximum": INPUT_SECONDS_MAX}
+
+
 def _counter() -> dict:
     return {"type": "integer", "minimum": 0, "maximum": COUNTER_MAX}  # a fresh dict each (YAML)
 
@@ -305,6 +315,11 @@ TELEMETRY_SCHEMA: dict = {
         "spool_dropped": _counter(),
         "errors": _counter(),
         "last_error": {"type": "string", "maxLength": 500},
+        # Camera input health (v2), measured on a downscaled grey frame (edge_package.input_health)
+        "input_luma": {"type": "number", "minimum": 0, "maximum": 255},  # mean luminance
+        "input_motion": {"type": "number", "minimum": 0, "maximum": 255},  # mean |frame diff|
+        "input_black_s": _seconds(),  # how long the picture has been black, up to now
+        "input_frozen_s": _seconds(),  # how long the picture has not changed, up to now
     },
 }
 

@@ -17,6 +17,7 @@ from collections import deque
 
 from edge_package.crop import MaskSet, QualityGate, encode_jpeg, make_crop
 from edge_package.detect import FrameShapeError, make_detector
+from edge_package.input_health import InputHealth
 from edge_package.sinks import Release
 from edge_package.sources import SourceError
 from edge_package.spool import Spool
@@ -98,6 +99,7 @@ class EdgeRunner:
         self.last_error = ""
         self.seq = 0
         self._frame_times: deque = deque(maxlen=60)
+        self.input_health = InputHealth()
         self._last_telemetry = None
         self._throttle_now = None  # the throttle's time at the last frame (see process_frame)
         self.before_telemetry = None  # hook: e.g. re-read the device runtime's configuration
@@ -235,8 +237,13 @@ class EdgeRunner:
             self.throttle.new_timeline()
         self._throttle_now = throttle_now
         if self.config.paused:
+            self.input_health.reset()
             return []  # privacy switch: the frame is not even looked at
         image = frame.image
+        try:
+            self.input_health.update(image, throttle_now)
+        except Exception as exc:  # noqa: BLE001 - a health figure must never cost a frame
+            self.error(f"input health of frame {frame.index}: {exc}")
         try:
             detections = self.detector.detect(image)
         except FrameShapeError as exc:
@@ -298,6 +305,7 @@ class EdgeRunner:
             **stats,
             "errors": self.errors + stats.get("errors", 0),
             "last_error": last_error,
+            **self.input_health.stats(),
         }
 
     def telemetry(self) -> dict:

@@ -13,7 +13,11 @@ import urllib.error
 import urllib.request
 
 from edge_package import __version__
-from edge_package.contracts import CONTRACT_VERSION, TELEMETRY_SCHEMA
+from edge_package.contracts import (
+    INPUT_SECONDS_MAX,
+    TELEMETRY_CONTRACT_VERSION,
+    TELEMETRY_SCHEMA,
+)
 
 TOPIC_TEMPLATE = "stagepulse/telemetry/{device}"
 _ALLOWED = set(TELEMETRY_SCHEMA["properties"])
@@ -28,7 +32,7 @@ def build_payload(
 ) -> dict:
     """A schema-shaped payload: unknown counters are left out, numbers stay numbers."""
     payload = {
-        "contract": CONTRACT_VERSION,
+        "contract": TELEMETRY_CONTRACT_VERSION,
         "device_id": device,
         "software_version": __version__,
         "sent_at_ms": int(sent_at_ms if sent_at_ms is not None else time.time() * 1000),
@@ -43,6 +47,12 @@ def build_payload(
                 payload[key] = str(value)[:500]
         elif key == "fps":
             payload[key] = round(min(1000.0, max(0.0, float(value))), 2)
+        elif key in ("input_luma", "input_motion"):
+            if value is not None:
+                payload[key] = round(min(255.0, max(0.0, float(value))), 2)
+        elif key in ("input_black_s", "input_frozen_s"):
+            if value is not None:
+                payload[key] = round(min(float(INPUT_SECONDS_MAX), max(0.0, float(value))), 1)
         else:
             payload[key] = max(0, int(value))
     return payload

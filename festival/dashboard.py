@@ -1,5 +1,6 @@
 """The organizer dashboard: live ranking (with data age, the analysis backlog and why a stage has
-no number), per-stage timelines, camera health, and what the ingest refused. Login required and
+no number), per-stage timelines, camera health (with its input: black, frozen, dark, clock
+drift, upload gap, growing spool), and what the ingest refused. Login required and
 tenant scoped (another organization's festival is a 404). The page refreshes itself from
 `data.json`, built from the same selectors as the fan API."""
 
@@ -16,6 +17,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from devices.models import Device, DeviceStatus
+from devices.selectors import INPUT_KINDS, input_problems
 from emotions.models import MinuteRollup
 from emotions.reports.selectors import reports_for_user
 from emotions.selectors import (
@@ -105,9 +107,25 @@ def device_health_rows(festival: Festival) -> list[dict]:
                 "software_version": device.software_version or None,
                 **{key: (device.health or {}).get(key) for key in HEALTH_FIELDS},
                 "alert_open": device.offline_alerted_at is not None,
+                "input": _input_rows(device, now),
             }
         )
     return rows
+
+
+def _input_rows(device: Device, now) -> list[dict]:
+    """The camera's input problems now (only while it reports: offline is its own row)."""
+    if device.status != DeviceStatus.ONLINE:
+        return []
+    return [
+        {
+            "kind": kind,
+            "label": INPUT_KINDS[kind],
+            "message": message,
+            "alerted": kind in (device.input_alerts or {}),
+        }
+        for kind, message in input_problems(device, now).items()
+    ]
 
 
 def timeline_sets(festival: Festival, now=None) -> dict[str, list[dict]]:
@@ -183,6 +201,16 @@ def attention_items(festival: Festival, now=None) -> list[dict]:
                 "message": f"Camera {device.name}{where} is offline ({seen}).",
             }
         )
+    for device in devices.filter(status=DeviceStatus.ONLINE):
+        where = f" at {device.stage.name}" if device.stage else ""
+        for kind, message in input_problems(device, now).items():
+            items.append(
+                {
+                    "kind": f"camera_{kind}",
+                    "severity": "bad" if kind in ("black", "frozen") else "warn",
+                    "message": f"Camera {device.name}{where}: {message}.",
+                }
+            )
     analysis = analysis_status(now)
     if analysis and analysis["behind"]:
         items.append(

@@ -355,6 +355,7 @@ CELERY_BEAT_SCHEDULE: dict = {
     "health-heartbeat": {"task": "festival.tasks.heartbeat", "schedule": 60.0},
     "devices-health-sweep": {"task": "devices.tasks.sweep_device_health", "schedule": 60.0},
     "devices-metrics": {"task": "devices.tasks.publish_device_metrics", "schedule": 60.0},
+    "devices-advance-rollouts": {"task": "devices.tasks.advance_rollouts", "schedule": 60.0},
     "devices-resume-deployments": {
         "task": "devices.tasks.resume_stalled_deployments",
         "schedule": 120.0,
@@ -402,6 +403,29 @@ ARTIFACTS_BUCKET = os.environ.get("ARTIFACTS_BUCKET", "stagepulse-artifacts")
 DEVICE_OFFLINE_AFTER_MINUTES = int(os.environ.get("DEVICE_OFFLINE_AFTER_MINUTES", "5"))
 DEPLOYMENT_TIMEOUT_MINUTES = int(os.environ.get("DEPLOYMENT_TIMEOUT_MINUTES", "30"))
 DEPLOYMENT_POLL_SECONDS = float(os.environ.get("DEPLOYMENT_POLL_SECONDS", "15"))
+# Deployment locks: no deployment reaches a camera whose stage has a set playing or starting
+# within this margin, unless forced (docs/devices.md, "Deployment locks").
+DEPLOYMENT_SET_MARGIN_MINUTES = float(os.environ.get("DEPLOYMENT_SET_MARGIN_MINUTES", "15"))
+DEPLOYMENT_HOLD_RECHECK_SECONDS = float(os.environ.get("DEPLOYMENT_HOLD_RECHECK_SECONDS", "60"))
+# Staged rollout (devices/services/rollouts.py): how long the canaries are watched, and what
+# counts as worse telemetry than before.
+ROLLOUT_WATCH_MINUTES = float(os.environ.get("ROLLOUT_WATCH_MINUTES", "10"))
+ROLLOUT_MAX_FPS_DROP = float(os.environ.get("ROLLOUT_MAX_FPS_DROP", "0.2"))  # a share
+ROLLOUT_MAX_ERRORS_PER_MIN_RISE = float(os.environ.get("ROLLOUT_MAX_ERRORS_PER_MIN_RISE", "1"))
+# The rest wave, as Greengrass v2's thing-group rollout and abort settings would run it
+# (docs/devices.md): deployments started per minute, and the failed share that halts it once
+# that many cameras have finished.
+ROLLOUT_MAX_PER_MINUTE = int(os.environ.get("ROLLOUT_MAX_PER_MINUTE", "5"))
+ROLLOUT_ABORT_THRESHOLD_PERCENT = float(os.environ.get("ROLLOUT_ABORT_THRESHOLD_PERCENT", "20"))
+ROLLOUT_ABORT_MIN_EXECUTED = int(os.environ.get("ROLLOUT_ABORT_MIN_EXECUTED", "2"))
+# Camera input health (telemetry): one alert per incident (services.health).
+INPUT_BLACK_AFTER_S = float(os.environ.get("INPUT_BLACK_AFTER_S", "30"))
+INPUT_FROZEN_AFTER_S = float(os.environ.get("INPUT_FROZEN_AFTER_S", "60"))
+INPUT_DARK_LUMA = float(os.environ.get("INPUT_DARK_LUMA", "40"))  # mean luminance, 0..255
+INPUT_CLOCK_DRIFT_MAX_S = float(os.environ.get("INPUT_CLOCK_DRIFT_MAX_S", "30"))
+INPUT_UPLOAD_GAP_MINUTES = float(os.environ.get("INPUT_UPLOAD_GAP_MINUTES", "10"))
+INPUT_SPOOL_GROWING_MINUTES = float(os.environ.get("INPUT_SPOOL_GROWING_MINUTES", "10"))
+INPUT_SPOOL_GROWING_MIN_ITEMS = int(os.environ.get("INPUT_SPOOL_GROWING_MIN_ITEMS", "50"))
 DEEPLENS_LAMBDA_ROLE_ARN = os.environ.get("DEEPLENS_LAMBDA_ROLE_ARN", "")
 DEEPLENS_LAMBDA_RUNTIME = os.environ.get("DEEPLENS_LAMBDA_RUNTIME", "python3.8")
 STAGEPULSE_PUBLIC_URL = os.environ.get("STAGEPULSE_PUBLIC_URL", "")

@@ -10,7 +10,13 @@ from detectors.api import (
     ModelRolloutViewSet,
     TrainingJobViewSet,
 )
-from devices.api import DeploymentViewSet, DeviceViewSet, EdgeReleaseViewSet, TelemetryView
+from devices.api import (
+    DeploymentViewSet,
+    DeviceViewSet,
+    EdgeReleaseViewSet,
+    RolloutViewSet,
+    TelemetryView,
+)
 from emotions.api import SetReportViewSet
 from emotions.views import (
     report_publish,
@@ -42,6 +48,7 @@ router.register("sets", SetViewSet, basename="set")
 router.register("devices", DeviceViewSet, basename="device")
 router.register("reports", SetReportViewSet, basename="set-report")
 router.register("deployments", DeploymentViewSet, basename="deployment")
+router.register("rollouts", RolloutViewSet, basename="rollout")
 router.register("edge-releases", EdgeReleaseViewSet, basename="edge-release")
 router.register("face-models", FaceModelViewSet, basename="face-model")
 router.register("face-model-rollouts", ModelRolloutViewSet, basename="face-model-rollout")

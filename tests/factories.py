@@ -113,7 +113,7 @@ def add_tenant_rows(world: World) -> World:
     (so a page that shows another world's name has leaked it). The cross-tenant route tests need
     a row of each model a route lists; a new route's model gets one here."""
     from detectors.models import FaceModel, LabelledClip, ModelRollout, TrainingJob
-    from devices.models import Deployment, EdgeRelease
+    from devices.models import Deployment, EdgeRelease, Rollout
     from emotions.models import SetReport
     from festival.models import Invitation
 
@@ -126,6 +126,10 @@ def add_tenant_rows(world: World) -> World:
     world.deployment = Deployment.objects.create(
         organization=org, device=world.device, release=release, platform="greengrass", state="poll"
     )
+    world.rollout = Rollout.objects.create(
+        organization=org, festival=world.festival, release=release, reason=f"{prefix} rollout"
+    )
+    world.rollout.canaries.set([world.device])
     world.report = SetReport.objects.create(
         organization=org, festival=world.festival, stage=world.stage, set=world.set
     )

@@ -4,6 +4,7 @@ from devices.services.deployments import (
     resume_stalled_deployments,
     run_deployment,
     start_deployment,
+    stop_deployment,
 )
 from devices.services.health import (
     check_stage_change,
@@ -22,6 +23,7 @@ from devices.services.registration import (
     register_device,
 )
 from devices.services.releases import build_edge_release
+from devices.services.rollouts import advance_rollout, advance_rollouts, start_rollout
 from devices.services.telemetry import (
     ConfirmationRejected,
     TelemetryRejected,
@@ -36,6 +38,8 @@ __all__ = [
     "ConfirmationRejected",
     "CredentialsBundle",
     "TelemetryRejected",
+    "advance_rollout",
+    "advance_rollouts",
     "build_edge_release",
     "check_stage_change",
     "confirm_rule_destination",
@@ -53,6 +57,8 @@ __all__ = [
     "run_deployment",
     "set_paused",
     "start_deployment",
+    "start_rollout",
+    "stop_deployment",
     "sweep_device_health",
     "update_device",
 ]

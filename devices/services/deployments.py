@@ -10,6 +10,10 @@ deployment to the device's thing whose configuration merge carries the device's 
 its video source. DeepLens (Greengrass v1) deployments are refused (DEEPLENS_REFUSED): AWS
 discontinued Greengrass V1, so every one of their steps now fails on AWS.
 On failure or timeout the device is redeployed with its last good release.
+
+Deployment locks: the step that reaches the camera (CREATE_DEPLOYMENT) waits while a set plays
+on its stage or starts within DEPLOYMENT_SET_MARGIN_MINUTES, unless the deployment is forced; a
+rollback never waits (it restores a camera that is already broken). `hold_reason` says why.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from devices import selectors
 from devices.models import (
     TERMINAL_STATES,
     Deployment,
@@ -59,6 +64,7 @@ DEEPLENS_STEPS = [
     S.GROUP_DEPLOYMENT,
     S.POLL,
 ]
+DEVICE_STEPS = frozenset({S.CREATE_DEPLOYMENT})  # the steps that reach the camera (locks)
 STEPS = {Platform.GREENGRASS_V2: GREENGRASS_V2_STEPS, Platform.DEEPLENS: DEEPLENS_STEPS}
 LEASE = timedelta(seconds=120)
 LAMBDA_ALIAS = "live"
@@ -109,8 +115,12 @@ def start_deployment(
     user=None,
     rollback_of: Deployment | None = None,
     enqueue: bool = True,
+    force: bool = False,
+    rollout=None,
+    wave: str = "",
 ) -> Deployment:
-    """Record a deployment of `release` to `device` and (by default) queue its task."""
+    """Record a deployment of `release` to `device` and (by default) queue its task. `force`
+    deploys even while a set plays on the device's stage (deployment locks)."""
     if device.platform == Platform.DEEPLENS:
         raise ValidationError(DEEPLENS_REFUSED)
     if device.platform not in STEPS:
@@ -143,8 +153,17 @@ def start_deployment(
             rollback_of=rollback_of,
             deadline_at=now + timeout(),
             created_by=user,
-            history=[_event(now, "queued", f"release {release.version}")],
+            force=force,
+            rollout=rollout,
+            wave=wave,
+            history=[
+                _event(now, "queued", f"release {release.version}" + (" (forced)" if force else ""))
+            ],
         )
+        hold = _set_hold(deployment, now)
+        if hold is not None:
+            deployment.held_until, deployment.hold_reason = hold
+            deployment.save(update_fields=["held_until", "hold_reason"])
         if enqueue:
             transaction.on_commit(lambda: _enqueue(deployment.pk))
     return deployment
@@ -158,6 +177,65 @@ def _enqueue(deployment_id: int, countdown: float | None = None) -> None:
 
 def _event(when, state: str, note: str = "") -> dict:
     return {"at": when.isoformat(timespec="seconds"), "state": state, "note": note}
+
+
+# --- deployment locks ----------------------------------------------------------------------------
+def _set_hold(deployment: Deployment, now) -> tuple | None:
+    """(held until, why) while a set holds the device's stage, or None (forced, a rollback, no
+    stage, no set near)."""
+    from festival.localtime import local_time_label
+
+    if deployment.force or deployment.rollback_of_id is not None:
+        return None
+    device = deployment.device
+    margin = timedelta(minutes=settings.DEPLOYMENT_SET_MARGIN_MINUTES)
+    holding, free_at = selectors.set_lock(device.stage if device.stage_id else None, now, margin)
+    if holding is None:
+        return None
+    tz = device.festival.tz
+    playing = "plays" if holding.starts_at <= now else "starts"
+    when = local_time_label(holding.starts_at if playing == "starts" else holding.ends_at, tz)
+    what = f"at {when}" if playing == "starts" else f"until {when}"
+    reason = (
+        f"waits for the gap between sets: {holding.artist} {playing} on {device.stage.name} "
+        f"{what}; deploys at {local_time_label(free_at, tz)} (force it to deploy now)"
+    )
+    return free_at, reason[:300]
+
+
+def _hold_or_go(deployment: Deployment) -> float | None:
+    """Before the step that reaches the camera: seconds to wait while a set holds its stage
+    (recorded on the row), or None to go on. Leaving a hold restarts the device timeout, so
+    waiting for a gap never counts against it."""
+    now = timezone.now()
+    hold = _set_hold(deployment, now)
+    if hold is None:
+        if deployment.held_until is not None or deployment.hold_reason:
+            deployment.held_until, deployment.hold_reason = None, ""
+            deployment.deadline_at = now + timeout()
+            deployment.history.append(_event(now, deployment.state, "gap between sets: deploying"))
+            deployment.save(
+                update_fields=["held_until", "hold_reason", "deadline_at", "history", "updated_at"]
+            )
+        return None
+    deployment.held_until, deployment.hold_reason = hold
+    deployment.deadline_at = deployment.held_until + timeout()
+    if not deployment.history or deployment.history[-1]["note"] != deployment.hold_reason:
+        deployment.history.append(_event(now, deployment.state, deployment.hold_reason))
+    deployment.lease_until = None
+    deployment.save(
+        update_fields=[
+            "held_until",
+            "hold_reason",
+            "deadline_at",
+            "history",
+            "lease_until",
+            "updated_at",
+        ]
+    )
+    # Come back soon: a set moved or cancelled, or a force, must not wait for the old gap.
+    wait = (deployment.held_until - now).total_seconds()
+    return max(1.0, min(wait, settings.DEPLOYMENT_HOLD_RECHECK_SECONDS))
 
 
 # --- running -------------------------------------------------------------------------------------
@@ -186,6 +264,10 @@ def run_deployment(deployment_id: int, *, max_steps: int = 50) -> float | None:
         if deployment.platform == Platform.DEEPLENS:  # queued before deployments were refused
             _finish(deployment, S.FAILED, DEEPLENS_REFUSED)
             return None
+        if state in DEVICE_STEPS:
+            wait = _hold_or_go(deployment)
+            if wait is not None:
+                return wait
         try:
             outcome = STEP_FUNCTIONS[state](deployment)
         except StepFailed as exc:
@@ -296,6 +378,24 @@ def _finish(deployment: Deployment, state: str, reason: str) -> None:
             deployment.save(update_fields=["history"])
 
 
+def stop_deployment(deployment: Deployment, reason: str) -> bool:
+    """End a deployment that has not reached its camera yet (a halted rollout): FAILED with the
+    reason, and no rollback, since the camera never changed. False when it had gone further."""
+    now = timezone.now()
+    with transaction.atomic():
+        current = Deployment.objects.select_for_update().get(pk=deployment.pk)
+        if current.state not in (S.CREATE_COMPONENT, S.CREATE_DEPLOYMENT):
+            return False
+        current.state = S.FAILED
+        current.reason = reason
+        current.finished_at = now
+        current.lease_until = None
+        current.held_until, current.hold_reason = None, ""
+        current.history.append(_event(now, S.FAILED, reason))
+        current.save()
+    return True
+
+
 def _describe(exc: ClientError) -> str:
     error = exc.response.get("Error", {})
     code = error.get("Code", "Error")
@@ -380,6 +480,11 @@ def gg2_create_deployment(deployment: Deployment) -> Outcome:
         deploymentPolicies={
             "failureHandlingPolicy": "ROLLBACK",
             "componentUpdatePolicy": {"timeoutInSeconds": 60, "action": "NOTIFY_COMPONENTS"},
+        },
+        # The IoT job behind the deployment ends by itself if the camera never finishes, even
+        # while this service is down (its own timeout also cancels it; _timed_out).
+        iotJobConfiguration={
+            "timeoutConfig": {"inProgressTimeoutInMinutes": settings.DEPLOYMENT_TIMEOUT_MINUTES}
         },
         tags=_tags(deployment),
         clientToken=f"stagepulse-deployment-{deployment.pk}",

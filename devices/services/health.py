@@ -1,5 +1,6 @@
-"""Device health: offline detection with one alert per incident (and a recovery notice),
-device metrics to CloudWatch, and pushing edge configuration to the IoT device shadow."""
+"""Device health: offline detection and camera input health (black or frozen picture, too dark,
+clock drift, upload gap, growing spool), each with one alert per incident and a recovery notice;
+device metrics to CloudWatch; pushing edge configuration to the IoT device shadow."""
 
 from __future__ import annotations
 
@@ -11,10 +12,12 @@ from datetime import timedelta
 from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
 from devices.models import Device, DeviceStatus
+from devices.selectors import INPUT_KINDS, input_problems
 from festival import aws
 from festival.notify import notify_operations
 
@@ -91,7 +94,49 @@ def sweep_device_health(now=None) -> dict:
                 event="device.recovered",
             )
             counts["recovered"] += 1
+    counts.update(sweep_input_health(now))
     counts["shadows_repushed"] = repush_failed_shadows()
+    return counts
+
+
+# --- camera input health -------------------------------------------------------------------------
+def sweep_input_health(now=None) -> dict:
+    """One alert when an input problem starts, one notice when it ends, per camera and kind.
+    Only online cameras are judged (an offline one has its own alert and no fresh report).
+    Each change is claimed under the device's row lock, so concurrent sweeps send it once."""
+    now = now or timezone.now()
+    counts = {"input_alerts": 0, "input_recovered": 0}
+    online = Device.objects.filter(status=DeviceStatus.ONLINE).select_related("festival", "stage")
+    for device in online:
+        problems = input_problems(device, now)
+        if set(problems) == set(device.input_alerts or {}):
+            continue
+        with transaction.atomic():
+            locked = Device.objects.select_for_update().get(pk=device.pk)
+            open_alerts = dict(locked.input_alerts or {})
+            opened = [kind for kind in problems if kind not in open_alerts]
+            closed = [kind for kind in open_alerts if kind not in problems]
+            for kind in opened:
+                open_alerts[kind] = now.isoformat(timespec="seconds")
+            for kind in closed:
+                del open_alerts[kind]
+            Device.objects.filter(pk=device.pk).update(input_alerts=open_alerts)
+        for kind in opened:
+            send_alert(
+                device,
+                subject=f"[StagePulse] camera {INPUT_KINDS[kind]}: {device.name}",
+                body=f"{_where(device)}: {problems[kind]}.",
+                event=f"device.input.{kind}",
+            )
+            counts["input_alerts"] += 1
+        for kind in closed:
+            send_alert(
+                device,
+                subject=f"[StagePulse] camera {INPUT_KINDS[kind]} resolved: {device.name}",
+                body=f"{_where(device)}: {INPUT_KINDS[kind]} is over.",
+                event=f"device.input.{kind}.resolved",
+            )
+            counts["input_recovered"] += 1
     return counts
 
 

@@ -32,6 +32,10 @@ HEALTH_FIELDS = (
     "analysis_mode",
     "paused",
     "sent_at_ms",
+    "input_luma",
+    "input_motion",
+    "input_black_s",
+    "input_frozen_s",
 )
 
 
@@ -65,6 +69,7 @@ def record_telemetry(device: Device, payload: dict) -> Device:
     health["device_clock_skew_s"] = round(
         (now - datetime.fromtimestamp(payload["sent_at_ms"] / 1000, tz=UTC)).total_seconds(), 1
     )
+    health.update(_trends(device.health if isinstance(device.health, dict) else {}, health, now))
     # One UPDATE; status leaves OFFLINE here, the recovery notice is sent by the health sweep.
     Device.objects.filter(pk=device.pk).update(
         last_seen_at=now,
@@ -75,6 +80,42 @@ def record_telemetry(device: Device, payload: dict) -> Device:
     )
     device.refresh_from_db()
     return device
+
+
+def _trends(before: dict, health: dict, now) -> dict:
+    """What one report cannot say alone, from the previous one: errors per minute (the counter
+    restarts with the component), since when uploads have not moved, and since when the spool
+    has only grown (services.health turns the last two into upload-gap and spool alerts)."""
+    try:
+        then = datetime.fromisoformat(before["received_at"])
+    except (KeyError, TypeError, ValueError):
+        then = None
+    stamp = now.isoformat(timespec="seconds")
+    trends: dict = {}
+    errors, errors_before = health.get("errors"), before.get("errors")
+    minutes = (now - then).total_seconds() / 60 if then else 0.0
+    if isinstance(errors, int) and isinstance(errors_before, int) and minutes > 0:
+        new = errors - errors_before if errors >= errors_before else errors
+        trends["errors_per_min"] = round(new / minutes, 2)
+    elif "errors_per_min" in before:
+        trends["errors_per_min"] = before["errors_per_min"]
+    uploads = health.get("uploads")
+    moved = uploads != before.get("uploads") or "uploads_moved_at" not in before
+    trends["uploads_moved_at"] = stamp if moved else before["uploads_moved_at"]
+    depth, depth_before = health.get("spool_depth"), before.get("spool_depth")
+    growing = (
+        isinstance(depth, int)
+        and isinstance(depth_before, int)
+        and depth > 0
+        and depth >= depth_before
+        and "spool_growing_since" in before
+    )
+    if growing:
+        trends["spool_growing_since"] = before["spool_growing_since"]
+        trends["spool_growing_from"] = before.get("spool_growing_from", depth_before)
+    else:
+        trends["spool_growing_since"], trends["spool_growing_from"] = stamp, depth or 0
+    return trends
 
 
 # --- the AWS IoT rule's HTTPS destination -------------------------------------------------------

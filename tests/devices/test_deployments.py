@@ -67,6 +67,7 @@ def stub_deployment(stubber, deployment, release, device, deployment_id="d-1", s
                 }
             },
             "deploymentPolicies": ANY,
+            "iotJobConfiguration": {"timeoutConfig": {"inProgressTimeoutInMinutes": 30}},
             "tags": {
                 "stagepulse:festival": device.festival.slug,
                 "stagepulse:thing": device.thing_name,

@@ -63,7 +63,14 @@ def watched(two_worlds, webhook):
 def test_silent_device_goes_offline_with_one_alert(watched, webhook):
     _, hook = webhook
     counts = services.sweep_device_health()
-    assert counts == {"offline": 1, "alerts": 1, "recovered": 0, "shadows_repushed": 0}
+    assert counts == {
+        "offline": 1,
+        "alerts": 1,
+        "recovered": 0,
+        "input_alerts": 0,
+        "input_recovered": 0,
+        "shadows_repushed": 0,
+    }
     watched.refresh_from_db()
     assert watched.status == DeviceStatus.OFFLINE
     assert len(mail.outbox) == 1
@@ -113,6 +120,8 @@ def test_recently_seen_and_never_seen_devices_raise_nothing(two_worlds, settings
         "offline": 0,
         "alerts": 0,
         "recovered": 0,
+        "input_alerts": 0,
+        "input_recovered": 0,
         "shadows_repushed": 0,
     }
     assert mail.outbox == []
