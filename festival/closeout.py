@@ -895,7 +895,7 @@ class Closeout:
         names = []
         for page in iam.get_paginator("list_roles").paginate():
             for role in page.get("Roles", []):
-                if not role["RoleName"].startswith("stagepulse-dev-"):
+                if not role["RoleName"].startswith("stagepulse-"):  # older and per-env names
                     continue
                 tags = _ignore_gone(iam.list_role_tags, RoleName=role["RoleName"]) or {}
                 if any(

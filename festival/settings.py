@@ -389,6 +389,9 @@ DEEPLENS_LAMBDA_ROLE_ARN = os.environ.get("DEEPLENS_LAMBDA_ROLE_ARN", "")
 DEEPLENS_LAMBDA_RUNTIME = os.environ.get("DEEPLENS_LAMBDA_RUNTIME", "python3.8")
 STAGEPULSE_PUBLIC_URL = os.environ.get("STAGEPULSE_PUBLIC_URL", "")
 TELEMETRY_IOT_RULE_SECRET = os.environ.get("TELEMETRY_IOT_RULE_SECRET", "")
+# Permissions boundary of every camera role registration creates; empty = the stack's
+# stagepulse-<STAGEPULSE_ENV>-device-boundary in the service's account (docs/infra.md).
+DEVICE_ROLE_BOUNDARY_ARN = os.environ.get("DEVICE_ROLE_BOUNDARY_ARN", "")
 
 # Face detectors (detectors/): see README "Bring your own face detector".
 SAGEMAKER_ROLE_ARN = os.environ.get("SAGEMAKER_ROLE_ARN", "")
