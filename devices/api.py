@@ -318,7 +318,7 @@ class DeviceAuthentication(BaseAuthentication):
                 raise AuthenticationFailed("Unknown or revoked device token.")
             return AnonymousUser(), device
         if scheme == "IotRule":
-            secret = settings.TELEMETRY_IOT_RULE_SECRET
+            secret = selectors.iot_rule_secret()
             if not secret or not hmac.compare_digest(credential.encode(), secret.encode()):
                 raise AuthenticationFailed("Invalid IoT rule credentials.")
             thing = request.META.get("HTTP_X_STAGEPULSE_THING", "")

@@ -79,7 +79,7 @@ def tag_list(festival: str, thing: str = "") -> list[dict[str, str]]:
     return [{"Key": key, "Value": value} for key, value in tag_map(festival, thing).items()]
 
 
-# --- ARNs ------------------------------------------------------------------------------------------
+# --- ARNs -----------------------------------------------------------------------------------------
 def partition(region_name: str | None = None) -> str:
     """The ARN partition of a region (aws, aws-cn, aws-us-gov), from botocore's endpoint data, so
     an ARN built here matches what AWS gives out in China and GovCloud as well."""

@@ -389,6 +389,8 @@ DEEPLENS_LAMBDA_ROLE_ARN = os.environ.get("DEEPLENS_LAMBDA_ROLE_ARN", "")
 DEEPLENS_LAMBDA_RUNTIME = os.environ.get("DEEPLENS_LAMBDA_RUNTIME", "python3.8")
 STAGEPULSE_PUBLIC_URL = os.environ.get("STAGEPULSE_PUBLIC_URL", "")
 TELEMETRY_IOT_RULE_SECRET = os.environ.get("TELEMETRY_IOT_RULE_SECRET", "")
+# Or the stack's generated secret (output TelemetryRuleSecretArn), read from Secrets Manager.
+TELEMETRY_IOT_RULE_SECRET_ARN = os.environ.get("TELEMETRY_IOT_RULE_SECRET_ARN", "")
 # Permissions boundary of every camera role registration creates; empty = the stack's
 # stagepulse-<STAGEPULSE_ENV>-device-boundary in the service's account (docs/infra.md).
 DEVICE_ROLE_BOUNDARY_ARN = os.environ.get("DEVICE_ROLE_BOUNDARY_ARN", "")

@@ -155,4 +155,3 @@ def test_a_missing_boundary_is_a_clear_refusal_and_undone(moto_aws, two_worlds):
         with pytest.raises(ValidationError, match="NoSuchEntity.*boundary"):
             services.register_device(device)
     assert aws.client("iot").list_things()["things"] == []
-
