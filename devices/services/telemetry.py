@@ -8,7 +8,6 @@ import re
 from datetime import UTC, datetime
 
 from botocore.exceptions import BotoCoreError, ClientError
-from django.conf import settings
 from django.utils import timezone
 from jsonschema import Draft202012Validator
 
