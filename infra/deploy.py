@@ -801,6 +801,15 @@ def apply_embedded_settings(
     }
     resolver = _Resolver(template, params, resources, pseudo, sqs)
     applied: list[str] = []
+    # Bucket policies first: S3 checks the access-log bucket's policy when logging is switched on.
+    for spec in template["Resources"].values():
+        if spec["Type"] != "AWS::S3::BucketPolicy":
+            continue
+        if spec.get("Condition") and not resolver.condition(spec["Condition"]):
+            continue
+        props = resolver.value(spec["Properties"])
+        s3.put_bucket_policy(Bucket=props["Bucket"], Policy=json.dumps(props["PolicyDocument"]))
+        applied.append(f"{props['Bucket']}: bucket policy")
     for logical_id, spec in template["Resources"].items():
         if spec.get("Condition") and not resolver.condition(spec["Condition"]):
             continue
