@@ -329,6 +329,14 @@ INGEST_INTERVAL_S = float(os.environ.get("INGEST_INTERVAL_S", 5))
 REPORT_GRACE_MINUTES = int(os.environ.get("REPORT_GRACE_MINUTES", 10))
 if REPORT_GRACE_MINUTES < 0:
     raise ImproperlyConfigured("REPORT_GRACE_MINUTES must be 0 or more")
+# Crop retention (emotions.retention, docs/privacy.md): the analyzer's retention, the same value
+# as the stack's CropRetentionHours, and how often the sweeper deletes crops older than it.
+CROP_RETENTION_HOURS = int(os.environ.get("CROP_RETENTION_HOURS", 0))
+if not 0 <= CROP_RETENTION_HOURS <= 24:
+    raise ImproperlyConfigured(
+        "CROP_RETENTION_HOURS must be 0..24 (the stack's CropRetentionHours)"
+    )
+CROP_SWEEP_INTERVAL_S = float(os.environ.get("CROP_SWEEP_INTERVAL_S", 600))
 CELERY_BEAT_SCHEDULE: dict = {
     "sweep-set-reports": {
         "task": "emotions.tasks.sweep_set_reports",
@@ -351,6 +359,11 @@ CELERY_BEAT_SCHEDULE: dict = {
         "task": "emotions.tasks.measure_analysis_backlog",
         "schedule": float(os.environ.get("ANALYSIS_BACKLOG_INTERVAL_S", 15)),
         "options": {"expires": 30},
+    },
+    "sweep-expired-crops": {
+        "task": "emotions.tasks.sweep_expired_crops",
+        "schedule": CROP_SWEEP_INTERVAL_S,
+        "options": {"expires": CROP_SWEEP_INTERVAL_S},
     },
 }
 

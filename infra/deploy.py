@@ -123,6 +123,7 @@ def service_env(outputs: Mapping[str, str]) -> dict[str, str]:
         "STAGEPULSE_METRICS_NAMESPACE": "MetricsNamespace",
         "TELEMETRY_IOT_RULE_SECRET_ARN": "TelemetryRuleSecretArn",
         "DEVICE_ROLE_BOUNDARY_ARN": "DeviceRoleBoundaryArn",
+        "CROP_RETENTION_HOURS": "CropRetentionHours",
     }
     return {env: outputs[key] for env, key in mapping.items() if outputs.get(key)}
 

@@ -155,3 +155,48 @@ def test_a_missing_boundary_is_a_clear_refusal_and_undone(moto_aws, two_worlds):
         with pytest.raises(ValidationError, match="NoSuchEntity.*boundary"):
             services.register_device(device)
     assert aws.client("iot").list_things()["things"] == []
+
+
+def test_every_grant_of_a_camera_role_lies_within_the_stacks_boundary(two_worlds, settings):
+    """IAM intersects the inline policy with the boundary: a grant outside it would silently
+    stop working on AWS (moto does not evaluate boundaries), so each one is checked here."""
+    import fnmatch
+
+    from infra import deploy as infra
+
+    device = two_worlds[0].device
+    template = infra.load_template()
+    params = {
+        "ArtifactsBucketName": settings.ARTIFACTS_BUCKET,
+        "ObservationsTableName": device.festival.table,
+    }
+    pseudo = {"AWS::Partition": "aws", "AWS::Region": "eu-west-1", "AWS::AccountId": ACCOUNT}
+    resolver = infra._Resolver(template, params, {}, pseudo, None)
+    boundary = resolver.value(
+        template["Resources"]["DeviceRoleBoundary"]["Properties"]["PolicyDocument"]
+    )["Statement"]
+
+    def within(action: str, resource: str) -> bool:
+        for statement in boundary:
+            actions = statement["Action"]
+            resources = statement["Resource"]
+            if action in ([actions] if isinstance(actions, str) else actions) and any(
+                fnmatch.fnmatchcase(resource, pattern)
+                for pattern in ([resources] if isinstance(resources, str) else resources)
+            ):
+                return True
+        return False
+
+    document = device_role_policy_document(device, region="eu-west-1", account=ACCOUNT)
+    outside = [
+        (action, resource)
+        for statement in document["Statement"]
+        for action in statement["Action"]
+        for resource in (
+            statement["Resource"]
+            if isinstance(statement["Resource"], list)
+            else [statement["Resource"]]
+        )
+        if not within(action, resource)
+    ]
+    assert outside == []
