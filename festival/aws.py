@@ -90,5 +90,5 @@ def partition(region_name: str | None = None) -> str:
 def arn(service: str, resource: str, *, region_name: str = "", account: str = "") -> str:
     """arn:<partition>:<service>:<region>:<account>:<resource>; S3 and IAM ARNs leave region (and
     for S3 the account) empty. The partition follows the client's region even when the ARN's
-    own region is empty."""
-    return f"arn:{partition()}:{service}:{region_name}:{account}:{resource}"
+    own region is empty (and follows region_name when it is given)."""
+    return f"arn:{partition(region_name or None)}:{service}:{region_name}:{account}:{resource}"

@@ -468,9 +468,12 @@ def _delete_policy(iot, policy_name: str, cert_arn: str) -> None:
     _ignore_missing(lambda: iot.delete_policy(policyName=policy_name))
 
 
-def _role_is_the_devices(role: dict, thing_name: str) -> bool:
+def _role_is_the_devices(iam, role: dict, thing_name: str) -> bool:
     """Registration tags a camera role with its thing (older ones: by their description)."""
-    tags = {t["Key"]: t["Value"] for t in role.get("Tags") or []}
+    listed = role.get("Tags")
+    if listed is None:  # GetRole returns tags; ListRoleTags where an endpoint leaves them out
+        listed = iam.list_role_tags(RoleName=role["RoleName"]).get("Tags", [])
+    tags = {t["Key"]: t["Value"] for t in listed}
     if aws.THING_TAG in tags:
         return tags[aws.THING_TAG] == thing_name
     return (role.get("Description") or "").startswith(f"StagePulse camera {thing_name}:")
@@ -486,7 +489,7 @@ def _delete_role(iam, role_name: str, thing_name: str = "") -> None:
         if exc.response.get("Error", {}).get("Code") in ("NoSuchEntity", "NoSuchEntityException"):
             return
         raise
-    if thing_name and not _role_is_the_devices(role, thing_name):
+    if thing_name and not _role_is_the_devices(iam, role, thing_name):
         log.warning("role %s is not %s's camera role; left alone", role_name, thing_name)
         return
     for page in iam.get_paginator("list_role_policies").paginate(RoleName=role_name):
