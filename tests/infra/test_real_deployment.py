@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import fnmatch
 import json
-import pathlib
 import re
 from datetime import UTC, datetime
 
@@ -216,10 +215,11 @@ def called_operations() -> dict[str, set[str]]:
     session = botocore.session.get_session()
     found: dict[str, set[str]] = {}
     for folder in SERVICE_CODE:
-        for path in pathlib.Path(folder).rglob("*.py"):
-            if "migrations" in path.parts or str(path).startswith(NOT_THE_SERVICE):
+        for path in (infra.REPO_ROOT / folder).rglob("*.py"):
+            path = path.relative_to(infra.REPO_ROOT)
+            if "migrations" in path.parts or path.as_posix().startswith(NOT_THE_SERVICE):
                 continue
-            text = path.read_text()
+            text = (infra.REPO_ROOT / path).read_text()
             services = set(re.findall(r'client\("([a-z0-9-]+)"', text))
             names = set(re.findall(r"\.([a-z_0-9]+)\b", text))
             names |= set(re.findall(r'(?:paginator|waiter)\("([a-z_0-9]+)"\)', text))

@@ -155,9 +155,7 @@ def rule_headers(template, thing: str, token: str) -> dict[str, str]:
     resolver.get_att = lambda logical, attribute: RULE_ROLE_ARN
     headers = {}
     for header in action[0]["Http"]["Headers"]:
-        value = header["Value"]
-        if isinstance(value, dict):
-            value = resolver.sub(value["Fn::Sub"])
+        value = resolver.value(header["Value"])
         sent = value.replace("${topic(3)}", thing)
         call = f"${{get_secret('{SECRET_ARN}', 'SecretString', 'token', '{RULE_ROLE_ARN}')}}"
         headers[header["Key"]] = (value, sent.replace(call, token))
