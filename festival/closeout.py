@@ -194,9 +194,7 @@ def _ignore_gone(call: Callable, *args, **kwargs):
 
 
 def _partition(region: str) -> str:
-    if region.startswith("cn-"):
-        return "aws-cn"
-    return "aws-us-gov" if region.startswith("us-gov-") else "aws"
+    return aws.partition(region)  # botocore's endpoint data, the one source for every ARN
 
 
 class Closeout:
