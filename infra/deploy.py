@@ -809,8 +809,15 @@ def apply_embedded_settings(
         if spec.get("Condition") and not resolver.condition(spec["Condition"]):
             continue
         props = resolver.value(spec["Properties"])
-        s3.put_bucket_policy(Bucket=props["Bucket"], Policy=json.dumps(props["PolicyDocument"]))
-        applied.append(f"{props['Bucket']}: bucket policy")
+        # Allow statements only: moto evaluates a bucket policy's Deny for DeleteObjects but not
+        # its conditions, so DenyInsecureTransport would refuse every delete (moto has no TLS
+        # distinction to enforce anyway).
+        document = dict(props["PolicyDocument"])
+        document["Statement"] = [st for st in document["Statement"] if st["Effect"] == "Allow"]
+        if not document["Statement"]:
+            continue
+        s3.put_bucket_policy(Bucket=props["Bucket"], Policy=json.dumps(document))
+        applied.append(f"{props['Bucket']}: bucket policy (its Allow statements)")
     for logical_id, spec in template["Resources"].items():
         if spec.get("Condition") and not resolver.condition(spec["Condition"]):
             continue
@@ -881,10 +888,14 @@ def _empty_bucket(s3, bucket: str) -> int:
     """Delete every object version in a bucket; returns how many were deleted."""
     deleted = 0
     try:
+        # An unversioned bucket lists VersionId "null"; S3 accepts it, moto silently does not.
+        versioned = "Status" in s3.get_bucket_versioning(Bucket=bucket)
         pages = s3.get_paginator("list_object_versions").paginate(Bucket=bucket)
         for page in pages:
             items = [
                 {"Key": v["Key"], "VersionId": v["VersionId"]}
+                if versioned or v["VersionId"] != "null"
+                else {"Key": v["Key"]}
                 for v in page.get("Versions", []) + page.get("DeleteMarkers", [])
             ]
             for start in range(0, len(items), 1000):
@@ -923,13 +934,17 @@ def teardown(
         count = _empty_bucket(s3, crops)
         emit(f"{crops}: deleted {count} crop object(s)")
     access_logs = outputs.get("CropsAccessLogsBucketName")
-    if access_logs:
-        count = _empty_bucket(s3, access_logs)
-        emit(f"{access_logs}: deleted {count} access log object(s)")
+    if access_logs and crops:
+        _ignore_no_bucket(
+            lambda: s3.put_bucket_logging(Bucket=crops, BucketLoggingStatus={})
+        )  # no new deliveries; the bucket itself goes after the stack (DeletionPolicy Retain)
     since = datetime.now(UTC)
     cfn.delete_stack(StackName=stack["StackId"])
     _wait_deleted(cfn, stack["StackId"], stack_name, since)
     emit(f"{stack_name}: deleted")
+    if access_logs:
+        count = _delete_bucket(s3, access_logs)
+        emit(f"{access_logs}: deleted with {count} access log object(s)")
     artifacts = outputs.get("ArtifactsBucketName") or params.get("ArtifactsBucketName")
     if purge_artifacts and artifacts:
         count = _empty_bucket(s3, artifacts)
@@ -942,6 +957,31 @@ def teardown(
     elif artifacts:
         emit(f"{artifacts}: retained (DeletionPolicy Retain; use purge_artifacts to delete)")
     return True
+
+
+def _ignore_no_bucket(call) -> None:
+    try:
+        call()
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] != "NoSuchBucket":
+            raise
+
+
+def _delete_bucket(s3, bucket: str, attempts: int = 3) -> int:
+    """Empty and delete a bucket that may still receive a late log delivery between the two."""
+    count = 0
+    for attempt in range(attempts):
+        count += _empty_bucket(s3, bucket)
+        try:
+            s3.delete_bucket(Bucket=bucket)
+            return count
+        except ClientError as exc:
+            code = exc.response["Error"]["Code"]
+            if code == "NoSuchBucket":
+                return count
+            if code != "BucketNotEmpty" or attempt == attempts - 1:
+                raise
+    return count
 
 
 def _wait_deleted(cfn, stack_id: str, stack_name: str, since: datetime) -> None:

@@ -74,6 +74,7 @@ def test_device_role_can_only_put_crops_under_its_own_thing_name(template):
             "Effect": "Allow",
             "Principal": {"Service": "credentials.iot.amazonaws.com"},
             "Action": "sts:AssumeRole",
+            "Condition": {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}},
         }
     ]
     (statement,) = statements(role)
