@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hmac
 
-from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
 from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
@@ -405,7 +404,7 @@ class DeviceAuthentication(BaseAuthentication):
                 raise AuthenticationFailed("Unknown or revoked device token.")
             return AnonymousUser(), device
         if scheme == "IotRule":
-            secret = settings.TELEMETRY_IOT_RULE_SECRET
+            secret = selectors.iot_rule_secret()
             if not secret or not hmac.compare_digest(credential.encode(), secret.encode()):
                 raise AuthenticationFailed("Invalid IoT rule credentials.")
             thing = request.META.get("HTTP_X_STAGEPULSE_THING", "")

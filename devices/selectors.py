@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import json
+import logging
+import time
 from datetime import datetime
 
+from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
 from django.db.models import QuerySet
 from django.utils import timezone
 
 from devices.models import Deployment, Device, EdgeRelease
+from festival import aws
+
+log = logging.getLogger(__name__)
+RULE_SECRET_TTL_S = 300  # a rotated secret reaches every process within five minutes
+_rule_secret: dict = {"value": "", "arn": "", "at": 0.0}
 
 
 def devices_for(user) -> QuerySet[Device]:
@@ -121,3 +130,25 @@ def input_problems(device: Device, now=None) -> dict[str, str]:
             "the link sends less than the camera keeps"
         )
     return problems
+
+
+def iot_rule_secret() -> str:
+    """The token the IoT telemetry rule sends: TELEMETRY_IOT_RULE_SECRET, or the stack's
+    Secrets Manager secret (TELEMETRY_IOT_RULE_SECRET_ARN, key "token"), cached per process.
+    Empty when neither is set or the secret cannot be read (rule requests are then refused)."""
+    if settings.TELEMETRY_IOT_RULE_SECRET:
+        return settings.TELEMETRY_IOT_RULE_SECRET
+    arn = settings.TELEMETRY_IOT_RULE_SECRET_ARN
+    if not arn:
+        return ""
+    cached = _rule_secret
+    if cached["arn"] == arn and time.monotonic() - cached["at"] < RULE_SECRET_TTL_S:
+        return cached["value"]
+    try:
+        raw = aws.cached_client("secretsmanager").get_secret_value(SecretId=arn)["SecretString"]
+        value = str(json.loads(raw).get("token", ""))
+    except (ClientError, BotoCoreError, ValueError, KeyError) as exc:
+        log.warning("IoT rule secret %s unreadable: %s", arn, exc)
+        return cached["value"] if cached["arn"] == arn else ""
+    _rule_secret.update(value=value, arn=arn, at=time.monotonic())
+    return value

@@ -212,6 +212,15 @@ def sort_key_floor(captured_at_ms: int) -> str:
     return f"{max(0, int(captured_at_ms)):013d}"
 
 
+# Every attribute an observation item has (build_observation_item); a camera role may write only
+# these (IAM dynamodb:Attributes), so a device cannot smuggle other data into the table.
+OBSERVATION_ATTRIBUTES = (
+    OBSERVATION_PK, OBSERVATION_SK, "contract", "festival", "stage", "device", "organization",
+    "captured_at_ms", "analyzed_at_ms", "source", "model", "emotions", "top_emotion",
+    "face_confidence", OBSERVATION_TTL_ATTRIBUTE,
+)  # fmt: skip
+
+
 def build_observation_item(
     *,
     crop: CropKey,

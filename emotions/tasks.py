@@ -35,6 +35,16 @@ def ingest_observations() -> dict:
     return {"created": result.created, "read": result.read, "refused": result.skipped_invalid}
 
 
+@shared_task(name="emotions.tasks.sweep_expired_crops", ignore_result=True)
+def sweep_expired_crops() -> dict:
+    """Delete face crops older than their retention (emotions.retention), so the promise holds
+    to the hour and not only to the lifecycle rule's day."""
+    from emotions import retention
+
+    reports = retention.sweep_expired_crops()
+    return {r.festival: {"deleted": r.deleted, "errors": len(r.errors)} for r in reports}
+
+
 @shared_task(name="emotions.tasks.measure_analysis_backlog", ignore_result=True)
 def measure_analysis_backlog() -> dict:
     """Depth and oldest-message age of the analysis queue, stored for /live and the dashboard

@@ -77,3 +77,18 @@ def tag_map(festival: str, thing: str = "") -> dict[str, str]:
 def tag_list(festival: str, thing: str = "") -> list[dict[str, str]]:
     """Tags as IAM and IoT take them ([{Key, Value}])."""
     return [{"Key": key, "Value": value} for key, value in tag_map(festival, thing).items()]
+
+
+# --- ARNs -----------------------------------------------------------------------------------------
+def partition(region_name: str | None = None) -> str:
+    """The ARN partition of a region (aws, aws-cn, aws-us-gov), from botocore's endpoint data, so
+    an ARN built here matches what AWS gives out in China and GovCloud as well."""
+    name = region_name or region()
+    return _session().get_partition_for_region(name) or "aws"
+
+
+def arn(service: str, resource: str, *, region_name: str = "", account: str = "") -> str:
+    """arn:<partition>:<service>:<region>:<account>:<resource>; S3 and IAM ARNs leave region (and
+    for S3 the account) empty. The partition follows the client's region even when the ARN's
+    own region is empty (and follows region_name when it is given)."""
+    return f"arn:{partition(region_name or None)}:{service}:{region_name}:{account}:{resource}"

@@ -194,9 +194,7 @@ def _ignore_gone(call: Callable, *args, **kwargs):
 
 
 def _partition(region: str) -> str:
-    if region.startswith("cn-"):
-        return "aws-cn"
-    return "aws-us-gov" if region.startswith("us-gov-") else "aws"
+    return aws.partition(region)  # botocore's endpoint data, the one source for every ARN
 
 
 class Closeout:
@@ -895,7 +893,7 @@ class Closeout:
         names = []
         for page in iam.get_paginator("list_roles").paginate():
             for role in page.get("Roles", []):
-                if not role["RoleName"].startswith("stagepulse-dev-"):
+                if not role["RoleName"].startswith("stagepulse-"):  # older and per-env names
                     continue
                 tags = _ignore_gone(iam.list_role_tags, RoleName=role["RoleName"]) or {}
                 if any(

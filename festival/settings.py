@@ -346,6 +346,14 @@ INGEST_INTERVAL_S = float(os.environ.get("INGEST_INTERVAL_S", 5))
 REPORT_GRACE_MINUTES = int(os.environ.get("REPORT_GRACE_MINUTES", 10))
 if REPORT_GRACE_MINUTES < 0:
     raise ImproperlyConfigured("REPORT_GRACE_MINUTES must be 0 or more")
+# Crop retention (emotions.retention, docs/privacy.md): the analyzer's retention, the same value
+# as the stack's CropRetentionHours, and how often the sweeper deletes crops older than it.
+CROP_RETENTION_HOURS = int(os.environ.get("CROP_RETENTION_HOURS", 0))
+if not 0 <= CROP_RETENTION_HOURS <= 24:
+    raise ImproperlyConfigured(
+        "CROP_RETENTION_HOURS must be 0..24 (the stack's CropRetentionHours)"
+    )
+CROP_SWEEP_INTERVAL_S = float(os.environ.get("CROP_SWEEP_INTERVAL_S", 600))
 CELERY_BEAT_SCHEDULE: dict = {
     "sweep-set-reports": {
         "task": "emotions.tasks.sweep_set_reports",
@@ -369,6 +377,11 @@ CELERY_BEAT_SCHEDULE: dict = {
         "task": "emotions.tasks.measure_analysis_backlog",
         "schedule": float(os.environ.get("ANALYSIS_BACKLOG_INTERVAL_S", 15)),
         "options": {"expires": 30},
+    },
+    "sweep-expired-crops": {
+        "task": "emotions.tasks.sweep_expired_crops",
+        "schedule": CROP_SWEEP_INTERVAL_S,
+        "options": {"expires": CROP_SWEEP_INTERVAL_S},
     },
 }
 
@@ -430,6 +443,11 @@ DEEPLENS_LAMBDA_ROLE_ARN = os.environ.get("DEEPLENS_LAMBDA_ROLE_ARN", "")
 DEEPLENS_LAMBDA_RUNTIME = os.environ.get("DEEPLENS_LAMBDA_RUNTIME", "python3.8")
 STAGEPULSE_PUBLIC_URL = os.environ.get("STAGEPULSE_PUBLIC_URL", "")
 TELEMETRY_IOT_RULE_SECRET = os.environ.get("TELEMETRY_IOT_RULE_SECRET", "")
+# Or the stack's generated secret (output TelemetryRuleSecretArn), read from Secrets Manager.
+TELEMETRY_IOT_RULE_SECRET_ARN = os.environ.get("TELEMETRY_IOT_RULE_SECRET_ARN", "")
+# Permissions boundary of every camera role registration creates; empty = the stack's
+# stagepulse-<STAGEPULSE_ENV>-device-boundary in the service's account (docs/infra.md).
+DEVICE_ROLE_BOUNDARY_ARN = os.environ.get("DEVICE_ROLE_BOUNDARY_ARN", "")
 
 # Face detectors (detectors/): see README "Bring your own face detector".
 SAGEMAKER_ROLE_ARN = os.environ.get("SAGEMAKER_ROLE_ARN", "")

@@ -23,6 +23,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import time
 import zipfile
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -120,8 +121,45 @@ def service_env(outputs: Mapping[str, str]) -> dict[str, str]:
         "STAGEPULSE_ANALYZER_QUEUE_URL": "AnalysisQueueUrl",
         "STAGEPULSE_OBSERVATIONS_TABLE": "ObservationsTableName",
         "STAGEPULSE_METRICS_NAMESPACE": "MetricsNamespace",
+        "TELEMETRY_IOT_RULE_SECRET_ARN": "TelemetryRuleSecretArn",
+        "DEVICE_ROLE_BOUNDARY_ARN": "DeviceRoleBoundaryArn",
+        "CROP_RETENTION_HOURS": "CropRetentionHours",
     }
     return {env: outputs[key] for env, key in mapping.items() if outputs.get(key)}
+
+
+# --- Before anything is created: does this region have what the stack needs? ------------------
+# Resource types a real (not Embedded) deploy needs, and the condition under which it needs them.
+REGIONAL_TYPES = {
+    "AWS::IoT::RoleAlias": lambda params: True,  # the credentials provider (crop uploads)
+    "AWS::IoT::TopicRuleDestination": lambda params: bool(params.get("TelemetryUrl")),
+}
+
+
+def check_region(params: Mapping[str, str], *, cfn=None) -> None:
+    """Refuse a region without IoT role aliases or HTTPS rule destinations before CloudFormation
+    gets halfway and rolls back: CloudFormation's registry (DescribeType) knows per region."""
+    if params.get("Embedded") == "true":
+        return
+    cfn = cfn or aws.client("cloudformation")
+    missing = []
+    for type_name, needed in REGIONAL_TYPES.items():
+        if not needed(params):
+            continue
+        try:
+            cfn.describe_type(Type="RESOURCE", TypeName=type_name)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "TypeNotFoundException":
+                raise
+            missing.append(type_name)
+    if missing:
+        region = cfn.meta.region_name
+        raise DeployError(
+            f"region {region} does not offer {', '.join(missing)}, which StagePulse needs (AWS IoT "
+            "credentials provider role aliases for crop uploads; HTTPS topic rule destinations "
+            "for telemetry). Deploy to a region that has them (e.g. eu-west-1, us-east-1), or "
+            "leave TelemetryUrl empty if only the rule destination is missing. Nothing was created."
+        )
 
 
 # --- Analyzer bundle -----------------------------------------------------------------------------
@@ -381,6 +419,7 @@ def deploy(
     s3=None,
     dynamodb=None,
     sqs=None,
+    iot=None,
 ) -> DeployResult:
     """Create or update the stack through a change set and return its outputs.
 
@@ -412,6 +451,7 @@ def deploy(
         requested = {**(create_defaults or {}), **requested}
     existing = stack_parameters(stack) if exists else None
     api_params, effective = _resolve_parameters(template, requested, existing)
+    check_region(effective, cfn=cfn)
 
     bundle_key = ""
     wants_bundle = (
@@ -450,6 +490,9 @@ def deploy(
         )
         for item in applied:
             emit(f"  applied for moto: {item}")
+    destination = stack_outputs(stack).get("TelemetryDestinationArn")
+    if destination:
+        ensure_destination_confirmed(destination, iot=iot, emit=emit)
     result = DeployResult(
         stack_name=stack_name,
         action=action,
@@ -461,6 +504,62 @@ def deploy(
     )
     emit(f"{stack_name}: {action} ({result.status})")
     return result
+
+
+# --- After the stack: the telemetry rule's HTTPS destination must be confirmed -----------------
+CONFIRM_WAIT_S = 180  # AWS posts the token within seconds; the service confirms it at once
+CONFIRM_POLL_S = 5
+
+
+def ensure_destination_confirmed(
+    arn: str,
+    *,
+    iot=None,
+    emit: Callable[[str], None] = log.info,
+    wait_s: float = CONFIRM_WAIT_S,
+    poll_s: float = CONFIRM_POLL_S,
+    sleep: Callable[[float], None] | None = None,
+) -> str:
+    """Wait until the destination is ENABLED; returns its status.
+
+    IN_PROGRESS: AWS has posted (or will post) the confirmation token to the service, which
+    confirms it (devices.services.telemetry.confirm_rule_destination). Half-way through the wait
+    the challenge is sent again (UpdateTopicRuleDestination to IN_PROGRESS), for a service that
+    was not up yet. DISABLED: confirmed but switched off, so it is enabled (only a confirmed
+    destination can be). ERROR, or still unconfirmed at the end: DeployError saying what to do;
+    running deploy again resumes here.
+    """
+    iot = iot or aws.client("iot")
+    sleep = sleep or time.sleep
+    waited, resent = 0.0, False
+    while True:
+        got = iot.get_topic_rule_destination(arn=arn)["topicRuleDestination"]
+        state, reason = got.get("status", ""), got.get("statusReason", "")
+        if state == "ENABLED":
+            emit(f"telemetry rule destination confirmed and enabled ({arn})")
+            return state
+        if state == "DISABLED":
+            iot.update_topic_rule_destination(arn=arn, status="ENABLED")
+            emit(f"telemetry rule destination was DISABLED; enabled it ({arn})")
+            continue
+        if state in ("ERROR", "DELETING"):
+            raise DeployError(f"telemetry rule destination {arn} is {state}: {reason or '?'}")
+        if waited >= wait_s:
+            raise DeployError(
+                f"telemetry rule destination {arn} is still unconfirmed after {int(waited)} s "
+                f"({reason or 'no reason given'}). The service must answer at the TelemetryUrl "
+                "and may call iot:ConfirmTopicRuleDestination (ServicePolicyArn); it logs the "
+                "token it received (logger devices.services.telemetry) for `aws iot "
+                "confirm-topic-rule-destination --confirmation-token <token>`. Run deploy again to "
+                "send a new challenge and wait again."
+            )
+        if not resent and waited >= wait_s / 2:
+            iot.update_topic_rule_destination(arn=arn, status="IN_PROGRESS")  # a new challenge
+            emit("telemetry rule destination: no confirmation yet; challenge sent again")
+            resent = True
+        emit(f"telemetry rule destination: waiting for the service to confirm ({int(waited)} s)")
+        sleep(poll_s)
+        waited += poll_s
 
 
 # --- Embedded (moto): apply what the template declares and moto's CloudFormation skips ---------
@@ -654,12 +753,25 @@ def _apply_bucket(s3, bucket: str, props: Mapping) -> Iterable[str]:
             )
         s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration=config)
         yield f"{bucket}: event notifications"
+    if props.get("LoggingConfiguration"):
+        logging_config = props["LoggingConfiguration"]
+        s3.put_bucket_logging(
+            Bucket=bucket,
+            BucketLoggingStatus={
+                "LoggingEnabled": {
+                    "TargetBucket": logging_config["DestinationBucketName"],
+                    "TargetPrefix": logging_config.get("LogFilePrefix", ""),
+                }
+            },
+        )
+        yield f"{bucket}: access logging to {logging_config['DestinationBucketName']}"
 
 
 _EMBEDDED_PROPERTIES = {
     "AWS::S3::Bucket": (
         "PublicAccessBlockConfiguration", "OwnershipControls", "BucketEncryption",
         "VersioningConfiguration", "LifecycleConfiguration", "NotificationConfiguration",
+        "LoggingConfiguration",
     ),
     "AWS::DynamoDB::Table": ("TimeToLiveSpecification",),
 }  # fmt: skip
@@ -690,6 +802,22 @@ def apply_embedded_settings(
     }
     resolver = _Resolver(template, params, resources, pseudo, sqs)
     applied: list[str] = []
+    # Bucket policies first: S3 checks the access-log bucket's policy when logging is switched on.
+    for spec in template["Resources"].values():
+        if spec["Type"] != "AWS::S3::BucketPolicy":
+            continue
+        if spec.get("Condition") and not resolver.condition(spec["Condition"]):
+            continue
+        props = resolver.value(spec["Properties"])
+        # Allow statements only: moto evaluates a bucket policy's Deny for DeleteObjects but not
+        # its conditions, so DenyInsecureTransport would refuse every delete (moto has no TLS
+        # distinction to enforce anyway).
+        document = dict(props["PolicyDocument"])
+        document["Statement"] = [st for st in document["Statement"] if st["Effect"] == "Allow"]
+        if not document["Statement"]:
+            continue
+        s3.put_bucket_policy(Bucket=props["Bucket"], Policy=json.dumps(document))
+        applied.append(f"{props['Bucket']}: bucket policy (its Allow statements)")
     for logical_id, spec in template["Resources"].items():
         if spec.get("Condition") and not resolver.condition(spec["Condition"]):
             continue
@@ -698,6 +826,7 @@ def apply_embedded_settings(
         wanted = _EMBEDDED_PROPERTIES.get(spec["Type"], ())
         raw = spec.get("Properties", {})
         props = {key: resolver.value(raw[key]) for key in wanted if key in raw}
+        props = {key: value for key, value in props.items() if value is not _NO_VALUE}
         physical = resources[logical_id]["PhysicalResourceId"]
         if spec["Type"] == "AWS::S3::Bucket":
             applied.extend(_apply_bucket(s3, physical, props))
@@ -759,10 +888,14 @@ def _empty_bucket(s3, bucket: str) -> int:
     """Delete every object version in a bucket; returns how many were deleted."""
     deleted = 0
     try:
+        # An unversioned bucket lists VersionId "null"; S3 accepts it, moto silently does not.
+        versioned = "Status" in s3.get_bucket_versioning(Bucket=bucket)
         pages = s3.get_paginator("list_object_versions").paginate(Bucket=bucket)
         for page in pages:
             items = [
                 {"Key": v["Key"], "VersionId": v["VersionId"]}
+                if versioned or v["VersionId"] != "null"
+                else {"Key": v["Key"]}
                 for v in page.get("Versions", []) + page.get("DeleteMarkers", [])
             ]
             for start in range(0, len(items), 1000):
@@ -800,10 +933,18 @@ def teardown(
     if crops:
         count = _empty_bucket(s3, crops)
         emit(f"{crops}: deleted {count} crop object(s)")
+    access_logs = outputs.get("CropsAccessLogsBucketName")
+    if access_logs and crops:
+        _ignore_no_bucket(
+            lambda: s3.put_bucket_logging(Bucket=crops, BucketLoggingStatus={})
+        )  # no new deliveries; the bucket itself goes after the stack (DeletionPolicy Retain)
     since = datetime.now(UTC)
     cfn.delete_stack(StackName=stack["StackId"])
     _wait_deleted(cfn, stack["StackId"], stack_name, since)
     emit(f"{stack_name}: deleted")
+    if access_logs:
+        count = _delete_bucket(s3, access_logs)
+        emit(f"{access_logs}: deleted with {count} access log object(s)")
     artifacts = outputs.get("ArtifactsBucketName") or params.get("ArtifactsBucketName")
     if purge_artifacts and artifacts:
         count = _empty_bucket(s3, artifacts)
@@ -816,6 +957,31 @@ def teardown(
     elif artifacts:
         emit(f"{artifacts}: retained (DeletionPolicy Retain; use purge_artifacts to delete)")
     return True
+
+
+def _ignore_no_bucket(call) -> None:
+    try:
+        call()
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] != "NoSuchBucket":
+            raise
+
+
+def _delete_bucket(s3, bucket: str, attempts: int = 3) -> int:
+    """Empty and delete a bucket that may still receive a late log delivery between the two."""
+    count = 0
+    for attempt in range(attempts):
+        count += _empty_bucket(s3, bucket)
+        try:
+            s3.delete_bucket(Bucket=bucket)
+            return count
+        except ClientError as exc:
+            code = exc.response["Error"]["Code"]
+            if code == "NoSuchBucket":
+                return count
+            if code != "BucketNotEmpty" or attempt == attempts - 1:
+                raise
+    return count
 
 
 def _wait_deleted(cfn, stack_id: str, stack_name: str, since: datetime) -> None:

@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from devices.models import Device, DeviceStatus
 from devices.services.tokens import issue_device_token
+from edge_package.contracts import OBSERVATION_ATTRIBUTES
 from festival import aws
 
 log = logging.getLogger(__name__)
@@ -71,14 +72,33 @@ def _bounded(prefix: str, thing: str, limit: int) -> str:
     return f"{prefix}{thing[: limit - len(prefix) - 11]}-{digest}"
 
 
+# The stack's own roles are stagepulse-<env>-device, -analyzer and -telemetry-rule: a camera's
+# role is stagepulse-<env>-cam-<thing>, so no thing name can give a stack role's name, and two
+# environments in one account never share a camera role.
+CAMERA_ROLE_INFIX = "cam-"
+ROLE_POLICY_NAME = "own-prefix"
+
+
+def role_prefix() -> str:
+    return f"stagepulse-{settings.STAGEPULSE_ENV}-{CAMERA_ROLE_INFIX}"
+
+
 def _names(device: Device) -> dict[str, str]:
     thing = device.thing_name
     return {
         # IoT policy names and role aliases: 128 characters at most; IAM role names: 64.
         "policy": _bounded("stagepulse-device-", thing, 128),
-        "role": _bounded("stagepulse-dev-", thing, 55),  # 55: the names roles always had
+        "role": _bounded(role_prefix(), thing, 64),
         "role_alias": _bounded("stagepulse-device-", thing, 128),
     }
+
+
+def permissions_boundary_arn(account: str) -> str:
+    """The managed policy the stack creates as the ceiling of every camera role
+    (DeviceRoleBoundary); the service's own policy lets it create roles only with it."""
+    return settings.DEVICE_ROLE_BOUNDARY_ARN or aws.arn(
+        "iam", f"policy/stagepulse-{settings.STAGEPULSE_ENV}-device-boundary", account=account
+    )
 
 
 def amazon_root_ca() -> str:
@@ -95,12 +115,18 @@ def iot_policy_document(device: Device, *, region: str, account: str) -> dict:
     """MQTT rights for this thing only: its client id, telemetry topic, shadow, Greengrass v2 core
     topics, and the role alias of its own S3 role."""
     thing = device.thing_name
-    arn = f"arn:aws:iot:{region}:{account}"
+    arn = aws.arn("iot", "", region_name=region, account=account).rstrip(":")
     names = _names(device)
     return {
         "Version": "2012-10-17",
         "Statement": [
-            {"Effect": "Allow", "Action": "iot:Connect", "Resource": f"{arn}:client/{thing}*"},
+            {
+                # only a certificate attached to this thing may connect as it
+                "Effect": "Allow",
+                "Action": "iot:Connect",
+                "Resource": f"{arn}:client/{thing}*",
+                "Condition": {"Bool": {"iot:Connection.Thing.IsAttached": "true"}},
+            },
             {
                 "Effect": "Allow",
                 "Action": "iot:Publish",
@@ -162,22 +188,20 @@ def device_role_policy_document(device: Device, *, region: str, account: str) ->
     own stage only, read the edge releases Greengrass v2 downloads with these credentials, and
     read its own thing's shadow (where pause and config changes arrive)."""
     festival = device.festival
-    artifacts = f"arn:aws:s3:::{settings.ARTIFACTS_BUCKET}"
+    artifacts = aws.arn("s3", settings.ARTIFACTS_BUCKET)
     statements = [
         {
             "Sid": "OwnCropPrefixOnly",
             "Effect": "Allow",
             "Action": ["s3:PutObject", "s3:AbortMultipartUpload"],
-            "Resource": f"arn:aws:s3:::{festival.bucket}/{device.crop_prefix}*",
+            "Resource": aws.arn("s3", f"{festival.bucket}/{device.crop_prefix}*"),
         },
         {
             # face models rolled out to cameras (detectors/): its own organization's only
             "Sid": "OwnOrganizationFaceModelsReadOnly",
             "Effect": "Allow",
             "Action": ["s3:GetObject"],
-            "Resource": (
-                f"arn:aws:s3:::{settings.ARTIFACTS_BUCKET}/face-models/{device.organization.slug}/*"
-            ),
+            "Resource": f"{artifacts}/face-models/{device.organization.slug}/*",
         },
         {
             # Greengrass v2 fetches component artifacts with the token exchange role; without
@@ -198,33 +222,47 @@ def device_role_policy_document(device: Device, *, region: str, account: str) ->
             "Sid": "OwnThingShadowReadOnly",
             "Effect": "Allow",
             "Action": ["iot:GetThingShadow"],
-            "Resource": f"arn:aws:iot:{region}:{account}:thing/{device.thing_name}",
+            "Resource": aws.arn(
+                "iot", f"thing/{device.thing_name}", region_name=region, account=account
+            ),
         },
         {
+            # DynamoDB conditions reach the partition key and attribute names, not the sort key or
+            # values: a camera writes only its own stage's partition, only the attributes an
+            # observation has, and can never read an item back (ReturnValues NONE). That the
+            # item's device is this camera is checked by the ingest (wrong_device).
             "Sid": "OwnStageObservationsOnly",
             "Effect": "Allow",
             "Action": ["dynamodb:PutItem"],
-            "Resource": f"arn:aws:dynamodb:*:*:table/{festival.table}",
+            "Resource": aws.arn(
+                "dynamodb", f"table/{festival.table}", region_name=region, account=account
+            ),
             "Condition": {
                 "ForAllValues:StringEquals": {
-                    "dynamodb:LeadingKeys": [f"{festival.slug}/{device.stage.slug}"]
-                }
+                    "dynamodb:LeadingKeys": [f"{festival.slug}/{device.stage.slug}"],
+                    "dynamodb:Attributes": list(OBSERVATION_ATTRIBUTES),
+                },
+                "StringEqualsIfExists": {"dynamodb:ReturnValues": "NONE"},
             },
         },
     ]
     return {"Version": "2012-10-17", "Statement": statements}
 
 
-CREDENTIALS_TRUST_POLICY = {
-    "Version": "2012-10-17",
-    "Statement": [
-        {
-            "Effect": "Allow",
-            "Principal": {"Service": [CREDENTIALS_PROVIDER, "greengrass.amazonaws.com"]},
-            "Action": "sts:AssumeRole",
-        }
-    ],
-}
+def credentials_trust_policy(account: str) -> dict:
+    """Only the IoT credentials provider (and Greengrass) acting for this account may assume the
+    role: aws:SourceAccount stops a confused deputy in another account."""
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"Service": [CREDENTIALS_PROVIDER, "greengrass.amazonaws.com"]},
+                "Action": "sts:AssumeRole",
+                "Condition": {"StringEquals": {"aws:SourceAccount": account}},
+            }
+        ],
+    }
 
 
 def _account_id() -> str:
@@ -303,14 +341,15 @@ def register_device(device: Device) -> CredentialsBundle:
         iot.attach_policy(policyName=names["policy"], target=cert_arn)
         role = iam.create_role(
             RoleName=names["role"],
-            AssumeRolePolicyDocument=json.dumps(CREDENTIALS_TRUST_POLICY),
+            AssumeRolePolicyDocument=json.dumps(credentials_trust_policy(account)),
             Description=f"StagePulse camera {device.thing_name}: own crop prefix only",
+            PermissionsBoundary=permissions_boundary_arn(account),
             Tags=tags,
         )["Role"]
         undo.append(lambda: _delete_role(iam, names["role"]))
         iam.put_role_policy(
             RoleName=names["role"],
-            PolicyName="own-prefix",
+            PolicyName=ROLE_POLICY_NAME,
             PolicyDocument=json.dumps(
                 device_role_policy_document(device, region=aws.region(), account=account)
             ),
@@ -429,8 +468,45 @@ def _delete_policy(iot, policy_name: str, cert_arn: str) -> None:
     _ignore_missing(lambda: iot.delete_policy(policyName=policy_name))
 
 
-def _delete_role(iam, role_name: str) -> None:
-    _ignore_missing(lambda: iam.delete_role_policy(RoleName=role_name, PolicyName="own-prefix"))
+def _role_is_the_devices(iam, role: dict, thing_name: str) -> bool:
+    """Registration tags a camera role with its thing (older ones: by their description)."""
+    listed = role.get("Tags")
+    if listed is None:  # GetRole returns tags; ListRoleTags where an endpoint leaves them out
+        listed = iam.list_role_tags(RoleName=role["RoleName"]).get("Tags", [])
+    tags = {t["Key"]: t["Value"] for t in listed}
+    if aws.THING_TAG in tags:
+        return tags[aws.THING_TAG] == thing_name
+    return (role.get("Description") or "").startswith(f"StagePulse camera {thing_name}:")
+
+
+def _delete_role(iam, role_name: str, thing_name: str = "") -> None:
+    """Delete a camera role the way IAM requires (inline policies, managed policies, instance
+    profiles first), so a retry never loops on DeleteConflict. With thing_name, a role of that
+    name that is not this camera's (a stack role, another environment's) is left alone."""
+    try:
+        role = iam.get_role(RoleName=role_name)["Role"]
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("NoSuchEntity", "NoSuchEntityException"):
+            return
+        raise
+    if thing_name and not _role_is_the_devices(iam, role, thing_name):
+        log.warning("role %s is not %s's camera role; left alone", role_name, thing_name)
+        return
+    for page in iam.get_paginator("list_role_policies").paginate(RoleName=role_name):
+        for name in page["PolicyNames"]:
+            _ignore_missing(lambda n=name: iam.delete_role_policy(RoleName=role_name, PolicyName=n))
+    for page in iam.get_paginator("list_attached_role_policies").paginate(RoleName=role_name):
+        for policy in page["AttachedPolicies"]:
+            arn = policy["PolicyArn"]
+            _ignore_missing(lambda a=arn: iam.detach_role_policy(RoleName=role_name, PolicyArn=a))
+    profiles = iam.list_instance_profiles_for_role(RoleName=role_name)["InstanceProfiles"]
+    for profile in profiles:
+        name = profile["InstanceProfileName"]
+        _ignore_missing(
+            lambda n=name: iam.remove_role_from_instance_profile(
+                InstanceProfileName=n, RoleName=role_name
+            )
+        )
     _ignore_missing(lambda: iam.delete_role(RoleName=role_name))
 
 
@@ -486,7 +562,8 @@ def _remove_from_aws(iot, iam, device: Device) -> None:
     _ignore_missing(lambda: iot.delete_policy(policyName=policy))
     alias = device.role_alias or names["role_alias"]
     _ignore_missing(lambda: iot.delete_role_alias(roleAlias=alias))
-    _delete_role(iam, device.role_name or names["role"])
+    for role_name in dict.fromkeys(r for r in (device.role_name, names["role"]) if r):
+        _delete_role(iam, role_name, device.thing_name)
     _ignore_missing(lambda: iot.delete_thing(thingName=device.thing_name))
 
 
@@ -507,7 +584,7 @@ def update_device_role_policy(device: Device) -> None:
         region, account = (parts[3], parts[4]) if len(parts) > 5 else (aws.region(), _account_id())
         aws.cached_client("iam").put_role_policy(
             RoleName=device.role_name,
-            PolicyName="own-prefix",
+            PolicyName=ROLE_POLICY_NAME,
             PolicyDocument=json.dumps(
                 device_role_policy_document(device, region=region, account=account)
             ),

@@ -8,7 +8,6 @@ import re
 from datetime import UTC, datetime
 
 from botocore.exceptions import BotoCoreError, ClientError
-from django.conf import settings
 from django.utils import timezone
 from jsonschema import Draft202012Validator
 
@@ -133,21 +132,33 @@ def is_destination_confirmation(payload) -> bool:
 
 
 def confirm_rule_destination(payload: dict) -> str:
-    """Confirm our telemetry topic rule's destination with AWS, so the rule starts delivering
-    without an operator running `aws iot confirm-topic-rule-destination`. AWS checks the
-    token; only accepted while the IoT rule path is switched on (TELEMETRY_IOT_RULE_SECRET).
-    Returns the destination ARN."""
-    if not settings.TELEMETRY_IOT_RULE_SECRET:
-        raise ConfirmationRejected(
-            "IoT rule telemetry is off (TELEMETRY_IOT_RULE_SECRET is empty): not confirming."
-        )
+    """Confirm our telemetry topic rule's destination with AWS, so the first deploy ends with a
+    delivering rule and nobody runs `aws iot confirm-topic-rule-destination`.
+
+    Not gated on the rule's secret (the stack creates it, so the service may not have it yet):
+    the call is signed with the service's own credentials, so AWS accepts only a token of a
+    destination in the service's account; a forged or foreign token is refused by AWS. The
+    destination must be in the service's region and partition. When AWS refuses or cannot be
+    reached, the token is logged so an operator can confirm by hand. Returns the destination ARN.
+    """
     arn, token = str(payload.get("arn", "")), str(payload.get("confirmationToken", ""))
     if not DESTINATION_ARN.match(arn) or not token or len(token) > 4096:
         raise ConfirmationRejected("Not an AWS IoT HTTPS rule destination confirmation.")
+    parts = arn.split(":")
+    if parts[1] != aws.partition() or parts[3] != aws.region():
+        raise ConfirmationRejected(
+            f"{arn} is not in this service's region ({aws.partition()}:{aws.region()})."
+        )
     try:
         aws.cached_client("iot").confirm_topic_rule_destination(confirmationToken=token)
     except (ClientError, BotoCoreError) as exc:
-        log.warning("IoT rule destination %s not confirmed: %s", arn, exc)
+        log.warning(
+            "IoT rule destination %s not confirmed (%s); confirm it by hand with: aws iot "
+            "confirm-topic-rule-destination --confirmation-token %s",
+            arn,
+            exc,
+            token,
+        )
         raise ConfirmationRejected(f"AWS refused the confirmation of {arn}: {exc}") from exc
     log.info("IoT rule destination %s confirmed", arn)
     return arn

@@ -119,7 +119,7 @@ def test_a_failed_registration_is_undone_and_says_why(moto_aws, two_worlds):
     device = two_worlds[0].device
     iam = aws.client("iam")
     # The device's role name is already taken: IAM refuses at the fifth step.
-    iam.create_role(RoleName="stagepulse-dev-ours-cam-1", AssumeRolePolicyDocument="{}")
+    iam.create_role(RoleName="stagepulse-dev-cam-ours-cam-1", AssumeRolePolicyDocument="{}")
     with pytest.raises(ValidationError, match="EntityAlreadyExists.*undone|undone.*Entity"):
         services.register_device(device)
     iot = aws.client("iot")
@@ -139,7 +139,11 @@ def test_leftovers_of_a_killed_registration_are_cleaned_by_deregister(moto_aws, 
     iot.attach_thing_principal(thingName=device.thing_name, principal=cert)
     iot.create_policy(policyName="stagepulse-device-ours-cam-1", policyDocument="{}")
     iot.attach_policy(policyName="stagepulse-device-ours-cam-1", target=cert)
-    iam.create_role(RoleName="stagepulse-dev-ours-cam-1", AssumeRolePolicyDocument="{}")
+    iam.create_role(  # as registration creates it: tagged with the thing
+        RoleName="stagepulse-dev-cam-ours-cam-1",
+        AssumeRolePolicyDocument="{}",
+        Tags=aws.tag_list(device.festival.slug, device.thing_name),
+    )
     with pytest.raises(ValidationError, match="run Deregister to clean up"):
         services.register_device(device)
     services.deregister_device(device)

@@ -293,19 +293,107 @@ def test_the_iot_rule_destination_confirms_itself(api_client, settings):
     assert response.json() == {"confirmed": True, "destination": CONFIRMATION["arn"]}
 
 
-def test_a_bad_or_unwanted_confirmation_is_refused_without_calling_aws(api_client, settings):
+def test_a_bad_or_foreign_confirmation_is_refused_without_calling_aws(api_client, settings):
     from botocore.stub import Stubber
 
     from festival import aws
 
     with Stubber(aws.cached_client("iot")):  # any IoT call would fail the test
-        settings.TELEMETRY_IOT_RULE_SECRET = ""
-        off = api_client.post(URL, CONFIRMATION, format="json")
-        settings.TELEMETRY_IOT_RULE_SECRET = "rule-secret-0123456789"
         forged = api_client.post(URL, {**CONFIRMATION, "arn": "arn:aws:s3:::bucket"}, format="json")
-    assert off.status_code == 400 and "TELEMETRY_IOT_RULE_SECRET" in str(off.json())
+        elsewhere = api_client.post(
+            URL,
+            {**CONFIRMATION, "arn": CONFIRMATION["arn"].replace("eu-west-1", "us-east-1")},
+            format="json",
+        )
     assert forged.status_code == 400
     assert "Not an AWS IoT HTTPS rule destination" in str(forged.json())
+    assert elsewhere.status_code == 400 and "not in this service's region" in str(elsewhere.json())
+
+
+def test_the_first_deploy_is_confirmed_before_the_rule_secret_is_configured(api_client, settings):
+    """The stack generates the rule's secret, so AWS's confirmation arrives while the service has
+    none configured: it is confirmed anyway (AWS checks the token against our account)."""
+    from botocore.stub import Stubber
+
+    from festival import aws
+
+    settings.TELEMETRY_IOT_RULE_SECRET = ""
+    settings.TELEMETRY_IOT_RULE_SECRET_ARN = ""
+    with Stubber(aws.cached_client("iot")) as iot:
+        iot.add_response(
+            "confirm_topic_rule_destination",
+            {},
+            {"confirmationToken": CONFIRMATION["confirmationToken"]},
+        )
+        response = api_client.post(URL, CONFIRMATION, format="json")
+        iot.assert_no_pending_responses()
+    assert response.status_code == 200 and response.json()["confirmed"] is True
+
+
+def test_a_refused_confirmation_logs_the_token_for_the_manual_fallback(api_client, caplog):
+    from botocore.stub import Stubber
+
+    from festival import aws
+
+    with Stubber(aws.cached_client("iot")) as iot:
+        iot.add_client_error(
+            "confirm_topic_rule_destination",
+            "UnauthorizedException",
+            "User is not authorized to perform iot:ConfirmTopicRuleDestination",
+            401,
+        )
+        with caplog.at_level("WARNING", logger="devices.services.telemetry"):
+            response = api_client.post(URL, CONFIRMATION, format="json")
+    assert response.status_code == 400
+    assert (
+        f"confirm-topic-rule-destination --confirmation-token {CONFIRMATION['confirmationToken']}"
+        in caplog.text
+    )
+
+
+def test_rule_requests_are_checked_against_the_stacks_secret(api_client, settings, ours):
+    """TELEMETRY_IOT_RULE_SECRET_ARN: the token is read from Secrets Manager, not configured."""
+    import json as _json
+
+    from botocore.stub import Stubber
+
+    from devices import selectors
+    from festival import aws
+
+    device, _ = ours
+    settings.TELEMETRY_IOT_RULE_SECRET = ""
+    settings.TELEMETRY_IOT_RULE_SECRET_ARN = (
+        "arn:aws:secretsmanager:eu-west-1:123456789012:secret:stagepulse/dev/telemetry-rule-Ab12Cd"
+    )
+    selectors._rule_secret.update(value="", arn="", at=0.0)
+    secret = {
+        "ARN": settings.TELEMETRY_IOT_RULE_SECRET_ARN,
+        "Name": "stagepulse/dev/telemetry-rule",
+        "VersionId": "7c9d2a3e-1f0b-4c5d-9e8f-0a1b2c3d4e5f",
+        "SecretString": _json.dumps({"token": "generated-token-0123456789abcdef"}),
+        "VersionStages": ["AWSCURRENT"],
+    }
+    with Stubber(aws.cached_client("secretsmanager")) as sm:
+        sm.add_response(
+            "get_secret_value", secret, {"SecretId": settings.TELEMETRY_IOT_RULE_SECRET_ARN}
+        )
+        good = api_client.post(
+            URL,
+            report(device),
+            format="json",
+            HTTP_AUTHORIZATION="IotRule generated-token-0123456789abcdef",
+            HTTP_X_STAGEPULSE_THING=device.thing_name,
+        )
+        bad = api_client.post(  # cached: no second Secrets Manager call
+            URL,
+            report(device),
+            format="json",
+            HTTP_AUTHORIZATION="IotRule guessed",
+            HTTP_X_STAGEPULSE_THING=device.thing_name,
+        )
+    selectors._rule_secret.update(value="", arn="", at=0.0)
+    assert good.status_code == 202
+    assert bad.status_code == 401
 
 
 def test_aws_refusing_the_token_is_a_clear_400(api_client, settings):

@@ -138,9 +138,9 @@ def test_aws_names_of_the_longest_thing_names_fit_and_never_collide():
         assert len(names["role"]) <= 64
     assert all(first[kind] != second[kind] for kind in ("policy", "role", "role_alias"))
     short = _names(SimpleNamespace(thing_name="main-cam-1"))
-    assert short == {  # short names keep the names existing devices were registered with
+    assert short == {  # roles carry the environment (STAGEPULSE_ENV=dev here) and "cam-"
         "policy": "stagepulse-device-main-cam-1",
-        "role": "stagepulse-dev-main-cam-1",
+        "role": "stagepulse-dev-cam-main-cam-1",
         "role_alias": "stagepulse-device-main-cam-1",
     }
 

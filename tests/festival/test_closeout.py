@@ -277,7 +277,7 @@ def test_what_a_failed_step_leaves_is_in_the_inventory_and_a_second_run_removes_
         reports = {r.step: r for r in closeout.run()}
     assert "Throttling" in reports["IoT things, certificates and policies"].errors[0]
     inventory = {line.kind: line for line in closeout.inventory}
-    assert inventory["IAM roles"].remains == ["stagepulse-dev-ours-cam-1"]
+    assert inventory["IAM roles"].remains == ["stagepulse-dev-cam-ours-cam-1"]
     out = io.StringIO()
     call_command("closeout", ours.festival.slug, stdout=out)  # resumes
     assert "IAM roles: removed 1, none remain" in out.getvalue()

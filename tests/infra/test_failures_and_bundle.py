@@ -13,6 +13,14 @@ from botocore.stub import ANY, Stubber
 from infra import deploy as infra
 
 STACK_ID = "arn:aws:cloudformation:eu-west-1:123456789012:stack/stagepulse/abc"
+ROLE_ALIAS_REQUEST = {"Type": "RESOURCE", "TypeName": "AWS::IoT::RoleAlias"}
+ROLE_ALIAS_TYPE = {
+    "Arn": "arn:aws:cloudformation:eu-west-1::type/resource/AWS-IoT-RoleAlias",
+    "Type": "RESOURCE",
+    "TypeName": "AWS::IoT::RoleAlias",
+    "Visibility": "PUBLIC",
+    "ProvisioningType": "FULLY_MUTABLE",
+}
 
 
 def stack(status: str, reason: str = "") -> dict:
@@ -49,6 +57,7 @@ def test_failed_creation_raises_with_the_failed_resources_and_reasons():
     stub.add_client_error(
         "describe_stacks", "ValidationError", "Stack with id stagepulse does not exist"
     )
+    stub.add_response("describe_type", ROLE_ALIAS_TYPE, ROLE_ALIAS_REQUEST)  # region check
     stub.add_response("create_stack", {"StackId": STACK_ID}, {
         "StackName": "stagepulse", "TemplateBody": ANY, "Parameters": ANY,
         "Capabilities": ["CAPABILITY_NAMED_IAM"], "OnFailure": "ROLLBACK", "Tags": ANY,

@@ -74,6 +74,7 @@ def test_device_role_can_only_put_crops_under_its_own_thing_name(template):
             "Effect": "Allow",
             "Principal": {"Service": "credentials.iot.amazonaws.com"},
             "Action": "sts:AssumeRole",
+            "Condition": {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}},
         }
     ]
     (statement,) = statements(role)
@@ -142,6 +143,41 @@ def test_telemetry_rule_reads_the_topic_the_edge_publishes_to(template):
     assert f"device_id = topic({segment})" in sql
 
 
+SECRET_ARN = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:stagepulse/dev/telemetry-rule-Ab"
+RULE_ROLE_ARN = "arn:aws:iam::123456789012:role/stagepulse-dev-telemetry-rule"
+
+
+def rule_headers(template, thing: str, token: str) -> dict[str, str]:
+    """The rule's headers as AWS IoT sends them: CloudFormation resolves the !Sub, then IoT
+    substitutes ${topic(3)} and ${get_secret(...)} (the secret's "token" key) at send time."""
+    action = template["Resources"]["TelemetryRule"]["Properties"]["TopicRulePayload"]["Actions"]
+    resolver = infra._Resolver(template, {}, {}, {}, None)
+    resolver.ref = lambda name: SECRET_ARN  # the secret's Ref is its ARN
+    resolver.get_att = lambda logical, attribute: RULE_ROLE_ARN
+    headers = {}
+    for header in action[0]["Http"]["Headers"]:
+        value = resolver.value(header["Value"])
+        sent = value.replace("${topic(3)}", thing)
+        call = f"${{get_secret('{SECRET_ARN}', 'SecretString', 'token', '{RULE_ROLE_ARN}')}}"
+        headers[header["Key"]] = (value, sent.replace(call, token))
+    return headers
+
+
+def test_the_rule_token_is_in_no_parameter_and_not_in_the_rule(template):
+    """GetTopicRule returns the headers as stored: they hold the secret's ARN, not the token."""
+    assert not [n for n, p in template["Parameters"].items() if p.get("NoEcho")]
+    stored, _ = rule_headers(template, "cam-1", "t0ken")["Authorization"]
+    assert stored == (
+        f"IotRule ${{get_secret('{SECRET_ARN}', 'SecretString', 'token', '{RULE_ROLE_ARN}')}}"
+    )
+    secret = template["Resources"]["TelemetryRuleSecret"]["Properties"]
+    assert secret["GenerateSecretString"]["GenerateStringKey"] == "token"
+    role = template["Resources"]["TelemetryRuleRole"]["Properties"]
+    (grant,) = role["Policies"][0]["PolicyDocument"]["Statement"]
+    assert grant["Action"] == "secretsmanager:GetSecretValue"
+    assert grant["Resource"] == {"Ref": "TelemetryRuleSecret"}
+
+
 @pytest.mark.django_db
 def test_telemetry_rule_headers_are_what_the_service_authenticates(template, two_worlds, settings):
     """The rule's HTTPS action, its substitutions played as AWS plays them, is accepted by the
@@ -152,14 +188,12 @@ def test_telemetry_rule_headers_are_what_the_service_authenticates(template, two
 
     device = two_worlds[0].device
     settings.TELEMETRY_IOT_RULE_SECRET = "rule-secret-0123456789"
-    action = template["Resources"]["TelemetryRule"]["Properties"]["TopicRulePayload"]["Actions"]
-    headers = {}
-    for header in action[0]["Http"]["Headers"]:
-        value = header["Value"]
-        if isinstance(value, dict):  # !Sub of the stack parameter
-            value = value["Fn::Sub"].replace("${TelemetryRuleToken}", "rule-secret-0123456789")
-        value = value.replace("${topic(3)}", device.thing_name)  # AWS IoT's substitution
-        headers["HTTP_" + header["Key"].upper().replace("-", "_")] = value
+    headers = {
+        "HTTP_" + key.upper().replace("-", "_"): sent
+        for key, (_, sent) in rule_headers(
+            template, device.thing_name, "rule-secret-0123456789"
+        ).items()
+    }
     headers.pop("HTTP_CONTENT_TYPE")
     response = APIClient().post(URL, report(device), format="json", **headers)
     assert response.status_code == 202, response.json()
