@@ -128,6 +128,10 @@ class TenantGenericViewSet(viewsets.GenericViewSet):
                 "with permission_classes; for a deliberate exception to tenant scoping, override "
                 "unscoped_queryset_escape_hatch instead."
             )
+        if cls.perform_create is mixins.CreateModelMixin.perform_create:
+            # DRF's mixins come before the base in a composed class (and in TenantViewSet), so
+            # their plain save would shadow the tenant create (organization filled, role checked).
+            cls.perform_create = TenantGenericViewSet.perform_create
         queryset = getattr(cls, "queryset", None)
         if queryset is not None and not hasattr(queryset, "for_user"):
             raise TypeError(

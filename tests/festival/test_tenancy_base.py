@@ -34,6 +34,19 @@ def test_a_mixin_cannot_bring_the_override_in_either(name):
         type("Loose", (mixin, mixins.ListModelMixin, TenantGenericViewSet), {})
 
 
+@pytest.mark.parametrize(
+    "bases",
+    [
+        (TenantViewSet,),
+        (mixins.CreateModelMixin, mixins.ListModelMixin, TenantGenericViewSet),
+    ],
+    ids=["crud", "composed"],
+)
+def test_a_composed_create_still_fills_the_organization_and_checks_the_role(bases):
+    viewset = type("Composed", bases, {"queryset": Festival.objects.all()})
+    assert viewset.perform_create is TenantGenericViewSet.perform_create
+
+
 def test_a_queryset_without_tenant_scoping_is_refused():
     with pytest.raises(TypeError, match="not a TenantQuerySet"):
         type("Loose", (TenantViewSet,), {"queryset": Organization.objects.all()})
