@@ -7,7 +7,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import extend_schema
-from rest_framework import mixins, serializers, status, viewsets
+from rest_framework import mixins, serializers, status
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
 from rest_framework.parsers import FormParser, MultiPartParser
@@ -26,7 +26,12 @@ from devices.models import Device
 from festival.api import ScopedOrganizationField, default_organization
 from festival.api_common import BoundedJSONParser, error_response
 from festival.models import Role
-from festival.tenancy import TenantScopedRelatedField, TenantViewSet, require_role
+from festival.tenancy import (
+    TenantGenericViewSet,
+    TenantScopedRelatedField,
+    TenantViewSet,
+    require_role,
+)
 from stages.models import Stage
 
 MAX_UPLOAD_BYTES = 64 * 1024 * 1024
@@ -223,19 +228,13 @@ class FaceModelViewSet(TenantViewSet):
         )
 
 
-class ModelRolloutViewSet(
-    mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
-):
+class ModelRolloutViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantGenericViewSet):
     """Which model each camera was sent; `rollback` returns a camera to its previous model."""
 
     queryset = ModelRollout.objects.select_related("face_model", "device")
     serializer_class = ModelRolloutSerializer
-    permission_classes = TenantViewSet.permission_classes
     write_role = Role.OPERATOR
     filterset_fields = ["device", "face_model", "state"]
-
-    def get_queryset(self):
-        return super().get_queryset().for_user(self.request.user)
 
     @extend_schema(request=None, responses={200: ModelRolloutSerializer})
     @action(detail=True, methods=["post"])

@@ -27,6 +27,7 @@ from festival.api_common import AwsUnavailable
 from festival.api_schema import error_response
 from festival.models import Festival, Role
 from festival.tenancy import (
+    TenantGenericViewSet,
     TenantScopedRelatedField,
     TenantViewSet,
     organization_ids_for,
@@ -248,17 +249,13 @@ class DeploymentViewSet(
     mixins.CreateModelMixin,
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,
-    viewsets.GenericViewSet,
+    TenantGenericViewSet,
 ):
     """Start a deployment (operator) and follow it (`state`, `history`, `reason`)."""
 
     queryset = Deployment.objects.select_related("device", "release")
     serializer_class = DeploymentSerializer
-    permission_classes = [permissions.IsAuthenticated]
     filterset_fields = ["device", "state", "platform"]
-
-    def get_queryset(self):
-        return super().get_queryset().for_user(self.request.user)
 
     def create(self, request, *args, **kwargs):
         serializer = self.get_serializer(data=request.data)

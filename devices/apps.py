@@ -4,8 +4,3 @@ from django.apps import AppConfig
 class DevicesConfig(AppConfig):
     name = "devices"
     verbose_name = "Cameras and edge software"
-
-    def ready(self) -> None:
-        from devices import signals
-
-        signals.connect()

@@ -267,6 +267,11 @@ class FestivalAdmin(SingleOrganizationDefaultMixin, TenantAdminMixin, admin.Mode
     ]
     list_display = [*list_display, "lineup"]
 
+    def save_model(self, request, obj, form, change):
+        if not change:
+            return super().save_model(request, obj, form, change)
+        services.update_festival(obj)  # like the API: cameras hear of a changed analysis mode
+
     @admin.display(description="lineup")
     def lineup(self, festival):
         from django.urls import reverse

@@ -282,6 +282,11 @@ class FestivalViewSet(TenantViewSet):
             self.request.user, self.write_role, serializer.validated_data.get("organization")
         )
 
+    def perform_update(self, serializer):
+        serializer.instance = services.update_festival(
+            serializer.instance, **serializer.validated_data
+        )
+
     @extend_schema(
         summary="Export the lineup as CSV (local festival time)",
         responses={(200, "text/csv"): OpenApiTypes.STR},

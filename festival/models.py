@@ -193,6 +193,14 @@ class Festival(TenantModel):
     def __str__(self) -> str:
         return self.name
 
+    @classmethod
+    def from_db(cls, db, field_names, values):
+        """Remembers the analysis mode as loaded, so festival.services.update_festival sees a real
+        change without a query (None when the field was deferred)."""
+        festival = super().from_db(db, field_names, values)
+        festival.saved_analysis_mode = festival.__dict__.get("analysis_mode")
+        return festival
+
     def clean(self) -> None:
         if self.starts_on and self.ends_on and self.ends_on < self.starts_on:
             raise ValidationError({"ends_on": "The festival cannot end before it starts."})

@@ -11,6 +11,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from devices.services import push_festival_cameras
 from festival.models import (
     Festival,
     Invitation,
@@ -148,6 +149,27 @@ def seed_demo(today: date | None = None, password: str = DEMO_PASSWORD) -> list[
 # The one place for membership rules, called by the API and the admin alike: nobody joins an
 # organization without accepting an invitation, and an organization always keeps an owner.
 INVITATION_DAYS = 14
+
+
+# --- Festivals ------------------------------------------------------------------------------------
+def update_festival(festival: Festival, **changes) -> Festival:
+    """The one way the API and the admin change a festival: `changes` applied and saved. When the
+    analysis mode really changed (compared with the row as loaded, Festival.from_db: no query),
+    the festival's registered cameras get their new config pushed to their shadows, after commit
+    (devices.services.push_festival_cameras). Any other save of a festival does nothing more."""
+    for name, value in changes.items():
+        setattr(festival, name, value)
+    before = getattr(festival, "saved_analysis_mode", None)
+    if before is None and festival.pk:  # not loaded from the database, or the field deferred
+        before = (
+            Festival.objects.filter(pk=festival.pk).values_list("analysis_mode", flat=True).first()
+        )
+    festival.save()
+    festival.saved_analysis_mode = festival.analysis_mode
+    if before is not None and before != festival.analysis_mode:
+        festival_id = festival.pk
+        transaction.on_commit(lambda: push_festival_cameras(festival_id))
+    return festival
 
 
 def check_invitable(organization: Organization, invitee: str) -> str:

@@ -13,15 +13,30 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
+# Nothing is created here: each folder under VAR_DIR is made by whoever first needs it (the
+# SQLite file's by the database backend, the broker's and results' by the Celery app, the
+# cache's by the file cache, the demo's by run_demo).
 VAR_DIR = Path(os.environ.get("STAGEPULSE_VAR_DIR", BASE_DIR / "var"))
-VAR_DIR.mkdir(parents=True, exist_ok=True)
+
+TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
+FALSE_WORDS = frozenset({"0", "false", "no", "off"})
 
 
 def env_bool(name: str, default: bool = False) -> bool:
+    """A yes/no variable: unset or empty is `default`; a word that is neither (DEBUG=ture) stops
+    the start instead of quietly reading as False."""
     value = os.environ.get(name)
-    if value is None or value == "":
+    if value is None or value.strip() == "":
         return default
-    return value.strip().lower() in {"1", "true", "yes", "on"}
+    word = value.strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise ImproperlyConfigured(
+        f"{name}={value!r} is not a yes/no value; use one of "
+        f"{', '.join(sorted(TRUE_WORDS))} or {', '.join(sorted(FALSE_WORDS))}"
+    )
 
 
 def env_list(name: str, default: str = "") -> list[str]:
@@ -157,7 +172,9 @@ DATABASES = {
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Web, worker and beat write to one file: wait for the lock instead of failing, and take the
-    # write lock at BEGIN so two writers never deadlock upgrading a read lock.
+    # write lock at BEGIN so two writers never deadlock upgrading a read lock. The backend is
+    # Django's, creating the file's folder on its first connection (festival/sqlite3).
+    DATABASES["default"]["ENGINE"] = "festival.sqlite3"
     DATABASES["default"]["CONN_MAX_AGE"] = 0
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = False
     DATABASES["default"]["OPTIONS"] = {
@@ -320,8 +337,8 @@ NOTIFY_RETRY_DELAYS_S = [
 # --- Celery --------------------------------------------------------------------------------------
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "filesystem://")
 if CELERY_BROKER_URL == "filesystem://":
+    # The folders are made when the Celery app is configured (festival/celery.py).
     _broker_dir = VAR_DIR / "celery" / "broker"
-    (_broker_dir / "processed").mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_broker_dir),
         "data_folder_out": str(_broker_dir),
@@ -330,7 +347,6 @@ if CELERY_BROKER_URL == "filesystem://":
         "store_processed": False,
     }
     _default_results = f"file://{VAR_DIR / 'celery' / 'results'}"
-    (VAR_DIR / "celery" / "results").mkdir(parents=True, exist_ok=True)
 else:
     _default_results = CELERY_BROKER_URL if CELERY_BROKER_URL.startswith("redis") else ""
 CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND", _default_results) or None

@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 
 from django.http import Http404
-from rest_framework import permissions, serializers, viewsets
+from rest_framework import mixins, permissions, serializers, viewsets
 from rest_framework.exceptions import PermissionDenied
 
 from festival.models import ROLE_RANK, Membership, Organization, Role
@@ -94,17 +94,68 @@ class TenantScopedRelatedField(serializers.PrimaryKeyRelatedField):
         return super().get_queryset().for_user(request.user if request else None)
 
 
-class TenantViewSet(viewsets.ModelViewSet):
-    """Base for every organizer endpoint: the queryset is always the user's organizations' rows.
+class TenantGenericViewSet(viewsets.GenericViewSet):
+    """The one base for every organizer viewset, full CRUD (TenantViewSet) or composed from DRF's
+    mixins (`class X(mixins.ListModelMixin, TenantGenericViewSet)`): tenancy by construction.
 
-    Subclasses set `queryset` (a TenantModel) and may override `organization_for_create`.
+    - the queryset is always the user's organizations' rows (`queryset.for_user`);
+    - permissions always include authentication and the role rule (TenantRolePermission: reads
+      need membership, writes `write_role`); `permission_classes` may only add to them;
+    - a subclass that overrides `get_queryset`, `get_object` or `get_permissions` fails at import
+      time. A deliberate exception overrides `unscoped_queryset_escape_hatch` instead, whose
+      name says what it does (and reviewers grep for it).
+
+    Subclasses set `queryset` (of a TenantModel) and may override `organization_for_create`.
     """
 
-    permission_classes = [permissions.IsAuthenticated, TenantRolePermission]
+    GUARDED = ("get_queryset", "get_object", "get_permissions")
+    REQUIRED_PERMISSIONS = (permissions.IsAuthenticated, TenantRolePermission)
+
+    permission_classes = list(REQUIRED_PERMISSIONS)
     write_role: str = Role.OPERATOR
 
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        overridden = [
+            name
+            for name in cls.GUARDED
+            if getattr(cls, name) is not getattr(TenantGenericViewSet, name)
+        ]
+        if overridden:
+            raise TypeError(
+                f"{cls.__module__}.{cls.__qualname__} overrides {', '.join(overridden)}: a tenant "
+                "viewset's rows and permissions come from TenantGenericViewSet. Add permissions "
+                "with permission_classes; for a deliberate exception to tenant scoping, override "
+                "unscoped_queryset_escape_hatch instead."
+            )
+        if cls.perform_create is mixins.CreateModelMixin.perform_create:
+            # DRF's mixins come before the base in a composed class (and in TenantViewSet), so
+            # their plain save would shadow the tenant create (organization filled, role checked).
+            cls.perform_create = TenantGenericViewSet.perform_create
+        queryset = getattr(cls, "queryset", None)
+        if queryset is not None and not hasattr(queryset, "for_user"):
+            raise TypeError(
+                f"{cls.__module__}.{cls.__qualname__}.queryset is not a TenantQuerySet "
+                "(no for_user): a tenant viewset lists tenant rows only."
+            )
+
+    def unscoped_queryset_escape_hatch(self):
+        """Return a queryset to use INSTEAD of the tenant-scoped one (None: stay scoped). Every
+        override is a hole in tenancy: it must say why, and come with its cross-tenant test."""
+        return None
+
     def get_queryset(self):
+        unscoped = self.unscoped_queryset_escape_hatch()
+        if unscoped is not None:
+            return unscoped
         return super().get_queryset().for_user(self.request.user)
+
+    def get_object(self):
+        return super().get_object()
+
+    def get_permissions(self):
+        extra = [p for p in self.permission_classes if p not in self.REQUIRED_PERMISSIONS]
+        return [permission() for permission in (*self.REQUIRED_PERMISSIONS, *extra)]
 
     def organization_for_create(self, serializer) -> Organization:
         raise NotImplementedError
@@ -113,6 +164,17 @@ class TenantViewSet(viewsets.ModelViewSet):
         organization = self.organization_for_create(serializer)
         require_role(self.request.user, organization.id, self.write_role)
         serializer.save(organization=organization)
+
+
+class TenantViewSet(
+    mixins.CreateModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.UpdateModelMixin,
+    mixins.DestroyModelMixin,
+    mixins.ListModelMixin,
+    TenantGenericViewSet,
+):
+    """A full CRUD tenant viewset: TenantGenericViewSet with every DRF model mixin."""
 
 
 # --- Django admin --------------------------------------------------------------------------------

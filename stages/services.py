@@ -298,11 +298,14 @@ def _slot_key(stage_id: int, artist: str, starts_at: datetime, ends_at: datetime
 
 
 def _refuse_deleting_reported_sets(doomed: list[Set], tz, result: LineupImportResult) -> None:
-    """A set's report (published ones too: fans hold its URL) must not go as a side effect."""
-    from emotions.models import SetReport
+    """A set's report (published ones too: fans hold its URL) must not go as a side effect.
 
+    Asked through the reverse relation (emotions' SetReport.set, related_name "report"), so
+    stages, below emotions, imports nothing of it."""
     reported = set(
-        SetReport.objects.filter(set__in=[s.pk for s in doomed]).values_list("set_id", flat=True)
+        Set.objects.filter(pk__in=[s.pk for s in doomed], report__isnull=False).values_list(
+            "pk", flat=True
+        )
     )
     blocked = [s for s in doomed if s.pk in reported]
     if not blocked:

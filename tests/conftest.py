@@ -1,8 +1,10 @@
 """Suite-wide fixtures: AWS calls never leave the machine, and every test gets fake credentials."""
 
 import os
+import warnings
 
 import pytest
+from moto import mock_aws  # imported before any boto3 session exists (festival.aws reuses one)
 
 for _name, _value in {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -20,6 +22,25 @@ os.environ.pop("AWS_PROFILE", None)
 @pytest.fixture
 def aws_region() -> str:
     return os.environ["AWS_DEFAULT_REGION"]
+
+
+@pytest.fixture
+def moto_resources():
+    """What a suite's tests find in moto when it starts; a suite's conftest overrides this
+    (tests/devices: the artifacts bucket and the DeepLens role; tests/detectors: the bucket and
+    the gate's settings). Here: nothing."""
+
+
+@pytest.fixture
+def moto_aws(request):
+    """Every AWS call of the test goes to an in-process moto, fresh for each test, holding the
+    suite's `moto_resources`. The one definition of this fixture for every suite."""
+    with warnings.catch_warnings():
+        # moto warns for each CloudFormation resource type it skips (policies, IoT rule, ...)
+        warnings.filterwarnings("ignore", category=UserWarning, module="moto")
+        with mock_aws():
+            request.getfixturevalue("moto_resources")
+            yield
 
 
 @pytest.fixture

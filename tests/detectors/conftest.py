@@ -7,7 +7,6 @@ import hashlib
 from pathlib import Path
 
 import pytest
-from moto import mock_aws
 
 from edge_package.detect import FULL_RANGE_MODEL, SHORT_RANGE_MODEL, package_file
 from festival import aws
@@ -18,19 +17,18 @@ IMAGE = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/stagepulse-blazeface-train
 
 
 @pytest.fixture
-def moto_aws(settings, tmp_path, monkeypatch):
+def moto_resources(settings, tmp_path, monkeypatch):
+    """In moto (tests/conftest.py moto_aws): the artifacts bucket; and the gate's settings."""
     settings.FACE_MODEL_GATE_CLIP = GATE_CLIP
     settings.FACE_MODEL_GATE_MARGIN = 0.02
     settings.FACE_MODEL_GATE_MIN_FPS_RATIO = 0.0  # fps is shown, never gated in tests (timing)
     settings.SAGEMAKER_ROLE_ARN = ROLE_ARN
     settings.SAGEMAKER_TRAINING_IMAGE = IMAGE
     monkeypatch.setenv("STAGEPULSE_MODEL_DIR", str(tmp_path / "edge-models"))
-    with mock_aws():
-        aws.client("s3").create_bucket(
-            Bucket=settings.ARTIFACTS_BUCKET,
-            CreateBucketConfiguration={"LocationConstraint": aws.region()},
-        )
-        yield
+    aws.client("s3").create_bucket(
+        Bucket=settings.ARTIFACTS_BUCKET,
+        CreateBucketConfiguration={"LocationConstraint": aws.region()},
+    )
 
 
 class Blob:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 
 import pytest
-from moto import mock_aws
 
 from festival import aws
 
@@ -26,19 +25,17 @@ LAMBDA_TRUST = {
 
 
 @pytest.fixture
-def moto_aws(settings):
-    with mock_aws():
-        s3 = aws.client("s3")
-        s3.create_bucket(
-            Bucket=settings.ARTIFACTS_BUCKET,
-            CreateBucketConfiguration={"LocationConstraint": aws.region()},
-        )
-        role = aws.client("iam").create_role(
-            RoleName="stagepulse-deeplens-lambda",
-            AssumeRolePolicyDocument=json.dumps(LAMBDA_TRUST),
-        )["Role"]
-        settings.DEEPLENS_LAMBDA_ROLE_ARN = role["Arn"]
-        yield
+def moto_resources(settings):
+    """In moto (tests/conftest.py moto_aws): the artifacts bucket and the DeepLens Lambda role."""
+    aws.client("s3").create_bucket(
+        Bucket=settings.ARTIFACTS_BUCKET,
+        CreateBucketConfiguration={"LocationConstraint": aws.region()},
+    )
+    role = aws.client("iam").create_role(
+        RoleName="stagepulse-deeplens-lambda",
+        AssumeRolePolicyDocument=json.dumps(LAMBDA_TRUST),
+    )["Role"]
+    settings.DEEPLENS_LAMBDA_ROLE_ARN = role["Arn"]
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
 """A real Celery worker process answers the health task through the configured broker
-(the embedded filesystem broker by default; CI runs it again on Redis)."""
+(the embedded filesystem broker by default; CI runs it again on Redis). The var folder does not
+exist beforehand: the worker and the sender make the broker's folders themselves."""
 
 import os
 import subprocess
@@ -15,7 +16,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_real_worker_runs_the_health_task(tmp_path):
-    env = {**os.environ, "STAGEPULSE_VAR_DIR": str(tmp_path), "PYTHONUNBUFFERED": "1"}
+    var = tmp_path / "var"  # not created: settings make no folders, the Celery app does
+    env = {**os.environ, "STAGEPULSE_VAR_DIR": str(var), "PYTHONUNBUFFERED": "1"}
     env.setdefault("DATABASE_URL", f"sqlite:///{tmp_path / 'worker.sqlite3'}")
     worker = subprocess.Popen(
         [

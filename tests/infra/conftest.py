@@ -1,9 +1,7 @@
-"""A StagePulse stack deployed into moto (Embedded=true, as the demo does) for each test."""
-
-import warnings
+"""A StagePulse stack deployed into moto (Embedded=true, as the demo does) for each test
+(moto_aws: tests/conftest.py)."""
 
 import pytest
-from moto import mock_aws
 
 from infra import deploy as infra
 
@@ -13,15 +11,6 @@ NAMES = {
     "ObservationsTableName": "test-observations",
     "AnalysisQueueName": "test-analysis",
 }
-
-
-@pytest.fixture
-def moto_aws():
-    with warnings.catch_warnings():
-        # moto warns for every resource type its CloudFormation skips (policies, IoT rule, ...)
-        warnings.simplefilter("ignore", UserWarning)
-        with mock_aws():
-            yield
 
 
 @pytest.fixture

@@ -1,0 +1,107 @@
+"""Settings read yes/no variables strictly, and importing them creates no folder: the folders
+under STAGEPULSE_VAR_DIR are made by whoever needs them (the SQLite backend on its first
+connection, the Celery app for the embedded broker and results, run_demo for its logs)."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+
+from festival.settings import env_bool
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIG_NAMES = {"DATABASE_URL", "CACHE_URL", "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND", "DEBUG"}
+
+
+@pytest.mark.parametrize("value", ["1", "true", "TRUE", " yes ", "on"])
+def test_yes_words_read_as_true(monkeypatch, value):
+    monkeypatch.setenv("SOME_FLAG", value)
+    assert env_bool("SOME_FLAG") is True
+
+
+@pytest.mark.parametrize("value", ["0", "false", "False", "no", "off"])
+def test_no_words_read_as_false(monkeypatch, value):
+    monkeypatch.setenv("SOME_FLAG", value)
+    assert env_bool("SOME_FLAG", default=True) is False
+
+
+@pytest.mark.parametrize("value", [None, "", "  "])
+def test_unset_or_empty_is_the_default(monkeypatch, value):
+    if value is None:
+        monkeypatch.delenv("SOME_FLAG", raising=False)
+    else:
+        monkeypatch.setenv("SOME_FLAG", value)
+    assert env_bool("SOME_FLAG", default=True) is True
+    assert env_bool("SOME_FLAG", default=False) is False
+
+
+@pytest.mark.parametrize("value", ["ture", "flase", "2", "enabled"])
+def test_a_typo_is_refused_not_read_as_false(monkeypatch, value):
+    monkeypatch.setenv("SOME_FLAG", value)
+    with pytest.raises(ImproperlyConfigured, match=f"SOME_FLAG='{value}' is not a yes/no"):
+        env_bool("SOME_FLAG")
+
+
+def python(tmp_path, code, **env):
+    clean = {k: v for k, v in os.environ.items() if k not in CONFIG_NAMES}
+    clean.update(DJANGO_SETTINGS_MODULE="festival.settings", **env)
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env=clean,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_debug_typo_stops_the_start(tmp_path):
+    result = python(tmp_path, "import django; django.setup()", DEBUG="ture")
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr and "DEBUG='ture'" in result.stderr
+
+
+def test_importing_the_settings_creates_no_folder(tmp_path):
+    var = tmp_path / "var"
+    result = python(
+        tmp_path,
+        "import django; django.setup(); from django.conf import settings; print(settings.VAR_DIR)",
+        STAGEPULSE_VAR_DIR=str(var),
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == str(var)
+    assert not var.exists()
+
+
+def test_the_folders_are_made_where_they_are_needed(tmp_path):
+    var = tmp_path / "var"
+    code = (
+        "import django; django.setup()\n"
+        "from django.db import connection\n"
+        "from festival.celery import app\n"
+        "connection.ensure_connection()\n"
+        "print(app.conf.broker_url)\n"
+    )
+    result = python(tmp_path, code, STAGEPULSE_VAR_DIR=str(var))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (var / "stagepulse.sqlite3").is_file()  # the SQLite backend, on connecting
+    broker = var / "celery" / "broker"
+    for folder in (broker, broker / "processed", broker / "control", var / "celery" / "results"):
+        assert folder.is_dir(), folder  # the Celery app, when configured
+
+
+def test_no_embedded_folders_with_a_redis_broker(tmp_path):
+    var = tmp_path / "var"
+    code = "import django; django.setup(); from festival.celery import app; app.conf.broker_url"
+    result = python(
+        tmp_path,
+        code,
+        STAGEPULSE_VAR_DIR=str(var),
+        CELERY_BROKER_URL="redis://127.0.0.1:1/0",
+        DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert not (var / "celery").exists()
