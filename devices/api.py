@@ -316,7 +316,7 @@ class RolloutViewSet(
     mixins.CreateModelMixin,
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,
-    viewsets.GenericViewSet,
+    TenantGenericViewSet,
 ):
     """Start a staged rollout (operator): canaries, watch, the rest; halts and rolls back."""
 
@@ -324,11 +324,7 @@ class RolloutViewSet(
         "canaries", "rest"
     )
     serializer_class = RolloutSerializer
-    permission_classes = [permissions.IsAuthenticated]
     filterset_fields = ["festival", "state"]
-
-    def get_queryset(self):
-        return super().get_queryset().for_user(self.request.user)
 
     def create(self, request, *args, **kwargs):
         serializer = self.get_serializer(data=request.data)

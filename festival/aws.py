@@ -64,14 +64,21 @@ def _session_key() -> tuple:
     return (region(), *(os.environ.get(name) for name in SESSION_ENVIRONMENT))
 
 
-def _made(kind: str, service_name: str, kwargs: dict):
-    kwargs.setdefault("endpoint_url", endpoint_url())
-    kwargs.setdefault("config", RETRY_CONFIG)
+def _session() -> boto3.session.Session:
+    """The shared Session for this region and these credentials (made once)."""
     key = _session_key()
     with _sessions_lock:
         session = _sessions.get(key)
         if session is None:
             session = _sessions[key] = boto3.session.Session(region_name=key[0])
+        return session
+
+
+def _made(kind: str, service_name: str, kwargs: dict):
+    kwargs.setdefault("endpoint_url", endpoint_url())
+    kwargs.setdefault("config", RETRY_CONFIG)
+    session = _session()
+    with _sessions_lock:
         return getattr(session, kind)(service_name, **kwargs)
 
 

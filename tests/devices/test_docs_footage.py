@@ -35,7 +35,8 @@ def test_the_device_footage_one_liner_runs_from_an_unpacked_release(tmp_path):
     zipfile.ZipFile(io.BytesIO(data)).extractall(tmp_path / "current")
     line = _device_footage_lines()[1]
     assert line.startswith("PYTHONPATH=current venv/bin/python -c ")
-    line = line.replace("venv/bin/python", sys.executable).replace("/tmp/", f"{tmp_path}/")
+    # the footage paths first: the interpreter itself may live under /tmp (a CI clone)
+    line = line.replace("/tmp/", f"{tmp_path}/").replace("venv/bin/python", sys.executable)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     done = subprocess.run(
         ["sh", "-c", line],
