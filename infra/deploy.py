@@ -407,6 +407,27 @@ def _update_stack(cfn, stack_name: str, template_body: str, api_params: list[dic
 
 
 # --- Deploy --------------------------------------------------------------------------------------
+def retained_artifacts_bucket(name: str, *, s3=None) -> bool:
+    """Whether the artifacts bucket already exists in this account: teardown retains it (edge
+    releases, models, labelled clips), so the next stack must take it over by name, not create
+    it (CloudFormation would stop at BucketAlreadyExists). A name that exists in another account
+    (403) can never be ours: that is a clear error before anything is created."""
+    s3 = s3 or aws.client("s3")
+    try:
+        s3.head_bucket(Bucket=name)
+    except ClientError as exc:
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        if code in ("404", "NoSuchBucket", "NotFound"):
+            return False
+        if code in ("403", "AccessDenied", "Forbidden"):
+            raise DeployError(
+                f"the artifacts bucket name {name} belongs to another AWS account (HeadBucket "
+                "answered 403): choose another ArtifactsBucketName"
+            ) from exc
+        raise
+    return True
+
+
 def deploy(
     stack_name: str = DEFAULT_STACK_NAME,
     parameters: Mapping[str, str] | None = None,
@@ -452,6 +473,14 @@ def deploy(
     existing = stack_parameters(stack) if exists else None
     api_params, effective = _resolve_parameters(template, requested, existing)
     check_region(effective, cfn=cfn)
+    adopt = not exists and "ArtifactsBucketExists" not in requested
+    if adopt and retained_artifacts_bucket(effective["ArtifactsBucketName"], s3=s3):
+        emit(
+            f"{stack_name}: using the retained artifacts bucket "
+            f"{effective['ArtifactsBucketName']} (it outlived an earlier stack)"
+        )
+        requested["ArtifactsBucketExists"] = "true"
+        api_params, effective = _resolve_parameters(template, requested, existing)
 
     bundle_key = ""
     wants_bundle = (
@@ -938,10 +967,14 @@ def teardown(
         _ignore_no_bucket(
             lambda: s3.put_bucket_logging(Bucket=crops, BucketLoggingStatus={})
         )  # no new deliveries; the bucket itself goes after the stack (DeletionPolicy Retain)
+    policies = _stack_managed_policies(cfn, stack["StackId"])
     since = datetime.now(UTC)
     cfn.delete_stack(StackName=stack["StackId"])
     _wait_deleted(cfn, stack["StackId"], stack_name, since)
     emit(f"{stack_name}: deleted")
+    left = _delete_leftover_policies(policies)
+    if left:
+        emit(f"{stack_name}: deleted {left} managed polic(ies) the stack deletion left behind")
     if access_logs:
         count = _delete_bucket(s3, access_logs)
         emit(f"{access_logs}: deleted with {count} access log object(s)")
@@ -957,6 +990,43 @@ def teardown(
     elif artifacts:
         emit(f"{artifacts}: retained (DeletionPolicy Retain; use purge_artifacts to delete)")
     return True
+
+
+def _stack_managed_policies(cfn, stack_id: str) -> list[str]:
+    """ARNs of the IAM managed policies the stack made (read before it is deleted)."""
+    arns: list[str] = []
+    for page in cfn.get_paginator("list_stack_resources").paginate(StackName=stack_id):
+        for resource in page.get("StackResourceSummaries", []):
+            if resource.get("ResourceType") == "AWS::IAM::ManagedPolicy":
+                arns.append(resource.get("PhysicalResourceId", ""))
+    return [arn for arn in arns if arn.startswith("arn:")]
+
+
+def _delete_leftover_policies(arns: list[str]) -> int:
+    """Delete the stack's managed policies if they outlived it, so the same names deploy again.
+
+    AWS deletes them with the stack, so there this finds nothing (NoSuchEntity). moto keeps them,
+    and the next create then stops at EntityAlreadyExists (docs/infra.md)."""
+    iam = aws.client("iam")
+    deleted = 0
+    for arn in arns:
+        try:
+            for kind, key, detach in (
+                ("PolicyRoles", "RoleName", iam.detach_role_policy),
+                ("PolicyUsers", "UserName", iam.detach_user_policy),
+                ("PolicyGroups", "GroupName", iam.detach_group_policy),
+            ):
+                for entity in iam.list_entities_for_policy(PolicyArn=arn).get(kind, []):
+                    detach(PolicyArn=arn, **{key: entity[key]})
+            for version in iam.list_policy_versions(PolicyArn=arn)["Versions"]:
+                if not version["IsDefaultVersion"]:
+                    iam.delete_policy_version(PolicyArn=arn, VersionId=version["VersionId"])
+            iam.delete_policy(PolicyArn=arn)
+            deleted += 1
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "NoSuchEntity":
+                raise
+    return deleted
 
 
 def _ignore_no_bucket(call) -> None:

@@ -169,3 +169,41 @@ def test_teardown_can_purge_the_artifacts_bucket(stack):
     # and the same names deploy again afterwards (the demo restarts this way)
     again = infra.deploy("stagepulse-test", {"Embedded": "true", **NAMES}, emit=lambda _: None)
     assert again.action == "created"
+
+
+def test_teardown_then_deploy_again_adopts_the_retained_artifacts_bucket(stack):
+    """The artifacts bucket outlives its stack (releases, labelled clips, models): deploying the
+    same names again must take it over, not stop at BucketAlreadyExists, and keep its objects."""
+    s3 = aws.client("s3")
+    s3.put_object(Bucket="test-artifacts", Key="edge-releases/edge.zip", Body=b"zip")
+    infra.teardown("stagepulse-test", emit=lambda _: None)
+    messages: list[str] = []
+    same = {"Embedded": "true", "EnvironmentName": "test", **NAMES}  # the very same names
+    again = infra.deploy("stagepulse-test", same, emit=messages.append)
+    assert again.action == "created" and again.status == "CREATE_COMPLETE"
+    assert again.parameters["ArtifactsBucketExists"] == "true"
+    assert again.outputs["ArtifactsBucketName"] == "test-artifacts"
+    assert any("retained artifacts bucket test-artifacts" in m for m in messages), messages
+    assert s3.get_bucket_versioning(Bucket="test-artifacts")["Status"] == "Enabled"
+    body = s3.get_object(Bucket="test-artifacts", Key="edge-releases/edge.zip")["Body"].read()
+    assert body == b"zip"
+    # and once more: teardown, deploy (the stack never owned the bucket this time)
+    infra.teardown("stagepulse-test", emit=lambda _: None)
+    assert infra.deploy("stagepulse-test", same, emit=lambda _: None).action == "created"
+    assert s3.head_bucket(Bucket="test-artifacts")["ResponseMetadata"]["HTTPStatusCode"] == 200
+
+
+def test_an_artifacts_bucket_name_owned_by_someone_else_is_a_clear_error(stack, monkeypatch):
+    infra.teardown("stagepulse-test", emit=lambda _: None)
+    denied = ClientError({"Error": {"Code": "403", "Message": "Forbidden"}}, "HeadBucket")
+    real = aws.client
+
+    def client(name, **kwargs):
+        made = real(name, **kwargs)
+        if name == "s3":
+            monkeypatch.setattr(made, "head_bucket", lambda **_: (_ for _ in ()).throw(denied))
+        return made
+
+    monkeypatch.setattr(aws, "client", client)
+    with pytest.raises(infra.DeployError, match="test-artifacts.*another AWS account"):
+        infra.deploy("stagepulse-test", {"Embedded": "true", **NAMES}, emit=lambda _: None)

@@ -84,8 +84,11 @@ def test_failed_creation_raises_with_the_failed_resources_and_reasons():
             ]
         },
     )
-    with stub, pytest.raises(infra.DeployError) as caught:
-        infra.deploy("stagepulse", {"Embedded": "false"}, cfn=cfn, emit=lambda _: None)
+    s3 = boto3.client("s3", region_name="eu-west-1")
+    no_bucket = Stubber(s3)  # no artifacts bucket retained from an earlier stack: HeadBucket 404
+    no_bucket.add_client_error("head_bucket", "404", "Not Found", 404, {"Bucket": ANY})
+    with stub, no_bucket, pytest.raises(infra.DeployError) as caught:
+        infra.deploy("stagepulse", {"Embedded": "false"}, cfn=cfn, s3=s3, emit=lambda _: None)
     message = str(caught.value)
     assert "creation of stack stagepulse failed: ROLLBACK_COMPLETE" in message
     assert "failed to create: [CropsBucket]" in message

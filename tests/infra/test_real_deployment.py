@@ -74,7 +74,10 @@ def test_the_first_deploy_ends_with_a_confirmed_destination(monkeypatch):
         "CreationTime": datetime.now(UTC),
         "Outputs": [{"OutputKey": "TelemetryDestinationArn", "OutputValue": DESTINATION}],
     }
-    with Stubber(cfn) as cfn_stub, iot_stub:
+    s3 = boto3.client("s3", region_name="eu-west-1")
+    with Stubber(cfn) as cfn_stub, iot_stub, Stubber(s3) as s3_stub:
+        # no artifacts bucket retained from an earlier stack
+        s3_stub.add_client_error("head_bucket", "404", "Not Found", 404, {"Bucket": ANY})
         cfn_stub.add_client_error(
             "describe_stacks", "ValidationError", "Stack with id stagepulse does not exist"
         )
@@ -98,6 +101,7 @@ def test_the_first_deploy_ends_with_a_confirmed_destination(monkeypatch):
             {"Embedded": "false", "TelemetryUrl": URL},
             cfn=cfn,
             iot=iot,
+            s3=s3,
             emit=messages.append,
         )
         iot_stub.assert_no_pending_responses()
