@@ -202,6 +202,18 @@ def start_demo(folder: Path, seconds: int, *extra_args: str, env_extra=None):
     return demo, db_path, web_port, moto_port, log_path
 
 
+def finished_demo(demo: subprocess.Popen, log_path: Path, db_path: Path) -> tuple[str, int]:
+    """(the demo's log, observation rows in its database) once it stopped; a failed demo ends
+    the benchmark with its log's tail."""
+    log_text = log_path.read_text(errors="replace")
+    if demo.returncode != 0:
+        print(log_text[-4000:], file=sys.stderr)
+        raise SystemExit(f"the demo exited with {demo.returncode}")
+    with sqlite3.connect(f"file:{db_path}?mode=ro", uri=True) as db:
+        rows = db.execute("SELECT COUNT(*) FROM emotions_observation").fetchone()[0]
+    return log_text, rows
+
+
 def main() -> int:
     sys.path.insert(0, str(ROOT))
     from bench.results import record
@@ -239,12 +251,7 @@ def main() -> int:
                 time.sleep(max(0.0, POLL_S - (time.monotonic() - tick)))
         finally:
             stop_demo(demo)
-        log_text = log_path.read_text(errors="replace")
-        if demo.returncode != 0:
-            print(log_text[-4000:], file=sys.stderr)
-            raise SystemExit(f"the demo exited with {demo.returncode}")
-        with sqlite3.connect(f"file:{db_path}?mode=ro", uri=True) as db:
-            total = db.execute("SELECT COUNT(*) FROM emotions_observation").fetchone()[0]
+        log_text, total = finished_demo(demo, log_path, db_path)
         if visibility.db is not None:
             visibility.db.close()
     elapsed = time.monotonic() - started

@@ -35,7 +35,14 @@ import urllib.request
 from datetime import datetime
 from pathlib import Path
 
-from bench.bench_freshness import FESTIVAL, parse_time, percentile, start_demo, stop_demo
+from bench.bench_freshness import (
+    FESTIVAL,
+    finished_demo,
+    parse_time,
+    percentile,
+    start_demo,
+    stop_demo,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 PIPELINE_SECONDS = int(os.environ.get("BENCH_PIPELINE_S", 600))
@@ -221,12 +228,7 @@ def main() -> int:
                 time.sleep(max(0.0, POLL_S - (time.monotonic() - tick)))
         finally:
             stop_demo(demo)
-        log_text = log_path.read_text(errors="replace")
-        if demo.returncode != 0:
-            print(log_text[-4000:], file=sys.stderr)
-            raise SystemExit(f"the demo exited with {demo.returncode}")
-        with sqlite3.connect(f"file:{db_path}?mode=ro", uri=True) as db:
-            in_db = db.execute("SELECT COUNT(*) FROM emotions_observation").fetchone()[0]
+        log_text, in_db = finished_demo(demo, log_path, db_path)
         if tracker.db is not None:
             tracker.db.close()
     elapsed = time.monotonic() - started
