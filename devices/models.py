@@ -137,8 +137,15 @@ class Device(TenantModel):
     def effective_config(self) -> dict:
         """Defaults, then the festival's analysis mode, then the device's own settings: a
         festival switched to edge mode makes its cameras score on the device (no crop leaves)
-        unless a device says otherwise."""
-        return effective_edge_config({"mode": self.festival.analysis_mode, **self.config})
+        unless a device says otherwise. Face-free is the festival's OR the device's: a device
+        can turn it on for itself, never off for a face-free festival."""
+        config = effective_edge_config({"mode": self.festival.analysis_mode, **self.config})
+        config["face_free"] = bool(self.festival.face_free or self.config.get("face_free"))
+        return config
+
+    @property
+    def face_free(self) -> bool:
+        return self.effective_config["face_free"]
 
     @property
     def paused(self) -> bool:

@@ -6,6 +6,8 @@ Postgres keeps scores only: no images, no embeddings, no identity, no cross-came
 
 from __future__ import annotations
 
+import math
+
 from django.db import models
 
 from devices.models import Device
@@ -74,6 +76,87 @@ class MinuteRollup(TenantModel):
         ordering = ["stage", "minute"]
 
 
+class CrowdSignal(TenantModel):
+    """One camera's crowd signal over one window (contract 2, `kind` "crowd"): motion energy,
+    sound level and crowd fill as measured on the device. Numbers only: no image, no audio, no
+    face. Kept per item (keyed like an Observation) so a replay is recognised and adds nothing."""
+
+    festival = models.ForeignKey(Festival, on_delete=models.CASCADE, related_name="+")
+    stage = models.ForeignKey(Stage, on_delete=models.CASCADE, related_name="crowd_signals")
+    set = models.ForeignKey(
+        Set, on_delete=models.SET_NULL, null=True, blank=True, related_name="crowd_signals"
+    )
+    device = models.ForeignKey(
+        Device, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    dynamo_pk = models.CharField(max_length=200)
+    dynamo_sk = models.CharField(max_length=255)
+    captured_at = models.DateTimeField(help_text="the window's end")
+    window_s = models.FloatField()
+    motion_energy = models.FloatField()
+    motion_energy_max = models.FloatField()
+    sound_level_dbfs = models.FloatField(null=True, blank=True)
+    sound_crowd_share = models.FloatField(null=True, blank=True)
+    crowd_fill = models.FloatField()
+    faces_seen = models.PositiveIntegerField(default=0)
+    face_free = models.BooleanField(default=False)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["dynamo_pk", "dynamo_sk"], name="one_crowd_row_per_item"
+            )
+        ]
+        indexes = [models.Index(fields=["stage", "captured_at"])]
+
+
+class CrowdMinute(TenantModel):
+    """Per stage and minute: the crowd signals of every camera folded together. Sums and counts
+    (never means) so late and replayed windows add exactly what is new; `devices` lists the
+    cameras that reported (their number is the public rule for these components)."""
+
+    festival = models.ForeignKey(Festival, on_delete=models.CASCADE, related_name="+")
+    stage = models.ForeignKey(Stage, on_delete=models.CASCADE, related_name="crowd_minutes")
+    minute = models.DateTimeField()
+    signals = models.PositiveIntegerField(default=0, help_text="camera windows folded in")
+    motion_sum = models.FloatField(default=0)
+    motion_max = models.FloatField(default=0)
+    sound_signals = models.PositiveIntegerField(default=0)
+    sound_power_sum = models.FloatField(
+        default=0, help_text="sum of 10^(dBFS/10): levels are averaged as power"
+    )
+    sound_crowd_signals = models.PositiveIntegerField(default=0)
+    sound_crowd_share_sum = models.FloatField(default=0)
+    fill_sum = models.FloatField(default=0)
+    faces_seen = models.PositiveIntegerField(default=0)
+    devices = models.JSONField(default=list, help_text="thing names of the reporting cameras")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["stage", "minute"], name="one_crowd_minute")
+        ]
+        indexes = [models.Index(fields=["festival", "minute"])]
+        ordering = ["stage", "minute"]
+
+    @property
+    def cameras(self) -> int:
+        return len(self.devices)
+
+    @property
+    def motion(self) -> float | None:
+        return self.motion_sum / self.signals if self.signals else None
+
+    @property
+    def fill(self) -> float | None:
+        return self.fill_sum / self.signals if self.signals else None
+
+    @property
+    def sound_dbfs(self) -> float | None:
+        if not self.sound_signals or self.sound_power_sum <= 0:
+            return None
+        return 10.0 * math.log10(self.sound_power_sum / self.sound_signals)
+
+
 class IngestWatermark(TenantModel):
     """Per stage: how fresh its data is. `captured_until_ms` is the newest capture time ingested
     (capped at the time DynamoDB received the item, so a camera whose clock runs ahead cannot
@@ -123,6 +206,7 @@ class RejectionReason(models.TextChoices):
     FUTURE = "future", "Capture time too far in the future"
     TOO_OLD = "too_old", "Capture time too old"
     OUTSIDE_FESTIVAL = "outside_festival", "Capture time outside the festival's dates"
+    FACE_FREE = "face_free", "Face observation from a face-free camera or festival"
 
 
 class IngestRejection(models.Model):

@@ -12,6 +12,12 @@ The unit of suppression is the **bucket**: one stage's faces in one minute (a Mi
    no combination of public answers (totals, shares, complementary or sliding windows) can
    isolate a suppressed bucket. An aggregate with no published bucket is itself suppressed.
 
+3. Crowd signals (motion energy, sound level, crowd fill) come from whole-picture and
+   whole-room measurements, not from faces: no person's expression is in them. A minute's crowd
+   numbers are shown when at least CROWD_MIN_CAMERAS camera reported in it; they are averages
+   over the crowd area (never a count of people, never a face count), and a window sums the
+   minutes that are shown. Expression numbers keep rules 1 and 2 whatever the crowd signals.
+
 docs/privacy.md explains the rule and its limits.
 """
 
@@ -64,4 +70,23 @@ def published_total(buckets: Iterable, min_faces: int) -> WindowStats:
     total = WindowStats()
     for bucket in published_buckets(buckets, min_faces):
         total.add(bucket)
+    return total
+
+
+CROWD_MIN_CAMERAS = 1
+
+
+def is_crowd_published(bucket) -> bool:
+    """Rule 3: a minute's crowd numbers are shown when a camera reported in it."""
+    return bucket.signals > 0 and len(bucket.devices) >= CROWD_MIN_CAMERAS
+
+
+def published_crowd_total(buckets: Iterable):
+    """Rule 3 over several minutes: the published minutes' signals summed."""
+    from emotions.vibe import CrowdStats
+
+    total = CrowdStats()
+    for bucket in buckets:
+        if is_crowd_published(bucket):
+            total.add(bucket)
     return total

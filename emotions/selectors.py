@@ -7,6 +7,10 @@ The vibe score (0-100) of a stage over a sliding window:
     vibe   = 100 * (0.7 * energy + 0.3 * crowd)
 
 The norm is the stage's `typical_crowd` when set, else the busiest minute of its last two hours.
+That is vibe v1 (`vibe`, faces only), kept for reports and clients that read it. The ranking
+runs on vibe v2 (`vibe_v2`, emotions.vibe): expression, motion, sound and crowd fill, each
+normalised against the stage's own last three hours, with the festival's weights; each
+component is in `components`, so a surface can draw every curve and not only the blend.
 Every number here follows the one privacy rule (emotions.privacy): a minute with fewer read
 faces than the festival's `min_faces_public` is suppressed, and a window sums its published
 minutes only. A face whose expression could not be read (top emotion UNKNOWN) counts in faces
@@ -26,9 +30,16 @@ from django.db.models import Max
 from django.utils import timezone
 
 from edge_package.contracts import EMOTIONS, LIVELY_EMOTIONS
-from emotions.models import MinuteRollup
-from emotions.privacy import WindowStats, is_published, published_total
-from festival.models import Festival
+from emotions import vibe as v2
+from emotions.models import CrowdMinute, MinuteRollup
+from emotions.privacy import (
+    WindowStats,
+    is_crowd_published,
+    is_published,
+    published_crowd_total,
+    published_total,
+)
+from festival.models import Festival, effective_vibe_weights
 from stages.models import Stage
 from stages.selectors import now_next_by_stage
 
@@ -38,6 +49,7 @@ VIBE_WINDOW = timedelta(minutes=5)
 TREND_STEADY_POINTS = 5.0
 ENERGY_WEIGHT, CROWD_WEIGHT = 0.7, 0.3
 NORM_LOOKBACK = timedelta(hours=2)
+VIBE2_LOOKBACK = timedelta(hours=3)  # the history each component is normalised against
 LIVE_CACHE_SECONDS = 5
 
 
@@ -66,6 +78,58 @@ def window_stats(festival: Festival, start: datetime, end: datetime) -> dict[int
         per_stage.setdefault(rollup.stage_id, []).append(rollup)
     k = festival.min_faces_public
     return {stage_id: published_total(rows, k) for stage_id, rows in per_stage.items()}
+
+
+def crowd_window_stats(festival: Festival, start: datetime, end: datetime) -> dict:
+    """Per stage, the crowd minutes of [start, end) with a camera reporting, summed (rule 3)."""
+    per_stage: dict[int, list[CrowdMinute]] = {}
+    for bucket in CrowdMinute.objects.filter(festival=festival, minute__gte=start, minute__lt=end):
+        per_stage.setdefault(bucket.stage_id, []).append(bucket)
+    return {stage_id: published_crowd_total(rows) for stage_id, rows in per_stage.items()}
+
+
+def _minute_energy(min_faces: int):
+    def energy(bucket) -> float | None:
+        stats = WindowStats()
+        stats.add(bucket)
+        if not is_published(stats.read_faces, min_faces):
+            return None  # a suppressed minute shapes no public number, references included
+        return v2.expression_energy(stats)
+
+    return energy
+
+
+def vibe_references(
+    festival: Festival, stage_ids: list[int], start: datetime, end: datetime
+) -> dict[int, v2.Reference]:
+    """Each stage's reference for vibe v2: its own and the festival's per-minute component
+    values in [start, end) (published face minutes, crowd minutes with a camera)."""
+    faces = [] if festival.face_free else MinuteRollup.objects.filter(
+        festival=festival, minute__gte=start, minute__lt=end
+    ).only("stage_id", "faces", "counts", "sums")  # fmt: skip
+    crowd = [
+        b
+        for b in CrowdMinute.objects.filter(festival=festival, minute__gte=start, minute__lt=end)
+        if is_crowd_published(b)
+    ]
+    per_stage = v2.minute_values(faces, crowd, _minute_energy(festival.min_faces_public))
+    return v2.build_references(per_stage, stage_ids)
+
+
+def vibe_v2(
+    festival: Festival,
+    stats: WindowStats | None,
+    crowd: v2.CrowdStats | None,
+    reference: v2.Reference,
+) -> tuple[float | None, dict]:
+    """The blend and its components for one window (expression only over published faces, and
+    never in face-free mode)."""
+    expression = None
+    if stats is not None and not festival.face_free:
+        if is_published(stats.read_faces, festival.min_faces_public):
+            expression = v2.expression_energy(stats)
+    raw = v2.raw_components(expression, crowd)
+    return v2.blend(raw, reference, effective_vibe_weights(festival.vibe_weights))
 
 
 def crowd_norms(festival: Festival, stages: list[Stage], at: datetime) -> dict[int, float]:
@@ -104,8 +168,12 @@ def compute_live_ranking(
     minutes = (at - start).total_seconds() / 60.0
     stages = list(Stage.objects.filter(festival=festival).order_by("position", "name"))
     # Up to and with the minute `at` falls in: the timeline's minutes, never a later one.
-    current = window_stats(festival, start, _window_start(at, timedelta(0)) + timedelta(minutes=1))
+    end = _window_start(at, timedelta(0)) + timedelta(minutes=1)
+    current = window_stats(festival, start, end)
     previous = window_stats(festival, previous_start, start)
+    crowd_now = crowd_window_stats(festival, start, end)
+    crowd_before = crowd_window_stats(festival, previous_start, start)
+    references = vibe_references(festival, [s.pk for s in stages], start - VIBE2_LOOKBACK, start)
     norms = crowd_norms(festival, stages, at)
     slots = {row.stage.pk: row for row in now_next_by_stage(festival, at)}
     rows = []
@@ -122,33 +190,43 @@ def compute_live_ranking(
             "trend": None,
             "trend_delta": None,
         }
+        crowd = crowd_now.get(stage.pk, v2.CrowdStats())
+        row["vibe_v2"], row["components"] = vibe_v2(
+            festival, stats, crowd, references[stage.pk]
+        )
+        row["cameras"] = crowd.cameras
         if not suppressed:
             row["vibe"] = vibe_score(stats, minutes, norms[stage.pk])
             row["expression_share"] = expression_share(stats)
-            before = previous.get(stage.pk, WindowStats())
-            if is_published(before.read_faces, festival.min_faces_public):
-                delta = round(
-                    row["vibe"] - vibe_score(before, window.seconds / 60, norms[stage.pk]), 1
-                )
-                row["trend_delta"] = delta
-                row["trend"] = (
-                    "steady"
-                    if abs(delta) < TREND_STEADY_POINTS
-                    else "rising"
-                    if delta > 0
-                    else "falling"
-                )
+        before, _ = vibe_v2(
+            festival,
+            previous.get(stage.pk, WindowStats()),
+            crowd_before.get(stage.pk, v2.CrowdStats()),
+            references[stage.pk],
+        )
+        if row["vibe_v2"] is not None and before is not None:
+            delta = round(row["vibe_v2"] - before, 1)
+            row["trend_delta"] = delta
+            row["trend"] = (
+                "steady"
+                if abs(delta) < TREND_STEADY_POINTS
+                else "rising"
+                if delta > 0
+                else "falling"
+            )
         rows.append(row)
     analysis = analysis_status(at)
     add_freshness(festival, stages, rows, at, window, analysis)
-    rows.sort(key=lambda r: (r["vibe"] is None, -(r["vibe"] or 0), r["stage"]["name"]))
+    rows.sort(key=lambda r: (r["vibe_v2"] is None, -(r["vibe_v2"] or 0), r["stage"]["name"]))
     for rank, row in enumerate(rows, start=1):
-        row["rank"] = rank if row["vibe"] is not None else None
+        row["rank"] = rank if row["vibe_v2"] is not None else None
     return {
         "festival": festival.slug,
         "generated_at": at,
         "window_seconds": int(window.total_seconds()),
         "min_faces": festival.min_faces_public,
+        "face_free": festival.face_free,
+        "vibe_weights": effective_vibe_weights(festival.vibe_weights),
         "stages": rows,
         "analysis": analysis,
     }
@@ -204,16 +282,16 @@ def add_freshness(
     analysis: dict | None,
 ) -> None:
     """Adds `data_age_s` and `no_number_reason` to each ranking row (additive: the suppression
-    decided before stays as it is). A stage without a number is 'analysis_behind' when the
-    queue is behind, else 'no_recent_data' when nothing of it was captured in the window, else
-    'too_few_faces'."""
+    decided before stays as it is). A stage without a number (no `vibe_v2`: no component had
+    data) is 'analysis_behind' when the queue is behind, else 'no_recent_data' when nothing of
+    it was captured in the window, else 'too_few_faces'."""
     ages = stage_data_ages(festival, at)
     by_slug = {stage.slug: stage.pk for stage in stages}
     behind = bool(analysis and analysis["behind"])
     for row in rows:
         age = ages.get(by_slug[row["stage"]["slug"]])
         row["data_age_s"] = age
-        if row["vibe"] is not None:
+        if row.get("vibe_v2", row["vibe"]) is not None:
             row["no_number_reason"] = None
         elif behind:
             row["no_number_reason"] = "analysis_behind"
@@ -371,8 +449,10 @@ def live_ranking(festival: Festival) -> dict:
 def stage_timeline(
     festival: Festival, stage: Stage, at: datetime | None = None, minutes: int = 60
 ) -> list[dict]:
-    """Per minute over the last `minutes`: faces, vibe and expression share (small buckets
-    suppressed)."""
+    """Per minute over the last `minutes`: faces, vibe (v1), vibe_v2 and its components, and
+    expression share (small buckets suppressed; crowd numbers where a camera reported). Every
+    minute is normalised against the same reference (the three hours up to `at`), so the
+    curve's shape is the raw signal's."""
     at = at or timezone.now()
     start = (at - timedelta(minutes=minutes)).replace(second=0, microsecond=0)
     norm = crowd_norms(festival, [stage], at)[stage.pk]
@@ -380,6 +460,11 @@ def stage_timeline(
         r.minute: r
         for r in MinuteRollup.objects.filter(stage=stage, minute__gte=start, minute__lte=at)
     }
+    crowd_minutes = {
+        b.minute: b
+        for b in CrowdMinute.objects.filter(stage=stage, minute__gte=start, minute__lte=at)
+    }
+    reference = vibe_references(festival, [stage.pk], at - VIBE2_LOOKBACK, at)[stage.pk]
     points = []
     minute = start
     while minute <= at:
@@ -387,12 +472,17 @@ def stage_timeline(
         if minute in rollups:
             stats.add(rollups[minute])
         suppressed = not is_published(stats.read_faces, festival.min_faces_public)
+        crowd = published_crowd_total([crowd_minutes[minute]] if minute in crowd_minutes else [])
+        blended, components = vibe_v2(festival, stats, crowd, reference)
         points.append(
             {
                 "minute": minute,
                 "suppressed": suppressed,
                 "faces": None if suppressed else stats.faces,
                 "vibe": None if suppressed else vibe_score(stats, 1.0, norm),
+                "vibe_v2": blended,
+                "components": components,
+                "cameras": crowd.cameras,
                 "expression_share": None if suppressed else expression_share(stats),
             }
         )

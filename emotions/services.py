@@ -21,11 +21,13 @@ from __future__ import annotations
 
 import bisect
 import logging
+import math
 import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 from boto3.dynamodb.types import TypeDeserializer
 from botocore.exceptions import BotoCoreError, ClientError
@@ -48,6 +50,8 @@ from edge_package.contracts import (
 )
 from emotions.models import (
     AnalysisBacklog,
+    CrowdMinute,
+    CrowdSignal,
     IngestRejection,
     IngestWatermark,
     MinuteRollup,
@@ -81,8 +85,9 @@ class Incoming:
 @dataclass
 class IngestResult:
     read: int = 0
-    created: int = 0
+    created: int = 0  # face observations
     duplicates: int = 0
+    crowd_created: int = 0  # crowd signal windows (contract 2, kind "crowd")
     rejected: dict[str, int] = field(default_factory=dict)
     festivals: set[int] = field(default_factory=set)  # festivals that got new rows
     pages: int = 0
@@ -98,6 +103,7 @@ class IngestResult:
         self.read += other.read
         self.created += other.created
         self.duplicates += other.duplicates
+        self.crowd_created += other.crowd_created
         for reason, count in other.rejected.items():
             self.rejected[reason] = self.rejected.get(reason, 0) + count
         self.festivals |= other.festivals
@@ -136,17 +142,33 @@ def _lookups(incoming: list[Incoming]) -> tuple[dict, dict, dict]:
     devices = {
         d.thing_name: d
         for d in Device.objects.filter(thing_name__in=things - {""}).only(
-            "id", "thing_name", "organization_id", "festival_id", "stage_id"
+            "id", "thing_name", "organization_id", "festival_id", "stage_id", "config"
         )
     }
     return stages, festivals, devices
 
 
 def _thing_name(item: dict) -> str:
-    """The camera's thing name, from the sort key (`<ms>#<device>#<seq>#<face>`): the key comes
-    from the crop key, which the camera's IAM role can only write under its own name."""
+    """The camera's thing name, from the sort key (`<ms>#<device>#<seq>#<face>` for a face,
+    `<ms>#<device>#crowd` for a crowd signal): the key comes from the crop key or the camera's
+    own write, which its IAM role can only make under its own name."""
     parts = str(item.get(OBSERVATION_SK, "")).split("#")
-    return parts[1] if len(parts) == 4 else ""
+    if len(parts) == 4 or (len(parts) == 3 and parts[2] == CROWD_KIND):
+        return parts[1]
+    return ""
+
+
+FACE_KIND, CROWD_KIND = "face", "crowd"
+CROWD_WINDOW_MAX_S = 60.0
+CROWD_FACES_SEEN_MAX = 100_000
+
+
+def _item_kind(item: dict) -> str:
+    """`kind` "face" or "crowd"; an item without one is a face (observation contract 1)."""
+    kind = item.get("kind", FACE_KIND)
+    if kind not in (FACE_KIND, CROWD_KIND):
+        raise ContractError(f"kind {kind!r} is neither 'face' nor 'crowd'")
+    return kind
 
 
 def _festival_dates_allow(festival: Festival, captured: datetime) -> bool:
@@ -167,7 +189,12 @@ def _check(entry: Incoming, stages: dict, festivals: dict, devices: dict) -> Obs
         return _Refusal(RejectionReason.UNKNOWN_STAGE, f"no stage {pk!r}", key, festival)
     festival = stage.festival
     try:
+        kind = _item_kind(item)
         captured_ms = int(item["captured_at_ms"])
+        if kind == CROWD_KIND and sk != f"{captured_ms:013d}#{_thing_name(item)}#{CROWD_KIND}":
+            raise ContractError("a crowd signal's sort key must be <window-end-ms>#<device>#crowd")
+        if kind == FACE_KIND and len(sk.split("#")) != 4:
+            raise ContractError("a face's sort key must be <ms>#<device>#<seq>#<face>")
         if not sk.startswith(f"{captured_ms:013d}#"):
             raise ContractError("captured_at_ms does not match the sort key")
         thing = _thing_name(item)
@@ -191,8 +218,16 @@ def _check(entry: Incoming, stages: dict, festivals: dict, devices: dict) -> Obs
         stage.pk,
     ):
         return _Refusal(RejectionReason.WRONG_DEVICE, thing, key, festival, stage)
+    if kind == FACE_KIND and (festival.face_free or bool(device.config.get("face_free"))):
+        where = "festival" if festival.face_free else f"camera {thing}"
+        return _Refusal(
+            RejectionReason.FACE_FREE, f"the {where} is face-free", key, festival, stage
+        )
     try:
-        row = _as_row(item, stage, device, captured_ms)
+        if kind == CROWD_KIND:
+            row = _as_crowd_row(item, stage, device, captured_ms)
+        else:
+            row = _as_row(item, stage, device, captured_ms)
     except (KeyError, TypeError, ValueError, OverflowError, OSError, ContractError) as error:
         return _Refusal(RejectionReason.MALFORMED, str(error)[:300], key, festival, stage)
     if not _festival_dates_allow(festival, row.captured_at):
@@ -225,8 +260,59 @@ def _as_row(item: dict, stage: Stage, device: Device, captured_ms: int) -> Obser
     )
 
 
+def _number(item: dict, name: str, low: float, high: float, *, optional: bool = False):
+    """A finite number within [low, high] (DynamoDB hands back Decimals), or a ContractError
+    naming the field; None for an optional field that is absent."""
+    value = item.get(name)
+    if value is None:
+        if optional:
+            return None
+        raise ContractError(f"{name} is missing")
+    if isinstance(value, bool) or not isinstance(value, (int, float, Decimal)):
+        raise ContractError(f"{name} must be a number, got {value!r}")
+    number = float(value)
+    if not math.isfinite(number) or not low <= number <= high:
+        raise ContractError(f"{name} must be between {low:g} and {high:g}, got {value}")
+    return number
+
+
+def _as_crowd_row(item: dict, stage: Stage, device: Device, captured_ms: int) -> CrowdSignal:
+    """A crowd signal item (contract 2, `kind` "crowd") as a row, or a ContractError saying what
+    breaks the contract. Numbers only: the item carries no image, audio or face data."""
+    contract = item.get("contract")
+    if isinstance(contract, bool) or not isinstance(contract, (int, Decimal)) or contract < 2:
+        raise ContractError(f"a crowd signal needs observation contract >= 2, got {contract!r}")
+    motion = _number(item, "motion_energy", 0.0, 1.0)
+    motion_max = _number(item, "motion_energy_max", 0.0, 1.0)
+    if motion_max + 1e-6 < motion:
+        raise ContractError(f"motion_energy_max {motion_max} is below motion_energy {motion}")
+    faces_seen = _number(item, "faces_seen", 0, CROWD_FACES_SEEN_MAX)
+    if faces_seen != int(faces_seen):
+        raise ContractError(f"faces_seen must be a whole number, got {faces_seen}")
+    face_free = item.get("face_free", False)
+    if not isinstance(face_free, bool):
+        raise ContractError(f"face_free must be true or false, got {face_free!r}")
+    return CrowdSignal(
+        organization_id=stage.organization_id,
+        festival_id=stage.festival_id,
+        stage_id=stage.pk,
+        device_id=device.pk,
+        dynamo_pk=str(item[OBSERVATION_PK]),
+        dynamo_sk=str(item[OBSERVATION_SK]),
+        captured_at=datetime.fromtimestamp(captured_ms / 1000, tz=UTC),
+        window_s=_number(item, "window_s", 0.001, CROWD_WINDOW_MAX_S),
+        motion_energy=motion,
+        motion_energy_max=motion_max,
+        sound_level_dbfs=_number(item, "sound_level_dbfs", -120.0, 0.0, optional=True),
+        sound_crowd_share=_number(item, "sound_crowd_share", 0.0, 1.0, optional=True),
+        crowd_fill=_number(item, "crowd_fill", 0.0, 1.0),
+        faces_seen=int(faces_seen),
+        face_free=face_free,
+    )
+
+
 # --- writes -------------------------------------------------------------------------------------
-def _attach_sets(stage: Stage, rows: list[Observation]) -> None:
+def _attach_sets(stage: Stage, rows: list) -> None:
     if not rows:
         return
     first = min(r.captured_at for r in rows)
@@ -280,6 +366,79 @@ def _add_to_rollups(stage: Stage, rows: list[Observation]) -> None:
     MinuteRollup.objects.bulk_update(to_update, ["faces", "counts", "sums"])
 
 
+def crowd_minute_of(captured_at: datetime) -> datetime:
+    """The minute a crowd window belongs to: the one holding its last instant (a window ending
+    on 12:01:00.000 covers 12:00:50-12:01:00, so it is 12:00's)."""
+    return (captured_at - timedelta(milliseconds=1)).replace(second=0, microsecond=0)
+
+
+def _insert_new_crowd_rows(stage: Stage, rows: list[CrowdSignal]) -> list[CrowdSignal]:
+    """Insert the crowd windows not stored yet (one per camera per 10 s: a few rows a page, so
+    one portable query suffices on every database); a replay returns nothing."""
+    partition = observation_partition(stage.festival.slug, stage.slug)
+    seen = set(
+        CrowdSignal.objects.filter(
+            dynamo_pk=partition, dynamo_sk__in=[r.dynamo_sk for r in rows]
+        ).values_list("dynamo_sk", flat=True)
+    )
+    fresh = [row for row in rows if row.dynamo_sk not in seen]
+    CrowdSignal.objects.bulk_create(fresh)
+    return fresh
+
+
+def _add_to_crowd_minutes(stage: Stage, rows: list[CrowdSignal]) -> None:
+    """Adds only `rows` (newly inserted windows) to their minutes, late and out-of-order ones
+    included: sums and counts, so the order windows arrive in changes nothing."""
+    by_minute: dict[datetime, list[CrowdSignal]] = {}
+    for row in rows:
+        by_minute.setdefault(crowd_minute_of(row.captured_at), []).append(row)
+    existing = {
+        m.minute: m
+        for m in CrowdMinute.objects.select_for_update().filter(
+            stage=stage, minute__in=list(by_minute)
+        )
+    }
+    things = dict(Device.objects.filter(pk__in={r.device_id for r in rows}).values_list(
+        "pk", "thing_name"))  # fmt: skip
+    to_create, to_update = [], []
+    for minute, minute_rows in by_minute.items():
+        bucket = existing.get(minute)
+        if bucket is None:
+            bucket = CrowdMinute(
+                organization_id=stage.organization_id,
+                festival_id=stage.festival_id,
+                stage=stage,
+                minute=minute,
+                devices=[],
+            )
+            to_create.append(bucket)
+        else:
+            to_update.append(bucket)
+        devices = set(bucket.devices)
+        for row in minute_rows:
+            bucket.signals += 1
+            bucket.motion_sum += row.motion_energy
+            bucket.motion_max = max(bucket.motion_max, row.motion_energy_max)
+            bucket.fill_sum += row.crowd_fill
+            bucket.faces_seen += row.faces_seen
+            if row.sound_level_dbfs is not None:
+                bucket.sound_signals += 1
+                bucket.sound_power_sum += 10.0 ** (row.sound_level_dbfs / 10.0)
+            if row.sound_crowd_share is not None:
+                bucket.sound_crowd_signals += 1
+                bucket.sound_crowd_share_sum += row.sound_crowd_share
+            devices.add(things.get(row.device_id, str(row.device_id)))
+        bucket.devices = sorted(devices)
+    CrowdMinute.objects.bulk_create(to_create)
+    CrowdMinute.objects.bulk_update(
+        to_update,
+        [
+            "signals", "motion_sum", "motion_max", "fill_sum", "faces_seen", "sound_signals",
+            "sound_power_sum", "sound_crowd_signals", "sound_crowd_share_sum", "devices",
+        ],
+    )  # fmt: skip
+
+
 _COPY_COLUMNS = [
     "organization_id", "festival_id", "stage_id", "set_id", "device_id", "dynamo_pk",
     "dynamo_sk", "captured_at", "source", "model", "top_emotion", "face_confidence",
@@ -329,7 +488,7 @@ def _insert_new_rows_portable(stage: Stage, rows: list[Observation]) -> list[Obs
     return fresh
 
 
-def _advance_freshness(stage: Stage, fresh: list[Observation]) -> None:
+def _advance_freshness(stage: Stage, fresh: list) -> None:
     """The stage's newest capture time, each capped at when DynamoDB received it: a camera
     whose clock runs ahead never makes a stage look fresher than it is."""
     if not fresh:
@@ -347,9 +506,10 @@ def _advance_freshness(stage: Stage, fresh: list[Observation]) -> None:
     watermark.save()
 
 
-def _flag_reports(fresh: list[Observation]) -> int:
-    """A report already built for a set that just got late faces is queued for a rebuild now
-    (the sweeper's detect_late_data would find it within a minute anyway)."""
+def _flag_reports(fresh: list, what: str = "faces") -> int:
+    """A report already built for a set that just got late faces (or late crowd windows) is
+    queued for a rebuild now (the sweeper's detect_late_data would find late faces within a
+    minute anyway; crowd windows only reach it through here)."""
     from emotions.models import ReportStatus, SetReport
     from emotions.reports.services import request_rebuild
 
@@ -362,7 +522,7 @@ def _flag_reports(fresh: list[Observation]) -> int:
     flagged = 0
     for report in SetReport.objects.filter(set_id__in=late, status=ReportStatus.READY):
         flagged += request_rebuild(
-            report, f"late data: {late[report.set_id]} faces arrived after the build"
+            report, f"late data: {late[report.set_id]} {what} arrived after the build"
         )
     return flagged
 
@@ -420,6 +580,7 @@ def store_incoming(
     result = IngestResult(read=len(incoming))
     stages, festivals, devices = _lookups(incoming)
     rows_by_stage: dict[int, tuple[Stage, dict[str, Observation]]] = {}
+    crowd_by_stage: dict[int, tuple[Stage, dict[str, CrowdSignal]]] = {}
     refusals: list[_Refusal] = []
     for entry in incoming:
         if only_partition is not None and entry.item.get(OBSERVATION_PK) != only_partition:
@@ -430,8 +591,20 @@ def store_incoming(
             result.rejected[checked.reason] = result.rejected.get(checked.reason, 0) + 1
             continue
         stage = stages[tuple(checked.dynamo_pk.split("/", 1))]
-        rows_by_stage.setdefault(stage.pk, (stage, {}))[1][checked.dynamo_sk] = checked
+        target = crowd_by_stage if isinstance(checked, CrowdSignal) else rows_by_stage
+        target.setdefault(stage.pk, (stage, {}))[1][checked.dynamo_sk] = checked
     with transaction.atomic():
+        for stage, keyed in crowd_by_stage.values():
+            rows = list(keyed.values())
+            _attach_sets(stage, rows)
+            fresh = _insert_new_crowd_rows(stage, rows)
+            _add_to_crowd_minutes(stage, fresh)
+            _advance_freshness(stage, fresh)
+            _flag_reports(fresh, "crowd windows")
+            result.crowd_created += len(fresh)
+            result.duplicates += len(rows) - len(fresh)
+            if fresh:
+                result.festivals.add(stage.festival_id)
         for stage, keyed in rows_by_stage.values():
             rows = list(keyed.values())
             _attach_sets(stage, rows)

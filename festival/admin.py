@@ -234,6 +234,7 @@ class FestivalAdmin(SingleOrganizationDefaultMixin, TenantAdminMixin, admin.Mode
         "ends_on",
         "public",
         "analysis_mode",
+        "face_free",
         "closed_at",
     ]
     list_filter = ["public", "analysis_mode", "organization"]
@@ -255,7 +256,11 @@ class FestivalAdmin(SingleOrganizationDefaultMixin, TenantAdminMixin, admin.Mode
                 ]
             },
         ),
-        ("Privacy", {"fields": ["min_faces_public", "crop_retention_hours", "analysis_mode"]}),
+        (
+            "Privacy",
+            {"fields": ["min_faces_public", "crop_retention_hours", "analysis_mode", "face_free"]},
+        ),
+        ("Vibe", {"fields": ["vibe_weights"]}),
         ("Operations", {"fields": ["ops_emails", "ops_webhook_url"]}),
         (
             "AWS resources (leave empty for the service defaults)",

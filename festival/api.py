@@ -205,6 +205,8 @@ class FestivalSerializer(serializers.ModelSerializer):
             "min_faces_public",
             "crop_retention_hours",
             "analysis_mode",
+            "face_free",
+            "vibe_weights",
             "cloudwatch_namespace",
             "crops_bucket",
             "observations_table",

@@ -177,6 +177,48 @@ class ExpressionShareSerializer(serializers.Serializer):
     FEAR = serializers.FloatField()
 
 
+class VibeComponentSerializer(serializers.Serializer):
+    raw = serializers.FloatField(
+        help_text="The measured value: expression and motion energy and crowd fill 0..1, sound "
+        "level in dBFS (-120..0)."
+    )
+    score = serializers.FloatField(
+        help_text="0-100: the value against this stage's own recent history (and the "
+        "festival's, while the stage has little): 50 is its usual."
+    )
+    weight = serializers.FloatField(
+        help_text="This component's share of vibe_v2 here, after components without data "
+        "dropped out (the weights present sum to 1)."
+    )
+
+
+class VibeComponentsSerializer(serializers.Serializer):
+    expression = VibeComponentSerializer(
+        allow_null=True,
+        help_text="Apparent-expression energy (share of happy/surprised scores); null in "
+        "face-free mode or when too few faces were read (small buckets are suppressed).",
+    )
+    motion = VibeComponentSerializer(
+        allow_null=True,
+        help_text="Crowd motion energy measured on the camera; null when no camera reported.",
+    )
+    sound = VibeComponentSerializer(
+        allow_null=True,
+        help_text="Sound level at the camera's microphone; null without a microphone reporting.",
+    )
+    fill = VibeComponentSerializer(
+        allow_null=True,
+        help_text="How full the crowd area looks (0..1); null when no camera reported.",
+    )
+
+
+VIBE_V2_HELP = (
+    "0-100, vibe second version: the festival's weighted blend of the components, each scored "
+    "against the stage's own recent history; what stages are ranked by. Null: no component "
+    "had data."
+)
+
+
 class FanNextSetSerializer(serializers.Serializer):
     artist = serializers.CharField()
     starts_at = serializers.DateTimeField()
@@ -192,9 +234,22 @@ class FanLiveStageSerializer(serializers.Serializer):
     next = FanNextSetSerializer(allow_null=True, help_text="The stage's next set, if any.")
     suppressed = serializers.BooleanField(help_text="Too few faces to publish a number.")
     faces = serializers.IntegerField(allow_null=True)
-    vibe = serializers.FloatField(allow_null=True, help_text="0-100; see the API docs.")
+    vibe = serializers.FloatField(
+        allow_null=True, help_text="0-100, vibe v1 from faces only (kept for older apps)."
+    )
+    vibe_v2 = serializers.FloatField(allow_null=True, help_text=VIBE_V2_HELP)
+    components = VibeComponentsSerializer(
+        help_text="Each component of vibe_v2 over the window, so an app can show every curve."
+    )
+    cameras = serializers.IntegerField(
+        help_text="Cameras that sent crowd signals in the window (crowd numbers need one)."
+    )
     expression_share = ExpressionShareSerializer(allow_null=True)
-    trend = serializers.ChoiceField(["rising", "steady", "falling"], allow_null=True)
+    trend = serializers.ChoiceField(
+        ["rising", "steady", "falling"],
+        allow_null=True,
+        help_text="vibe_v2 against the previous five minutes.",
+    )
     trend_delta = serializers.FloatField(allow_null=True)
     data_age_s = serializers.IntegerField(
         allow_null=True, help_text="Seconds since this stage's newest data was captured."
@@ -223,6 +278,13 @@ class FanLiveSerializer(serializers.Serializer):
     generated_at = serializers.DateTimeField()
     window_seconds = serializers.IntegerField()
     min_faces = serializers.IntegerField()
+    face_free = serializers.BooleanField(
+        help_text="The festival processes no faces: the ranking runs on motion, sound and fill."
+    )
+    vibe_weights = serializers.DictField(
+        child=serializers.FloatField(),
+        help_text="The festival's weight of each component (expression, motion, sound, fill).",
+    )
     stages = FanLiveStageSerializer(many=True)
     analysis = FanAnalysisSerializer(
         allow_null=True, help_text="The analysis backlog, as last measured (null: never)."
@@ -233,7 +295,10 @@ class FanTimelinePointSerializer(serializers.Serializer):
     minute = serializers.DateTimeField()
     suppressed = serializers.BooleanField()
     faces = serializers.IntegerField(allow_null=True)
-    vibe = serializers.FloatField(allow_null=True)
+    vibe = serializers.FloatField(allow_null=True, help_text="vibe v1 (faces only).")
+    vibe_v2 = serializers.FloatField(allow_null=True, help_text=VIBE_V2_HELP)
+    components = VibeComponentsSerializer(help_text="Each component of vibe_v2 that minute.")
+    cameras = serializers.IntegerField(help_text="Cameras that sent crowd signals that minute.")
     expression_share = ExpressionShareSerializer(allow_null=True)
 
 
@@ -271,9 +336,13 @@ class FanLiveView(FanView):
         responses=FanLiveSerializer,
         operation_id="fan_live_ranking",
         description=(
-            "Stages ranked by their vibe over the last five minutes. vibe = 100 × (0.7 × mean "
-            "share of happy/surprised apparent expressions + 0.3 × crowd size relative to the "
-            "stage's norm). Stages with fewer faces than the festival's minimum are suppressed. "
+            "Stages ranked by vibe_v2 over the last five minutes: the festival's weighted blend "
+            "of expression energy, crowd motion, sound level and crowd fill, each scored "
+            "against the stage's own recent history (`components` has each one; a component "
+            "without data drops out and the other weights are renormalised). `vibe` is v1: "
+            "100 × (0.7 × mean share of happy/surprised apparent expressions + 0.3 × crowd size "
+            "relative to the stage's norm). Expression numbers of stages with fewer faces than "
+            "the festival's minimum are suppressed; crowd numbers need a camera reporting. "
             "Each stage says how old its newest data is (`data_age_s`) and, without a number, "
             "why (`no_number_reason`); `analysis` is the analysis backlog."
         ),
@@ -288,8 +357,9 @@ class FanStageTimelineView(FanView):
     @extend_schema(
         responses=FanTimelinePointSerializer(many=True),
         operation_id="fan_stage_timeline",
-        description="One stage's last hour, minute by minute: faces, vibe and expression share; "
-        "a minute with too few faces shows no numbers (`suppressed`).",
+        description="One stage's last hour, minute by minute: faces, vibe (v1), vibe_v2 with "
+        "each component, and expression share; a minute with too few faces shows no face "
+        "numbers (`suppressed`), and crowd numbers only where a camera reported.",
     )
     def get(self, request, slug: str, stage_slug: str):
         from emotions.selectors import stage_timeline
@@ -312,7 +382,10 @@ class FanSetReportSummarySerializer(serializers.Serializer):
     ends_at = serializers.DateTimeField(source="set.ends_at")
     suppressed = serializers.BooleanField(help_text="Too few faces for any number.")
     faces = serializers.IntegerField(allow_null=True)
-    vibe = serializers.FloatField(allow_null=True)
+    vibe = serializers.FloatField(allow_null=True, help_text="vibe v1 (faces only).")
+    vibe_v2 = serializers.FloatField(
+        source="payload.vibe_v2", default=None, allow_null=True, help_text=VIBE_V2_HELP
+    )
     top_expression = serializers.CharField(allow_blank=True)
 
 
@@ -371,7 +444,11 @@ class FanReportMinuteSerializer(serializers.Serializer):
     local_time = serializers.CharField()
     suppressed = serializers.BooleanField(help_text="Too few faces in this minute for numbers.")
     faces = serializers.IntegerField(allow_null=True)
-    vibe = serializers.FloatField(allow_null=True)
+    vibe = serializers.FloatField(allow_null=True, help_text="vibe v1 (faces only).")
+    vibe_v2 = serializers.FloatField(allow_null=True, help_text=VIBE_V2_HELP)
+    components = VibeComponentsSerializer(
+        allow_null=True, help_text="Each component of vibe_v2 that minute."
+    )
     expression_share = ExpressionShareSerializer(allow_null=True)
 
 
@@ -385,11 +462,16 @@ class FanSetReportSerializer(serializers.Serializer):
     suppressed = serializers.BooleanField(help_text="No minute of the set had enough faces.")
     suppressed_message = serializers.CharField(allow_blank=True)
     overall = FanReportOverallSerializer(allow_null=True)
+    vibe_v2 = serializers.FloatField(allow_null=True, help_text=VIBE_V2_HELP)
+    components = VibeComponentsSerializer(
+        allow_null=True, help_text="Each component of vibe_v2 over the whole set."
+    )
     peak = FanReportMomentSerializer(allow_null=True)
     low = FanReportMomentSerializer(allow_null=True)
     minutes = FanReportMinuteSerializer(many=True)
     model_statement = serializers.CharField(allow_blank=True)
     method = serializers.CharField(allow_blank=True)
+    method_v2 = serializers.CharField(allow_blank=True, help_text="How vibe_v2 was computed.")
 
 
 class FanSetReportDetailView(FanView):

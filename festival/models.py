@@ -24,6 +24,49 @@ class AnalysisMode(models.TextChoices):
     EDGE = "edge", "Edge (scores computed on the camera; no image leaves)"
 
 
+# Vibe v2 (emotions.selectors): the weight of each component in a festival's blend. Defaults:
+# motion leads (the research signal at dance stages), expression next where faces are read,
+# then crowd fill and sound (a microphone hears the PA as much as the crowd). A component
+# without data drops out and the others are renormalised (docs/analysis.md).
+VIBE_COMPONENTS = ("expression", "motion", "sound", "fill")
+DEFAULT_VIBE_WEIGHTS = {"expression": 0.35, "motion": 0.35, "sound": 0.1, "fill": 0.2}
+
+
+def default_vibe_weights() -> dict:
+    return dict(DEFAULT_VIBE_WEIGHTS)
+
+
+def vibe_weight_errors(value) -> list[str]:
+    """Every problem with a weights object, as messages an organizer can act on."""
+    if not isinstance(value, dict):
+        return ["vibe weights must be an object, e.g. " + str(DEFAULT_VIBE_WEIGHTS)]
+    errors = [
+        f"{key}: unknown component (known: {', '.join(VIBE_COMPONENTS)})"
+        for key in sorted(set(value) - set(VIBE_COMPONENTS))
+    ]
+    for key in VIBE_COMPONENTS:
+        weight = value.get(key, 0)
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)):
+            errors.append(f"{key}: must be a number, got {weight!r}")
+        elif not 0 <= weight <= 1:
+            errors.append(f"{key}: must be between 0 and 1, got {weight:g}")
+    if not errors and sum(float(value.get(key, 0)) for key in VIBE_COMPONENTS) <= 0:
+        errors.append("at least one component needs a weight above 0")
+    return errors
+
+
+def validate_vibe_weights(value) -> None:
+    errors = vibe_weight_errors(value)
+    if errors:
+        raise ValidationError(errors)
+
+
+def effective_vibe_weights(value) -> dict[str, float]:
+    """Every component's weight (a missing one is 0), for a validated weights object."""
+    value = value or DEFAULT_VIBE_WEIGHTS
+    return {key: float(value.get(key, 0)) for key in VIBE_COMPONENTS}
+
+
 class TenantQuerySet(models.QuerySet):
     """Every tenant-owned model's manager: the scoped query is the easy one to write."""
 
@@ -165,6 +208,22 @@ class Festival(TenantModel):
     analysis_mode = models.CharField(
         max_length=8, choices=AnalysisMode.choices, default=AnalysisMode.CLOUD
     )
+    face_free = models.BooleanField(
+        "face-free mode",
+        default=False,
+        help_text=(
+            "Every camera of the festival detects, crops and uploads no face: the live ranking "
+            "runs on crowd motion, sound and fill only (docs/privacy.md)."
+        ),
+    )
+    vibe_weights = models.JSONField(
+        default=default_vibe_weights,
+        validators=[validate_vibe_weights],
+        help_text=(
+            "Weight of each vibe component, 0..1: expression, motion, sound, fill "
+            "(a component without data drops out; the others are renormalised)."
+        ),
+    )
     cloudwatch_namespace = models.CharField(
         max_length=255, blank=True, help_text="Leave empty for the service default."
     )
@@ -195,10 +254,11 @@ class Festival(TenantModel):
 
     @classmethod
     def from_db(cls, db, field_names, values):
-        """Remembers the analysis mode as loaded, so festival.services.update_festival sees a real
+        """Remembers the analysis mode and face-free mode as loaded, so festival.services.update_festival sees a real
         change without a query (None when the field was deferred)."""
         festival = super().from_db(db, field_names, values)
         festival.saved_analysis_mode = festival.__dict__.get("analysis_mode")
+        festival.saved_face_free = festival.__dict__.get("face_free")
         return festival
 
     def clean(self) -> None:

@@ -19,6 +19,7 @@ from festival.models import (
     Membership,
     Organization,
     Role,
+    vibe_weight_errors,
 )
 from festival.selectors import invitations_for
 from stages.models import Set, Stage
@@ -153,20 +154,32 @@ INVITATION_DAYS = 14
 
 # --- Festivals ------------------------------------------------------------------------------------
 def update_festival(festival: Festival, **changes) -> Festival:
-    """The one way the API and the admin change a festival: `changes` applied and saved. When the
-    analysis mode really changed (compared with the row as loaded, Festival.from_db: no query),
-    the festival's registered cameras get their new config pushed to their shadows, after commit
-    (devices.services.push_festival_cameras). Any other save of a festival does nothing more."""
+    """The one way the API and the admin change a festival: `changes` applied, validated and
+    saved. When the analysis mode or the face-free mode really changed (compared with the row
+    as loaded, Festival.from_db: no query), the festival's registered cameras get their new
+    config pushed to their shadows, after commit (devices.services.push_festival_cameras). Any
+    other save of a festival does nothing more. Vibe weights are checked here for both callers
+    (festival.models.vibe_weight_errors)."""
     for name, value in changes.items():
         setattr(festival, name, value)
-    before = getattr(festival, "saved_analysis_mode", None)
-    if before is None and festival.pk:  # not loaded from the database, or the field deferred
+    weight_errors = vibe_weight_errors(festival.vibe_weights)
+    if weight_errors:
+        raise ValidationError({"vibe_weights": weight_errors})
+    before = (
+        getattr(festival, "saved_analysis_mode", None),
+        getattr(festival, "saved_face_free", None),
+    )
+    if None in before and festival.pk:  # not loaded from the database, or a field deferred
         before = (
-            Festival.objects.filter(pk=festival.pk).values_list("analysis_mode", flat=True).first()
-        )
+            Festival.objects.filter(pk=festival.pk)
+            .values_list("analysis_mode", "face_free")
+            .first()
+        ) or (None, None)
     festival.save()
     festival.saved_analysis_mode = festival.analysis_mode
-    if before is not None and before != festival.analysis_mode:
+    festival.saved_face_free = festival.face_free
+    after = (festival.analysis_mode, festival.face_free)
+    if before[0] is not None and before != after:
         festival_id = festival.pk
         transaction.on_commit(lambda: push_festival_cameras(festival_id))
     return festival

@@ -19,14 +19,22 @@ from django.utils import timezone
 
 from devices.models import Device, DeviceStatus
 from edge_package.contracts import EMOTIONS, UNKNOWN_EXPRESSION
-from emotions.models import MinuteRollup, Observation, ReportStatus, SetReport
-from emotions.privacy import WindowStats, is_published, published_buckets, published_total
-from emotions.selectors import expression_share, vibe_score
+from emotions import vibe as v2
+from emotions.models import CrowdMinute, MinuteRollup, Observation, ReportStatus, SetReport
+from emotions.privacy import (
+    WindowStats,
+    is_crowd_published,
+    is_published,
+    published_buckets,
+    published_crowd_total,
+    published_total,
+)
+from emotions.selectors import _minute_energy, expression_share, vibe_score, vibe_v2
 from festival.localtime import local_label, local_time_label
 from festival.models import Festival
 from stages.models import Set, Stage
 
-PAYLOAD_VERSION = 1
+PAYLOAD_VERSION = 2  # 2: vibe_v2 and its components per minute, overall and per compared set
 # A festival "day" runs from 06:00 to 06:00 local time, so a set at 01:00 is compared with the
 # evening it closes rather than with the next afternoon.
 DAY_STARTS_AT_HOUR = 6
@@ -84,6 +92,17 @@ def _day_rollups(festival: Festival, start: datetime, end: datetime) -> list[_Ro
         festival=festival, minute__gte=_floor(start), minute__lt=end
     ).values_list("stage_id", "minute", "faces", "counts", "sums")
     return [_Row(*row) for row in rows]
+
+
+def _day_crowd(festival: Festival, start: datetime, end: datetime) -> list[CrowdMinute]:
+    """The day's crowd minutes with a camera reporting (emotions.privacy, rule 3)."""
+    rows = CrowdMinute.objects.filter(festival=festival, minute__gte=_floor(start), minute__lt=end)
+    return [b for b in rows if is_crowd_published(b)]
+
+
+def _set_crowd(crowd: list[CrowdMinute], a_set: Set) -> list[CrowdMinute]:
+    first = _floor(a_set.starts_at)
+    return [b for b in crowd if b.stage_id == a_set.stage_id and first <= b.minute < a_set.ends_at]
 
 
 def _set_rows(rows: list[_Row], a_set: Set) -> list[_Row]:
@@ -261,6 +280,17 @@ def build_payload(a_set: Set, now: datetime | None = None) -> dict:
     stages = list(Stage.objects.filter(festival=festival))
     norms = _norms(stages, rows)
     norm = norms[stage.pk]
+    # Vibe v2's reference: the festival day's minutes up to the build (emotions.vibe).
+    crowd = _day_crowd(festival, window_start, window_end)
+    face_rows = [] if festival.face_free else [r for r in rows if r.minute < now]
+    references = v2.build_references(
+        v2.minute_values(
+            face_rows, [b for b in crowd if b.minute < now], _minute_energy(k)
+        ),
+        [s.pk for s in stages],
+    )
+    reference = references[stage.pk]
+    own_crowd = {b.minute: b for b in _set_crowd(crowd, a_set)}
 
     own = {r.minute: r for r in _set_rows(rows, a_set)}
     published = published_buckets(own.values(), k)
@@ -274,14 +304,19 @@ def build_payload(a_set: Set, now: datetime | None = None) -> dict:
         faces = row.faces if row else 0
         stats = row.stats() if row else WindowStats()
         small = not is_published(stats.read_faces, k)
+        minute_crowd = published_crowd_total([own_crowd[minute]] if minute in own_crowd else [])
+        blended, components = vibe_v2(festival, stats, minute_crowd, reference)
         minutes.append(
             {
                 "minute": _iso(minute),
                 "local_time": minute.astimezone(tz).strftime("%H:%M"),
-                "has_data": faces > 0,
+                "has_data": faces > 0 or minute_crowd.signals > 0,
                 "suppressed": small or suppressed,
                 "faces": None if small or suppressed else faces,
                 "vibe": None if small or suppressed else vibe_score(stats, 1.0, norm),
+                "vibe_v2": blended,
+                "components": components,
+                "cameras": minute_crowd.cameras,
                 "expression_share": None if small or suppressed else expression_share(stats),
             }
         )
@@ -308,6 +343,12 @@ def build_payload(a_set: Set, now: datetime | None = None) -> dict:
     comparison = []
     for other in day_sets:
         faces, vibe = _set_vibe(_set_rows(rows, other), norms.get(other.stage_id, 1.0), k)
+        other_v2, _ = vibe_v2(
+            festival,
+            published_total(_set_rows(rows, other), k),
+            published_crowd_total(_set_crowd(crowd, other)),
+            references.get(other.stage_id, v2.EMPTY_REFERENCE),
+        )
         comparison.append(
             {
                 "set_id": other.pk,
@@ -320,6 +361,7 @@ def build_payload(a_set: Set, now: datetime | None = None) -> dict:
                 "suppressed": vibe is None,
                 "faces": None if vibe is None else faces,
                 "vibe": vibe,
+                "vibe_v2": other_v2,
             }
         )
     ranked = sorted((c for c in comparison if c["vibe"] is not None), key=lambda c: -c["vibe"])
@@ -330,6 +372,8 @@ def build_payload(a_set: Set, now: datetime | None = None) -> dict:
         entry["rank_stage_day"] = position
     mine = next(c for c in comparison if c["this_set"])
 
+    set_crowd = published_crowd_total(own_crowd.values())
+    overall_v2, overall_components = vibe_v2(festival, total, set_crowd, reference)
     overall = None
     if not suppressed:
         share = expression_share(total)
@@ -365,6 +409,10 @@ def build_payload(a_set: Set, now: datetime | None = None) -> dict:
             else ""
         ),
         "overall": overall,
+        "vibe_v2": overall_v2,
+        "components": overall_components,
+        "cameras": set_crowd.cameras,
+        "face_free": festival.face_free,
         "minutes": minutes,
         "peak": moment(peak),
         "low": moment(low),
@@ -381,6 +429,13 @@ def build_payload(a_set: Set, now: datetime | None = None) -> dict:
         "coverage_caveat": coverage_caveat(coverage),
         "models": models,
         "model_statement": _model_statement(models),
+        "method_v2": (
+            "vibe v2 = the festival's weighted blend of expression energy (published minutes "
+            "only), motion energy, sound level and crowd fill, each scored 0-100 against its "
+            "stage's own minutes that day and the festival's (emotions.vibe; docs/analysis.md). "
+            "A component without data drops out and the other weights are renormalised. Crowd "
+            "numbers are averages over the crowd area from minutes where a camera reported."
+        ),
         "method": (
             "vibe = 100 x (0.7 x mean share of HAPPY + SURPRISED scores + 0.3 x crowd size "
             "relative to the stage's norm: its typical crowd, else its busiest minute that "
@@ -422,7 +477,10 @@ def published_reports(festival: Festival):
     )
 
 
-FAN_MINUTE_KEYS = ("minute", "local_time", "suppressed", "faces", "vibe", "expression_share")
+FAN_MINUTE_KEYS = (
+    "minute", "local_time", "suppressed", "faces", "vibe", "vibe_v2", "components",
+    "expression_share",
+)  # fmt: skip
 
 
 def public_payload(report: SetReport) -> dict:
@@ -436,6 +494,8 @@ def public_payload(report: SetReport) -> dict:
         "suppressed": payload.get("suppressed", True),
         "suppressed_message": payload.get("suppressed_message", ""),
         "overall": payload.get("overall"),
+        "vibe_v2": payload.get("vibe_v2"),
+        "components": payload.get("components"),
         "peak": payload.get("peak"),
         "low": payload.get("low"),
         "minutes": [
@@ -443,4 +503,5 @@ def public_payload(report: SetReport) -> dict:
         ],
         "model_statement": payload.get("model_statement", ""),
         "method": payload.get("method", ""),
+        "method_v2": payload.get("method_v2", ""),
     }
