@@ -57,7 +57,12 @@ def screen_payload(stage: Stage, now=None) -> dict:
         minutes = int((now - playing.starts_at).total_seconds() // 60)
         minutes = max(1, min(minutes, CURVE_MAX_MINUTES))
         curve = [
-            {"minute": p["minute"], "vibe": p["vibe"], "suppressed": p["suppressed"]}
+            {
+                "minute": p["minute"],
+                "vibe": p["vibe_v2"],
+                "components": p["components"],
+                "suppressed": p["vibe_v2"] is None,
+            }
             for p in stage_timeline(festival, stage, at=now, minutes=minutes)
             if p["minute"] >= playing.starts_at.replace(second=0, microsecond=0)
         ]
@@ -74,8 +79,12 @@ def screen_payload(stage: Stage, now=None) -> dict:
             if upcoming
             else None
         ),
-        "vibe": row["vibe"] if row else None,
-        "suppressed": row["suppressed"] if row else True,
+        "vibe": row["vibe_v2"] if row else None,  # what the ranking runs on (vibe v2)
+        "vibe_v1": row["vibe"] if row else None,
+        "components": row["components"] if row else None,
+        "face_free": festival.face_free,
+        "no_number_reason": row["no_number_reason"] if row else "no_recent_data",
+        "suppressed": row["vibe_v2"] is None if row else True,
         "trend": row["trend"] if row else None,
         "trend_delta": row["trend_delta"] if row else None,
         "min_faces": festival.min_faces_public,

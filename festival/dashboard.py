@@ -27,7 +27,7 @@ from emotions.selectors import (
     live_ranking,
     stage_timeline,
 )
-from festival.models import Festival, Role
+from festival.models import Festival, Role, effective_vibe_weights
 from festival.tenancy import has_role
 from stages.models import Set, Stage
 from stages.selectors import now_next_by_stage
@@ -65,6 +65,7 @@ def festival_page(request, festival_id: int):
             "festivals": festivals,
             "refresh_seconds": 5,
             "reports_refresh_seconds": REPORTS_REFRESH_SECONDS,
+            "vibe_weights": effective_vibe_weights(festival.vibe_weights),
             **_reports_context(request, festival),
         },
     )
@@ -261,7 +262,14 @@ def festival_data(request, festival_id: int):
         "live": live_ranking(festival),
         "timelines": {
             stage.slug: [
-                {"minute": p["minute"], "vibe": p["vibe"], "faces": p["faces"]}
+                {
+                    "minute": p["minute"],
+                    "vibe": p["vibe"],
+                    "vibe_v2": p["vibe_v2"],
+                    "components": p["components"],
+                    "suppressed": p["suppressed"],
+                    "faces": p["faces"],
+                }
                 for p in stage_timeline(festival, stage, minutes=TIMELINE_MINUTES)
             ]
             for stage in stages

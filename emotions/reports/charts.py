@@ -142,11 +142,59 @@ def _share(payload: dict, tz) -> str:
     return _png(figure)
 
 
+COMPONENT_COLOURS = {
+    "expression": "#f2b705",
+    "motion": "#1f9bd1",
+    "sound": "#8e44ad",
+    "fill": "#27ae60",
+}
+
+
+def _components(payload: dict, tz) -> str:
+    """Vibe v2 (thick) and each component's score per minute: every curve, not only the blend.
+    A minute without a component is a gap in its line."""
+    times = [t + timedelta(seconds=30) for t in _times(payload, tz)]
+    figure = Figure(figsize=(8, 2.8))
+    axes = figure.subplots()
+    few = sum(1 for m in payload["minutes"] if m.get("vibe_v2") is not None) < 40
+    for name, colour in COMPONENT_COLOURS.items():
+        values = [
+            ((m.get("components") or {}).get(name) or {}).get("score", float("nan"))
+            for m in payload["minutes"]
+        ]
+        if all(v != v for v in values):
+            continue
+        axes.plot(times, values, color=colour, linewidth=1.1, label=name, alpha=0.9)
+    blend = [
+        m["vibe_v2"] if m.get("vibe_v2") is not None else float("nan") for m in payload["minutes"]
+    ]
+    axes.plot(
+        times, blend, color="#d35400", linewidth=2.4, label="vibe v2", marker="o" if few else ""
+    )
+    axes.set_ylim(0, 100)
+    axes.set_title(
+        "Vibe (v2) and its components per minute (0-100, against the stage's own history)",
+        fontsize=10,
+        loc="left",
+    )
+    _time_axis(axes, payload, tz)
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=7, ncol=5, loc="upper center", bbox_to_anchor=(0.5, -0.12))
+    return _png(figure)
+
+
 def report_charts(payload: dict, tz) -> dict[str, str]:
-    """Data URIs of the vibe curve, crowd-size curve and expression share (none if suppressed)."""
-    if payload.get("suppressed") or not payload.get("minutes"):
+    """Data URIs of the vibe v2 components chart (whenever a minute has vibe v2), and of the
+    v1 vibe curve, crowd-size curve and expression share (none when faces are suppressed)."""
+    if not payload.get("minutes"):
         return {}
+    charts = {}
+    if any(m.get("vibe_v2") is not None for m in payload["minutes"]):
+        charts["components"] = _components(payload, tz)
+    if payload.get("suppressed"):
+        return charts
     return {
+        **charts,
         "vibe": _line(payload, tz, "vibe", "Vibe per minute (0-100)", "vibe", "#d35400"),
         "crowd": _line(
             payload, tz, "faces", "Faces analysed per minute (crowd size)", "faces", "#2c3e50"

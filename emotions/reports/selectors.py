@@ -403,8 +403,11 @@ def build_payload(a_set: Set, now: datetime | None = None) -> dict:
         "crowd_norm": norm,
         "suppressed": suppressed,
         "suppressed_message": (
-            f"Fewer than {k} faces were analysed in every minute of this set, so this report "
-            "shows no numbers about the crowd's apparent expression."
+            "This festival is face-free: no face was detected or analysed, so this report "
+            "has no apparent-expression numbers; the crowd's motion, sound and fill are above."
+            if suppressed and festival.face_free
+            else f"Fewer than {k} faces were analysed in every minute of this set, so this "
+            "report shows no numbers about the crowd's apparent expression."
             if suppressed
             else ""
         ),
