@@ -1,5 +1,5 @@
 """Vibe, second version: expression energy, motion energy, sound energy and crowd fill, each
-normalised per stage against that stage's own recent history, blended with the festival's weights.
+normalised per stage against that stage's own recent history (a robust z-score), blended with the festival's weights.
 
 For one stage and one window (a live 5-minute window, a timeline minute, a set):
 
@@ -10,10 +10,13 @@ For one stage and one window (a live 5-minute window, a timeline minute, a set):
                 fill:       mean crowd_fill (0..1)
     own_c     = the stage's per-minute raw_c values in the reference period
     pooled_c  = every stage of the festival's per-minute raw_c values in the same period
-    ref(x)    = midrank percentile of x in pooled_c when it has >= POOLED_MIN_MINUTES values,
+    robust(x, values) = logistic(1.702 * (x - median) / max(1.4826 * MAD, SCALE_FLOOR_c))
+                (a robust z-score through the normal CDF's logistic approximation: 0.5 is
+                the history's median, continuous in x, a constant history still has a scale)
+    ref(x)    = robust(x, pooled_c) when pooled_c has >= POOLED_MIN_MINUTES values,
                 else the cold-start prior (PRIORS: the value itself, sound mapped -60..-10 dBFS)
     w_own     = min(n_own / (n_own + OWN_PRIOR_MINUTES), OWN_WEIGHT_MAX)
-    score_c   = w_own * percentile(x, own_c) + (1 - w_own) * ref(x)          (0..1)
+    score_c   = w_own * robust(x, own_c) + (1 - w_own) * ref(x)          (0..1)
     vibe_v2   = 100 * sum(weight_c * score_c) / sum(weight_c)   over components with data
 
 A component without data (no camera reported, no published faces, face-free mode) drops out and
@@ -26,7 +29,6 @@ and its reasons. Django-free on purpose: the selectors feed it plain numbers.
 
 from __future__ import annotations
 
-import bisect
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -38,6 +40,10 @@ OWN_PRIOR_MINUTES = 60.0
 OWN_WEIGHT_MAX = 0.75
 POOLED_MIN_MINUTES = 5
 SOUND_PRIOR_DBFS = (-60.0, -10.0)
+# The smallest spread a history is given (a stage whose crowd never changed still has a scale):
+# about a tenth of a component's usual range.
+SCALE_FLOOR = {"expression": 0.05, "motion": 0.05, "fill": 0.05, "sound": 2.0}
+LOGISTIC_NORMAL = 1.702  # logistic(1.702 z) is within 0.01 of the normal CDF
 
 
 def _clip(value: float) -> float:
@@ -105,31 +111,53 @@ def raw_components(expression: float | None, crowd: CrowdStats | None) -> dict:
     return values
 
 
-def percentile(value: float, ordered: list[float]) -> float:
-    """Midrank percentile (0..1) of `value` among `ordered` (sorted); ties count half."""
-    below = bisect.bisect_left(ordered, value)
-    upto = bisect.bisect_right(ordered, value)
-    return (below + upto) / (2.0 * len(ordered))
+def _median(ordered: list[float]) -> float:
+    middle = len(ordered) // 2
+    if len(ordered) % 2:
+        return ordered[middle]
+    return (ordered[middle - 1] + ordered[middle]) / 2.0
+
+
+@dataclass(frozen=True)
+class Spread:
+    """A history's robust location and scale: median, 1.4826 x MAD (floored), and its size."""
+
+    median: float
+    scale: float
+    n: int
+
+    @classmethod
+    def of(cls, values: list[float], component: str) -> Spread | None:
+        if not values:
+            return None
+        ordered = sorted(values)
+        median = _median(ordered)
+        mad = _median(sorted(abs(v - median) for v in ordered))
+        return cls(median, max(1.4826 * mad, SCALE_FLOOR[component]), len(ordered))
+
+    def score(self, value: float) -> float:
+        z = (value - self.median) / self.scale
+        return 1.0 / (1.0 + math.exp(-LOGISTIC_NORMAL * max(-30.0, min(30.0, z))))
 
 
 @dataclass
 class Reference:
-    """Per component, the sorted per-minute values of one stage and of the whole festival."""
+    """Per component, the robust spread of one stage's per-minute values and of the festival's."""
 
-    own: dict[str, list[float]]
-    pooled: dict[str, list[float]]
+    own: dict[str, Spread | None]
+    pooled: dict[str, Spread | None]
 
     def score(self, component: str, value: float) -> float:
-        pooled = self.pooled.get(component, [])
-        if len(pooled) >= POOLED_MIN_MINUTES:
-            reference = percentile(value, pooled)
+        pooled = self.pooled.get(component)
+        if pooled is not None and pooled.n >= POOLED_MIN_MINUTES:
+            reference = pooled.score(value)
         else:
             reference = PRIORS[component](value)
-        own = self.own.get(component, [])
-        if not own:
+        own = self.own.get(component)
+        if own is None:
             return reference
-        w_own = min(len(own) / (len(own) + OWN_PRIOR_MINUTES), OWN_WEIGHT_MAX)
-        return w_own * percentile(value, own) + (1.0 - w_own) * reference
+        w_own = min(own.n / (own.n + OWN_PRIOR_MINUTES), OWN_WEIGHT_MAX)
+        return w_own * own.score(value) + (1.0 - w_own) * reference
 
 
 def build_references(
@@ -141,9 +169,9 @@ def build_references(
     for values in per_stage.values():
         for component in COMPONENTS:
             pooled[component].extend(values.get(component, []))
-    pooled = {c: sorted(v) for c, v in pooled.items()}
+    spreads = {c: Spread.of(v, c) for c, v in pooled.items()}
     return {
-        stage_id: Reference({c: sorted(values.get(c, [])) for c in COMPONENTS}, pooled)
+        stage_id: Reference({c: Spread.of(values.get(c, []), c) for c in COMPONENTS}, spreads)
         for stage_id, values in {**{i: {} for i in stage_ids}, **per_stage}.items()
     }
 

@@ -97,7 +97,9 @@ def test_report_page_renders_charts_and_is_tenant_scoped(client, two_worlds, rep
     assert response.status_code == 200
     assert response["Cache-Control"] == "private, no-cache"
     html = response.content.decode()
-    assert html.count('src="data:image/png;base64,') == 3
+    # vibe v2 with its components, then v1's vibe, crowd size and expression share
+    assert html.count('src="data:image/png;base64,') == 4
+    assert 'id="components-chart"' in html
     assert "Ours Artist" in html and 'id="faces">8<' in html
     assert "apparent facial expressions" in html and "fer-tflite" in html
     assert client.get(reverse("set-report-page", args=[theirs.pk])).status_code == 404
@@ -137,7 +139,8 @@ def test_fan_api_shows_only_published_reports_of_public_festivals(api_client, tw
     assert "coverage" not in detail and "models" not in detail  # no devices, no per-camera counts
     assert "apparent expression" in detail["model_statement"].lower()
     assert set(detail["minutes"][0]) == {
-        "minute", "local_time", "suppressed", "faces", "vibe", "expression_share"
+        "minute", "local_time", "suppressed", "faces", "vibe", "vibe_v2", "components",
+        "expression_share",
     }  # fmt: skip
     # Their festival is not public: even a published report stays out of the fan API.
     SetReport.objects.filter(pk=theirs.pk).update(published=True)

@@ -89,9 +89,15 @@ def test_trend_compares_with_the_previous_window(stages):
     add_minutes(main, NOW - timedelta(minutes=10), 5, 10, happy=30, calm=60)  # before: 51.0
     add_minutes(main, NOW - timedelta(minutes=5), 5, 10, happy=90, calm=5)  # now: 93.0
     add_minutes(tent, NOW - timedelta(minutes=10), 5, 10, happy=50, calm=40)
-    add_minutes(tent, NOW - timedelta(minutes=5), 5, 10, happy=48, calm=40)
+    add_minutes(tent, NOW - timedelta(minutes=5), 5, 10, happy=49, calm=40)
     rows = {r["stage"]["slug"]: r for r in compute_live_ranking(festival, at=NOW)["stages"]}
-    assert (rows["main"]["trend"], rows["main"]["trend_delta"]) == ("rising", 42.0)
+    # The trend follows the ranked number, vibe v2 (emotions.vibe); v1 went 51.0 -> 93.0. With
+    # faces only, v2 is the expression score against the stage's and festival's history before
+    # the window: main's energy rose from 0.30 to 0.90, far above both.
+    assert rows["main"]["trend"] == "rising" and rows["main"]["trend_delta"] > 40
+    assert rows["main"]["vibe"] == 93.0  # v1 unchanged
+    # 0.50 -> 0.49 is steady. (0.50 -> 0.48 reads as falling in v2: against a festival whose
+    # history spans only 0.30..0.50, two points of energy are a quarter of its spread.)
     assert rows["tent"]["trend"] == "steady"
 
 

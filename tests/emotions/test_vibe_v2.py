@@ -2,6 +2,7 @@
 weights that renormalise when a component has no data, face-free festivals ranked on motion,
 sound and fill, and the public rule for crowd numbers."""
 
+import math
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -110,9 +111,11 @@ def test_each_stage_is_judged_against_its_own_history(festival_with_stages):
     add_crowd(chill, window, 6, motion=0.35)  # far above its usual, far below the tent
     rows = rows_by_slug(compute_live_ranking(festival, at=NOW))
     assert rows["chill"]["rank"] == 1 and rows["tent"]["rank"] == 2
-    # its own median (0.5) weighs 175 / (175 + 60); the festival's pool (0.75) the rest
+    # at its own median it scores 0.5, weighed 175 / (175 + 60); the festival's pool (median
+    # 0.4, MAD 0.3) the rest: a robust z of 0.3 / (1.4826 x 0.3) through the logistic
     w_own = 175 / 235
-    expected = 100 * (w_own * 0.5 + (1 - w_own) * 0.75)
+    pooled = 1 / (1 + math.exp(-1.702 * 0.3 / (1.4826 * 0.3)))
+    expected = 100 * (w_own * 0.5 + (1 - w_own) * pooled)
     assert rows["tent"]["components"]["motion"]["score"] == pytest.approx(expected, abs=0.1)
     # without its own history (a new stage), absolute movement decides
     fresh = compute_live_ranking(festival, at=history + timedelta(minutes=5))
@@ -199,9 +202,16 @@ def test_a_camera_can_be_face_free_in_a_festival_that_is_not():
     assert device.effective_config["face_free"] is False
 
 
-def test_percentile_is_midrank_and_blend_is_none_without_components():
-    assert v2.percentile(5, [1, 5, 9]) == pytest.approx(0.5)
-    assert v2.percentile(10, [1, 5, 9]) == 1.0
+def test_robust_score_is_half_at_the_median_and_a_constant_history_keeps_a_scale():
+    spread = v2.Spread.of([0.2, 0.4, 0.4, 0.6, 5.0], "motion")  # one wild minute
+    assert spread.median == 0.4 and spread.scale == pytest.approx(1.4826 * 0.2)
+    assert spread.score(0.4) == pytest.approx(0.5)
+    flat = v2.Spread.of([0.3] * 50, "motion")
+    assert flat.scale == v2.SCALE_FLOOR["motion"]
+    assert 0.5 < flat.score(0.32) < flat.score(0.4) < 1.0  # continuous, no jump at a tie
+
+
+def test_blend_is_none_without_components():
     vibe, parts = v2.blend(
         {"expression": None, "motion": None, "sound": None, "fill": None},
         v2.EMPTY_REFERENCE,
