@@ -13,7 +13,10 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from urllib.parse import unquote_plus
 
-CONTRACT_VERSION = 1
+# 1: face observation items (no `kind`). 2: every item carries `kind` ("face" or "crowd") and
+# cameras also write one crowd signal item per window (build_crowd_signal_item). An item without
+# `kind` is a contract-1 face, so readers of contract 2 read old items unchanged.
+CONTRACT_VERSION = 2
 
 # --- Emotion taxonomy (Rekognition's eight) ---------------------------------------------------
 EMOTIONS: tuple[str, ...] = (
@@ -175,6 +178,11 @@ def parse_crop_key(key: str, *, url_encoded: bool = False) -> CropKey:
 OBSERVATION_PK = "pk"  # "<festival>/<stage>"
 OBSERVATION_SK = "sk"  # "<capture-ms, 13 digits>#<device>#<seq>#<face index>"
 OBSERVATION_TTL_ATTRIBUTE = "expires_at"
+# What an observations-table item is. Contract 1 items have no `kind` and are faces.
+OBSERVATION_KIND = "kind"
+KIND_FACE = "face"
+KIND_CROWD = "crowd"
+OBSERVATION_KINDS = (KIND_FACE, KIND_CROWD)
 DEFAULT_OBSERVATION_TTL_S = 7 * 24 * 3600
 
 
@@ -215,10 +223,18 @@ def sort_key_floor(captured_at_ms: int) -> str:
 # Every attribute an observation item has (build_observation_item); a camera role may write only
 # these (IAM dynamodb:Attributes), so a device cannot smuggle other data into the table.
 OBSERVATION_ATTRIBUTES = (
-    OBSERVATION_PK, OBSERVATION_SK, "contract", "festival", "stage", "device", "organization",
-    "captured_at_ms", "analyzed_at_ms", "source", "model", "emotions", "top_emotion",
-    "face_confidence", OBSERVATION_TTL_ATTRIBUTE,
+    OBSERVATION_PK, OBSERVATION_SK, OBSERVATION_KIND, "contract", "festival", "stage", "device",
+    "organization", "captured_at_ms", "analyzed_at_ms", "source", "model", "emotions",
+    "top_emotion", "face_confidence", OBSERVATION_TTL_ATTRIBUTE,
 )  # fmt: skip
+
+
+def observation_kind(item: dict) -> str:
+    """KIND_FACE or KIND_CROWD for an item read from the table; ContractError for anything else."""
+    kind = item.get(OBSERVATION_KIND, KIND_FACE)
+    if kind not in OBSERVATION_KINDS:
+        raise ContractError(f"kind {kind!r} is not one of {', '.join(OBSERVATION_KINDS)}")
+    return kind
 
 
 def build_observation_item(
@@ -243,6 +259,7 @@ def build_observation_item(
         OBSERVATION_SK: observation_sort_key(
             crop.captured_at_ms, crop.device, crop.seq, face_index
         ),
+        OBSERVATION_KIND: KIND_FACE,
         "contract": CONTRACT_VERSION,
         "festival": crop.festival,
         "stage": crop.stage,
@@ -257,6 +274,187 @@ def build_observation_item(
         "face_confidence": round(float(face_confidence), 3),
         OBSERVATION_TTL_ATTRIBUTE: int(analyzed_at_ms // 1000) + int(ttl_s),
     }
+
+
+# --- DynamoDB crowd signal item (contract 2) ----------------------------------------------------
+# One per camera per window: how much the crowd in the camera's crowd area moved, how loud it was
+# and how full the area is. Numbers only; no image, no audio, no identity. Lives in the
+# observations table beside the faces: same partition, and a sort key that sorts with them by
+# time, is unique per device and window, and is the same on a replay (the conditional put then
+# writes nothing new).
+CROWD_SIGNAL_WINDOW_S = 10
+CROWD_SIGNAL_SUFFIX = "crowd"
+SOUND_DBFS_MIN = -120.0  # digital silence is clamped here (log of zero)
+SOUND_DBFS_MAX = 0.0
+FACES_SEEN_MAX = 100_000  # per window; no camera sees this many
+WINDOW_S_RANGE = (1, 3600)
+
+# Every attribute a crowd signal item can have; with OBSERVATION_ATTRIBUTES the camera role's
+# dynamodb:Attributes allow-list (DEVICE_WRITABLE_ATTRIBUTES).
+CROWD_SIGNAL_ATTRIBUTES = (
+    OBSERVATION_PK, OBSERVATION_SK, OBSERVATION_KIND, "contract", "festival", "stage", "device",
+    "organization", "captured_at_ms", "window_s", "motion_energy", "motion_energy_max",
+    "sound_level_dbfs", "sound_crowd_share", "crowd_fill", "faces_seen", "face_free",
+    OBSERVATION_TTL_ATTRIBUTE,
+)  # fmt: skip
+CROWD_SIGNAL_OPTIONAL = ("sound_level_dbfs", "sound_crowd_share")
+# What a camera may write into the observations table (IAM dynamodb:Attributes, both kinds).
+DEVICE_WRITABLE_ATTRIBUTES = tuple(dict.fromkeys(OBSERVATION_ATTRIBUTES + CROWD_SIGNAL_ATTRIBUTES))
+
+_CROWD_SK_RE = re.compile(r"^(?P<end>\d{13})#(?P<device>[^#]+)#" + CROWD_SIGNAL_SUFFIX + r"\Z")
+
+
+def crowd_window_end_ms(at_ms: int, window_s: int = CROWD_SIGNAL_WINDOW_S) -> int:
+    """The end of the window holding `at_ms`: windows are aligned to the epoch, so every camera
+    and every replay of the same second lands in the same window (and the same sort key)."""
+    size = int(window_s) * 1000
+    return (int(at_ms) // size + 1) * size
+
+
+def crowd_signal_sort_key(window_end_ms: int, device: str) -> str:
+    """ "<window-end-ms, 13 digits>#<device>#crowd": never a face key (those end in digits)."""
+    if not device or "#" in device:
+        raise ContractError(f"device {device!r} cannot be used in a crowd signal key")
+    return f"{int(window_end_ms):013d}#{device}#{CROWD_SIGNAL_SUFFIX}"
+
+
+def _number(item: dict, name: str, low: float, high: float) -> float:
+    value = item.get(name)
+    if isinstance(value, bool) or not isinstance(value, (int, float, Decimal)):
+        raise ContractError(f"{name} must be a number, got {value!r}")
+    number = float(value)
+    if not math.isfinite(number) or not low <= number <= high:
+        raise ContractError(f"{name} must be within {low:g}..{high:g}, got {number}")
+    return number
+
+
+def _whole(item: dict, name: str, low: int, high: int) -> int:
+    value = _number(item, name, low, high)
+    if value != int(value):
+        raise ContractError(f"{name} must be a whole number, got {value}")
+    return int(value)
+
+
+def validate_crowd_signal_item(item: dict) -> dict:
+    """A crowd signal item (as built, or read back with from_dynamodb) checked and cleaned: floats
+    for the measures, ints for counts and times. Raises ContractError saying what is wrong; the
+    server's ingest calls this on every crowd item it reads, the camera before it writes one."""
+    if not isinstance(item, dict):
+        raise ContractError("a crowd signal item must be a mapping")
+    unknown = sorted(set(item) - set(CROWD_SIGNAL_ATTRIBUTES))
+    if unknown:
+        raise ContractError(f"unknown crowd signal attributes: {', '.join(unknown)}")
+    missing = [
+        name
+        for name in CROWD_SIGNAL_ATTRIBUTES
+        if name not in item and name not in CROWD_SIGNAL_OPTIONAL
+    ]
+    if missing:
+        raise ContractError(f"crowd signal item lacks {', '.join(missing)}")
+    if item[OBSERVATION_KIND] != KIND_CROWD:
+        raise ContractError(f"kind must be {KIND_CROWD!r}, got {item[OBSERVATION_KIND]!r}")
+    contract = _whole(item, "contract", 2, 1000)
+    for name in ("festival", "stage", "device", "organization"):
+        if not isinstance(item[name], str):
+            raise ContractError(f"{name} must be a string, got {item[name]!r}")
+    for name in ("festival", "stage", "device"):
+        _check_segment(name, item[name])
+    if item[OBSERVATION_PK] != observation_partition(item["festival"], item["stage"]):
+        expected = observation_partition(item["festival"], item["stage"])
+        raise ContractError(f"pk {item[OBSERVATION_PK]!r} is not {expected!r}")
+    captured = _whole(item, "captured_at_ms", 0, SENT_AT_MS_MAX)
+    match = _CROWD_SK_RE.match(str(item[OBSERVATION_SK]))
+    if not match or int(match["end"]) != captured or match["device"] != item["device"]:
+        expected = crowd_signal_sort_key(captured, item["device"])
+        raise ContractError(f"sk {item[OBSERVATION_SK]!r} is not {expected!r}")
+    window_s = _whole(item, "window_s", *WINDOW_S_RANGE)
+    energy = _number(item, "motion_energy", 0.0, 1.0)
+    energy_max = _number(item, "motion_energy_max", 0.0, 1.0)
+    if energy_max + 1e-3 < energy:  # 1e-3: both are rounded on the wire
+        raise ContractError(f"motion_energy_max {energy_max} is below the mean {energy}")
+    fill = _number(item, "crowd_fill", 0.0, 1.0)
+    faces = _whole(item, "faces_seen", 0, FACES_SEEN_MAX)
+    face_free = item["face_free"]
+    if not isinstance(face_free, bool):
+        raise ContractError(f"face_free must be true or false, got {face_free!r}")
+    if face_free and faces:
+        raise ContractError(f"faces_seen is {faces} in face-free mode (must be 0)")
+    clean = {
+        OBSERVATION_PK: item[OBSERVATION_PK],
+        OBSERVATION_SK: item[OBSERVATION_SK],
+        OBSERVATION_KIND: KIND_CROWD,
+        "contract": contract,
+        "festival": item["festival"],
+        "stage": item["stage"],
+        "device": item["device"],
+        "organization": item["organization"],
+        "captured_at_ms": captured,
+        "window_s": window_s,
+        "motion_energy": energy,
+        "motion_energy_max": energy_max,
+        "crowd_fill": fill,
+        "faces_seen": faces,
+        "face_free": face_free,
+        OBSERVATION_TTL_ATTRIBUTE: _whole(item, OBSERVATION_TTL_ATTRIBUTE, 0, SENT_AT_MS_MAX),
+    }
+    if item.get("sound_level_dbfs") is not None:
+        clean["sound_level_dbfs"] = _number(
+            item, "sound_level_dbfs", SOUND_DBFS_MIN, SOUND_DBFS_MAX
+        )
+    if item.get("sound_crowd_share") is not None:
+        clean["sound_crowd_share"] = _number(item, "sound_crowd_share", 0.0, 1.0)
+    return clean
+
+
+def build_crowd_signal_item(
+    *,
+    festival: str,
+    stage: str,
+    device: str,
+    window_end_ms: int,
+    motion_energy: float,
+    motion_energy_max: float,
+    crowd_fill: float,
+    faces_seen: int,
+    face_free: bool,
+    organization: str = "",
+    window_s: int = CROWD_SIGNAL_WINDOW_S,
+    sound_level_dbfs: float | None = None,
+    sound_crowd_share: float | None = None,
+    ttl_s: int = DEFAULT_OBSERVATION_TTL_S,
+) -> dict:
+    """One camera's crowd signal for the window ending at `window_end_ms`, as plain values (see
+    to_dynamodb for the wire form). Optional sound fields are left out, not stored as null, when
+    the camera has no microphone. Raises ContractError on a bad number (NaN, out of range)."""
+    item = {
+        OBSERVATION_PK: observation_partition(festival, stage),
+        OBSERVATION_SK: crowd_signal_sort_key(window_end_ms, device),
+        OBSERVATION_KIND: KIND_CROWD,
+        "contract": CONTRACT_VERSION,
+        "festival": festival,
+        "stage": stage,
+        "device": device,
+        "organization": organization,
+        "captured_at_ms": int(window_end_ms),
+        "window_s": window_s,
+        "motion_energy": motion_energy,
+        "motion_energy_max": motion_energy_max,
+        "crowd_fill": crowd_fill,
+        "faces_seen": faces_seen,
+        "face_free": face_free,
+        OBSERVATION_TTL_ATTRIBUTE: int(window_end_ms) // 1000 + int(ttl_s),
+    }
+    if sound_level_dbfs is not None:
+        item["sound_level_dbfs"] = sound_level_dbfs
+    if sound_crowd_share is not None:
+        item["sound_crowd_share"] = sound_crowd_share
+    clean = validate_crowd_signal_item(item)
+    for name in ("motion_energy", "motion_energy_max", "crowd_fill", "sound_crowd_share"):
+        if name in clean:
+            clean[name] = round(clean[name], 4)
+    if "sound_level_dbfs" in clean:
+        clean["sound_level_dbfs"] = round(clean["sound_level_dbfs"], 2)
+    return clean
 
 
 def to_dynamodb(value):
@@ -290,7 +488,9 @@ SENT_AT_MS_MAX = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z, the last insta
 
 # Version 2 adds the optional camera input health fields (input_*): a camera on v2 needs a
 # service that knows them (the schema refuses unknown fields), so update the service first.
-TELEMETRY_CONTRACT_VERSION = 2
+# Version 3 adds the optional crowd signal's latest values (motion_energy, sound_level_dbfs,
+# crowd_fill) and face_free; as with v2, update the service before the cameras.
+TELEMETRY_CONTRACT_VERSION = 3
 INPUT_SECONDS_MAX = 10 * 365 * 86400  # a duration no camera reaches (ten years)
 
 
@@ -329,6 +529,15 @@ TELEMETRY_SCHEMA: dict = {
         "input_motion": {"type": "number", "minimum": 0, "maximum": 255},  # mean |frame diff|
         "input_black_s": _seconds(),  # how long the picture has been black, up to now
         "input_frozen_s": _seconds(),  # how long the picture has not changed, up to now
+        # Crowd signal (v3): the latest per-second values (edge_package.motion, .audio)
+        "motion_energy": {"type": "number", "minimum": 0, "maximum": 1},
+        "sound_level_dbfs": {
+            "type": "number",
+            "minimum": SOUND_DBFS_MIN,
+            "maximum": SOUND_DBFS_MAX,
+        },
+        "crowd_fill": {"type": "number", "minimum": 0, "maximum": 1},
+        "face_free": {"type": "boolean"},  # the camera runs no face detector at all
     },
 }
 
@@ -345,6 +554,9 @@ EDGE_CONFIG_DEFAULTS: dict = {
     "masks": [],
     "paused": False,
     "mode": "cloud",
+    # Face-free mode: no face is detected, cropped or uploaded (the detector does not even run);
+    # the camera still sends crowd signals (motion, sound, crowd fill) and telemetry.
+    "face_free": False,
 }
 
 # A rolled-out face detection model (detectors app -> device): where the edge fetches it and the
@@ -405,8 +617,9 @@ def validate_edge_config(config: dict) -> list[str]:
             errors.append(f"{key}: must be a whole number, got {value!r}")
         elif not low <= value <= high:
             errors.append(f"{key}: must be between {low:g} and {high:g}, got {value:g}")
-    if "paused" in config and not isinstance(config["paused"], bool):
-        errors.append(f"paused: must be true or false, got {config['paused']!r}")
+    for flag in ("paused", "face_free"):
+        if flag in config and not isinstance(config[flag], bool):
+            errors.append(f"{flag}: must be true or false, got {config[flag]!r}")
     if "mode" in config and config["mode"] not in ("cloud", "edge"):
         errors.append(f"mode: must be 'cloud' or 'edge', got {config['mode']!r}")
     errors += _face_model_errors(config)

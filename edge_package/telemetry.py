@@ -15,6 +15,8 @@ import urllib.request
 from edge_package import __version__
 from edge_package.contracts import (
     INPUT_SECONDS_MAX,
+    SOUND_DBFS_MAX,
+    SOUND_DBFS_MIN,
     TELEMETRY_CONTRACT_VERSION,
     TELEMETRY_SCHEMA,
 )
@@ -53,6 +55,14 @@ def build_payload(
         elif key in ("input_black_s", "input_frozen_s"):
             if value is not None:
                 payload[key] = round(min(float(INPUT_SECONDS_MAX), max(0.0, float(value))), 1)
+        elif key in ("motion_energy", "crowd_fill"):
+            if value is not None:
+                payload[key] = round(min(1.0, max(0.0, float(value))), 4)
+        elif key == "sound_level_dbfs":
+            if value is not None:
+                payload[key] = round(min(SOUND_DBFS_MAX, max(SOUND_DBFS_MIN, float(value))), 2)
+        elif key == "face_free":
+            payload[key] = bool(value)
         else:
             payload[key] = max(0, int(value))
     return payload

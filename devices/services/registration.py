@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from devices.models import Device, DeviceStatus
 from devices.services.tokens import issue_device_token
-from edge_package.contracts import OBSERVATION_ATTRIBUTES
+from edge_package.contracts import DEVICE_WRITABLE_ATTRIBUTES
 from festival import aws
 
 log = logging.getLogger(__name__)
@@ -184,9 +184,10 @@ def iot_policy_document(device: Device, *, region: str, account: str) -> dict:
 
 def device_role_policy_document(device: Device, *, region: str, account: str) -> dict:
     """What the device's temporary credentials may do: write crops under its own prefix only,
-    read its organization's rolled-out face models, (edge mode) write observation items of its
-    own stage only, read the edge releases Greengrass v2 downloads with these credentials, and
-    read its own thing's shadow (where pause and config changes arrive)."""
+    read its organization's rolled-out face models, write observation items (faces in edge mode,
+    crowd signals in both modes) of its own stage only, read the edge releases Greengrass v2
+    downloads with these credentials, and read its own thing's shadow (where pause and config
+    changes arrive)."""
     festival = device.festival
     artifacts = aws.arn("s3", settings.ARTIFACTS_BUCKET)
     statements = [
@@ -240,7 +241,7 @@ def device_role_policy_document(device: Device, *, region: str, account: str) ->
             "Condition": {
                 "ForAllValues:StringEquals": {
                     "dynamodb:LeadingKeys": [f"{festival.slug}/{device.stage.slug}"],
-                    "dynamodb:Attributes": list(OBSERVATION_ATTRIBUTES),
+                    "dynamodb:Attributes": list(DEVICE_WRITABLE_ATTRIBUTES),
                 },
                 "StringEqualsIfExists": {"dynamodb:ReturnValues": "NONE"},
             },

@@ -35,6 +35,12 @@ HEALTH_FIELDS = (
     "input_motion",
     "input_black_s",
     "input_frozen_s",
+    # telemetry contract 3: the crowd signal's latest values (the crowd signal items in DynamoDB
+    # are the record; these only show a device's page what its camera measures right now)
+    "motion_energy",
+    "sound_level_dbfs",
+    "crowd_fill",
+    "face_free",
 )
 
 

@@ -18,7 +18,11 @@ from devices.services.registration import (
     device_role_policy_document,
     iot_policy_document,
 )
-from edge_package.contracts import OBSERVATION_ATTRIBUTES
+from edge_package.contracts import (
+    CROWD_SIGNAL_ATTRIBUTES,
+    DEVICE_WRITABLE_ATTRIBUTES,
+    OBSERVATION_ATTRIBUTES,
+)
 from festival import aws
 
 pytestmark = pytest.mark.django_db
@@ -114,7 +118,11 @@ def test_a_camera_writes_only_observation_attributes_and_never_reads_back(two_wo
     assert put["Resource"] == f"arn:aws:dynamodb:eu-west-1:{ACCOUNT}:table/{device.festival.table}"
     only = put["Condition"]["ForAllValues:StringEquals"]
     assert only["dynamodb:LeadingKeys"] == [f"{device.festival.slug}/{device.stage.slug}"]
-    assert set(only["dynamodb:Attributes"]) == set(OBSERVATION_ATTRIBUTES)
+    assert set(only["dynamodb:Attributes"]) == set(DEVICE_WRITABLE_ATTRIBUTES)
+    # both item kinds a camera writes (faces in edge mode, crowd signals in both modes)
+    assert set(OBSERVATION_ATTRIBUTES) | set(CROWD_SIGNAL_ATTRIBUTES) == set(
+        DEVICE_WRITABLE_ATTRIBUTES
+    )
     assert put["Condition"]["StringEqualsIfExists"] == {"dynamodb:ReturnValues": "NONE"}
 
 

@@ -427,3 +427,25 @@ def test_a_festival_in_edge_mode_makes_its_cameras_score_on_the_device(api_clien
     device.config = {**device.config, "mode": "cloud"}  # an explicit per-device choice wins
     device.save()
     assert post(api_client, token, report(device)).json()["desired"]["mode"] == "cloud"
+
+
+def test_contract_3_crowd_values_are_kept_in_the_health(api_client, ours):
+    """Telemetry 3's latest crowd signal values are shown on the device, not refused."""
+    device, token = ours
+    fields = {"motion_energy": 0.37, "sound_level_dbfs": -18.5, "crowd_fill": 0.6}
+    response = post(api_client, token, report(device, contract=3, face_free=True, **fields))
+    assert response.status_code == 202, response.json()
+    device.refresh_from_db()
+    assert {k: device.health[k] for k in fields} == fields
+    assert device.health["face_free"] is True
+
+
+@pytest.mark.parametrize(
+    "change", [{"motion_energy": 1.5}, {"crowd_fill": -0.1}, {"sound_level_dbfs": 6.0}]
+)
+def test_crowd_values_out_of_range_are_a_400(api_client, ours, change):
+    device, token = ours
+    response = post(api_client, token, report(device, contract=3, **change))
+    assert response.status_code == 400
+    (field,) = change
+    assert any(p.startswith(f"{field}: ") for p in response.json()["error"]["fields"]["payload"])

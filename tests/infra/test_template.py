@@ -253,3 +253,14 @@ def test_observations_table_stream_matches_the_contract(template):
     contract = contracts.observation_table_definition("x")["StreamSpecification"]
     assert table["StreamSpecification"]["StreamViewType"] == contract["StreamViewType"]
     assert contract == {"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"}
+
+
+def test_camera_boundary_allows_only_the_attributes_cameras_write(template):
+    """The ceiling of every camera role: both item kinds' attributes (faces, crowd signals) and
+    nothing else, so the contract and the template cannot drift apart."""
+    boundary = template["Resources"]["DeviceRoleBoundary"]
+    (put,) = [s for s in statements(boundary) if s["Sid"] == "PutObservations"]
+    only = put["Condition"]["ForAllValues:StringEquals"]["dynamodb:Attributes"]
+    assert sorted(only) == sorted(contracts.DEVICE_WRITABLE_ATTRIBUTES)
+    assert set(contracts.CROWD_SIGNAL_ATTRIBUTES) <= set(only)
+    assert put["Condition"]["StringEqualsIfExists"] == {"dynamodb:ReturnValues": "NONE"}
