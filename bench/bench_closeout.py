@@ -24,7 +24,7 @@ import time
 
 import django
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "festival.settings")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "stagepulse.settings")
 os.environ.setdefault("DATABASE_URL", "sqlite:///:memory:")
 for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
     os.environ.setdefault(name, "testing")
