@@ -277,7 +277,7 @@ class ProcessGroup:
 
 def queue_depth(queue_url: str) -> int:
     """Messages waiting or in flight on the analysis queue."""
-    from festival import aws
+    import awsclients as aws
 
     attributes = aws.client("sqs").get_queue_attributes(
         QueueUrl=queue_url,

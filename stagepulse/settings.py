@@ -419,7 +419,7 @@ ANALYSIS_BEHIND_AFTER_S = float(os.environ.get("ANALYSIS_BEHIND_AFTER_S", 60))
 ANALYSIS_BACKLOG_ALERT_AFTER_S = float(os.environ.get("ANALYSIS_BACKLOG_ALERT_AFTER_S", 180))
 ANALYSIS_BACKLOG_ALERT_DEPTH = int(os.environ.get("ANALYSIS_BACKLOG_ALERT_DEPTH", 1000))
 
-# --- AWS (boto3 clients come from festival/aws.py) ----------------------------------------------
+# --- AWS (boto3 clients come from awsclients/) ----------------------------------------------
 AWS_ENDPOINT_URL = os.environ.get("AWS_ENDPOINT_URL", "")
 AWS_DEFAULT_REGION = os.environ.get("AWS_DEFAULT_REGION", "eu-west-1")
 CLOUDWATCH_NAMESPACE = os.environ.get("CLOUDWATCH_NAMESPACE", "StagePulse")
