@@ -34,14 +34,14 @@ from botocore.stub import ANY, Stubber
 from matplotlib import cbook
 from PIL import Image
 
+from analyzer.analyzer import Analyzer
+from analyzer.backends import LocalBackend, RekognitionBackend
+from analyzer.config import AnalyzerSettings
+from analyzer.handler import handle_event
+from analyzer.mosaic import MosaicLimits, plan
 from bench.results import record
 from edge_package.contracts import build_crop_key, observation_table_definition
 from edge_package.emotion_model import EmotionClassifier
-from emotions.analysis.analyzer import Analyzer
-from emotions.analysis.backends import LocalBackend, RekognitionBackend
-from emotions.analysis.config import AnalyzerSettings
-from emotions.analysis.handler import handle_event
-from emotions.analysis.mosaic import MosaicLimits, plan
 
 BUCKET, TABLE, QUEUE, REGION = "bench-crops", "bench-observations", "bench-analysis", "eu-west-1"
 T0_MS = 1_751_371_200_000
@@ -167,8 +167,8 @@ def _keys(count: int) -> list[str]:
 
 def bench_worker(crops: list[bytes]) -> dict:
     """run_worker draining crops preloaded against a moto server in its own process."""
-    from emotions.analysis.worker import run_worker
-    from festival import aws
+    import awsclients as aws
+    from analyzer.worker import run_worker
     from festival.demo import demo_arrival_crops_per_s, start_moto
 
     port = _free_port()
@@ -249,7 +249,7 @@ def _paced(analyzer, s3, sqs, ddb, queue_url: str, crops: list[bytes], rate: flo
     does the queue stay short, and is everything written soon after the last upload?"""
     import threading
 
-    from emotions.analysis.worker import run_worker
+    from analyzer.worker import run_worker
 
     before = ddb.scan(TableName=TABLE, Select="COUNT")["Count"]
     seconds, depths = 30.0, []

@@ -208,7 +208,7 @@ class TrainingJob(TenantModel):
     @property
     def logs_url(self) -> str:
         """CloudWatch Logs console link for the job's log streams."""
-        from festival import aws
+        import awsclients as aws
 
         region = aws.region()
         return (

@@ -12,8 +12,8 @@ from django.conf import settings
 from django.db.models import QuerySet
 from django.utils import timezone
 
+import awsclients as aws
 from devices.models import Deployment, Device, EdgeRelease
-from festival import aws
 
 log = logging.getLogger(__name__)
 RULE_SECRET_TTL_S = 300  # a rotated secret reaches every process within five minutes

@@ -18,8 +18,8 @@ from botocore.exceptions import ClientError
 from django.conf import settings
 from django.utils import timezone
 
+import awsclients as aws
 from edge_package.contracts import CROP_PREFIX
-from festival import aws
 
 log = logging.getLogger(__name__)
 

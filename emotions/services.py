@@ -37,6 +37,7 @@ from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
+import awsclients as aws
 from devices.models import Device
 from edge_package.contracts import (
     EMOTIONS,
@@ -59,7 +60,6 @@ from emotions.models import (
     RejectionReason,
     StreamCheckpoint,
 )
-from festival import aws
 from festival.models import Festival
 from stages.models import Set, Stage
 

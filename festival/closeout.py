@@ -34,8 +34,8 @@ from botocore.exceptions import ClientError
 from django.conf import settings
 from django.utils import timezone
 
+import awsclients as aws
 from edge_package.contracts import CROP_PREFIX
-from festival import aws
 from festival.models import Festival
 
 log = logging.getLogger(__name__)
@@ -382,7 +382,7 @@ class Closeout:
         """Messages whose every crop is the festival's; deleted when `delete`. Everything else
         seen is made visible again at once. Returns (message ids, whether the sweep was cut short).
         Messages a worker holds right now are invisible here; it finds their crop gone."""
-        from emotions.analysis.events import crops_from_sqs_event
+        from analyzer.events import crops_from_sqs_event
 
         sqs = self.client("sqs")
         prefix = f"{CROP_PREFIX}/{self.slug}/"

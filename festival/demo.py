@@ -202,13 +202,13 @@ def service_processes(port: int, ingest_interval: float) -> list[Process]:
         Process("web", [python, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload"]),
         Process(
             "worker",
-            [python, "-m", "celery", "-A", "festival", "worker", "--pool=threads",
+            [python, "-m", "celery", "-A", "stagepulse", "worker", "--pool=threads",
              "--concurrency=4", "--loglevel=WARNING", "--without-heartbeat", "--without-gossip",
              "--without-mingle"],
         ),
         Process(
             "beat",
-            [python, "-m", "celery", "-A", "festival", "beat", "--loglevel=WARNING",
+            [python, "-m", "celery", "-A", "stagepulse", "beat", "--loglevel=WARNING",
              f"--schedule={settings.CELERY_BEAT_SCHEDULE_FILENAME}"],
         ),
         Process(
@@ -277,7 +277,7 @@ class ProcessGroup:
 
 def queue_depth(queue_url: str) -> int:
     """Messages waiting or in flight on the analysis queue."""
-    from festival import aws
+    import awsclients as aws
 
     attributes = aws.client("sqs").get_queue_attributes(
         QueueUrl=queue_url,

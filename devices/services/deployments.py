@@ -30,6 +30,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+import awsclients as aws
 from devices import selectors
 from devices.models import (
     TERMINAL_STATES,
@@ -46,7 +47,6 @@ from devices.services.registration import (
 )
 from edge_package.contracts import EDGE_CONFIG_DEFAULTS
 from edge_package.greengrass import COMPONENT_NAME, render_recipe
-from festival import aws
 
 log = logging.getLogger(__name__)
 S = DeploymentState

@@ -16,9 +16,9 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+import awsclients as aws
 from devices.models import Device, DeviceStatus
 from devices.selectors import INPUT_KINDS, input_problems
-from festival import aws
 from festival.notify import notify_operations
 
 log = logging.getLogger(__name__)

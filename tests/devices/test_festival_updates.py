@@ -11,8 +11,9 @@ from unittest import mock
 import pytest
 from django.urls import reverse
 
+import awsclients as aws
 from devices import services as devices_services
-from festival import aws, services
+from festival import services
 from festival.models import Festival
 
 pytestmark = pytest.mark.django_db

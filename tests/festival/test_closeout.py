@@ -12,6 +12,7 @@ from botocore.stub import Stubber
 from django.core.management import CommandError, call_command
 from moto import mock_aws
 
+import awsclients as aws
 from devices.models import Deployment, DeploymentState, EdgeRelease, Platform
 from devices.services.registration import register_device
 from edge_package.contracts import (
@@ -22,7 +23,6 @@ from edge_package.contracts import (
     to_dynamodb,
 )
 from emotions.models import MinuteRollup
-from festival import aws
 from festival.closeout import Closeout
 
 pytestmark = pytest.mark.django_db
