@@ -132,9 +132,7 @@ class CrowdMinute(TenantModel):
     devices = models.JSONField(default=list, help_text="thing names of the reporting cameras")
 
     class Meta:
-        constraints = [
-            models.UniqueConstraint(fields=["stage", "minute"], name="one_crowd_minute")
-        ]
+        constraints = [models.UniqueConstraint(fields=["stage", "minute"], name="one_crowd_minute")]
         indexes = [models.Index(fields=["festival", "minute"])]
         ordering = ["stage", "minute"]
 

@@ -125,9 +125,9 @@ def vibe_v2(
     """The blend and its components for one window (expression only over published faces, and
     never in face-free mode)."""
     expression = None
-    if stats is not None and not festival.face_free:
-        if is_published(stats.read_faces, festival.min_faces_public):
-            expression = v2.expression_energy(stats)
+    k = festival.min_faces_public
+    if stats is not None and not festival.face_free and is_published(stats.read_faces, k):
+        expression = v2.expression_energy(stats)
     raw = v2.raw_components(expression, crowd)
     return v2.blend(raw, reference, effective_vibe_weights(festival.vibe_weights))
 
@@ -191,9 +191,7 @@ def compute_live_ranking(
             "trend_delta": None,
         }
         crowd = crowd_now.get(stage.pk, v2.CrowdStats())
-        row["vibe_v2"], row["components"] = vibe_v2(
-            festival, stats, crowd, references[stage.pk]
-        )
+        row["vibe_v2"], row["components"] = vibe_v2(festival, stats, crowd, references[stage.pk])
         row["cameras"] = crowd.cameras
         if not suppressed:
             row["vibe"] = vibe_score(stats, minutes, norms[stage.pk])

@@ -21,13 +21,11 @@ from __future__ import annotations
 
 import bisect
 import logging
-import math
 import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 
 from boto3.dynamodb.types import TypeDeserializer
 from botocore.exceptions import BotoCoreError, ClientError
@@ -41,13 +39,18 @@ import awsclients as aws
 from devices.models import Device
 from edge_package.contracts import (
     EMOTIONS,
+    KIND_CROWD,
+    KIND_FACE,
     OBSERVATION_PK,
     OBSERVATION_SK,
     TOP_EMOTIONS,
     ContractError,
+    from_dynamodb,
     normalise_scores,
+    observation_kind,
     observation_partition,
     sort_key_floor,
+    validate_crowd_signal_item,
 )
 from emotions.models import (
     AnalysisBacklog,
@@ -158,17 +161,7 @@ def _thing_name(item: dict) -> str:
     return ""
 
 
-FACE_KIND, CROWD_KIND = "face", "crowd"
-CROWD_WINDOW_MAX_S = 60.0
-CROWD_FACES_SEEN_MAX = 100_000
-
-
-def _item_kind(item: dict) -> str:
-    """`kind` "face" or "crowd"; an item without one is a face (observation contract 1)."""
-    kind = item.get("kind", FACE_KIND)
-    if kind not in (FACE_KIND, CROWD_KIND):
-        raise ContractError(f"kind {kind!r} is neither 'face' nor 'crowd'")
-    return kind
+FACE_KIND, CROWD_KIND = KIND_FACE, KIND_CROWD  # no `kind`: a face (observation contract 1)
 
 
 def _festival_dates_allow(festival: Festival, captured: datetime) -> bool:
@@ -189,7 +182,7 @@ def _check(entry: Incoming, stages: dict, festivals: dict, devices: dict) -> Obs
         return _Refusal(RejectionReason.UNKNOWN_STAGE, f"no stage {pk!r}", key, festival)
     festival = stage.festival
     try:
-        kind = _item_kind(item)
+        kind = observation_kind(item)
         captured_ms = int(item["captured_at_ms"])
         if kind == CROWD_KIND and sk != f"{captured_ms:013d}#{_thing_name(item)}#{CROWD_KIND}":
             raise ContractError("a crowd signal's sort key must be <window-end-ms>#<device>#crowd")
@@ -260,54 +253,27 @@ def _as_row(item: dict, stage: Stage, device: Device, captured_ms: int) -> Obser
     )
 
 
-def _number(item: dict, name: str, low: float, high: float, *, optional: bool = False):
-    """A finite number within [low, high] (DynamoDB hands back Decimals), or a ContractError
-    naming the field; None for an optional field that is absent."""
-    value = item.get(name)
-    if value is None:
-        if optional:
-            return None
-        raise ContractError(f"{name} is missing")
-    if isinstance(value, bool) or not isinstance(value, (int, float, Decimal)):
-        raise ContractError(f"{name} must be a number, got {value!r}")
-    number = float(value)
-    if not math.isfinite(number) or not low <= number <= high:
-        raise ContractError(f"{name} must be between {low:g} and {high:g}, got {value}")
-    return number
-
-
 def _as_crowd_row(item: dict, stage: Stage, device: Device, captured_ms: int) -> CrowdSignal:
-    """A crowd signal item (contract 2, `kind` "crowd") as a row, or a ContractError saying what
-    breaks the contract. Numbers only: the item carries no image, audio or face data."""
-    contract = item.get("contract")
-    if isinstance(contract, bool) or not isinstance(contract, (int, Decimal)) or contract < 2:
-        raise ContractError(f"a crowd signal needs observation contract >= 2, got {contract!r}")
-    motion = _number(item, "motion_energy", 0.0, 1.0)
-    motion_max = _number(item, "motion_energy_max", 0.0, 1.0)
-    if motion_max + 1e-6 < motion:
-        raise ContractError(f"motion_energy_max {motion_max} is below motion_energy {motion}")
-    faces_seen = _number(item, "faces_seen", 0, CROWD_FACES_SEEN_MAX)
-    if faces_seen != int(faces_seen):
-        raise ContractError(f"faces_seen must be a whole number, got {faces_seen}")
-    face_free = item.get("face_free", False)
-    if not isinstance(face_free, bool):
-        raise ContractError(f"face_free must be true or false, got {face_free!r}")
+    """A crowd signal item (contract 2, `kind` "crowd") as a row, checked by the contract's own
+    validator (the camera runs the same one before writing), or a ContractError saying what
+    breaks it. Numbers only: the item carries no image, audio or face data."""
+    clean = validate_crowd_signal_item(from_dynamodb(item))
     return CrowdSignal(
         organization_id=stage.organization_id,
         festival_id=stage.festival_id,
         stage_id=stage.pk,
         device_id=device.pk,
-        dynamo_pk=str(item[OBSERVATION_PK]),
-        dynamo_sk=str(item[OBSERVATION_SK]),
+        dynamo_pk=clean[OBSERVATION_PK],
+        dynamo_sk=clean[OBSERVATION_SK],
         captured_at=datetime.fromtimestamp(captured_ms / 1000, tz=UTC),
-        window_s=_number(item, "window_s", 0.001, CROWD_WINDOW_MAX_S),
-        motion_energy=motion,
-        motion_energy_max=motion_max,
-        sound_level_dbfs=_number(item, "sound_level_dbfs", -120.0, 0.0, optional=True),
-        sound_crowd_share=_number(item, "sound_crowd_share", 0.0, 1.0, optional=True),
-        crowd_fill=_number(item, "crowd_fill", 0.0, 1.0),
-        faces_seen=int(faces_seen),
-        face_free=face_free,
+        window_s=clean["window_s"],
+        motion_energy=clean["motion_energy"],
+        motion_energy_max=clean["motion_energy_max"],
+        sound_level_dbfs=clean.get("sound_level_dbfs"),
+        sound_crowd_share=clean.get("sound_crowd_share"),
+        crowd_fill=clean["crowd_fill"],
+        faces_seen=clean["faces_seen"],
+        face_free=clean["face_free"],
     )
 
 

@@ -1,5 +1,6 @@
 """Vibe, second version: expression energy, motion energy, sound energy and crowd fill, each
-normalised per stage against that stage's own recent history (a robust z-score), blended with the festival's weights.
+normalised per stage against that stage's own recent history (a robust z-score), blended with
+the festival's weights.
 
 For one stage and one window (a live 5-minute window, a timeline minute, a set):
 
@@ -54,7 +55,9 @@ PRIORS = {
     "expression": _clip,
     "motion": _clip,
     "fill": _clip,
-    "sound": lambda db: _clip((db - SOUND_PRIOR_DBFS[0]) / (SOUND_PRIOR_DBFS[1] - SOUND_PRIOR_DBFS[0])),
+    "sound": lambda db: _clip(
+        (db - SOUND_PRIOR_DBFS[0]) / (SOUND_PRIOR_DBFS[1] - SOUND_PRIOR_DBFS[0])
+    ),
 }
 
 

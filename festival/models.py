@@ -254,8 +254,9 @@ class Festival(TenantModel):
 
     @classmethod
     def from_db(cls, db, field_names, values):
-        """Remembers the analysis mode and face-free mode as loaded, so festival.services.update_festival sees a real
-        change without a query (None when the field was deferred)."""
+        """Remembers the analysis mode and face-free mode as loaded, so
+        festival.services.update_festival sees a real change without a query (None when the
+        field was deferred)."""
         festival = super().from_db(db, field_names, values)
         festival.saved_analysis_mode = festival.__dict__.get("analysis_mode")
         festival.saved_face_free = festival.__dict__.get("face_free")

@@ -5,69 +5,177 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('devices', '0006_fleet_safety'),
-        ('emotions', '0005_observation_top_emotion_unknown'),
-        ('festival', '0005_face_free_vibe_weights'),
-        ('stages', '0002_stage_screen_key'),
+        ("devices", "0006_fleet_safety"),
+        ("emotions", "0005_observation_top_emotion_unknown"),
+        ("festival", "0005_face_free_vibe_weights"),
+        ("stages", "0002_stage_screen_key"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='ingestrejection',
-            name='reason',
-            field=models.CharField(choices=[('malformed', 'Malformed item (breaks the observation contract)'), ('unknown_stage', 'No such festival/stage'), ('unknown_device', 'Device not registered'), ('wrong_device', 'Device belongs to another organization, festival or stage'), ('future', 'Capture time too far in the future'), ('too_old', 'Capture time too old'), ('outside_festival', "Capture time outside the festival's dates"), ('face_free', 'Face observation from a face-free camera or festival')], max_length=20),
+            model_name="ingestrejection",
+            name="reason",
+            field=models.CharField(
+                choices=[
+                    ("malformed", "Malformed item (breaks the observation contract)"),
+                    ("unknown_stage", "No such festival/stage"),
+                    ("unknown_device", "Device not registered"),
+                    ("wrong_device", "Device belongs to another organization, festival or stage"),
+                    ("future", "Capture time too far in the future"),
+                    ("too_old", "Capture time too old"),
+                    ("outside_festival", "Capture time outside the festival's dates"),
+                    ("face_free", "Face observation from a face-free camera or festival"),
+                ],
+                max_length=20,
+            ),
         ),
         migrations.CreateModel(
-            name='CrowdMinute',
+            name="CrowdMinute",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('minute', models.DateTimeField()),
-                ('signals', models.PositiveIntegerField(default=0, help_text='camera windows folded in')),
-                ('motion_sum', models.FloatField(default=0)),
-                ('motion_max', models.FloatField(default=0)),
-                ('sound_signals', models.PositiveIntegerField(default=0)),
-                ('sound_power_sum', models.FloatField(default=0, help_text='sum of 10^(dBFS/10): levels are averaged as power')),
-                ('sound_crowd_signals', models.PositiveIntegerField(default=0)),
-                ('sound_crowd_share_sum', models.FloatField(default=0)),
-                ('fill_sum', models.FloatField(default=0)),
-                ('faces_seen', models.PositiveIntegerField(default=0)),
-                ('devices', models.JSONField(default=list, help_text='thing names of the reporting cameras')),
-                ('festival', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='festival.festival')),
-                ('organization', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='festival.organization')),
-                ('stage', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='crowd_minutes', to='stages.stage')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("minute", models.DateTimeField()),
+                (
+                    "signals",
+                    models.PositiveIntegerField(default=0, help_text="camera windows folded in"),
+                ),
+                ("motion_sum", models.FloatField(default=0)),
+                ("motion_max", models.FloatField(default=0)),
+                ("sound_signals", models.PositiveIntegerField(default=0)),
+                (
+                    "sound_power_sum",
+                    models.FloatField(
+                        default=0, help_text="sum of 10^(dBFS/10): levels are averaged as power"
+                    ),
+                ),
+                ("sound_crowd_signals", models.PositiveIntegerField(default=0)),
+                ("sound_crowd_share_sum", models.FloatField(default=0)),
+                ("fill_sum", models.FloatField(default=0)),
+                ("faces_seen", models.PositiveIntegerField(default=0)),
+                (
+                    "devices",
+                    models.JSONField(
+                        default=list, help_text="thing names of the reporting cameras"
+                    ),
+                ),
+                (
+                    "festival",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="festival.festival",
+                    ),
+                ),
+                (
+                    "organization",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="festival.organization",
+                    ),
+                ),
+                (
+                    "stage",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="crowd_minutes",
+                        to="stages.stage",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['stage', 'minute'],
-                'indexes': [models.Index(fields=['festival', 'minute'], name='emotions_cr_festiva_e82536_idx')],
-                'constraints': [models.UniqueConstraint(fields=('stage', 'minute'), name='one_crowd_minute')],
+                "ordering": ["stage", "minute"],
+                "indexes": [
+                    models.Index(
+                        fields=["festival", "minute"], name="emotions_cr_festiva_e82536_idx"
+                    )
+                ],
+                "constraints": [
+                    models.UniqueConstraint(fields=("stage", "minute"), name="one_crowd_minute")
+                ],
             },
         ),
         migrations.CreateModel(
-            name='CrowdSignal',
+            name="CrowdSignal",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('dynamo_pk', models.CharField(max_length=200)),
-                ('dynamo_sk', models.CharField(max_length=255)),
-                ('captured_at', models.DateTimeField(help_text="the window's end")),
-                ('window_s', models.FloatField()),
-                ('motion_energy', models.FloatField()),
-                ('motion_energy_max', models.FloatField()),
-                ('sound_level_dbfs', models.FloatField(blank=True, null=True)),
-                ('sound_crowd_share', models.FloatField(blank=True, null=True)),
-                ('crowd_fill', models.FloatField()),
-                ('faces_seen', models.PositiveIntegerField(default=0)),
-                ('face_free', models.BooleanField(default=False)),
-                ('device', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='devices.device')),
-                ('festival', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='festival.festival')),
-                ('organization', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='festival.organization')),
-                ('set', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='crowd_signals', to='stages.set')),
-                ('stage', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='crowd_signals', to='stages.stage')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("dynamo_pk", models.CharField(max_length=200)),
+                ("dynamo_sk", models.CharField(max_length=255)),
+                ("captured_at", models.DateTimeField(help_text="the window's end")),
+                ("window_s", models.FloatField()),
+                ("motion_energy", models.FloatField()),
+                ("motion_energy_max", models.FloatField()),
+                ("sound_level_dbfs", models.FloatField(blank=True, null=True)),
+                ("sound_crowd_share", models.FloatField(blank=True, null=True)),
+                ("crowd_fill", models.FloatField()),
+                ("faces_seen", models.PositiveIntegerField(default=0)),
+                ("face_free", models.BooleanField(default=False)),
+                (
+                    "device",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="devices.device",
+                    ),
+                ),
+                (
+                    "festival",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="festival.festival",
+                    ),
+                ),
+                (
+                    "organization",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="festival.organization",
+                    ),
+                ),
+                (
+                    "set",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="crowd_signals",
+                        to="stages.set",
+                    ),
+                ),
+                (
+                    "stage",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="crowd_signals",
+                        to="stages.stage",
+                    ),
+                ),
             ],
             options={
-                'indexes': [models.Index(fields=['stage', 'captured_at'], name='emotions_cr_stage_i_72e1b0_idx')],
-                'constraints': [models.UniqueConstraint(fields=('dynamo_pk', 'dynamo_sk'), name='one_crowd_row_per_item')],
+                "indexes": [
+                    models.Index(
+                        fields=["stage", "captured_at"], name="emotions_cr_stage_i_72e1b0_idx"
+                    )
+                ],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("dynamo_pk", "dynamo_sk"), name="one_crowd_row_per_item"
+                    )
+                ],
             },
         ),
     ]

@@ -284,9 +284,7 @@ def build_payload(a_set: Set, now: datetime | None = None) -> dict:
     crowd = _day_crowd(festival, window_start, window_end)
     face_rows = [] if festival.face_free else [r for r in rows if r.minute < now]
     references = v2.build_references(
-        v2.minute_values(
-            face_rows, [b for b in crowd if b.minute < now], _minute_energy(k)
-        ),
+        v2.minute_values(face_rows, [b for b in crowd if b.minute < now], _minute_energy(k)),
         [s.pk for s in stages],
     )
     reference = references[stage.pk]

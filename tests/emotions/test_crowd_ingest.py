@@ -12,7 +12,9 @@ from django.utils import timezone
 from devices.models import Device
 from emotions.models import CrowdMinute, CrowdSignal, IngestRejection, Observation
 from emotions.services import crowd_minute_of
-from tests.emotions.test_ingest import (  # noqa: F401  (fixtures)
+
+# ruff: noqa: F811 (the ingest tests' fixtures, `aws` and `now_worlds`, are reused by name)
+from tests.emotions.test_ingest import (  # noqa: F401
     REGION,
     TABLE,
     aws,
@@ -22,6 +24,7 @@ from tests.emotions.test_ingest import (  # noqa: F401  (fixtures)
 )
 
 pytestmark = pytest.mark.django_db
+
 
 def crowd_item(world, end: datetime, *, device=None, **fields) -> dict:
     """A crowd signal item as the spec (issue 17) writes it; `fields` override any attribute."""
@@ -49,6 +52,25 @@ def crowd_item(world, end: datetime, *, device=None, **fields) -> dict:
     }
     item.update(fields)
     return {k: v for k, v in item.items() if v is not None}
+
+
+def test_the_contract_builders_item_is_the_shape_these_tests_write(now_worlds):
+    """The hand-written items below are the camera's: build_crowd_signal_item gives the same."""
+    from edge_package.contracts import build_crowd_signal_item
+
+    ours, _ = now_worlds
+    end = aligned(timezone.now())
+    built = build_crowd_signal_item(
+        festival=ours.festival.slug, stage=ours.stage.slug, device=ours.device.thing_name,
+        organization=ours.organization.slug, window_end_ms=int(end.timestamp() * 1000),
+        motion_energy=0.4, motion_energy_max=0.7, crowd_fill=0.6, faces_seen=4,
+        face_free=False, sound_level_dbfs=-20.0, sound_crowd_share=0.3,
+    )  # fmt: skip
+    mine = crowd_item(ours, end)
+    assert set(built) == set(mine)
+    assert {k: v for k, v in built.items() if k != "expires_at"} == {
+        k: v for k, v in mine.items() if k != "expires_at"
+    }
 
 
 def put_crowd(world, end: datetime, **fields) -> dict:
@@ -79,7 +101,8 @@ def test_crowd_windows_fold_into_their_stage_minute(aws, now_worlds):
     assert bucket.signals == 4 and bucket.cameras == 1
     assert bucket.motion == pytest.approx(0.5) and bucket.motion_max == pytest.approx(0.9)
     assert bucket.fill == pytest.approx(0.55)
-    # levels average as power: three at -20 dBFS and one at -10 dBFS is 10 log10((3 x 0.01 + 0.1) / 4) = -14.9, not -17.5
+    # levels average as power: three at -20 dBFS and one at -10 dBFS make
+    # 10 log10((3 x 0.01 + 0.1) / 4) = -14.9, not -17.5
     assert bucket.sound_dbfs == pytest.approx(-14.88, abs=0.01)
     assert not CrowdMinute.objects.filter(minute=minute + timedelta(minutes=1)).exists()
     signal = CrowdSignal.objects.get(dynamo_sk__endswith="#crowd", motion_energy=0.2)
@@ -138,17 +161,19 @@ def test_two_cameras_on_a_stage_count_as_two(aws, now_worlds):
 @pytest.mark.parametrize(
     "fields, detail",
     [
-        ({"motion_energy": 1.5}, "motion_energy must be between 0 and 1"),
+        ({"motion_energy": 1.5}, "motion_energy must be within 0..1"),
         ({"motion_energy": "lots"}, "motion_energy must be a number"),
-        ({"motion_energy": None}, "motion_energy is missing"),
-        ({"motion_energy_max": 0.1, "motion_energy": 0.5}, "below motion_energy"),
-        ({"sound_level_dbfs": 3.0}, "sound_level_dbfs must be between -120 and 0"),
-        ({"crowd_fill": -0.1}, "crowd_fill must be between 0 and 1"),
+        ({"motion_energy": None}, "lacks motion_energy"),
+        ({"motion_energy_max": 0.1, "motion_energy": 0.5}, "below the mean"),
+        ({"sound_level_dbfs": 3.0}, "sound_level_dbfs must be within -120..0"),
+        ({"crowd_fill": -0.1}, "crowd_fill must be within 0..1"),
         ({"faces_seen": 2.5}, "faces_seen must be a whole number"),
         ({"face_free": "yes"}, "face_free must be true or false"),
-        ({"window_s": 0}, "window_s must be between"),
-        ({"contract": 1}, "contract >= 2"),
-        ({"kind": "smell"}, "neither 'face' nor 'crowd'"),
+        ({"face_free": True, "faces_seen": 3}, "in face-free mode (must be 0)"),
+        ({"window_s": 0}, "window_s must be within"),
+        ({"contract": 1}, "contract must be within 2"),
+        ({"kind": "smell"}, "kind 'smell' is not one of"),
+        ({"colour": "red"}, "unknown crowd signal attributes: colour"),
     ],
 )
 def test_a_malformed_crowd_window_is_refused_with_its_reason_and_others_still_land(
@@ -202,7 +227,7 @@ def test_face_items_from_a_face_free_camera_or_festival_are_refused(aws, now_wor
     ours.device.config = {**ours.device.config, "face_free": True}
     Device.objects.filter(pk=ours.device.pk).update(config=ours.device.config)
     put_face(ours, timezone.now() - timedelta(seconds=3))
-    put_crowd(ours, aligned(timezone.now() - timedelta(seconds=30)), face_free=True)
+    put_crowd(ours, aligned(timezone.now() - timedelta(seconds=30)), face_free=True, faces_seen=0)
     result = ingest(aws)
     assert result.rejected == {"face_free": 1} and result.crowd_created == 1
     assert not Observation.objects.exists()

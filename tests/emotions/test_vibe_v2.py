@@ -174,8 +174,9 @@ def test_the_api_edits_weights_and_face_free_and_refuses_bad_weights(api_client,
     assert ours.festival.face_free and ours.festival.vibe_weights == {"motion": 1, "fill": 0.5}
 
 
-def test_switching_face_free_pushes_every_camera_its_config(two_worlds, monkeypatch,
-                                                            django_capture_on_commit_callbacks):  # fmt: skip
+def test_switching_face_free_pushes_every_camera_its_config(
+    two_worlds, monkeypatch, django_capture_on_commit_callbacks
+):
     from festival import services
 
     ours, _ = two_worlds
