@@ -18,7 +18,7 @@ from django.core.management.base import BaseCommand
 from emotions.services import ingest_streams
 from festival import demo
 from festival.models import Festival
-from festival.services import DEMO_PASSWORD, seed_demo
+from festival.services import DEMO_PASSWORD, seed_demo, update_festival
 from stages.services import import_lineup
 
 
@@ -38,12 +38,19 @@ class Command(BaseCommand):
         )
         parser.add_argument("--camera-fps", type=float, default=2.0, help="fps cap per camera")
         parser.add_argument("--no-cameras", action="store_true")
+        parser.add_argument(
+            "--face-free",
+            action="store_true",
+            help="the festival in face-free mode: cameras send only motion, sound and fill",
+        )
 
     def step(self, message: str) -> None:
         self.stdout.write(f"[{time.strftime('%H:%M:%S')}] {message}")
         self.stdout.flush()
 
-    def handle(self, *args, port, moto_port, duration, set_minutes, camera_fps, no_cameras, **_):
+    def handle(
+        self, *args, port, moto_port, duration, set_minutes, camera_fps, no_cameras, **options
+    ):
         folder = settings.VAR_DIR / "demo"
         folder.mkdir(parents=True, exist_ok=True)
         port = demo.free_port(port)
@@ -71,6 +78,9 @@ class Command(BaseCommand):
             logins = seed_demo()
             festival = Festival.objects.get(slug=demo.DEMO_FESTIVAL)
             demo.festival_runs_today(festival)  # the ingest refuses captures outside its dates
+            if options.get("face_free"):
+                update_festival(festival, face_free=True)  # pushed into every camera's config
+                self.step("face-free mode: no face is detected; the ranking runs on the crowd")
             import_lineup(
                 festival, demo.live_lineup(festival, set_minutes), replace=True, force=True
             )
