@@ -18,7 +18,7 @@ from django.views.decorators.http import require_GET
 
 from devices.models import Device, DeviceStatus
 from devices.selectors import INPUT_KINDS, input_problems
-from emotions.models import MinuteRollup
+from emotions.models import CrowdMinute, MinuteRollup
 from emotions.reports.selectors import reports_for_user
 from emotions.selectors import (
     analysis_status,
@@ -223,11 +223,14 @@ def attention_items(festival: Festival, now=None) -> list[dict]:
                 "until it catches up (more analyzer workers, docs/operations.md).",
             }
         )
+    # A stage's newest minute with data: analysed faces, or (face-free mode: the only data)
+    # crowd signals from a camera.
+    if festival.face_free:
+        newest = CrowdMinute.objects.filter(festival=festival, signals__gt=0, minute__lte=now)
+    else:
+        newest = MinuteRollup.objects.filter(festival=festival, faces__gt=0, minute__lte=now)
     latest = dict(
-        MinuteRollup.objects.filter(festival=festival, faces__gt=0, minute__lte=now)
-        .values("stage_id")
-        .annotate(last=Max("minute"))
-        .values_list("stage_id", "last")
+        newest.values("stage_id").annotate(last=Max("minute")).values_list("stage_id", "last")
     )
     for row in now_next_by_stage(festival, now):
         if row.now is None:
@@ -237,7 +240,8 @@ def attention_items(festival: Festival, now=None) -> list[dict]:
         quiet = now - (since or row.now.starts_at)
         if quiet < STALE_AFTER:
             continue
-        what = "no analysed face yet" if since is None else "no analysed face"
+        data = "crowd signal" if festival.face_free else "analysed face"
+        what = f"no {data} yet" if since is None else f"no {data}"
         items.append(
             {
                 "kind": "stage_stale",

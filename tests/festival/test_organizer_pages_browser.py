@@ -235,7 +235,7 @@ def test_booth_screen_without_login(live_server, two_worlds, shots, monkeypatch)
             vibe = page.locator("#vibe")
             assert vibe.inner_text().isdigit()
             assert float(vibe.evaluate("e => parseFloat(getComputedStyle(e).fontSize)")) >= 90
-            assert page.locator("#curve path").get_attribute("d").count("L") >= 20
+            assert page.locator("#curve path.vibe-line").get_attribute("d").count("L") >= 20
             assert page.evaluate("document.documentElement.scrollWidth - window.innerWidth") <= 0
             page.screenshot(path=str(shots / f"booth-{size}.png"))
         browser.close()
