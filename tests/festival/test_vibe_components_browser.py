@@ -140,8 +140,10 @@ def test_set_report_page_has_the_components_chart(live_server, face_free_festiva
         page = context.new_page()
         page.goto(f"{live_server.url}/reports/{report.pk}/")
         assert page.locator("#components-chart").count() == 1
-        assert page.locator('.component[data-component="expression"]').inner_text().endswith(
-            "off (face-free)"
+        assert (
+            page.locator('.component[data-component="expression"]')
+            .inner_text()
+            .endswith("off (face-free)")
         )
         assert "face-free" in page.locator("#suppressed").inner_text()
         page.screenshot(path=str(shots / "vibe-v2-report.png"), full_page=True)
