@@ -913,6 +913,8 @@ class Closeout:
     # --- the database and the stack ---------------------------------------------------------------
     def database(self, report: StepReport) -> None:
         from emotions.models import (
+            CrowdMinute,
+            CrowdSignal,
             IngestRejection,
             IngestWatermark,
             MinuteRollup,
@@ -920,7 +922,10 @@ class Closeout:
             SetReport,
         )
 
-        for model in (SetReport, MinuteRollup, Observation, IngestWatermark, IngestRejection):
+        for model in (
+            SetReport, MinuteRollup, Observation, CrowdMinute, CrowdSignal, IngestWatermark,
+            IngestRejection,
+        ):  # fmt: skip
             rows = model.objects.filter(**self._festival_filter(model))
             count = rows.count()
             if count:

@@ -301,3 +301,23 @@ def test_cameras_are_stopped_first_and_a_camera_that_misses_the_pause_can_write_
     assert shadow["state"]["desired"]["stagepulse"]["paused"] is True
     role = ours.device.role_name
     assert aws.client("iam").list_role_policies(RoleName=role)["PolicyNames"] == []
+
+
+def test_purge_also_deletes_crowd_signals_and_their_minutes(festival_resources):
+    from emotions.models import CrowdMinute, CrowdSignal
+
+    ours, _, _, _, _ = festival_resources
+    minute = MinuteRollup.objects.filter(festival=ours.festival).first().minute
+    CrowdMinute.objects.create(
+        organization=ours.organization, festival=ours.festival, stage=ours.stage,
+        minute=minute, signals=1, motion_sum=0.5, fill_sum=0.5, devices=["cam"],
+    )  # fmt: skip
+    CrowdSignal.objects.create(
+        organization=ours.organization, festival=ours.festival, stage=ours.stage,
+        dynamo_pk="p", dynamo_sk="s", captured_at=minute, window_s=10, motion_energy=0.5,
+        motion_energy_max=0.5, crowd_fill=0.5,
+    )  # fmt: skip
+    out = io.StringIO()
+    call_command("closeout", ours.festival.slug, "--purge", stdout=out)
+    assert not CrowdMinute.objects.filter(festival=ours.festival).exists()
+    assert not CrowdSignal.objects.filter(festival=ours.festival).exists()
