@@ -195,7 +195,7 @@ class Festival(TenantModel):
 
     @classmethod
     def from_db(cls, db, field_names, values):
-        """Remembers the analysis mode as loaded, so festival.services.update_festival sees a real
+        """Remembers the analysis mode as loaded, so operations.services.update_festival sees a real
         change without a query (None when the field was deferred)."""
         festival = super().from_db(db, field_names, values)
         festival.saved_analysis_mode = festival.__dict__.get("analysis_mode")

@@ -211,7 +211,7 @@ NOT_CALLED = {
     "sts:GetCallerIdentity",  # allowed to every principal, no grant exists
 }  # fmt: skip
 # Outside the Django service: the analyzer (AnalyzerPolicy) and the demo's local runner.
-NOT_THE_SERVICE = ("analyzer/", "festival/demo.py")
+NOT_THE_SERVICE = ("analyzer/", "operations/demo.py")
 
 
 def called_operations() -> dict[str, set[str]]:
