@@ -57,6 +57,7 @@ from emotions.models import (
     StreamCheckpoint,
 )
 from festival.models import Festival
+from festival.notify import notify_operations
 from stages.models import Set, Stage
 
 log = logging.getLogger(__name__)
@@ -836,7 +837,6 @@ def alert_on_backlog(backlog: AnalysisBacklog, now=None) -> str:
     """One alert per incident (claimed by one UPDATE, as camera-offline does) to the operations
     contacts of every festival running now, and one recovery notice once below half of both
     thresholds (no flapping around the line). Returns "alerted", "recovered" or ""."""
-    from festival.notify import notify_operations
 
     now = now or timezone.now()
     age = int(backlog.oldest_age_s or 0)

@@ -16,6 +16,7 @@ from festival.models import (
     Membership,
     Organization,
     Role,
+    forget_roles,
 )
 from festival.selectors import invitations_for
 
@@ -82,8 +83,6 @@ def accept_invitation(invitation: Invitation, user) -> Membership:
     invitation.status, invitation.accepted_by = InvitationStatus.ACCEPTED, user
     invitation.answered_at = timezone.now()
     invitation.save(update_fields=["status", "accepted_by", "answered_at"])
-    from festival.tenancy import forget_roles
-
     forget_roles(user)
     return membership
 
