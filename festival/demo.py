@@ -97,9 +97,9 @@ def aws_environment(moto_port: int) -> dict[str, str]:
 
 def deploy_infra(emit) -> dict[str, str]:
     """The same CloudFormation template as production, deployed into the moto server."""
-    from infra import deploy as infra_deploy
+    from infra import cfn_template, deploy
 
-    result = infra_deploy.deploy(
+    result = deploy.deploy(
         DEMO_STACK,
         {
             "EnvironmentName": "demo",
@@ -113,7 +113,7 @@ def deploy_infra(emit) -> dict[str, str]:
         },
         emit=emit,
     )
-    return infra_deploy.service_env(result.outputs)
+    return cfn_template.service_env(result.outputs)
 
 
 def live_lineup(festival, set_minutes: int, hours: int = 3) -> str:

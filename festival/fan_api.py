@@ -245,18 +245,18 @@ class FanLiveView(FanView):
         that claims an ageing entry's refresh recomputes it here. Anything else (no fresh entry,
         a festival that is not public, other methods, a throttled client) takes the normal path.
         """
-        from emotions import selectors
+        from emotions import live_cache
 
         slug = kwargs.get("slug", "")
-        entry = selectors.memoized_live_entry(slug) if request.method == "GET" else None
+        entry = live_cache.memoized_live_entry(slug) if request.method == "GET" else None
         if (
             entry is None
             or not entry["public"]
             or not FixedWindowRateThrottle().allow_request(request, self)
         ):
             return super().dispatch(request, *args, **kwargs)
-        if selectors.due_for_refresh(entry) and selectors.claim_live_refresh(slug, entry):
-            entry = selectors.refresh_claimed_live_entry(slug, entry)
+        if live_cache.due_for_refresh(entry) and live_cache.claim_live_refresh(slug, entry):
+            entry = live_cache.refresh_claimed_live_entry(slug, entry)
             if entry is None:  # made private (or deleted) since the entry was cached
                 return super().dispatch(request, *args, **kwargs)
         return self.live_response(entry)
@@ -279,7 +279,7 @@ class FanLiveView(FanView):
         ),
     )
     def get(self, request, slug: str):
-        from emotions.selectors import live_entry
+        from emotions.live_cache import live_entry
 
         return self.live_response(live_entry(self.festival(slug)))  # 404 unless public
 
