@@ -19,6 +19,7 @@ from festival.models import (
     Membership,
     Organization,
     Role,
+    check_festival_dates,
 )
 from festival.selectors import invitations_for
 from stages.models import Set, Stage
@@ -159,6 +160,7 @@ def update_festival(festival: Festival, **changes) -> Festival:
     (devices.services.push_festival_cameras). Any other save of a festival does nothing more."""
     for name, value in changes.items():
         setattr(festival, name, value)
+    check_festival_dates(festival.starts_on, festival.ends_on)
     before = getattr(festival, "saved_analysis_mode", None)
     if before is None and festival.pk:  # not loaded from the database, or the field deferred
         before = (

@@ -17,8 +17,9 @@ import numpy as np
 from PIL import Image
 
 from edge_package.contracts import EMOTIONS
+from festival.aws import error_code
 
-from .errors import AnalysisError, PermanentError, RetryableError, error_code, from_aws_error
+from .errors import AnalysisError, PermanentError, RetryableError, from_aws_error
 from .mosaic import MAX_REQUEST_BYTES, Mosaic, MosaicLimits, build_mosaic, plan
 
 log = logging.getLogger("stagepulse.analysis")
