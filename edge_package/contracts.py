@@ -284,7 +284,7 @@ def from_dynamodb(value):
 # --- The observation write ------------------------------------------------------------------------
 def aws_error_code(exc: BaseException) -> str:
     """The AWS error code of a botocore ClientError ("" for anything else). The camera's copy of
-    festival.aws.error_code: the camera ships edge_package alone, without the server's modules."""
+    awsclients.error_code: the camera ships edge_package alone, without the server's modules."""
     response = getattr(exc, "response", None)
     if not isinstance(response, dict):
         return ""

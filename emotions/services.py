@@ -35,6 +35,7 @@ from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
+import awsclients as aws
 from devices.models import Device
 from edge_package.contracts import (
     EMOTIONS,
@@ -56,8 +57,8 @@ from emotions.models import (
     RejectionReason,
     StreamCheckpoint,
 )
-from festival import aws
 from festival.models import Festival
+from festival.notify import notify_operations
 from stages.models import Set, Stage
 
 log = logging.getLogger(__name__)
@@ -827,7 +828,6 @@ def alert_on_backlog(backlog: AnalysisBacklog, now=None) -> str:
     """One alert per incident (claimed by one UPDATE, as camera-offline does) to the operations
     contacts of every festival running now, and one recovery notice once below half of both
     thresholds (no flapping around the line). Returns "alerted", "recovered" or ""."""
-    from festival.notify import notify_operations
 
     now = now or timezone.now()
     age = int(backlog.oldest_age_s or 0)

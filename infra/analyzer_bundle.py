@@ -11,7 +11,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from festival import aws
+import awsclients as aws
 from infra.cfn_template import REPO_ROOT
 from infra.errors import DeployError
 
@@ -20,19 +20,15 @@ ANALYZER_BUNDLE_PREFIX = "analyzer/"
 # to this venv's versions: the python3.11 runtime (Amazon Linux 2, glibc 2.26) needs manylinux2014
 # wheels, which recent numpy releases no longer publish; pip picks the newest that fit.
 ANALYZER_DEPENDENCIES = ("numpy>=1.26", "Pillow>=10")
+# The two Django-free packages the analyzer needs, whole, and the camera's contracts: nothing of
+# a Django app is shipped, so no package marker has to be stubbed.
 BUNDLE_SOURCES = (
-    "emotions/analysis/*.py",
+    "analyzer/*.py",
+    "awsclients/*.py",
     "edge_package/__init__.py",
     "edge_package/contracts.py",
     "edge_package/emotion_model.py",
-    "festival/aws.py",
 )
-# Package markers written fresh: the project's own festival/ and emotions/ __init__ files belong
-# to Django apps and must never run inside the Lambda.
-BUNDLE_STUBS = {
-    "festival/__init__.py": '"""Analyzer Lambda bundle: only festival.aws is shipped."""\n',
-    "emotions/__init__.py": '"""Analyzer Lambda bundle: only emotions.analysis is shipped."""\n',
-}
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # fixed: the same sources give the same bytes and the same key
 
 
@@ -61,8 +57,8 @@ def _vendor_dependencies(target: Path) -> None:
 
 
 def build_analyzer_bundle(*, repo_root: Path = REPO_ROOT, vendor: bool = False) -> bytes:
-    """The Lambda zip: emotions.analysis + the contracts it imports + festival.aws (+ deps)."""
-    files: dict[str, bytes] = dict((k, v.encode()) for k, v in BUNDLE_STUBS.items())
+    """The Lambda zip: analyzer + the contracts it imports + awsclients (+ deps)."""
+    files: dict[str, bytes] = {}
     for pattern in BUNDLE_SOURCES:
         matches = sorted(repo_root.glob(pattern))
         if not matches:

@@ -1,5 +1,5 @@
 """Deploy the StagePulse stack through boto3 CloudFormation, Django-free so that `manage.py
-infra`, the demo runner and tests share one code path. Every client comes from festival.aws
+infra`, the demo runner and tests share one code path. Every client comes from awsclients
 (AWS_ENDPOINT_URL points it at a moto server in the embedded mode).
 
 The pieces, one module each: `cfn_template` (the template and its parameters), `analyzer_bundle`
@@ -23,7 +23,7 @@ from pathlib import Path
 
 from botocore.exceptions import ClientError
 
-from festival import aws
+import awsclients as aws
 from infra.analyzer_bundle import build_analyzer_bundle, upload_analyzer_bundle
 from infra.cfn_template import TEMPLATE_PATH, load_template, resolve_parameters
 from infra.embedded import apply_embedded_settings, embedded_template_body

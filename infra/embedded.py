@@ -12,7 +12,7 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from festival import aws
+import awsclients as aws
 from infra.errors import DeployError
 from infra.stacks import describe_stack
 

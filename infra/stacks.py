@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 from botocore.exceptions import ClientError, WaiterError
 
-from festival import aws
+import awsclients as aws
 from infra.errors import DeployError
 
 DEFAULT_STACK_NAME = "stagepulse"

@@ -7,4 +7,4 @@
 - `training`: SageMaker training jobs, confined to the organization's own S3 prefixes;
 - `artifacts`: what they share (the name rule, temporary files, the artifacts bucket).
 
-Every AWS call is a real boto3 call through festival.aws (moto in tests and the demo)."""
+Every AWS call is a real boto3 call through awsclients (moto in tests and the demo)."""

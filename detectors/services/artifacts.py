@@ -9,7 +9,7 @@ from contextlib import contextmanager
 
 from django.conf import settings
 
-from festival import aws
+import awsclients as aws
 
 # Model, clip and training-job model names: they appear in S3 keys and in the gate's reasons.
 NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,79}$")

@@ -12,6 +12,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
+import awsclients as aws
 from detectors.models import LabelledClip
 from detectors.services.artifacts import NAME, delete_every_version, put_artifact, temp_file
 from edge_package.evaluation import (
@@ -21,7 +22,6 @@ from edge_package.evaluation import (
     parse_annotations,
     probe_video,
 )
-from festival import aws
 
 log = logging.getLogger(__name__)
 

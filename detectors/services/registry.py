@@ -12,6 +12,7 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
+import awsclients as aws
 from detectors.models import FaceModel, ModelFormat, ModelStatus, Source, TrainingJob
 from detectors.services.artifacts import NAME, put_artifact, temp_file
 from edge_package.detect import (
@@ -22,7 +23,6 @@ from edge_package.detect import (
     package_file,
 )
 from edge_package.model_store import ModelFileError, check_tflite
-from festival import aws
 
 BUNDLED = {
     "full_range": ("blazeface-full-range", FULL_RANGE_MODEL),

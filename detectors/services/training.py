@@ -13,10 +13,10 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+import awsclients as aws
 from detectors.models import FaceModel, JobStatus, Source, TrainingJob
 from detectors.services.artifacts import NAME
 from detectors.services.registry import register_model
-from festival import aws
 from festival.models import Festival
 
 # A training job reads and writes S3 with the platform's SageMaker role, which can reach every

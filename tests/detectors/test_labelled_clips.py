@@ -11,12 +11,12 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import SimpleUploadedFile
 
+import awsclients as aws
 from detectors.models import Evaluation, LabelledClip, ModelStatus
 from detectors.services import labelled_clips
 from detectors.services.gate import promote_model, run_gate
 from detectors.services.labelled_clips import add_labelled_clip
 from detectors.services.registry import register_model
-from festival import aws
 from tests.clips import MEDIUM_FACES, SMALL_FACES, annotations_bytes, write_labelled_clip
 from tests.detectors.test_gate import make_current
 

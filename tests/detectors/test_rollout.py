@@ -9,6 +9,7 @@ import json
 import pytest
 from django.utils import timezone
 
+import awsclients as aws
 from detectors.models import FaceModel, ModelRollout, ModelStatus, RolloutState
 from detectors.services.registry import register_model
 from detectors.services.rollouts import roll_back, roll_out
@@ -16,7 +17,6 @@ from devices.services.registration import device_config
 from edge_package.config import parse_config
 from edge_package.evaluation import CountingSink
 from edge_package.pipeline import EdgeRunner
-from festival import aws
 
 pytestmark = pytest.mark.django_db
 

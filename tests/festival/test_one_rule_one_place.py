@@ -11,12 +11,12 @@ from botocore.stub import Stubber
 from django.core.exceptions import ValidationError
 from django.urls import reverse
 
+import awsclients as aws
 from edge_package import contracts
-from festival import aws
 from festival.api_common import error_handler
 from festival.errors import AwsUnreachable
 from festival.models import Festival
-from festival.services import update_festival
+from operations.services import update_festival
 
 ENDS_BEFORE = "The festival cannot end before it starts."
 
@@ -141,8 +141,8 @@ def test_the_analyzer_and_the_camera_write_through_the_same_function():
     """Neither keeps a PutItem of its own (the edge sink and the analyzer once each had one)."""
     import inspect
 
+    from analyzer import analyzer
     from edge_package import sinks
-    from emotions.analysis import analyzer
 
     for module in (sinks, analyzer):
         source = inspect.getsource(module)

@@ -5,7 +5,7 @@ import json
 import pytest
 from botocore.exceptions import ClientError
 
-from festival import aws
+import awsclients as aws
 from infra import cfn_template, deploy, errors, stacks, teardown
 from tests.infra.conftest import NAMES
 

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from analyzer.config import AnalyzerSettings
+from analyzer.mosaic import MosaicLimits
 from edge_package import contracts
 from edge_package.telemetry import TOPIC_TEMPLATE
-from emotions.analysis.config import AnalyzerSettings
-from emotions.analysis.mosaic import MosaicLimits
 from infra import cfn_template, embedded
 
 TEMPLATES = sorted(cfn_template.INFRA_DIR.glob("*.yaml"))

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from awsclients import error_code
 from edge_package.contracts import EMOTIONS
-from festival.aws import error_code
 
 from .errors import AnalysisError, PermanentError, RetryableError, from_aws_error
 from .mosaic import MAX_REQUEST_BYTES, Mosaic, MosaicLimits, build_mosaic, plan

@@ -16,7 +16,7 @@ from botocore.exceptions import (
     HTTPClientError,
 )
 
-from festival.aws import error_code
+from awsclients import error_code
 
 THROTTLING_CODES = frozenset(
     {

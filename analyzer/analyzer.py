@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 from PIL import Image, UnidentifiedImageError
 
+from awsclients import error_code
 from edge_package.contracts import (
     CROP_PREFIX,
     EMOTIONS,
@@ -36,7 +37,6 @@ from edge_package.contracts import (
     parse_crop_key,
     put_observation,
 )
-from festival.aws import error_code
 
 from .backends import Face
 from .config import AnalyzerSettings
