@@ -47,6 +47,7 @@ from edge_package.contracts import (
     observation_partition,
     sort_key_floor,
 )
+from emotions.live_cache import store_live_ranking
 from emotions.models import (
     AnalysisBacklog,
     IngestRejection,
@@ -456,10 +457,6 @@ def store_incoming(
 
 
 # --- the stream ---------------------------------------------------------------------------------
-def _error_code(exc: ClientError) -> str:
-    return exc.response.get("Error", {}).get("Code", "")
-
-
 def _ms(value) -> int:
     if isinstance(value, datetime):
         return int(value.timestamp() * 1000)
@@ -553,7 +550,7 @@ class StreamReader:
                     SequenceNumber=checkpoint.sequence_number,
                 )["ShardIterator"]
             except ClientError as exc:
-                if _error_code(exc) != "TrimmedDataAccessException":
+                if aws.error_code(exc) != "TrimmedDataAccessException":
                     raise
                 result.trimmed += 1
                 log.error(
@@ -572,7 +569,7 @@ class StreamReader:
         try:
             iterator = self._iterator(arn, shard_id, checkpoint, result)
         except ClientError as exc:
-            if _error_code(exc) != "ResourceNotFoundException":
+            if aws.error_code(exc) != "ResourceNotFoundException":
                 raise
             log.warning("shard %s is gone from the stream; marking it read", shard_id)
             with transaction.atomic():
@@ -583,7 +580,7 @@ class StreamReader:
             try:
                 page = self.streams.get_records(ShardIterator=iterator, Limit=self.page_limit)
             except ClientError as exc:
-                code = _error_code(exc)
+                code = aws.error_code(exc)
                 if code not in ("ExpiredIteratorException", "TrimmedDataAccessException"):
                     raise
                 renewals += 1
@@ -639,8 +636,6 @@ def ingest_streams(*, dynamodb=None, streams=None, force: bool = False) -> Inges
     the shared cache (a second worker skips); correctness does not depend on it — rows are
     idempotent and checkpoints only move forward — it only saves duplicate reads. `force` takes
     the lease over (when no other ingest can be running, e.g. the demo's last run)."""
-    from emotions.selectors import store_live_ranking
-
     token = uuid.uuid4().hex
     if force:
         cache.delete(INGEST_LOCK_KEY)
@@ -721,8 +716,6 @@ def backfill_stage(stage: Stage, since_ms: int = 0, *, dynamodb=None) -> IngestR
     items = fetch_items(festival.table, festival, stage, since_ms, dynamodb=dynamodb)
     result = store_items(stage, items)
     if result.created:
-        from emotions.selectors import store_live_ranking
-
         store_live_ranking(festival)
     return result
 
@@ -820,8 +813,6 @@ def measure_analysis_backlog(*, now=None, sqs=None, cloudwatch=None) -> Analysis
     )
     alert_on_backlog(backlog, now)
     if was_behind != (age > settings.ANALYSIS_BEHIND_AFTER_S):
-        from emotions.selectors import store_live_ranking
-
         for festival in active_festivals():  # "analysis behind" shows now, not at the next data
             store_live_ranking(festival)
     return backlog
