@@ -131,7 +131,7 @@ def seed() -> dict:
     from edge_package.contracts import EMOTIONS
     from emotions.models import MinuteRollup
     from festival.models import Festival
-    from festival.services import seed_demo
+    from operations.services import seed_demo
     from stages.models import Stage
 
     call_command("migrate", verbosity=0)

@@ -40,9 +40,9 @@ from django.core.management import call_command  # noqa: E402
 
 import awsclients as aws  # noqa: E402
 from bench.results import record  # noqa: E402
-from festival import closeout  # noqa: E402
-from festival.closeout import Closeout, StepReport  # noqa: E402
 from festival.models import Festival, Organization  # noqa: E402
+from operations import closeout  # noqa: E402
+from operations.closeout import Closeout, StepReport  # noqa: E402
 
 ITEMS = int(os.environ.get("BENCH_CLOSEOUT_ITEMS", "40000"))
 ROUND_TRIP_MS = 20.0

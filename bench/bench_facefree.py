@@ -2,7 +2,7 @@
 
 Runs `manage.py run_demo --face-free` (the whole demo topology; the four simulated cameras run
 the real edge_package on synthetic crowds that dance with the amplitude and rhythm of their
-stage's scripted mood, festival.demo.CROWDS, and detect no face) for `BENCH_FACEFREE_S` seconds
+stage's scripted mood, operations.demo.CROWDS, and detect no face) for `BENCH_FACEFREE_S` seconds
 (default 240) on a throwaway SQLite database. Every `POLL_S` seconds after the first ranked
 answer it reads `GET /api/v1/public/festivals/pulse-2026/live/` and computes Spearman's rank
 correlation between the stages' `vibe_v2` and their scripted moods (stages without a number
@@ -82,7 +82,7 @@ def poll_live(url: str) -> dict | None:
 def main() -> int:
     sys.path.insert(0, str(ROOT))
     from bench.results import record, stamp
-    from festival.demo import CROWDS
+    from operations.demo import CROWDS
 
     moods = {slug: crowd["mood"] for slug, crowd in CROWDS.items()}
     started = time.monotonic()
@@ -136,7 +136,7 @@ def main() -> int:
         **stamp("facefree_"),
         "facefree_method": (
             "run_demo --face-free (4 simulated cameras, real edge_package, no face detected); "
-            f"every {POLL_S:g} s /live's vibe_v2 per stage against festival.demo.CROWDS moods: "
+            f"every {POLL_S:g} s /live's vibe_v2 per stage against operations.demo.CROWDS moods: "
             "Spearman per answer (stages with a number, >= 3), mean over the answers"
         ),
     }

@@ -91,6 +91,8 @@ INSTALLED_APPS = [
     "devices",
     "emotions",
     "detectors",
+    "operations.apps.OperationsConfig",
+    "fanapi.apps.FanApiConfig",
 ]
 
 MIDDLEWARE = [

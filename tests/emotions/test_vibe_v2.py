@@ -11,7 +11,7 @@ from django.core.exceptions import ValidationError
 from emotions import vibe as v2
 from emotions.models import CrowdMinute, MinuteRollup
 from emotions.selectors import compute_live_ranking, stage_timeline
-from festival.services import update_festival
+from operations.services import update_festival
 from stages.models import Stage
 
 pytestmark = pytest.mark.django_db
@@ -177,7 +177,7 @@ def test_the_api_edits_weights_and_face_free_and_refuses_bad_weights(api_client,
 def test_switching_face_free_pushes_every_camera_its_config(
     two_worlds, monkeypatch, django_capture_on_commit_callbacks
 ):
-    from festival import services
+    from operations import services
 
     ours, _ = two_worlds
     pushed = []

@@ -30,7 +30,7 @@ from edge_package.contracts import (
     to_dynamodb,
 )
 from emotions.cloudwatch_dashboards import put_festival_dashboard
-from festival.closeout import Closeout
+from operations.closeout import Closeout
 from stages.models import Stage
 from tests.devices.conftest import LAMBDA_TRUST
 from tests.devices.test_deployments import stub_component, stub_deployment, stub_status

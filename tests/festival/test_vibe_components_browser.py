@@ -12,7 +12,7 @@ from django.test import Client
 from django.utils import timezone
 
 from emotions.models import CrowdMinute, SetReport
-from festival.services import update_festival
+from operations.services import update_festival
 from stages.models import Set, Stage
 from tests.browser import launch_chromium, sync_api
 

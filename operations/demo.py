@@ -22,6 +22,15 @@ from pathlib import Path
 from django.conf import settings
 from django.utils import timezone
 
+import awsclients as aws
+from devices.models import Device, DeviceStatus
+from devices.services.registration import device_config
+from devices.services.tokens import issue_device_token
+from edge_package.contracts import EDGE_CONFIG_DEFAULTS
+from infra import cfn_template, deploy
+from stages.models import Stage
+from stages.services import LINEUP_COLUMNS, format_local_datetime
+
 DEMO_FESTIVAL = "pulse-2026"
 DEMO_STACK = "stagepulse-demo"
 
@@ -41,7 +50,6 @@ DEMO_THROTTLE_INTERVAL_S = 3
 def demo_arrival_crops_per_s() -> float:
     """Crops per second the demo's cameras can send at most: per camera, one crop per face in view
     per throttle interval, capped by its upload budget (bench/bench_analysis.py compares)."""
-    from edge_package.contracts import EDGE_CONFIG_DEFAULTS
 
     budget_per_s = EDGE_CONFIG_DEFAULTS["upload_budget_per_min"] / 60.0
     return sum(
@@ -97,9 +105,8 @@ def aws_environment(moto_port: int) -> dict[str, str]:
 
 def deploy_infra(emit) -> dict[str, str]:
     """The same CloudFormation template as production, deployed into the moto server."""
-    from infra import deploy as infra_deploy
 
-    result = infra_deploy.deploy(
+    result = deploy.deploy(
         DEMO_STACK,
         {
             "EnvironmentName": "demo",
@@ -113,14 +120,12 @@ def deploy_infra(emit) -> dict[str, str]:
         },
         emit=emit,
     )
-    return infra_deploy.service_env(result.outputs)
+    return cfn_template.service_env(result.outputs)
 
 
 def live_lineup(festival, set_minutes: int, hours: int = 3) -> str:
     """Short sets from about now on every stage, so a set ends (and its report appears) within
     minutes of starting the demo. Replaces the seeded lineup of the demo festival."""
-    from stages.models import Stage
-    from stages.services import LINEUP_COLUMNS, format_local_datetime
 
     tz = festival.tz
     now = timezone.now().replace(second=0, microsecond=0)
@@ -152,9 +157,6 @@ def festival_runs_today(festival) -> None:
 
 def prepare_cameras(festival, service_url: str, folder: Path, fps: float) -> list[Process]:
     """A device config per camera (with a fresh telemetry token) and its edge process."""
-    from devices.models import Device, DeviceStatus
-    from devices.services.registration import device_config
-    from devices.services.tokens import issue_device_token
 
     folder.mkdir(parents=True, exist_ok=True)
     processes = []
@@ -277,7 +279,6 @@ class ProcessGroup:
 
 def queue_depth(queue_url: str) -> int:
     """Messages waiting or in flight on the analysis queue."""
-    import awsclients as aws
 
     attributes = aws.client("sqs").get_queue_attributes(
         QueueUrl=queue_url,

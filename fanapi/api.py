@@ -20,6 +20,10 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from emotions import live_cache
+from emotions.live_cache import live_entry
+from emotions.reports.selectors import public_payload, published_reports
+from emotions.selectors import stage_timeline
 from festival.models import Festival
 from festival.throttling import FixedWindowRateThrottle
 from stages.models import Set, Stage
@@ -310,18 +314,17 @@ class FanLiveView(FanView):
         that claims an ageing entry's refresh recomputes it here. Anything else (no fresh entry,
         a festival that is not public, other methods, a throttled client) takes the normal path.
         """
-        from emotions import selectors
 
         slug = kwargs.get("slug", "")
-        entry = selectors.memoized_live_entry(slug) if request.method == "GET" else None
+        entry = live_cache.memoized_live_entry(slug) if request.method == "GET" else None
         if (
             entry is None
             or not entry["public"]
             or not FixedWindowRateThrottle().allow_request(request, self)
         ):
             return super().dispatch(request, *args, **kwargs)
-        if selectors.due_for_refresh(entry) and selectors.claim_live_refresh(slug, entry):
-            entry = selectors.refresh_claimed_live_entry(slug, entry)
+        if live_cache.due_for_refresh(entry) and live_cache.claim_live_refresh(slug, entry):
+            entry = live_cache.refresh_claimed_live_entry(slug, entry)
             if entry is None:  # made private (or deleted) since the entry was cached
                 return super().dispatch(request, *args, **kwargs)
         return self.live_response(entry)
@@ -348,8 +351,6 @@ class FanLiveView(FanView):
         ),
     )
     def get(self, request, slug: str):
-        from emotions.selectors import live_entry
-
         return self.live_response(live_entry(self.festival(slug)))  # 404 unless public
 
 
@@ -362,8 +363,6 @@ class FanStageTimelineView(FanView):
         "numbers (`suppressed`), and crowd numbers only where a camera reported.",
     )
     def get(self, request, slug: str, stage_slug: str):
-        from emotions.selectors import stage_timeline
-
         festival = self.festival(slug)
         stage = get_object_or_404(Stage, festival=festival, slug=stage_slug)
         response = Response(
@@ -396,8 +395,6 @@ class FanSetReportListView(FanView):
         responses=FanSetReportSummarySerializer(many=True), operation_id="fan_set_reports"
     )
     def get(self, request, slug: str):
-        from emotions.reports.selectors import published_reports
-
         festival = self.festival(slug)
         response = Response(
             FanSetReportSummarySerializer(published_reports(festival), many=True).data
@@ -482,8 +479,6 @@ class FanSetReportDetailView(FanView):
         "minute by minute, its peak and low, overall numbers and how they were made.",
     )
     def get(self, request, slug: str, report_id: int):
-        from emotions.reports.selectors import public_payload, published_reports
-
         festival = self.festival(slug)
         report = get_object_or_404(published_reports(festival), pk=report_id)
         response = Response(public_payload(report))
