@@ -82,6 +82,11 @@ def poll_live(url: str) -> dict | None:
 def main() -> int:
     sys.path.insert(0, str(ROOT))
     from bench.results import record, stamp
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "stagepulse.settings")
+    import django
+
+    django.setup()  # operations.demo imports models; the bench itself touches no database
     from operations.demo import CROWDS
 
     moods = {slug: crowd["mood"] for slug, crowd in CROWDS.items()}
