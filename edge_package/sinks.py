@@ -1,4 +1,5 @@
-"""Where a released face goes: S3 (cloud mode) or scores-only DynamoDB records (edge mode).
+"""Where a released face goes: S3 (cloud mode) or scores-only DynamoDB records (edge mode);
+and where crowd signals go in both modes (DynamoDB, numbers only).
 
 Both sinks share one behaviour: try to deliver; when the network or AWS fails, keep the item in the
 bounded spool and back off; drain the spool oldest-first once deliveries succeed again. S3 objects
@@ -309,33 +310,50 @@ class ObservationSink(SpoolingSink):
         self.submit(*self.prepare(release))
 
     def _deliver(self, meta: dict, payload: bytes) -> int:
-        from boto3.dynamodb.types import TypeSerializer
-        from botocore.exceptions import BotoCoreError, ClientError
+        return put_item_once(self.client, self.config.observations_table, payload)
 
-        item = to_dynamodb(json.loads(payload))
-        wire = {k: TypeSerializer().serialize(v) for k, v in item.items()}
-        try:
-            self.client.put_item(
-                TableName=self.config.observations_table,
-                Item=wire,
-                ConditionExpression="attribute_not_exists(pk)",
-            )
-        except ClientError as exc:
-            code = error_code(exc)
-            if code == "ConditionalCheckFailedException":
-                return 0  # already written (a replay after a lost reply): nothing new to do
-            if code in _PERMISSION:
-                raise DeliveryError(
-                    "DynamoDB AccessDenied: this device's credentials lack dynamodb:PutItem on "
-                    f"table {self.config.observations_table!r}"
-                ) from exc
-            if code == "ResourceNotFoundException":
-                raise DeliveryError(
-                    f"DynamoDB table {self.config.observations_table!r} does not exist"
-                ) from exc
-            if code in _PERMANENT:
-                raise DeliveryError(f"DynamoDB refused the item: {exc}", permanent=True) from exc
-            raise DeliveryError(f"DynamoDB PutItem failed: {code or exc}") from exc
-        except BotoCoreError as exc:
-            raise DeliveryError(f"DynamoDB unreachable: {exc}") from exc
-        return len(payload)
+
+def put_item_once(client, table: str, payload: bytes) -> int:
+    """Conditional PutItem of one JSON item: a replay (the item is there) writes nothing and is
+    not an error. Raises DeliveryError (permanent for a refused item)."""
+    from boto3.dynamodb.types import TypeSerializer
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    item = to_dynamodb(json.loads(payload))
+    wire = {k: TypeSerializer().serialize(v) for k, v in item.items()}
+    try:
+        client.put_item(TableName=table, Item=wire, ConditionExpression="attribute_not_exists(pk)")
+    except ClientError as exc:
+        code = error_code(exc)
+        if code == "ConditionalCheckFailedException":
+            return 0  # already written (a replay after a lost reply): nothing new to do
+        if code in _PERMISSION:
+            raise DeliveryError(
+                f"DynamoDB AccessDenied: this device's credentials lack dynamodb:PutItem on "
+                f"table {table!r}"
+            ) from exc
+        if code == "ResourceNotFoundException":
+            raise DeliveryError(f"DynamoDB table {table!r} does not exist") from exc
+        if code in _PERMANENT:
+            raise DeliveryError(f"DynamoDB refused the item: {exc}", permanent=True) from exc
+        raise DeliveryError(f"DynamoDB PutItem failed: {code or exc}") from exc
+    except BotoCoreError as exc:
+        raise DeliveryError(f"DynamoDB unreachable: {exc}") from exc
+    return len(payload)
+
+
+class CrowdSignalSink(SpoolingSink):
+    """Both modes: one crowd signal item per window (numbers only) into the observations table,
+    with the same conditional put, spool and backoff as the faces."""
+
+    def __init__(self, config, spool, *, client=None, **kwargs):
+        super().__init__(spool, **kwargs)
+        self.config = config
+        self.client = client or aws_client("dynamodb", config.region)
+
+    def send(self, item: dict) -> None:
+        meta = {"captured_at_ms": item["captured_at_ms"], "kind": "crowd"}
+        self.submit(meta, json.dumps(item).encode())
+
+    def _deliver(self, meta: dict, payload: bytes) -> int:
+        return put_item_once(self.client, self.config.observations_table, payload)
