@@ -167,18 +167,23 @@ class SyntheticAudio:
         if not SOUND_DBFS_MIN <= level <= SOUND_DBFS_MAX:
             raise AudioError(f"synthetic audio level must be within -120..0 dBFS, got {level}")
         self.rate, self.bpm = SAMPLE_RATE, bpm
-        self._gain = 10.0 ** (level / 20.0)
         self._rng = np.random.default_rng(seed)
         self._at = 0
+        self._gain = 1.0
+        reference = self._mix(0, self.rate * 4)  # four seconds at unit gain set the level
+        rms = float(np.sqrt(np.mean(reference**2)))
+        self._gain = 10.0 ** (level / 20.0) / rms
 
-    def read(self, frames: int) -> np.ndarray:
-        t = (self._at + np.arange(frames)) / self.rate
-        self._at += frames
+    def _mix(self, start: int, frames: int) -> np.ndarray:
+        t = (start + np.arange(frames)) / self.rate
         since_beat = (t * self.bpm / 60.0) % 1.0 * 60.0 / self.bpm
         kick = np.sin(2 * np.pi * 55.0 * since_beat) * np.exp(-since_beat * 12.0)
-        noise = self._rng.normal(0.0, 0.5, frames)
-        mix = (kick * 1.2 + noise) / 0.9  # RMS about 1 before the gain
-        return np.clip(mix * self._gain, -1.0, 1.0).astype(np.float32)
+        return (kick * 1.2 + self._rng.normal(0.0, 0.3, frames)) * self._gain
+
+    def read(self, frames: int) -> np.ndarray:
+        mix = self._mix(self._at, frames)
+        self._at += frames
+        return np.clip(mix, -1.0, 1.0).astype(np.float32)
 
     def close(self) -> None:
         pass
