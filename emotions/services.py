@@ -54,8 +54,12 @@ from emotions.models import (
     MinuteRollup,
     Observation,
     RejectionReason,
+    ReportStatus,
+    SetReport,
     StreamCheckpoint,
 )
+from emotions.reports.services import request_rebuild
+from emotions.selectors import store_live_ranking
 from festival.models import Festival
 from festival.notify import notify_operations
 from stages.models import Set, Stage
@@ -351,8 +355,6 @@ def _advance_freshness(stage: Stage, fresh: list[Observation]) -> None:
 def _flag_reports(fresh: list[Observation]) -> int:
     """A report already built for a set that just got late faces is queued for a rebuild now
     (the sweeper's detect_late_data would find it within a minute anyway)."""
-    from emotions.models import ReportStatus, SetReport
-    from emotions.reports.services import request_rebuild
 
     late: dict[int, int] = {}
     for row in fresh:
@@ -639,7 +641,6 @@ def ingest_streams(*, dynamodb=None, streams=None, force: bool = False) -> Inges
     the shared cache (a second worker skips); correctness does not depend on it — rows are
     idempotent and checkpoints only move forward — it only saves duplicate reads. `force` takes
     the lease over (when no other ingest can be running, e.g. the demo's last run)."""
-    from emotions.selectors import store_live_ranking
 
     token = uuid.uuid4().hex
     if force:
@@ -721,8 +722,6 @@ def backfill_stage(stage: Stage, since_ms: int = 0, *, dynamodb=None) -> IngestR
     items = fetch_items(festival.table, festival, stage, since_ms, dynamodb=dynamodb)
     result = store_items(stage, items)
     if result.created:
-        from emotions.selectors import store_live_ranking
-
         store_live_ranking(festival)
     return result
 
@@ -820,8 +819,6 @@ def measure_analysis_backlog(*, now=None, sqs=None, cloudwatch=None) -> Analysis
     )
     alert_on_backlog(backlog, now)
     if was_behind != (age > settings.ANALYSIS_BEHIND_AFTER_S):
-        from emotions.selectors import store_live_ranking
-
         for festival in active_festivals():  # "analysis behind" shows now, not at the next data
             store_live_ranking(festival)
     return backlog
