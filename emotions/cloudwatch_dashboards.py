@@ -191,7 +191,7 @@ def delete_festival_dashboard(festival: Festival, cloudwatch=None) -> bool:
     try:
         cloudwatch.delete_dashboards(DashboardNames=[dashboard_name(festival)])
     except ClientError as error:
-        if error.response.get("Error", {}).get("Code") in ("ResourceNotFound", "DashboardNotFound"):
+        if aws.error_code(error) in ("ResourceNotFound", "DashboardNotFound"):
             return False
         raise
     return True

@@ -47,6 +47,7 @@ from edge_package.contracts import (
     observation_partition,
     sort_key_floor,
 )
+from emotions.live_cache import store_live_ranking
 from emotions.models import (
     AnalysisBacklog,
     IngestRejection,
@@ -59,7 +60,6 @@ from emotions.models import (
     StreamCheckpoint,
 )
 from emotions.reports.services import request_rebuild
-from emotions.selectors import store_live_ranking
 from festival.models import Festival
 from festival.notify import notify_operations
 from stages.models import Set, Stage
@@ -458,10 +458,6 @@ def store_incoming(
 
 
 # --- the stream ---------------------------------------------------------------------------------
-def _error_code(exc: ClientError) -> str:
-    return exc.response.get("Error", {}).get("Code", "")
-
-
 def _ms(value) -> int:
     if isinstance(value, datetime):
         return int(value.timestamp() * 1000)
@@ -555,7 +551,7 @@ class StreamReader:
                     SequenceNumber=checkpoint.sequence_number,
                 )["ShardIterator"]
             except ClientError as exc:
-                if _error_code(exc) != "TrimmedDataAccessException":
+                if aws.error_code(exc) != "TrimmedDataAccessException":
                     raise
                 result.trimmed += 1
                 log.error(
@@ -574,7 +570,7 @@ class StreamReader:
         try:
             iterator = self._iterator(arn, shard_id, checkpoint, result)
         except ClientError as exc:
-            if _error_code(exc) != "ResourceNotFoundException":
+            if aws.error_code(exc) != "ResourceNotFoundException":
                 raise
             log.warning("shard %s is gone from the stream; marking it read", shard_id)
             with transaction.atomic():
@@ -585,7 +581,7 @@ class StreamReader:
             try:
                 page = self.streams.get_records(ShardIterator=iterator, Limit=self.page_limit)
             except ClientError as exc:
-                code = _error_code(exc)
+                code = aws.error_code(exc)
                 if code not in ("ExpiredIteratorException", "TrimmedDataAccessException"):
                     raise
                 renewals += 1
@@ -641,7 +637,6 @@ def ingest_streams(*, dynamodb=None, streams=None, force: bool = False) -> Inges
     the shared cache (a second worker skips); correctness does not depend on it — rows are
     idempotent and checkpoints only move forward — it only saves duplicate reads. `force` takes
     the lease over (when no other ingest can be running, e.g. the demo's last run)."""
-
     token = uuid.uuid4().hex
     if force:
         cache.delete(INGEST_LOCK_KEY)

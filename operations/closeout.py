@@ -40,7 +40,7 @@ from devices.services import closeout as fleet
 from edge_package.contracts import CROP_PREFIX
 from emotions import closeout as emotions_closeout
 from festival.models import Festival
-from infra import deploy as infra
+from infra import stacks, teardown
 
 log = logging.getLogger(__name__)
 GONE = {
@@ -165,12 +165,8 @@ class InventoryLine:
         return f"{self.kind}: removed {self.removed}, {left}" + (f" ({shown})" if shown else "")
 
 
-def _code(error: ClientError) -> str:
-    return error.response.get("Error", {}).get("Code", "")
-
-
 def _gone(error: ClientError) -> bool:
-    return _code(error) in GONE
+    return aws.error_code(error) in GONE
 
 
 UNAVAILABLE = {"404", "NotImplemented", "UnknownOperation", "UnknownOperationException"}
@@ -179,7 +175,7 @@ UNAVAILABLE = {"404", "NotImplemented", "UnknownOperation", "UnknownOperationExc
 def _unavailable(error: ClientError) -> bool:
     """The service is not at this endpoint at all (moto has no Greengrass v2): a bare 404,
     not a ResourceNotFoundException."""
-    return _code(error) in UNAVAILABLE
+    return aws.error_code(error) in UNAVAILABLE
 
 
 def _ignore_gone(call: Callable, *args, **kwargs):
@@ -262,7 +258,7 @@ class Closeout:
         try:
             step(report)
         except ClientError as error:
-            report.errors.append(f"{_code(error)}: {error} — run again to resume")
+            report.errors.append(f"{aws.error_code(error)}: {error} — run again to resume")
         return report
 
     def _removed(self, kind: str, count: int = 1) -> None:
@@ -719,7 +715,7 @@ class Closeout:
                 _ignore_gone(iot.delete_certificate, certificateId=cert_id)
                 break
             except ClientError as error:
-                if _code(error) != "DeleteConflictException" or attempt == 3:
+                if aws.error_code(error) != "DeleteConflictException" or attempt == 3:
                     raise
                 time.sleep(2 * (attempt + 1))
         self._removed(CERTIFICATES)
@@ -818,11 +814,11 @@ class Closeout:
         report.items.extend(emotions_closeout.purge_rows(self.festival, dry_run=self.dry_run))
 
     def stack(self, report: StepReport) -> None:
-        if infra.status(self.stack_name) is None:
+        if stacks.status(self.stack_name) is None:
             return
         report.items.append(self.stack_name)
         if not self.dry_run:
-            infra.teardown(self.stack_name, emit=log.info)
+            teardown.teardown(self.stack_name, emit=log.info)
 
     # --- the inventory ----------------------------------------------------------------------------
     def _remaining(self) -> dict[str, list[str]]:
@@ -866,7 +862,11 @@ class Closeout:
         try:
             left = self._remaining()
         except ClientError as error:
-            return [InventoryLine(f"inventory failed ({_code(error)}); run again", 0, [str(error)])]
+            return [
+                InventoryLine(
+                    f"inventory failed ({aws.error_code(error)}); run again", 0, [str(error)]
+                )
+            ]
         return [
             InventoryLine(
                 kind,

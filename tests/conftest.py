@@ -70,7 +70,7 @@ def isolated_cache(settings):
     and without what a web process keeps in memory (live ranking memo, throttle tallies)."""
     from django.core.cache import cache
 
-    from emotions.selectors import forget_memoized_live_entries
+    from emotions.live_cache import forget_memoized_live_entries
     from festival.throttling import process_counter
 
     settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}

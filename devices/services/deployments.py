@@ -442,7 +442,7 @@ def gg2_create_component(deployment: Deployment) -> Outcome:
             clientToken=f"stagepulse-component-{release.sha256[:32]}",
         )
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") == "ConflictException":
+        if aws.error_code(exc) == "ConflictException":
             return Outcome({"component_version": release.version}, "component version existed")
         raise
     state = response.get("status", {}).get("componentState", "")
@@ -588,7 +588,7 @@ def deeplens_lambda_role_arn() -> str:
     try:
         return aws.cached_client("iam").get_role(RoleName=configured)["Role"]["Arn"]
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") != "NoSuchEntity":
+        if aws.error_code(exc) != "NoSuchEntity":
             raise
         raise StepFailed(
             f"the IAM role {configured!r} that the DeepLens Lambda runs as does not exist: create "
@@ -629,7 +629,7 @@ def gg1_lambda_function(deployment: Deployment) -> Outcome:
         )
         note = "created"
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") not in CONFLICT_CODES:
+        if aws.error_code(exc) not in CONFLICT_CODES:
             raise
         client.update_function_code(FunctionName=name, **code)
         client.get_waiter("function_updated_v2").wait(FunctionName=name)
@@ -658,7 +658,7 @@ def gg1_lambda_alias(deployment: Deployment) -> Outcome:
         alias = client.create_alias(FunctionName=name, Name=LAMBDA_ALIAS, FunctionVersion=version)
     except ClientError as exc:
         # Lambda answers ResourceConflictException (moto: ConflictException) for an existing alias.
-        if exc.response.get("Error", {}).get("Code") not in CONFLICT_CODES:
+        if aws.error_code(exc) not in CONFLICT_CODES:
             raise
         alias = client.update_alias(FunctionName=name, Name=LAMBDA_ALIAS, FunctionVersion=version)
     return Outcome({"alias_arn": alias["AliasArn"]}, f"{LAMBDA_ALIAS} -> {version}")
