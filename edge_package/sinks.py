@@ -21,10 +21,11 @@ from edge_package.contracts import (
     META_DETECTOR_SCORE,
     META_EDGE_VERSION,
     META_ORGANIZATION,
+    aws_error_code,
     build_crop_key,
     build_observation_item,
     parse_crop_key,
-    to_dynamodb,
+    put_observation,
 )
 
 # Errors that mean "this request is wrong and retrying will not help": the item is dropped.
@@ -56,11 +57,6 @@ class Release:
     seq: int
     score: float
     box: tuple[int, int, int, int]
-
-
-def error_code(exc: Exception) -> str:
-    response = getattr(exc, "response", None) or {}
-    return str(response.get("Error", {}).get("Code", ""))
 
 
 class DeliveryError(Exception):
@@ -255,7 +251,7 @@ class S3CropSink(SpoolingSink):
                 Metadata=meta["metadata"],
             )
         except ClientError as exc:
-            code = error_code(exc)
+            code = aws_error_code(exc)
             if code in _PERMISSION:
                 raise DeliveryError(
                     f"S3 AccessDenied: this device's credentials lack s3:PutObject on "
@@ -314,22 +310,18 @@ class ObservationSink(SpoolingSink):
 
 
 def put_item_once(client, table: str, payload: bytes) -> int:
-    """Conditional PutItem of one JSON item: a replay (the item is there) writes nothing and is
-    not an error. Raises DeliveryError (permanent for a refused item)."""
-    from boto3.dynamodb.types import TypeSerializer
+    """contracts.put_observation of one JSON item (a face or a crowd signal), its failures as
+    DeliveryError (permanent for a refused item); a replay writes nothing and is no error."""
     from botocore.exceptions import BotoCoreError, ClientError
 
-    item = to_dynamodb(json.loads(payload))
-    wire = {k: TypeSerializer().serialize(v) for k, v in item.items()}
     try:
-        client.put_item(TableName=table, Item=wire, ConditionExpression="attribute_not_exists(pk)")
-    except ClientError as exc:
-        code = error_code(exc)
-        if code == "ConditionalCheckFailedException":
+        if not put_observation(client, table, json.loads(payload)):
             return 0  # already written (a replay after a lost reply): nothing new to do
+    except ClientError as exc:
+        code = aws_error_code(exc)
         if code in _PERMISSION:
             raise DeliveryError(
-                f"DynamoDB AccessDenied: this device's credentials lack dynamodb:PutItem on "
+                "DynamoDB AccessDenied: this device's credentials lack dynamodb:PutItem on "
                 f"table {table!r}"
             ) from exc
         if code == "ResourceNotFoundException":
