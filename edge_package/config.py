@@ -40,6 +40,9 @@ IDENTITY_FIELDS: dict[str, tuple[type, object]] = {
     "spool_dir": (str, ""),
     "spool_max_mb": (float, 200.0),
     "detector": (str, "blazeface"),
+    # The camera's microphone, if any (edge_package.audio): wav:PATH, alsa:DEVICE or
+    # synthetic:level=..,bpm=..; "" = none (no sound level is sent).
+    "audio": (str, ""),
 }
 
 
@@ -66,6 +69,7 @@ class DeviceConfig:
     spool_dir: str = ""
     spool_max_mb: float = 200.0
     detector: str = "blazeface"
+    audio: str = ""
     edge: dict = field(default_factory=lambda: dict(EDGE_CONFIG_DEFAULTS))
 
     def __getattr__(self, name):
@@ -139,6 +143,9 @@ def parse_config(raw: dict, source: str = "configuration") -> DeviceConfig:
                 f"{key}: {values[key]!r} must be 1-128 letters, digits, '.', '_' or '-' "
                 "(it becomes part of the S3 key)"
             )
+    audio = values.get("audio", "")
+    if audio and not audio.startswith(("wav:", "alsa:", "synthetic")):
+        problems.append(f"audio: must be wav:PATH, alsa:DEVICE or synthetic:..., got {audio!r}")
     if values.get("detector", "blazeface") not in ("blazeface", "haar"):
         problems.append(f"detector: must be 'blazeface' or 'haar', got {values['detector']!r}")
     problems += validate_edge_config(tunables)

@@ -1,4 +1,7 @@
-"""The capture loop shared by every entry point: frame -> detect -> mask/gate -> throttle -> sink.
+"""The capture loop shared by every entry point: frame -> detect -> mask/gate -> throttle -> sink,
+and beside it, on every frame, the crowd signals (motion energy, crowd fill, sound level) that go
+out once per window in both modes. In face-free mode only the crowd signals run: no face is
+detected, cropped or uploaded (the detector is not even loaded).
 
 Only crops the throttle releases are JPEG-encoded (or classified, in edge mode), and the frame
 itself is dropped after each iteration: no full frame is ever stored or sent. Every recoverable
@@ -16,6 +19,7 @@ import time
 from collections import deque
 
 from edge_package.crop import MaskSet, QualityGate, encode_jpeg, make_crop
+from edge_package.crowd import CrowdSignals
 from edge_package.detect import FrameShapeError, make_detector
 from edge_package.input_health import InputHealth
 from edge_package.sinks import Release
@@ -52,6 +56,26 @@ class NullSink:
         return {"uploads": 0, "bytes_sent": 0, "spool_depth": 0, "spool_dropped": self.refused}
 
 
+def make_signal_sink(config):
+    """The crowd signal sink (both modes), or None when the camera has no observations table."""
+    if not config.observations_table:
+        return None
+    from edge_package.sinks import CrowdSignalSink
+
+    folder = default_spool_dir(config).rstrip(os.sep) + "-crowd"
+    spool = Spool(folder, int(min(config.spool_max_mb, 20.0) * 1024 * 1024))
+    return CrowdSignalSink(config, spool, background=True)
+
+
+def make_sound(config):
+    """The microphone's reader and meter (audio.AudioThread), or None without one."""
+    if not config.audio:
+        return None
+    from edge_package.audio import AudioThread, open_audio
+
+    return AudioThread(open_audio(config.audio))
+
+
 def make_sink(config, spool: Spool | None = None):
     """The production sink for the configured mode (S3 crops or edge-mode observations)."""
     spool = spool or Spool(default_spool_dir(config), int(config.spool_max_mb * 1024 * 1024))
@@ -71,22 +95,32 @@ class EdgeRunner:
         *,
         detector=None,
         sink=None,
+        signal_sink=None,
+        sound=None,
         publisher=None,
         clock=time.monotonic,
         wall_ms=lambda: int(time.time() * 1000),
     ):
         self.config = config
         self.model_choice = None  # set when this runner loads BlazeFace itself (model_store)
-        if detector is None and config.detector == "blazeface":
-            detector = self._load_face_model()
-        self.detector = detector or make_detector(
-            config.detector, threshold=config.detection_threshold
-        )
+        self.detector = detector  # face-free mode loads none (_ensure_detector when it ends)
+        if not config.face_free:
+            self._ensure_detector()
         self.builds_own_sink = sink is None  # then a pushed mode change swaps it (_switch_sink)
         self._sink_retry_at = 0.0
         self._ending = False  # run() is finishing: a pushed mode change waits for the next start
         self._spool = None  # kept while a NullSink stands in (edge mode that cannot score)
         self.sink = sink if sink is not None else make_sink(config)
+        # Crowd signals: a runner given its face sink (tests, tools) sends them only when given
+        # a signal sink too; the production runner builds both.
+        self.signal_sink = signal_sink
+        if signal_sink is None and self.builds_own_sink:
+            self.signal_sink = make_signal_sink(config)
+            if self.signal_sink is None:
+                log.warning("no observations_table in the configuration: no crowd signals sent")
+        self.sound = sound if sound is not None else make_sound(config)
+        self.crowd = CrowdSignals(config, sound=getattr(self.sound, "meter", None))
+        self.signals_sent = 0
         self.publisher = publisher or NullPublisher()
         self.clock = clock
         self.wall_ms = wall_ms
@@ -108,6 +142,16 @@ class EdgeRunner:
         if self.model_choice is not None and self.model_choice.problem:
             self.error(self.model_choice.problem)
 
+    def _ensure_detector(self) -> None:
+        if self.detector is not None:
+            return
+        if self.config.detector == "blazeface":
+            self.detector = self._load_face_model()
+        else:
+            self.detector = make_detector(
+                self.config.detector, threshold=self.config.detection_threshold
+            )
+
     def _apply_tunables(self) -> None:
         cfg = self.config
         self.masks = MaskSet(cfg.masks)
@@ -116,10 +160,13 @@ class EdgeRunner:
         old_masks = getattr(self, "_mask_polygons", None)
         self._mask_polygons = cfg.masks
         self.throttle = Throttle(cfg.throttle_interval_s, cfg.upload_budget_per_min)
-        # Keep pending crops across a tunable change, except when the device is paused or the masks
-        # changed: a pause or a new mask must also stop crops that were already waiting.
-        if old is not None and not cfg.paused and old_masks == cfg.masks:
+        # Keep pending crops across a tunable change, except when the device is paused, face-free
+        # or the masks changed: these must also stop crops that were already waiting.
+        if old is not None and not cfg.paused and not cfg.face_free and old_masks == cfg.masks:
             self.throttle.tracks = old.tracks
+        crowd = getattr(self, "crowd", None)
+        if crowd is not None and old_masks != cfg.masks:
+            crowd.set_masks(cfg.masks)
         if hasattr(self.detector, "threshold"):
             self.detector.threshold = cfg.detection_threshold
 
@@ -136,14 +183,33 @@ class EdgeRunner:
     def update_tunables(self, **changes) -> None:
         """Apply settings pushed from the service (pause, thresholds, masks) without a restart."""
         old_model, old_mode = self.config.face_model, self.config.mode
+        was_face_free = self.config.face_free
         self.config = self.config.with_tunables(**changes)
+        self.crowd.config = self.config
+        if self.config.face_free and not was_face_free:
+            self._enter_face_free()
+        elif was_face_free and not self.config.face_free:
+            self._ensure_detector()  # faces again: load the detector face-free mode never ran
         if self.model_choice is not None and self.config.face_model != old_model:
-            self.detector = self._load_face_model()  # a new model rolled out (or rolled back)
+            if self.config.face_free:
+                self.detector = None  # loaded when face-free mode ends
+            else:
+                self.detector = self._load_face_model()  # a new model rolled out (or back)
             if self.model_choice.problem:
                 self.error(self.model_choice.problem)
         self._apply_tunables()
         if self.config.mode != old_mode and self.builds_own_sink and not self._ending:
             self._switch_sink()
+
+    def _enter_face_free(self) -> None:
+        """Face-free mode switched on: the crops and scores still waiting for upload are deleted,
+        never sent (an upload already on the wire cannot be called back); the throttle's pending
+        crops go with _apply_tunables."""
+        spool = getattr(self.sink, "spool", None) or self._spool
+        if spool is not None:
+            deleted = spool.clear()
+            if deleted:
+                log.info("face-free mode: %d waiting face items deleted, never sent", deleted)
 
     def _switch_sink(self) -> None:
         """The analysis mode changed on the service (a festival switched to edge mode, say): from
@@ -238,12 +304,20 @@ class EdgeRunner:
         self._throttle_now = throttle_now
         if self.config.paused:
             self.input_health.reset()
+            self.crowd.reset()
             return []  # privacy switch: the frame is not even looked at
         image = frame.image
         try:
             self.input_health.update(image, throttle_now)
         except Exception as exc:  # noqa: BLE001 - a health figure must never cost a frame
             self.error(f"input health of frame {frame.index}: {exc}")
+        try:
+            self._send_signals(self.crowd.update(image, throttle_now, frame.captured_at_ms))
+        except Exception as exc:  # noqa: BLE001 - nor may the crowd signal
+            self.error(f"crowd signal of frame {frame.index}: {exc}")
+        if self.config.face_free:
+            return []  # face-free: no detector runs, no face is cropped or sent
+        self._ensure_detector()
         try:
             detections = self.detector.detect(image)
         except FrameShapeError as exc:
@@ -252,9 +326,11 @@ class EdgeRunner:
         height, width = image.shape[:2]
         self.faces_detected += len(detections)
         candidates = []
+        masked = 0
         for det in detections:
             if self.masks and self.masks.covers(det, width, height):
                 self.masked += 1
+                masked += 1
                 continue  # privacy: a masked face is never cropped
             crop, reason = make_crop(image, det, margin=self.config.crop_margin, gate=self.gate)
             if crop is None:
@@ -263,10 +339,21 @@ class EdgeRunner:
                 candidates.append((det.box, -1.0, None))
                 continue
             candidates.append((det.box, crop.sharpness, (crop, frame.captured_at_ms)))
+        self._send_signals(self.crowd.faces(len(detections) - masked, frame.captured_at_ms))
         releases = []
         for _, (crop, captured_at_ms) in self.throttle.update(self._throttle_now, candidates):
             releases.append(self._release(crop, captured_at_ms))
         return releases
+
+    def _send_signals(self, items: list[dict]) -> None:
+        for item in items:
+            if self.signal_sink is None:
+                continue
+            try:
+                self.signal_sink.send(item)
+                self.signals_sent += 1
+            except Exception as exc:  # noqa: BLE001 - a sink bug must not stop the camera
+                self.error(f"crowd signal sink failed: {exc}")
 
     def _release(self, crop, captured_at_ms: int) -> Release:
         self.seq += 1
@@ -290,22 +377,36 @@ class EdgeRunner:
         Without `now`, on the timeline the throttle ran on (a file's media time, else the clock)."""
         if now is None:
             now = self._throttle_now if self._throttle_now is not None else self.clock()
+        self._send_signals(self.crowd.close())  # the window in progress, as far as it got
         return [self._release(crop, ms) for _, (crop, ms) in self.throttle.flush(now)]
 
     def counters(self) -> dict:
-        stats = self.sink.stats() if hasattr(self.sink, "stats") else {}
+        stats = dict(self.sink.stats()) if hasattr(self.sink, "stats") else {}
         last_error = getattr(self.sink, "last_error", "") or self.last_error
         spool = getattr(self.sink, "spool", None)
         if spool is not None and spool.last_error:
             last_error = spool.last_error
+        signals = self.signal_sink.stats() if hasattr(self.signal_sink, "stats") else {}
+        for key in ("spool_depth", "spool_dropped", "errors"):
+            stats[key] = stats.get(key, 0) + signals.get(key, 0)
+        if self.config.face_free:  # what a face-free camera uploads (the upload-gap alert)
+            for key in ("uploads", "bytes_sent"):
+                stats[key] = stats.get(key, 0) + signals.get(key, 0)
+        last_error = last_error or getattr(self.signal_sink, "last_error", "")
+        sound_error = getattr(self.sound, "last_error", "")
+        meter = getattr(self.sound, "meter", None)
         return {
             "fps": self.fps,
             "frames": self.frames,
             "faces_detected": self.faces_detected,
             **stats,
             "errors": self.errors + stats.get("errors", 0),
-            "last_error": last_error,
+            "last_error": last_error or sound_error,
             **self.input_health.stats(),
+            "motion_energy": self.crowd.last_energy,
+            "crowd_fill": self.crowd.last_fill,
+            "sound_level_dbfs": meter.latest if meter is not None else None,
+            "face_free": bool(self.config.face_free),
         }
 
     def telemetry(self) -> dict:
@@ -333,8 +434,9 @@ class EdgeRunner:
         self._apply_pushed_queue()
         if isinstance(self.sink, NullSink) and self.builds_own_sink and now >= self._sink_retry_at:
             self._switch_sink()  # edge mode could not score: try again
-        if hasattr(self.sink, "pump") and not getattr(self.sink, "background", False):
-            self.sink.pump()
+        for sink in (self.sink, self.signal_sink):
+            if hasattr(sink, "pump") and not getattr(sink, "background", False):
+                sink.pump()
         if self._last_telemetry is None or now - self._last_telemetry >= (
             self.config.telemetry_interval_s
         ):
@@ -350,6 +452,9 @@ class EdgeRunner:
         self._ending = False
         if hasattr(self.sink, "start"):
             self.sink.start()
+        for helper in (self.signal_sink, self.sound):
+            if hasattr(helper, "start"):
+                helper.start()
         try:
             iterator = iter(source)
             while not self.stop_event.is_set():
@@ -379,10 +484,13 @@ class EdgeRunner:
         finally:
             self._ending = True
             self.flush()
-            if getattr(self.sink, "background", False):
-                self.sink.stop()  # drains what the link allows; the rest stays spooled
-            elif hasattr(self.sink, "pump"):
-                self.sink.pump(max_items=64)
+            for sink in (self.sink, self.signal_sink):
+                if getattr(sink, "background", False):
+                    sink.stop()  # drains what the link allows; the rest stays spooled
+                elif hasattr(sink, "pump"):
+                    sink.pump(max_items=64)
+            if self.sound is not None:
+                self.sound.stop()
             self.telemetry()
             close = getattr(source, "close", None)
             if close:

@@ -1,4 +1,5 @@
-"""Where a released face goes: S3 (cloud mode) or scores-only DynamoDB records (edge mode).
+"""Where a released face goes: S3 (cloud mode) or scores-only DynamoDB records (edge mode);
+and where crowd signals go in both modes (DynamoDB, numbers only).
 
 Both sinks share one behaviour: try to deliver; when the network or AWS fails, keep the item in the
 bounded spool and back off; drain the spool oldest-first once deliveries succeed again. S3 objects
@@ -305,27 +306,46 @@ class ObservationSink(SpoolingSink):
         self.submit(*self.prepare(release))
 
     def _deliver(self, meta: dict, payload: bytes) -> int:
-        from botocore.exceptions import BotoCoreError, ClientError
+        return put_item_once(self.client, self.config.observations_table, payload)
 
-        try:
-            if not put_observation(
-                self.client, self.config.observations_table, json.loads(payload)
-            ):
-                return 0  # already written (a replay after a lost reply): nothing new to do
-        except ClientError as exc:
-            code = aws_error_code(exc)
-            if code in _PERMISSION:
-                raise DeliveryError(
-                    "DynamoDB AccessDenied: this device's credentials lack dynamodb:PutItem on "
-                    f"table {self.config.observations_table!r}"
-                ) from exc
-            if code == "ResourceNotFoundException":
-                raise DeliveryError(
-                    f"DynamoDB table {self.config.observations_table!r} does not exist"
-                ) from exc
-            if code in _PERMANENT:
-                raise DeliveryError(f"DynamoDB refused the item: {exc}", permanent=True) from exc
-            raise DeliveryError(f"DynamoDB PutItem failed: {code or exc}") from exc
-        except BotoCoreError as exc:
-            raise DeliveryError(f"DynamoDB unreachable: {exc}") from exc
-        return len(payload)
+
+def put_item_once(client, table: str, payload: bytes) -> int:
+    """contracts.put_observation of one JSON item (a face or a crowd signal), its failures as
+    DeliveryError (permanent for a refused item); a replay writes nothing and is no error."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        if not put_observation(client, table, json.loads(payload)):
+            return 0  # already written (a replay after a lost reply): nothing new to do
+    except ClientError as exc:
+        code = aws_error_code(exc)
+        if code in _PERMISSION:
+            raise DeliveryError(
+                "DynamoDB AccessDenied: this device's credentials lack dynamodb:PutItem on "
+                f"table {table!r}"
+            ) from exc
+        if code == "ResourceNotFoundException":
+            raise DeliveryError(f"DynamoDB table {table!r} does not exist") from exc
+        if code in _PERMANENT:
+            raise DeliveryError(f"DynamoDB refused the item: {exc}", permanent=True) from exc
+        raise DeliveryError(f"DynamoDB PutItem failed: {code or exc}") from exc
+    except BotoCoreError as exc:
+        raise DeliveryError(f"DynamoDB unreachable: {exc}") from exc
+    return len(payload)
+
+
+class CrowdSignalSink(SpoolingSink):
+    """Both modes: one crowd signal item per window (numbers only) into the observations table,
+    with the same conditional put, spool and backoff as the faces."""
+
+    def __init__(self, config, spool, *, client=None, **kwargs):
+        super().__init__(spool, **kwargs)
+        self.config = config
+        self.client = client or aws_client("dynamodb", config.region)
+
+    def send(self, item: dict) -> None:
+        meta = {"captured_at_ms": item["captured_at_ms"], "kind": "crowd"}
+        self.submit(meta, json.dumps(item).encode())
+
+    def _deliver(self, meta: dict, payload: bytes) -> int:
+        return put_item_once(self.client, self.config.observations_table, payload)

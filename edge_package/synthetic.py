@@ -4,10 +4,18 @@ Used by tests, the benchmark and the demo's simulated cameras, so the real edge 
 known faces. scikit-image (astronaut, camera) and matplotlib (grace_hopper) are optional on devices:
 they are imported only here. `mood` is the fraction of smiling faces: the astronaut smiles; Grace
 Hopper and the cameraman do not (fer scores them CALM and SAD).
+
+The crowd also moves: `dance` (0..1) is how hard it dances, `bpm` its rhythm. Each person bounces
+on the beat and sways on every other beat, with their own phase, tempo drift and keenness, so a
+camera at any frame rate sees the motion (a pure 2 Hz bounce would alias away at 2 fps). Stage
+`lighting` adds strobes and colour washes over the picture ("strobe", "wash", or "show":
+episodes of both, as on a night stage), and `noise` sensor noise: what the motion meter must not
+read as dancing (edge_package.motion).
 """
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from collections.abc import Iterator
@@ -27,6 +35,16 @@ PORTRAIT_FACES = {
 }
 SMILING = ("astronaut",)
 NOT_SMILING = ("grace_hopper", "camera")
+LIGHTING = ("none", "strobe", "wash", "show")
+# Per person, as a share of the face size at dance=1: the beat's bounce (up and down) and the
+# sway over two beats (side to side).
+BOUNCE = 0.35
+SWAY = 0.45
+STROBE_HZ = 6.0  # flashes per second
+STROBE_DUTY = 0.3  # share of each flash period the light is on
+WASH_PERIOD_S = 4.0  # a colour wash turns once round the hues in this time
+SHOW_CYCLE_S = 60.0  # "show": 20 s plain, 15 s strobe, 10 s plain, 15 s colour wash
+SHOW_EPISODES = ((20.0, "none"), (35.0, "strobe"), (45.0, "none"), (60.0, "wash"))
 
 
 @dataclass(frozen=True)
@@ -93,7 +111,18 @@ class CrowdFace:
     occlusion: float  # fraction of the face's lower part hidden (a raised hand, a cup)
     enters: int
     leaves: int
+    phase: float = 0.0  # 0..1 of a two-beat cycle
+    tempo: float = 1.0  # this person's drift off the beat (~ +-4 %)
+    keen: float = 1.0  # how much harder or softer than the crowd this person dances
     _sprite: tuple | None = None
+
+    def dance_offset(self, t: float, dance: float, bpm: float) -> tuple[float, float]:
+        """(dx, dy) in pixels at time t: a bounce on each beat and a sway over two beats."""
+        if dance <= 0:
+            return 0.0, 0.0
+        amplitude = dance * self.keen * self.size
+        angle = math.pi * (bpm / 60.0) * self.tempo * t + 2 * math.pi * self.phase
+        return SWAY * amplitude * math.sin(angle), -BOUNCE * amplitude * abs(math.sin(angle))
 
     def sprite(self):
         """Pre-scaled head, alpha and face offset; built once since size never changes."""
@@ -153,9 +182,24 @@ class SyntheticCrowdSource(FrameSource):
         seed: int = 0,
         occlusion: float = 0.3,
         blur: float = 0.3,
+        dance: float = 0.0,
+        bpm: float = 120.0,
+        lighting: str = "none",
+        noise: float = 0.0,
     ):
         if not 0.0 <= mood <= 1.0:
             raise SourceError(f"mood must be within 0..1 (share of smiling faces), got {mood}")
+        if not 0.0 <= dance <= 1.0:
+            raise SourceError(f"dance must be within 0..1 (how hard the crowd dances), got {dance}")
+        if not 20.0 <= bpm <= 300.0:
+            raise SourceError(f"bpm must be within 20..300, got {bpm}")
+        if lighting not in LIGHTING:
+            raise SourceError(f"lighting must be one of {', '.join(LIGHTING)}, got {lighting!r}")
+        if not 0.0 <= noise <= 50.0:
+            raise SourceError(f"noise must be within 0..50 (grey levels), got {noise}")
+        self.dance, self.bpm, self.lighting, self.noise = dance, bpm, lighting, noise
+        self._noise_rng = np.random.default_rng(seed + 7)
+        self._t0 = time.monotonic()
         if faces < 0 or min_face < 8 or max_face < min_face:
             raise SourceError("faces must be >= 0 and 8 <= min_face <= max_face")
         self.width, self.height = width, height
@@ -190,6 +234,10 @@ class SyntheticCrowdSource(FrameSource):
             "seed": int,
             "occlusion": float,
             "blur": float,
+            "dance": float,
+            "bpm": float,
+            "lighting": str,
+            "noise": float,
         }
         kwargs = {}
         for key, value in params.items():
@@ -233,21 +281,37 @@ class SyntheticCrowdSource(FrameSource):
             ),
             enters=enters,
             leaves=enters + dwell,
+            phase=rng.random(),
+            tempo=rng.uniform(0.96, 1.04),
+            keen=rng.uniform(0.6, 1.4),
         )
         self._next_id += 1
         return face
+
+    def time_of(self, index: int) -> float:
+        """Seconds into the scene: the frame's place at `fps`, else the wall clock (a live demo
+        camera paced by the runner, whose crowd must move in real time)."""
+        return index / self.fps if self.fps > 0 else time.monotonic() - self._t0
+
+    def lighting_at(self, t: float) -> str:
+        if self.lighting != "show":
+            return self.lighting
+        into = t % SHOW_CYCLE_S
+        return next(kind for end, kind in SHOW_EPISODES if into < end)
 
     def render(self, index: int) -> Frame:
         """Frame `index` (advance in order: people leave and are replaced as time passes)."""
         image = self.background.copy()
         truth = []
+        t = self.time_of(index)
         for slot, face in enumerate(self.crowd):
             if index >= face.leaves:
                 face = self.crowd[slot] = self._spawn(self._cells[slot], index)
             head, alpha, fx, fy = face.sprite()
             age = index - face.enters
-            x = face.x + face.vx * age
-            y = face.y + face.vy * age
+            dx, dy = face.dance_offset(t, self.dance, self.bpm)
+            x = face.x + face.vx * age + dx
+            y = face.y + face.vy * age + dy
             ox, oy = int(round(x - fx)), int(round(y - fy))
             hh, hw = head.shape[:2]
             x0, y0 = max(ox, 0), max(oy, 0)
@@ -262,7 +326,37 @@ class SyntheticCrowdSource(FrameSource):
             bx1, by1 = min(self.width, x + face.size), min(self.height, y + face.size)
             if bx1 > bx0 and by1 > by0:
                 truth.append((face.face_id, bx0, by0, bx1 - bx0, by1 - by0))
+        image = self._light(image, t)
         return Frame(image=image, index=index, captured_at_ms=int(time.time() * 1000), truth=truth)
+
+    def _light(self, image: np.ndarray, t: float) -> np.ndarray:
+        """The stage lights over the scene, then sensor noise. A strobe flash multiplies and
+        lifts the whole frame (clipping the highlights); a colour wash turns each channel's gain
+        round the hues, brightest in a spot that wanders across the crowd."""
+        kind = self.lighting_at(t)
+        if kind == "strobe" and (t * STROBE_HZ) % 1.0 < STROBE_DUTY:
+            image = cv2.convertScaleAbs(image, alpha=2.2, beta=40)
+        elif kind == "wash":
+            turn = 2 * math.pi * t / WASH_PERIOD_S
+            gains = [
+                0.25 + 0.85 * max(0.0, math.sin(turn + k * 2 * math.pi / 3)) for k in (2, 1, 0)
+            ]
+            spot = self._spot(t)
+            image = np.clip(image * (spot[..., None] * np.float32(gains)), 0, 255).astype(np.uint8)
+        if self.noise > 0:
+            grain = self._noise_rng.normal(0.0, self.noise, image.shape[:2]).astype(np.float32)
+            image = np.clip(image + grain[..., None], 0, 255).astype(np.uint8)
+        return image
+
+    def _spot(self, t: float) -> np.ndarray:
+        """A smooth light field (0.5..1.5) with its brightest spot wandering over the frame."""
+        gw, gh = 32, 18
+        cx = 0.5 + 0.35 * math.sin(2 * math.pi * t / 7.0)
+        cy = 0.5 + 0.3 * math.cos(2 * math.pi * t / 5.0)
+        xs = (np.arange(gw, dtype=np.float32) + 0.5) / gw - cx
+        ys = (np.arange(gh, dtype=np.float32) + 0.5) / gh - cy
+        field = 0.5 + np.exp(-(xs[None, :] ** 2 + ys[:, None] ** 2) / 0.08)
+        return cv2.resize(field, (self.width, self.height), interpolation=cv2.INTER_LINEAR)
 
     def __iter__(self) -> Iterator[Frame]:
         index = 0

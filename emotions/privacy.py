@@ -27,6 +27,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from edge_package.contracts import UNKNOWN_EXPRESSION
+from emotions.vibe import CrowdStats
 
 
 def read_faces(bucket) -> int:
@@ -81,10 +82,8 @@ def is_crowd_published(bucket) -> bool:
     return bucket.signals > 0 and len(bucket.devices) >= CROWD_MIN_CAMERAS
 
 
-def published_crowd_total(buckets: Iterable):
+def published_crowd_total(buckets: Iterable) -> CrowdStats:
     """Rule 3 over several minutes: the published minutes' signals summed."""
-    from emotions.vibe import CrowdStats
-
     total = CrowdStats()
     for bucket in buckets:
         if is_crowd_published(bucket):

@@ -62,8 +62,11 @@ from emotions.models import (
     MinuteRollup,
     Observation,
     RejectionReason,
+    ReportStatus,
+    SetReport,
     StreamCheckpoint,
 )
+from emotions.reports.services import request_rebuild
 from festival.models import Festival
 from festival.notify import notify_operations
 from stages.models import Set, Stage
@@ -478,8 +481,6 @@ def _flag_reports(fresh: list, what: str = "faces") -> int:
     """A report already built for a set that just got late faces (or late crowd windows) is
     queued for a rebuild now (the sweeper's detect_late_data would find late faces within a
     minute anyway; crowd windows only reach it through here)."""
-    from emotions.models import ReportStatus, SetReport
-    from emotions.reports.services import request_rebuild
 
     late: dict[int, int] = {}
     for row in fresh:
