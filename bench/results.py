@@ -12,10 +12,13 @@ from pathlib import Path
 RESULTS_PATH = Path(__file__).resolve().parent / "results.json"
 
 
-def record(section: str, figures: dict) -> dict:
-    """Merge `figures` under `section` (e.g. "edge"), stamped with when and where measured."""
+def record(section: str, figures: dict, *, merge: bool = False) -> dict:
+    """Merge `figures` under `section` (e.g. "edge"), stamped with when and where measured.
+    With merge=True the section's other figures stay (a second module writing into "edge")."""
     data = json.loads(RESULTS_PATH.read_text()) if RESULTS_PATH.exists() else {}
+    kept = data.get(section, {}) if merge else {}
     data[section] = {
+        **{k: v for k, v in kept.items() if not k.startswith("_")},
         **figures,
         "_measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "_machine": f"{platform.machine()} x{os.cpu_count()}, Python {platform.python_version()}",
