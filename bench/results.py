@@ -25,11 +25,15 @@ def stamp(prefix: str) -> dict:
 
 def record(section: str, figures: dict, *, merge: bool = False) -> dict:
     """Merge `figures` under `section` (e.g. "edge"), stamped with when and where measured.
-    `merge` keeps the section's other figures and their stamp (a benchmark that adds keys to a
-    section another benchmark writes, e.g. pipeline.facefree_*, stamps its own keys itself:
-    see stamp()); otherwise the section is replaced."""
+    With merge=True the section's other figures stay (a second module writing into "edge" or
+    "pipeline"); the section's stamp is renewed, unless `figures` carry their own
+    (`<prefix>measured_at`, see stamp(): pipeline.facefree_*), which leaves the section's stamp
+    to the benchmark that wrote the rest. Otherwise the section is replaced."""
     data = json.loads(RESULTS_PATH.read_text()) if RESULTS_PATH.exists() else {}
     kept = data.get(section, {}) if merge else {}
+    own_stamp = any(k.endswith("measured_at") for k in figures)
+    if not own_stamp:
+        kept = {k: v for k, v in kept.items() if not k.startswith("_")}
     data[section] = {**stamp(""), **kept, **figures}
     fd, tmp = tempfile.mkstemp(dir=RESULTS_PATH.parent, suffix=".json")
     with os.fdopen(fd, "w") as handle:

@@ -289,6 +289,14 @@ SOUND_DBFS_MAX = 0.0
 FACES_SEEN_MAX = 100_000  # per window; no camera sees this many
 WINDOW_S_RANGE = (1, 3600)
 
+# The fields: motion_energy (0..1, the mean of the window's per-second values) and
+# motion_energy_max (its largest second), from optical flow in the crowd area (edge_package.motion);
+# crowd_fill (0..1, share of the crowd area's cells where someone is; a proxy, see docs/edge.md);
+# faces_seen (the largest number of unmasked faces detected in one frame of the window; 0 in
+# face-free mode); face_free; optional sound_level_dbfs (-120..0, the window's equivalent level
+# from the camera's microphone, relative to its full scale) and sound_crowd_share (0..1, only from
+# a device that measures it honestly; today's cameras never send it); window_s; captured_at_ms =
+# the window's end.
 # Every attribute a crowd signal item can have; with OBSERVATION_ATTRIBUTES the camera role's
 # dynamodb:Attributes allow-list (DEVICE_WRITABLE_ATTRIBUTES).
 CROWD_SIGNAL_ATTRIBUTES = (

@@ -34,17 +34,39 @@ from stages.services import LINEUP_COLUMNS, format_local_datetime
 DEMO_FESTIVAL = "pulse-2026"
 DEMO_STACK = "stagepulse-demo"
 
-# Per stage: people in view, the share of smiling faces, how hard the crowd dances (and to what
-# tempo) and how loud it is at the camera, so the ranking means something with faces and in
-# face-free mode alike. Every stage has stage lights ("show": strobes and colour washes), which
-# must not read as dancing.
+# Per stage, the scripted mood: people in view, the share of smiling faces, how hard the crowd
+# dances (0..1) to which tempo, how loud the stage is (dBFS at the camera's microphone), and its
+# lights (the tent is the night stage: strobe and colour-wash episodes, which must not read as
+# dancing). The ranking means something with faces and without (face-free mode): the livelier
+# the mood, the more smiles, the harder the dancing and the louder the sound.
 CROWDS = {
-    "main": {"faces": 12, "mood": 1.0, "dance": 0.9, "bpm": 128, "level": -10},
-    "forest": {"faces": 10, "mood": 0.7, "dance": 0.65, "bpm": 122, "level": -14},
-    "tent": {"faces": 8, "mood": 0.3, "dance": 0.35, "bpm": 110, "level": -20},
-    "harbour": {"faces": 6, "mood": 0.0, "dance": 0.1, "bpm": 92, "level": -28},
+    "main": {"faces": 12, "mood": 1.0, "dance": 0.9, "bpm": 128, "sound": -10, "lighting": "none"},
+    "forest": {
+        "faces": 10,
+        "mood": 0.7,
+        "dance": 0.6,
+        "bpm": 118,
+        "sound": -15,
+        "lighting": "none",
+    },
+    "tent": {"faces": 8, "mood": 0.3, "dance": 0.3, "bpm": 124, "sound": -19, "lighting": "show"},
+    "harbour": {
+        "faces": 6,
+        "mood": 0.0,
+        "dance": 0.05,
+        "bpm": 84,
+        "sound": -28,
+        "lighting": "none",
+    },
 }
-DEFAULT_CROWD = {"faces": 6, "mood": 0.5, "dance": 0.5, "bpm": 120, "level": -18}
+DEFAULT_CROWD = {
+    "faces": 6,
+    "mood": 0.5,
+    "dance": 0.4,
+    "bpm": 120,
+    "sound": -18,
+    "lighting": "none",
+}
 # Fresher crops for a live demo (production default: 10 s); with CROWDS and the upload budget it
 # sets the demo's arrival rate at the analyzer (demo_arrival_crops_per_s).
 DEMO_THROTTLE_INTERVAL_S = 3
@@ -175,14 +197,14 @@ def prepare_cameras(festival, service_url: str, folder: Path, fps: float) -> lis
             "throttle_interval_s": DEMO_THROTTLE_INTERVAL_S,
         }
         device.save(update_fields=["config", "updated_at"])
-        crowd = CROWDS.get(device.stage.slug, DEFAULT_CROWD)
         config = device_config(device, token=issue_device_token(device))
+        crowd = CROWDS.get(device.stage.slug, DEFAULT_CROWD)
         config.update(
             service_url=service_url,
             telemetry_interval_s=10,
             spool_dir=str(folder / f"{device.thing_name}-spool"),
-            # a synthetic microphone: a kick drum over crowd noise at the stage's level
-            audio=f"synthetic:level={crowd['level']},bpm={crowd['bpm']}",
+            # the stage's sound at the camera's (simulated) microphone: only levels leave it
+            audio=f"synthetic:level={crowd['sound']},bpm={crowd['bpm']},seed={seed + 1}",
         )
         if device.status == DeviceStatus.NEW:
             device.status = DeviceStatus.REGISTERED
@@ -191,8 +213,8 @@ def prepare_cameras(festival, service_url: str, folder: Path, fps: float) -> lis
         path.write_text(json.dumps(config, indent=2))
         source = (
             f"synthetic:faces={crowd['faces']},mood={crowd['mood']},seed={seed + 1},"
-            f"dance={crowd['dance']},bpm={crowd['bpm']},lighting=show,"
-            "width=960,height=540,min_face=56,max_face=110"
+            "width=960,height=540,min_face=56,max_face=110,"
+            f"dance={crowd['dance']},bpm={crowd['bpm']},lighting={crowd['lighting']},noise=2"
         )
         processes.append(
             Process(
