@@ -100,3 +100,12 @@ def sync_festival_dashboard(festival_id: int) -> str:
     if festival is None or festival.closed_at is not None:
         return ""  # a closed festival's dashboard was deleted by closeout and stays deleted
     return cloudwatch_dashboards.put_festival_dashboard(festival)
+
+
+@shared_task(name="emotions.tasks.refresh_comparison_runs", ignore_result=True)
+def refresh_comparison_runs() -> int:
+    """Recompute the results of comparison runs that are on (or just ended) and tell the cameras
+    of finished runs to stop sampling (emotions.comparison.services)."""
+    from emotions.comparison import services as comparison
+
+    return comparison.refresh_comparison_runs()

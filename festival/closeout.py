@@ -913,6 +913,8 @@ class Closeout:
     # --- the database and the stack ---------------------------------------------------------------
     def database(self, report: StepReport) -> None:
         from emotions.models import (
+            ComparisonReading,
+            ComparisonRun,
             IngestRejection,
             IngestWatermark,
             MinuteRollup,
@@ -920,7 +922,9 @@ class Closeout:
             SetReport,
         )
 
-        for model in (SetReport, MinuteRollup, Observation, IngestWatermark, IngestRejection):
+        models = (ComparisonReading, ComparisonRun, SetReport, MinuteRollup, Observation,
+                  IngestWatermark, IngestRejection)  # fmt: skip
+        for model in models:
             rows = model.objects.filter(**self._festival_filter(model))
             count = rows.count()
             if count:
