@@ -356,7 +356,7 @@ def decode_scores(raw: str) -> dict[str, float]:
         values = [float(part) for part in parts]
     except ValueError:
         raise ContractError(f"scores {raw!r} are not numbers") from None
-    return normalise_scores(dict(zip(EMOTIONS, values, strict=True)))
+    return normalise_scores(dict(zip(EMOTIONS, values)))  # lengths checked above (Python 3.8)
 
 
 def comparison_reading(

@@ -130,6 +130,8 @@ def comparison_charts(result: dict, tz) -> dict[str, str | None]:
             ("cloud mode, all faces", "this run's own calls"),
             "USD",
             "Rekognition cost per hour",
-        ),  # fmt: skip
+        )
+        if result.get("rekognition_available")  # no Rekognition: no cost chart of zeros
+        else None,
         "latency": _latency(result),
     }

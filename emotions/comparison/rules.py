@@ -43,7 +43,8 @@ def _traffic_reasons(figures: dict) -> list[str]:
         reasons.append(f"No camera of this run was in {missing} mode: its latency is not measured.")
     cost = figures.get("projected_cost_usd_per_hour")
     if cost is not None:
-        reasons.append(f"Rekognition for these cameras in cloud mode: about ${cost:.2f} an hour.")
+        shown = f"{cost:.2f}" if cost >= 0.1 else f"{cost:.4f}"
+        reasons.append(f"Rekognition for these cameras in cloud mode: about ${shown} an hour.")
     return reasons
 
 
