@@ -1,6 +1,6 @@
 """Face detectors: registry (upload, bundled, training output), evaluation gate, promotion,
 rollout to cameras and rollback, SageMaker training jobs. Every AWS call is a real boto3 call
-through festival.aws (moto in tests and the demo)."""
+through awsclients (moto in tests and the demo)."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
 
+import awsclients as aws
 from detectors import selectors
 from detectors.models import (
     Evaluation,
@@ -52,7 +53,6 @@ from edge_package.evaluation import (
     probe_video,
 )
 from edge_package.model_store import ModelFileError, check_tflite
-from festival import aws
 from festival.models import Festival
 
 log = logging.getLogger(__name__)

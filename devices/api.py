@@ -23,6 +23,7 @@ from rest_framework.views import APIView
 from devices import selectors, services
 from devices.models import Deployment, Device, EdgeRelease, Rollout
 from edge_package.contracts import TELEMETRY_SCHEMA, validate_edge_config
+from edge_package.redact import redact_source
 from festival.api_common import AwsUnavailable
 from festival.api_schema import error_response
 from festival.models import Festival, Role
@@ -107,8 +108,6 @@ class DeviceSerializer(serializers.ModelSerializer):
         return bool(device.registered_at)
 
     def get_video_source_redacted(self, device) -> str:
-        from edge_package.redact import redact_source
-
         return redact_source(device.video_source)
 
     def validate_config(self, value):

@@ -4,6 +4,7 @@ from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from devices.models import Device
+from emotions.comparison import services as comparison
 from emotions.models import (
     AnalysisBacklog,
     ComparisonRun,
@@ -14,8 +15,9 @@ from emotions.models import (
     SetReport,
     StreamCheckpoint,
 )
+from emotions.reports.services import request_rebuild
 from festival.localtime import FestivalZoneAdminMixin, local_label, local_time_label
-from festival.tenancy import TenantAdminMixin
+from festival.tenancy import TenantAdminMixin, has_role
 
 
 class ReadOnlyTenantAdmin(TenantAdminMixin, admin.ModelAdmin):
@@ -165,9 +167,6 @@ class SetReportAdmin(FestivalZoneAdminMixin, ReadOnlyTenantAdmin):
 
     @admin.action(description="Rebuild the selected reports (late data)")
     def rebuild_reports(self, request, queryset):
-        from emotions.reports.services import request_rebuild
-        from festival.tenancy import has_role
-
         queued = 0
         for report in queryset:
             if has_role(request.user, report.organization_id, self.write_role):
@@ -185,8 +184,6 @@ class ComparisonRunForm(forms.ModelForm):
         fields = ["festival", "name", "devices", "starts_at", "ends_at", "sample_rate"]
 
     def clean(self):
-        from emotions.comparison import services as comparison
-
         data = super().clean()
         if self.instance.pk or self.errors:
             return data
@@ -252,8 +249,6 @@ class ComparisonRunAdmin(FestivalZoneAdminMixin, TenantAdminMixin, admin.ModelAd
         )
 
     def save_model(self, request, obj, form, change):
-        from emotions.comparison import services as comparison
-
         if change:
             return  # a run is not edited: cancel it and start another
         data = form.cleaned_data
@@ -274,9 +269,6 @@ class ComparisonRunAdmin(FestivalZoneAdminMixin, TenantAdminMixin, admin.ModelAd
 
     @admin.action(description="Cancel the selected runs (cameras stop sampling)")
     def cancel_runs(self, request, queryset):
-        from emotions.comparison import services as comparison
-        from festival.tenancy import has_role
-
         cancelled = 0
         for run in queryset:
             if not has_role(request.user, run.organization_id, self.write_role):
@@ -290,9 +282,6 @@ class ComparisonRunAdmin(FestivalZoneAdminMixin, TenantAdminMixin, admin.ModelAd
 
     @admin.action(description="Recompute the selected runs' results now")
     def recompute_results(self, request, queryset):
-        from emotions.comparison import services as comparison
-        from festival.tenancy import has_role
-
         done = 0
         for run in queryset:
             if has_role(request.user, run.organization_id, self.write_role):

@@ -23,16 +23,16 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
 
+import awsclients as aws
 from devices.models import Device, DeviceStatus
 from edge_package.contracts import EMOTIONS
-from festival import aws
 from festival.models import Festival
 from stages.models import Stage
 
 log = logging.getLogger(__name__)
 
-FACES_METRIC = "FacesAnalyzed"  # emotions/analysis/analyzer.py
-EXPRESSION_METRIC = "TopEmotionFaces"  # emotions/analysis/analyzer.py (+ dimension Emotion)
+FACES_METRIC = "FacesAnalyzed"  # analyzer/analyzer.py
+EXPRESSION_METRIC = "TopEmotionFaces"  # analyzer/analyzer.py (+ dimension Emotion)
 DEVICE_FPS_METRIC = "Fps"  # devices/services/health.py METRICS["fps"]
 DEVICE_ERRORS_METRIC = "Errors"  # devices/services/health.py METRICS["errors"]
 PERIOD_S = 60

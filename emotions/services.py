@@ -35,6 +35,7 @@ from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
+import awsclients as aws
 from devices.models import Device
 from edge_package.contracts import (
     EMOTIONS,
@@ -46,6 +47,7 @@ from edge_package.contracts import (
     observation_partition,
     sort_key_floor,
 )
+from emotions.comparison import services as comparison
 from emotions.models import (
     AnalysisBacklog,
     IngestRejection,
@@ -55,8 +57,8 @@ from emotions.models import (
     RejectionReason,
     StreamCheckpoint,
 )
-from festival import aws
 from festival.models import Festival
+from festival.notify import notify_operations
 from stages.models import Set, Stage
 
 log = logging.getLogger(__name__)
@@ -419,8 +421,6 @@ def store_incoming(
 ) -> IngestResult:
     """Check, store and count one page of items — rows, rollups, freshness, refusals and the
     shard's checkpoint in one transaction: all of it happens, or none and the page is re-read."""
-    from emotions.comparison import services as comparison
-
     result = IngestResult(read=len(incoming))
     pairs = [entry for entry in incoming if comparison.is_pair_item(entry.item)]
     if pairs:  # comparison runs' paired readings (their own partition): not observations
@@ -858,7 +858,6 @@ def alert_on_backlog(backlog: AnalysisBacklog, now=None) -> str:
     """One alert per incident (claimed by one UPDATE, as camera-offline does) to the operations
     contacts of every festival running now, and one recovery notice once below half of both
     thresholds (no flapping around the line). Returns "alerted", "recovered" or ""."""
-    from festival.notify import notify_operations
 
     now = now or timezone.now()
     age = int(backlog.oldest_age_s or 0)

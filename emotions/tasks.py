@@ -8,6 +8,7 @@ from celery import shared_task
 from django.db import DatabaseError, InterfaceError, OperationalError
 
 from emotions import services
+from festival.models import Festival
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +95,6 @@ def build_set_report(report_id: int) -> bool:
 def sync_festival_dashboard(festival_id: int) -> str:
     """Create or update the festival's CloudWatch dashboard (after its stages changed)."""
     from emotions import cloudwatch_dashboards
-    from festival.models import Festival
 
     festival = Festival.objects.filter(pk=festival_id).first()
     if festival is None or festival.closed_at is not None:

@@ -21,7 +21,7 @@ from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
-from festival import aws
+import awsclients as aws
 
 # No request body the API accepts comes near this; deeper input is refused before any code that
 # walks it recursively (the JSON decoder itself, serializers, jsonschema) can hit RecursionError.

@@ -31,8 +31,6 @@ class TenantQuerySet(models.QuerySet):
         return self.filter(organization__in=organizations)
 
     def for_user(self, user, min_role: str = Role.VIEWER):
-        from festival.tenancy import organization_ids_for
-
         if user is None or not user.is_authenticated:
             return self.none()
         if user.is_superuser:
@@ -195,7 +193,7 @@ class Festival(TenantModel):
 
     @classmethod
     def from_db(cls, db, field_names, values):
-        """Remembers the analysis mode as loaded, so festival.services.update_festival sees a real
+        """Remembers the analysis mode as loaded, so operations.services.update_festival sees a real
         change without a query (None when the field was deferred)."""
         festival = super().from_db(db, field_names, values)
         festival.saved_analysis_mode = festival.__dict__.get("analysis_mode")
@@ -223,3 +221,45 @@ class Festival(TenantModel):
 
     def ops_email_list(self) -> list[str]:
         return [e.strip() for e in self.ops_emails.replace("\n", ",").split(",") if e.strip()]
+
+
+# --- Role lookups ---------------------------------------------------------------------------------
+# Plain queries on Membership, here beside it so that models (TenantQuerySet.for_user) need neither
+# DRF nor festival.tenancy, which re-exports them for views and admin classes.
+def organization_ids_for(user, min_role: str = Role.VIEWER) -> list[int]:
+    """Ids of the organizations where `user` holds at least `min_role` (cached per request)."""
+    if user is None or not user.is_authenticated:
+        return []
+    cache = user.__dict__.setdefault("_stagepulse_roles", None)
+    if cache is None:
+        cache = dict(Membership.objects.filter(user=user).values_list("organization_id", "role"))
+        user.__dict__["_stagepulse_roles"] = cache
+    floor = ROLE_RANK[Role(min_role)]
+    return [org_id for org_id, role in cache.items() if ROLE_RANK[Role(role)] >= floor]
+
+
+def role_in(user, organization_id: int) -> str:
+    """The user's role in one organization ("" when not a member)."""
+    if user is not None and user.is_authenticated and user.is_superuser:
+        return Role.OWNER
+    organization_ids_for(user)
+    return (user.__dict__.get("_stagepulse_roles") or {}).get(organization_id, "")
+
+
+def organizations_for(user, min_role: str = Role.VIEWER):
+    if user is not None and user.is_authenticated and user.is_superuser:
+        return Organization.objects.all()
+    return Organization.objects.filter(id__in=organization_ids_for(user, min_role))
+
+
+def has_role(user, organization_id: int, min_role: str) -> bool:
+    if user is None or not user.is_authenticated:
+        return False
+    if user.is_superuser:
+        return True
+    return organization_id in organization_ids_for(user, min_role)
+
+
+def forget_roles(user) -> None:
+    """Drop the per-request role cache (after a membership change in the same request)."""
+    user.__dict__.pop("_stagepulse_roles", None)

@@ -1,7 +1,7 @@
 """Deploy, inspect and tear down the StagePulse stack through boto3 CloudFormation.
 
 Django-free so that `manage.py infra`, the demo runner and tests share one code path. Every client
-comes from festival.aws (AWS_ENDPOINT_URL points it at a moto server in the embedded mode).
+comes from awsclients (AWS_ENDPOINT_URL points it at a moto server in the embedded mode).
 
 Two things here exist only because of real-world constraints, and are documented in docs/infra.md:
 - Lambda mode needs the analyzer bundle in the artifacts bucket, which the stack itself creates: a
@@ -34,7 +34,7 @@ from typing import Any
 import yaml
 from botocore.exceptions import ClientError, WaiterError
 
-from festival import aws
+import awsclients as aws
 
 log = logging.getLogger("stagepulse.infra")
 
@@ -163,19 +163,15 @@ def check_region(params: Mapping[str, str], *, cfn=None) -> None:
 
 
 # --- Analyzer bundle -----------------------------------------------------------------------------
+# The two Django-free packages the analyzer needs, whole, and the camera's contracts: nothing of
+# a Django app is shipped, so no package marker has to be stubbed.
 BUNDLE_SOURCES = (
-    "emotions/analysis/*.py",
+    "analyzer/*.py",
+    "awsclients/*.py",
     "edge_package/__init__.py",
     "edge_package/contracts.py",
     "edge_package/emotion_model.py",
-    "festival/aws.py",
 )
-# Package markers written fresh: the project's own festival/ and emotions/ __init__ files belong
-# to Django apps and must never run inside the Lambda.
-BUNDLE_STUBS = {
-    "festival/__init__.py": '"""Analyzer Lambda bundle: only festival.aws is shipped."""\n',
-    "emotions/__init__.py": '"""Analyzer Lambda bundle: only emotions.analysis is shipped."""\n',
-}
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # fixed: the same sources give the same bytes and the same key
 
 
@@ -204,8 +200,8 @@ def _vendor_dependencies(target: Path) -> None:
 
 
 def build_analyzer_bundle(*, repo_root: Path = REPO_ROOT, vendor: bool = False) -> bytes:
-    """The Lambda zip: emotions.analysis + the contracts it imports + festival.aws (+ deps)."""
-    files: dict[str, bytes] = dict((k, v.encode()) for k, v in BUNDLE_STUBS.items())
+    """The Lambda zip: analyzer + the contracts it imports + awsclients (+ deps)."""
+    files: dict[str, bytes] = {}
     for pattern in BUNDLE_SOURCES:
         matches = sorted(repo_root.glob(pattern))
         if not matches:

@@ -4,7 +4,7 @@ import os
 import warnings
 
 import pytest
-from moto import mock_aws  # imported before any boto3 session exists (festival.aws reuses one)
+from moto import mock_aws  # imported before any boto3 session exists (awsclients reuses one)
 
 for _name, _value in {
     "AWS_ACCESS_KEY_ID": "testing",

@@ -30,6 +30,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+import awsclients as aws
 from devices import selectors
 from devices.models import (
     TERMINAL_STATES,
@@ -46,7 +47,7 @@ from devices.services.registration import (
 )
 from edge_package.contracts import EDGE_CONFIG_DEFAULTS
 from edge_package.greengrass import COMPONENT_NAME, render_recipe
-from festival import aws
+from festival.localtime import local_time_label
 
 log = logging.getLogger(__name__)
 S = DeploymentState
@@ -183,7 +184,6 @@ def _event(when, state: str, note: str = "") -> dict:
 def _set_hold(deployment: Deployment, now) -> tuple | None:
     """(held until, why) while a set holds the device's stage, or None (forced, a rollback, no
     stage, no set near)."""
-    from festival.localtime import local_time_label
 
     if deployment.force or deployment.rollback_of_id is not None:
         return None

@@ -16,9 +16,9 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+import awsclients as aws
 from devices.models import Device, DeviceStatus
 from devices.selectors import INPUT_KINDS, input_problems
-from festival import aws
 from festival.notify import notify_operations
 
 log = logging.getLogger(__name__)
@@ -299,7 +299,7 @@ def push_config_to_shadow(device: Device) -> bool:
 def push_festival_cameras(festival_id: int) -> int:
     """The festival's analysis mode is part of every camera's effective config
     (Device.effective_config): push each registered camera's config to its shadow after a change
-    (festival.services.update_festival); returns how many were pushed. Standalone cameras get it
+    (operations.services.update_festival); returns how many were pushed. Standalone cameras get it
     from their next telemetry answer; a failed push is recorded on the device and retried by the
     health sweep (repush_failed_shadows)."""
     cameras = Device.objects.filter(festival_id=festival_id, registered_at__isnull=False)

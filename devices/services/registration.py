@@ -18,10 +18,10 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
+import awsclients as aws
 from devices.models import Device, DeviceStatus
 from devices.services.tokens import issue_device_token
 from edge_package.contracts import OBSERVATION_ATTRIBUTES
-from festival import aws
 
 log = logging.getLogger(__name__)
 

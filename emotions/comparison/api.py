@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.urls import reverse
+from django.utils import timezone
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, serializers, status
 from rest_framework.decorators import action
@@ -65,8 +66,6 @@ class ComparisonRunSerializer(serializers.ModelSerializer):
         read_only_fields = ["key", "cancelled_at", "pairs", "refused", "result_at", "created_at"]
 
     def get_status(self, run) -> str:
-        from django.utils import timezone
-
         return run.status_at(timezone.now())
 
     def get_page_url(self, run) -> str:
@@ -229,6 +228,4 @@ class ComparisonRunViewSet(
 
 
 def _now():
-    from django.utils import timezone
-
     return timezone.now()

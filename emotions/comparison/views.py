@@ -3,6 +3,8 @@ like the set report, from the stored result."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from django.contrib.auth.decorators import login_required
 from django.core.cache import cache
 from django.shortcuts import get_object_or_404, render
@@ -79,6 +81,4 @@ def comparison_page(request, run_id: int):
 
 
 def _parse(value: str):
-    from datetime import datetime
-
     return datetime.fromisoformat(value)

@@ -11,9 +11,9 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import SimpleUploadedFile
 
+import awsclients as aws
 from detectors import services
 from detectors.models import Evaluation, LabelledClip, ModelStatus
-from festival import aws
 from tests.clips import MEDIUM_FACES, SMALL_FACES, annotations_bytes, write_labelled_clip
 from tests.detectors.test_gate import make_current
 

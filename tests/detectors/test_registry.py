@@ -8,9 +8,9 @@ import hashlib
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
+import awsclients as aws
 from detectors import services
 from detectors.models import FaceModel
-from festival import aws
 
 pytestmark = pytest.mark.django_db
 URL = "/api/v1/face-models/"

@@ -9,13 +9,13 @@ import json
 import pytest
 from django.utils import timezone
 
+import awsclients as aws
 from detectors import services
 from detectors.models import FaceModel, ModelRollout, ModelStatus, RolloutState
 from devices.services.registration import device_config
 from edge_package.config import parse_config
 from edge_package.evaluation import CountingSink
 from edge_package.pipeline import EdgeRunner
-from festival import aws
 
 pytestmark = pytest.mark.django_db
 

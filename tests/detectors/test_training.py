@@ -10,10 +10,10 @@ import tarfile
 import pytest
 from django.core.management import CommandError, call_command
 
+import awsclients as aws
 from detectors import services
 from detectors.models import FaceModel, JobStatus, Source, TrainingJob
 from detectors.tasks import follow_training_job
-from festival import aws
 from tests.detectors.conftest import IMAGE, ROLE_ARN
 
 pytestmark = pytest.mark.django_db

@@ -11,9 +11,9 @@ from __future__ import annotations
 import pytest
 from django.core.exceptions import ValidationError
 
+import awsclients as aws
 from detectors import services
 from detectors.models import JobStatus, TrainingJob
-from festival import aws
 from festival.models import Organization
 from tests.detectors.conftest import IMAGE, ROLE_ARN
 

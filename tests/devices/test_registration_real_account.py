@@ -11,6 +11,7 @@ import json
 import pytest
 from botocore.stub import Stubber
 
+import awsclients as aws
 from devices import services
 from devices.models import DeviceStatus
 from devices.services.registration import (
@@ -19,7 +20,6 @@ from devices.services.registration import (
     iot_policy_document,
 )
 from edge_package.contracts import OBSERVATION_ATTRIBUTES
-from festival import aws
 
 pytestmark = pytest.mark.django_db
 ACCOUNT = "123456789012"

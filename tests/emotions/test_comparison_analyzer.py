@@ -7,6 +7,9 @@ from __future__ import annotations
 import pytest
 from botocore.stub import ANY
 
+from analyzer.analyzer import COMPARED, NO_FACE, REJECTED, RETRY, WRITTEN, Analyzer
+from analyzer.backends import LocalBackend, RekognitionBackend
+from analyzer.handler import process_event
 from edge_package.contracts import (
     COMPARISON_PK_PREFIX,
     META_COMPARISON_MODE,
@@ -19,9 +22,6 @@ from edge_package.contracts import (
     META_ORGANIZATION,
     encode_scores,
 )
-from emotions.analysis.analyzer import COMPARED, NO_FACE, REJECTED, RETRY, WRITTEN, Analyzer
-from emotions.analysis.backends import LocalBackend, RekognitionBackend
-from emotions.analysis.handler import process_event
 
 from .test_analysis_support import (
     BUCKET,

@@ -12,6 +12,7 @@ from botocore.stub import Stubber
 from django.core.management import CommandError, call_command
 from moto import mock_aws
 
+import awsclients as aws
 from devices.models import Deployment, DeploymentState, EdgeRelease, Platform
 from devices.services.registration import register_device
 from edge_package.contracts import (
@@ -22,8 +23,7 @@ from edge_package.contracts import (
     to_dynamodb,
 )
 from emotions.models import MinuteRollup
-from festival import aws
-from festival.closeout import Closeout
+from operations.closeout import Closeout
 
 pytestmark = pytest.mark.django_db
 REGION = "eu-west-1"
@@ -290,7 +290,7 @@ def test_cameras_are_stopped_first_and_a_camera_that_misses_the_pause_can_write_
     """The first step pauses every camera (database and shadow) and takes the write policy off
     its role, so credentials it already holds can upload no crop while the rest is deleted."""
     from devices.models import Device
-    from festival.closeout import StepReport
+    from operations.closeout import StepReport
 
     ours, _, _, _, _ = festival_resources
     Closeout(ours.festival).pause_cameras(StepReport("cameras paused"))

@@ -18,6 +18,7 @@ from botocore.stub import Stubber
 from moto import mock_aws
 from moto.greengrass.models import greengrass_backends
 
+import awsclients as aws
 from devices import services
 from devices.models import Deployment, DeploymentState, Device, Platform
 from devices.services import deployments as deployments_module
@@ -29,8 +30,7 @@ from edge_package.contracts import (
     to_dynamodb,
 )
 from emotions.cloudwatch_dashboards import put_festival_dashboard
-from festival import aws
-from festival.closeout import Closeout
+from operations.closeout import Closeout
 from stages.models import Stage
 from tests.devices.conftest import LAMBDA_TRUST
 from tests.devices.test_deployments import stub_component, stub_deployment, stub_status

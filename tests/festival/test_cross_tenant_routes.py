@@ -17,7 +17,7 @@ from django_filters.filters import QuerySetRequestMixin
 from festival.models import Organization
 from festival.tenancy import TenantGenericViewSet
 from festival.tenant_filters import TenantFilterBackend
-from festival.urls import router
+from stagepulse.urls import router
 from tests.factories import add_tenant_rows, make_user, make_world, names_of
 
 pytestmark = pytest.mark.django_db

@@ -5,7 +5,7 @@ import json
 import pytest
 from botocore.exceptions import ClientError
 
-from festival import aws
+import awsclients as aws
 from infra import deploy as infra
 from tests.infra.conftest import NAMES
 

@@ -18,7 +18,7 @@ import pytest
 from botocore import xform_name
 from botocore.stub import ANY, Stubber
 
-from festival import aws
+import awsclients as aws
 from infra import deploy as infra
 from tests.infra.conftest import NAMES
 from tests.infra.test_failures_and_bundle import ROLE_ALIAS_REQUEST, ROLE_ALIAS_TYPE, STACK_ID
@@ -211,7 +211,7 @@ NOT_CALLED = {
     "sts:GetCallerIdentity",  # allowed to every principal, no grant exists
 }  # fmt: skip
 # Outside the Django service: the analyzer (AnalyzerPolicy) and the demo's local runner.
-NOT_THE_SERVICE = ("emotions/analysis/", "festival/demo.py")
+NOT_THE_SERVICE = ("analyzer/", "operations/demo.py")
 
 
 def called_operations() -> dict[str, set[str]]:

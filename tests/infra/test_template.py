@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from analyzer.config import AnalyzerSettings
+from analyzer.mosaic import MosaicLimits
 from edge_package import contracts
 from edge_package.telemetry import TOPIC_TEMPLATE
-from emotions.analysis.config import AnalyzerSettings
-from emotions.analysis.mosaic import MosaicLimits
 from infra import deploy as infra
 
 TEMPLATES = sorted(infra.INFRA_DIR.glob("*.yaml"))

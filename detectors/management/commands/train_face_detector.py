@@ -10,8 +10,8 @@ import time
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
+import awsclients as aws
 from detectors import services
-from festival import aws
 from festival.models import Organization
 
 

@@ -91,6 +91,8 @@ INSTALLED_APPS = [
     "devices",
     "emotions",
     "detectors",
+    "operations.apps.OperationsConfig",
+    "fanapi.apps.FanApiConfig",
 ]
 
 MIDDLEWARE = [
@@ -109,9 +111,9 @@ MIDDLEWARE = [
 if PRODUCTION:  # static files served by the app itself behind the proxy
     MIDDLEWARE.insert(1, "whitenoise.middleware.WhiteNoiseMiddleware")
 
-ROOT_URLCONF = "festival.urls"
-WSGI_APPLICATION = "festival.wsgi.application"
-ASGI_APPLICATION = "festival.asgi.application"
+ROOT_URLCONF = "stagepulse.urls"
+WSGI_APPLICATION = "stagepulse.wsgi.application"
+ASGI_APPLICATION = "stagepulse.asgi.application"
 
 TEMPLATES = [
     {
@@ -337,7 +339,7 @@ NOTIFY_RETRY_DELAYS_S = [
 # --- Celery --------------------------------------------------------------------------------------
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "filesystem://")
 if CELERY_BROKER_URL == "filesystem://":
-    # The folders are made when the Celery app is configured (festival/celery.py).
+    # The folders are made when the Celery app is configured (stagepulse/celery.py).
     _broker_dir = VAR_DIR / "celery" / "broker"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_broker_dir),
@@ -435,7 +437,7 @@ ANALYSIS_BEHIND_AFTER_S = float(os.environ.get("ANALYSIS_BEHIND_AFTER_S", 60))
 ANALYSIS_BACKLOG_ALERT_AFTER_S = float(os.environ.get("ANALYSIS_BACKLOG_ALERT_AFTER_S", 180))
 ANALYSIS_BACKLOG_ALERT_DEPTH = int(os.environ.get("ANALYSIS_BACKLOG_ALERT_DEPTH", 1000))
 
-# --- AWS (boto3 clients come from festival/aws.py) ----------------------------------------------
+# --- AWS (boto3 clients come from awsclients/) ----------------------------------------------
 AWS_ENDPOINT_URL = os.environ.get("AWS_ENDPOINT_URL", "")
 AWS_DEFAULT_REGION = os.environ.get("AWS_DEFAULT_REGION", "eu-west-1")
 CLOUDWATCH_NAMESPACE = os.environ.get("CLOUDWATCH_NAMESPACE", "StagePulse")

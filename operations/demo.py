@@ -22,6 +22,18 @@ from pathlib import Path
 from django.conf import settings
 from django.utils import timezone
 
+import awsclients as aws
+from devices.models import Device, DeviceStatus
+from devices.services.health import update_device
+from devices.services.registration import device_config
+from devices.services.tokens import issue_device_token
+from edge_package.contracts import EDGE_CONFIG_DEFAULTS
+from emotions.comparison import services as comparison
+from emotions.models import ComparisonRun
+from infra import deploy as infra_deploy
+from stages.models import Stage
+from stages.services import LINEUP_COLUMNS, format_local_datetime
+
 DEMO_FESTIVAL = "pulse-2026"
 DEMO_STACK = "stagepulse-demo"
 
@@ -41,7 +53,6 @@ DEMO_THROTTLE_INTERVAL_S = 3
 def demo_arrival_crops_per_s() -> float:
     """Crops per second the demo's cameras can send at most: per camera, one crop per face in view
     per throttle interval, capped by its upload budget (bench/bench_analysis.py compares)."""
-    from edge_package.contracts import EDGE_CONFIG_DEFAULTS
 
     budget_per_s = EDGE_CONFIG_DEFAULTS["upload_budget_per_min"] / 60.0
     return sum(
@@ -97,7 +108,6 @@ def aws_environment(moto_port: int) -> dict[str, str]:
 
 def deploy_infra(emit) -> dict[str, str]:
     """The same CloudFormation template as production, deployed into the moto server."""
-    from infra import deploy as infra_deploy
 
     result = infra_deploy.deploy(
         DEMO_STACK,
@@ -119,8 +129,6 @@ def deploy_infra(emit) -> dict[str, str]:
 def live_lineup(festival, set_minutes: int, hours: int = 3) -> str:
     """Short sets from about now on every stage, so a set ends (and its report appears) within
     minutes of starting the demo. Replaces the seeded lineup of the demo festival."""
-    from stages.models import Stage
-    from stages.services import LINEUP_COLUMNS, format_local_datetime
 
     tz = festival.tz
     now = timezone.now().replace(second=0, microsecond=0)
@@ -152,9 +160,6 @@ def festival_runs_today(festival) -> None:
 
 def prepare_cameras(festival, service_url: str, folder: Path, fps: float) -> list[Process]:
     """A device config per camera (with a fresh telemetry token) and its edge process."""
-    from devices.models import Device, DeviceStatus
-    from devices.services.registration import device_config
-    from devices.services.tokens import issue_device_token
 
     folder.mkdir(parents=True, exist_ok=True)
     processes = []
@@ -202,13 +207,13 @@ def service_processes(port: int, ingest_interval: float) -> list[Process]:
         Process("web", [python, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload"]),
         Process(
             "worker",
-            [python, "-m", "celery", "-A", "festival", "worker", "--pool=threads",
+            [python, "-m", "celery", "-A", "stagepulse", "worker", "--pool=threads",
              "--concurrency=4", "--loglevel=WARNING", "--without-heartbeat", "--without-gossip",
              "--without-mingle"],
         ),
         Process(
             "beat",
-            [python, "-m", "celery", "-A", "festival", "beat", "--loglevel=WARNING",
+            [python, "-m", "celery", "-A", "stagepulse", "beat", "--loglevel=WARNING",
              f"--schedule={settings.CELERY_BEAT_SCHEDULE_FILENAME}"],
         ),
         Process(
@@ -277,7 +282,6 @@ class ProcessGroup:
 
 def queue_depth(queue_url: str) -> int:
     """Messages waiting or in flight on the analysis queue."""
-    from festival import aws
 
     attributes = aws.client("sqs").get_queue_attributes(
         QueueUrl=queue_url,
@@ -307,11 +311,6 @@ def start_demo_comparison(festival, hours: float = 3.0):
     finds one on the admin's Comparison runs page. There is no Rekognition in the demo: its page
     shows the measured bandwidth and latency of both modes and says that agreement needs
     Rekognition. A run left over from an earlier demo is cancelled first."""
-    from devices.models import Device
-    from devices.services.health import update_device
-    from emotions.comparison import services as comparison
-    from emotions.models import ComparisonRun
-
     now = timezone.now()
     for run in ComparisonRun.objects.filter(
         festival=festival, cancelled_at__isnull=True, ends_at__gt=now

@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand
 
-from festival.services import DEMO_PASSWORD, seed_demo
+from operations.services import DEMO_PASSWORD, seed_demo
 
 
 class Command(BaseCommand):

@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from festival.closeout import Closeout
 from festival.models import Festival
+from operations.closeout import Closeout
 
 
 class Command(BaseCommand):

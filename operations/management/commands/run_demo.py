@@ -16,9 +16,9 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
 from emotions.services import ingest_streams
-from festival import demo
 from festival.models import Festival
-from festival.services import DEMO_PASSWORD, seed_demo
+from operations import demo
+from operations.services import DEMO_PASSWORD, seed_demo
 from stages.services import import_lineup
 
 

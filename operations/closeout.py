@@ -34,9 +34,32 @@ from botocore.exceptions import ClientError
 from django.conf import settings
 from django.utils import timezone
 
+import awsclients as aws
+from analyzer.events import crops_from_sqs_event
+from devices.models import (
+    TERMINAL_STATES,
+    Deployment,
+    DeploymentState,
+    Device,
+    DeviceStatus,
+    Platform,
+)
+from devices.services.deployments import _function_name
+from devices.services.health import push_config_to_shadow
+from devices.services.registration import _names
 from edge_package.contracts import CROP_PREFIX
-from festival import aws
+from emotions.cloudwatch_dashboards import dashboard_name
+from emotions.models import (
+    ComparisonReading,
+    ComparisonRun,
+    IngestRejection,
+    IngestWatermark,
+    MinuteRollup,
+    Observation,
+    SetReport,
+)
 from festival.models import Festival
+from infra import deploy as infra
 
 log = logging.getLogger(__name__)
 GONE = {
@@ -274,8 +297,6 @@ class Closeout:
 
     # --- what the festival has, found by what it is -----------------------------------------------
     def _devices(self):
-        from devices.models import Device
-
         return Device.objects.filter(festival=self.festival).select_related(
             "festival", "stage", "organization"
         )
@@ -313,8 +334,6 @@ class Closeout:
         A camera may not hear it at once (offline, between telemetry answers), and credentials
         it already holds stay valid for up to an hour, so its role also loses its write policy
         now: IAM checks every request, and nothing it uploads lands after this step."""
-        from devices.models import Device
-        from devices.services.health import push_config_to_shadow
 
         for device in self._devices():
             if device.config.get("paused") is not True:
@@ -340,7 +359,6 @@ class Closeout:
     def stop_deployments(self, report: StepReport) -> None:
         """Unfinished deployments end as failed without a rollback (the camera is going), and a
         Greengrass v2 one is cancelled in AWS, so nothing keeps polling or blocks the next."""
-        from devices.models import TERMINAL_STATES, Deployment, DeploymentState, Platform
 
         running = Deployment.objects.filter(device__festival=self.festival).exclude(
             state__in=TERMINAL_STATES
@@ -382,7 +400,6 @@ class Closeout:
         """Messages whose every crop is the festival's; deleted when `delete`. Everything else
         seen is made visible again at once. Returns (message ids, whether the sweep was cut short).
         Messages a worker holds right now are invisible here; it finds their crop gone."""
-        from emotions.analysis.events import crops_from_sqs_event
 
         sqs = self.client("sqs")
         prefix = f"{CROP_PREFIX}/{self.slug}/"
@@ -568,8 +585,6 @@ class Closeout:
 
     # --- 4. CloudWatch ----------------------------------------------------------------------------
     def _dashboard_and_alarms(self) -> tuple[list[str], list[str]]:
-        from emotions.cloudwatch_dashboards import dashboard_name
-
         cloudwatch = self.client("cloudwatch")
         name = dashboard_name(self.festival)
         entries = cloudwatch.list_dashboards(DashboardNamePrefix=name).get("DashboardEntries", [])
@@ -600,13 +615,10 @@ class Closeout:
 
     # --- 5. Greengrass v2 -------------------------------------------------------------------------
     def _deployments(self, platform: str):
-        from devices.models import Deployment
-
         return Deployment.objects.filter(device__festival=self.festival, platform=platform)
 
     def _gg2_things(self) -> list[str]:
         """Greengrass v2 cameras, and things whose platform the database no longer knows."""
-        from devices.models import Platform
 
         known = {d.thing_name: d.platform for d in self._devices()}
         return sorted(
@@ -617,7 +629,6 @@ class Closeout:
 
     def _gg2_found(self) -> tuple[list[str], list[str], list[str]]:
         """(deployment ids, own component ARNs, core device names) that still exist."""
-        from devices.models import Deployment, Platform
 
         gg = self.client("greengrassv2")
         things = self._gg2_things()
@@ -676,7 +687,6 @@ class Closeout:
     # --- 6. Greengrass v1 (DeepLens) --------------------------------------------------------------
     def _gg1_resources(self) -> dict:
         """Group ids and definition ids of the festival, from tags, names and the database."""
-        from devices.models import Platform
 
         things = self.things()
         rows = [d.resources for d in self._deployments(Platform.DEEPLENS)]
@@ -710,7 +720,6 @@ class Closeout:
         """Groups first (their deployments reset, so the core stops), then the core, function,
         resource and subscription definitions with their versions; every deployment made new
         ones, so there are as many as there were deployments."""
-        from devices.models import Device
 
         if not self.things() and not self._deployments("deeplens").exists():
             return
@@ -739,8 +748,6 @@ class Closeout:
 
     # --- 7. DeepLens Lambda functions -------------------------------------------------------------
     def _functions(self) -> list[str]:
-        from devices.services.deployments import _function_name
-
         lam = self.client("lambda")
         expected = {_function_name(d) for d in self._devices()}
         expected |= {f"stagepulse-edge-{thing}"[:64] for thing in self._aws_things()}
@@ -843,16 +850,12 @@ class Closeout:
         return True
 
     def _device_names(self, thing: str) -> dict[str, str]:
-        from devices.models import Device
-        from devices.services.registration import _names
-
         return _names(Device(thing_name=thing))
 
     def iot(self, report: StepReport) -> None:
         """Each thing of the festival with its certificates (revoked first), its policy, role
         alias and role; a half-done registration (no certificate in the database) included.
         The rows are updated with update(), so no dashboard sync is queued."""
-        from devices.models import Device, DeviceStatus
 
         iot = self.client("iot")
         rows = {d.thing_name: d for d in self._devices()}
@@ -912,16 +915,6 @@ class Closeout:
 
     # --- the database and the stack ---------------------------------------------------------------
     def database(self, report: StepReport) -> None:
-        from emotions.models import (
-            ComparisonReading,
-            ComparisonRun,
-            IngestRejection,
-            IngestWatermark,
-            MinuteRollup,
-            Observation,
-            SetReport,
-        )
-
         models = (ComparisonReading, ComparisonRun, SetReport, MinuteRollup, Observation,
                   IngestWatermark, IngestRejection)  # fmt: skip
         for model in models:
@@ -941,8 +934,6 @@ class Closeout:
         )
 
     def stack(self, report: StepReport) -> None:
-        from infra import deploy as infra
-
         if infra.status(self.stack_name) is None:
             return
         report.items.append(self.stack_name)

@@ -24,7 +24,7 @@ from collections import deque
 from concurrent.futures import Future
 from dataclasses import dataclass
 
-from festival.aws import client
+from awsclients import client
 
 from .analyzer import Analyzer
 from .config import AnalyzerSettings

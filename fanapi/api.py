@@ -20,6 +20,9 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from emotions import selectors
+from emotions.reports.selectors import public_payload, published_reports
+from emotions.selectors import live_entry, stage_timeline
 from festival.models import Festival
 from festival.throttling import FixedWindowRateThrottle
 from stages.models import Set, Stage
@@ -245,7 +248,6 @@ class FanLiveView(FanView):
         that claims an ageing entry's refresh recomputes it here. Anything else (no fresh entry,
         a festival that is not public, other methods, a throttled client) takes the normal path.
         """
-        from emotions import selectors
 
         slug = kwargs.get("slug", "")
         entry = selectors.memoized_live_entry(slug) if request.method == "GET" else None
@@ -279,8 +281,6 @@ class FanLiveView(FanView):
         ),
     )
     def get(self, request, slug: str):
-        from emotions.selectors import live_entry
-
         return self.live_response(live_entry(self.festival(slug)))  # 404 unless public
 
 
@@ -292,8 +292,6 @@ class FanStageTimelineView(FanView):
         "a minute with too few faces shows no numbers (`suppressed`).",
     )
     def get(self, request, slug: str, stage_slug: str):
-        from emotions.selectors import stage_timeline
-
         festival = self.festival(slug)
         stage = get_object_or_404(Stage, festival=festival, slug=stage_slug)
         response = Response(
@@ -323,8 +321,6 @@ class FanSetReportListView(FanView):
         responses=FanSetReportSummarySerializer(many=True), operation_id="fan_set_reports"
     )
     def get(self, request, slug: str):
-        from emotions.reports.selectors import published_reports
-
         festival = self.festival(slug)
         response = Response(
             FanSetReportSummarySerializer(published_reports(festival), many=True).data
@@ -400,8 +396,6 @@ class FanSetReportDetailView(FanView):
         "minute by minute, its peak and low, overall numbers and how they were made.",
     )
     def get(self, request, slug: str, report_id: int):
-        from emotions.reports.selectors import public_payload, published_reports
-
         festival = self.festival(slug)
         report = get_object_or_404(published_reports(festival), pk=report_id)
         response = Response(public_payload(report))

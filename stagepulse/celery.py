@@ -12,7 +12,7 @@ from pathlib import Path
 
 from celery import Celery
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "festival.settings")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "stagepulse.settings")
 
 BROKER_FOLDER_OPTIONS = ("data_folder_in", "data_folder_out", "processed_folder", "control_folder")
 

@@ -27,9 +27,8 @@ from emotions.views import (
     set_report_page,
     shared_report_page,
 )
-from festival import booth, dashboard, fan_api
+from fanapi import api as fan_api
 from festival.api import (
-    FestivalViewSet,
     InvitationViewSet,
     MembershipViewSet,
     MyInvitationViewSet,
@@ -37,6 +36,8 @@ from festival.api import (
 )
 from festival.authentication import ObtainTokenView, RevokeTokenView, RotateTokenView
 from festival.views import healthz, ping
+from operations import booth, dashboard
+from operations.api import FestivalViewSet
 from stages.api import SetViewSet, StageViewSet
 
 router = DefaultRouter()

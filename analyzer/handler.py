@@ -1,4 +1,4 @@
-"""Lambda entry point: `emotions.analysis.handler.lambda_handler`.
+"""Lambda entry point: `analyzer.handler.lambda_handler`.
 
 Accepts raw S3 ObjectCreated events (S3 -> Lambda) and SQS events whose bodies are S3 events
 (S3 -> SQS -> Lambda, or the worker). With SQS, only the messages that hit a retryable error are
@@ -13,7 +13,7 @@ import logging
 
 from botocore.config import Config
 
-from festival.aws import client
+from awsclients import client
 
 from .analyzer import Analyzer, BatchReport
 from .backends import LocalBackend, RekognitionBackend
