@@ -12,7 +12,7 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 
 from devices.models import Device
-from emotions.comparison import services
+from emotions.comparison import selectors, services
 from emotions.models import ComparisonRun
 from festival.models import Festival, Role
 from festival.tenancy import TenantGenericViewSet, TenantScopedRelatedField, require_role
@@ -205,16 +205,13 @@ class ComparisonRunViewSet(
 
     @extend_schema(
         responses=ComparisonResultSerializer,
-        summary="The run's stored result (recomputed every minute while it runs)",
+        summary="The run's result (stored; recomputed every minute while it runs)",
     )
     @action(detail=True, methods=["get"])
     def result(self, request, pk=None):
         run = self.get_object()
-        if not run.result:
-            return Response(
-                {"computed_at": None, "status": run.status_at(_now()), "pairs": run.pairs}
-            )
-        return Response(run.result)
+        # Not computed yet (a run a minute old): the same figures, read now, not stored.
+        return Response(run.result or selectors.build_result(run))
 
     @extend_schema(
         request=None,
@@ -225,7 +222,3 @@ class ComparisonRunViewSet(
     def recompute(self, request, pk=None):
         run = self.get_object()
         return Response(services.compute_result(run))
-
-
-def _now():
-    return timezone.now()

@@ -332,3 +332,52 @@ def test_the_beat_refresh_switches_finished_runs_off(worlds):
     assert run.settled_at == later and run.result["status"] == "finished"
     assert ours.device.effective_config["comparison_run"] == ""
     assert datetime.fromisoformat(run.result["computed_at"]) == later.astimezone(UTC)
+
+
+# --- the admin -----------------------------------------------------------------------------------
+def _admin_form(world, ends_at, devices):
+    tz = world.festival.tz
+    local = ends_at.astimezone(tz)
+    start = timezone.now().astimezone(tz)
+    return {
+        "festival": world.festival.pk,
+        "name": "From the admin",
+        "devices": [d.pk for d in devices],
+        "starts_at_0": start.strftime("%Y-%m-%d"),
+        "starts_at_1": start.strftime("%H:%M:%S"),
+        "ends_at_0": local.strftime("%Y-%m-%d"),
+        "ends_at_1": local.strftime("%H:%M:%S"),
+        "sample_rate": "0.2",
+    }
+
+
+def test_operator_starts_a_run_in_the_admin_through_the_same_service(worlds, client):
+    ours, theirs = worlds
+    client.force_login(ours.operator)
+    url = "/admin/emotions/comparisonrun/add/"
+    form = client.get(url).content.decode()
+    assert ours.device.thing_name in form and theirs.device.thing_name not in form
+    answer = client.post(url, _admin_form(ours, timezone.now() + timedelta(hours=3), [ours.device]))
+    assert answer.status_code == 302, answer.content.decode()[:3000]
+    run = ComparisonRun.objects.get()
+    assert run.name == "From the admin" and run.created_by == ours.operator
+    ours.device.refresh_from_db()
+    assert ours.device.config["comparison_run"] == run.key  # pushed like the API's
+    page = client.get(f"/admin/emotions/comparisonrun/{run.pk}/change/").content.decode()
+    assert f"/comparisons/{run.pk}/" in page
+    again = client.post(url, _admin_form(ours, timezone.now() + timedelta(hours=3), [ours.device]))
+    assert again.status_code == 200 and "one run at a time" in again.content.decode()
+    assert ComparisonRun.objects.count() == 1
+
+
+def test_the_admin_cancel_action_switches_the_cameras_off(worlds, client):
+    ours, _ = worlds
+    run = start(ours)
+    client.force_login(ours.operator)
+    client.post(
+        "/admin/emotions/comparisonrun/",
+        {"action": "cancel_runs", "_selected_action": [run.pk]},
+    )
+    run.refresh_from_db()
+    ours.device.refresh_from_db()
+    assert run.cancelled_at is not None and ours.device.config["comparison_run"] == ""
