@@ -210,7 +210,7 @@ class ComparisonRunAdmin(FestivalZoneAdminMixin, TenantAdminMixin, admin.ModelAd
 
     form = ComparisonRunForm
     festival_zone_path = "festival__timezone"
-    list_display = ["__str__", "festival", "starts_at", "ends_at", "sample_rate", "status", "pairs"]
+    list_display = ["__str__", "festival", "window", "sample_rate", "status", "pairs"]
     list_filter = ["festival"]
     list_select_related = ["festival"]
     readonly_fields = ["page_link", "status", "key", "pairs", "refused", "result_at"]
@@ -237,6 +237,11 @@ class ComparisonRunAdmin(FestivalZoneAdminMixin, TenantAdminMixin, admin.ModelAd
     @admin.display(description="status")
     def status(self, obj):
         return obj.status_at(timezone.now())
+
+    @admin.display(description="window (local)", ordering="starts_at")
+    def window(self, obj):
+        tz = obj.festival.tz
+        return f"{local_label(obj.starts_at, tz)} – {local_label(obj.ends_at, tz)}"
 
     @admin.display(description="result page")
     def page_link(self, obj):
