@@ -22,9 +22,9 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 
-from boto3.dynamodb.types import TypeSerializer
 from PIL import Image, UnidentifiedImageError
 
+from awsclients import error_code
 from edge_package.contracts import (
     CROP_PREFIX,
     EMOTIONS,
@@ -38,7 +38,7 @@ from edge_package.contracts import (
     build_observation_item,
     comparison_reading,
     parse_crop_key,
-    to_dynamodb,
+    put_observation,
 )
 
 from .backends import Face
@@ -50,12 +50,11 @@ from .comparison import (
     scores_item_bytes,
 )
 from .config import AnalyzerSettings
-from .errors import AnalysisError, PermanentError, RetryableError, error_code, from_aws_error
+from .errors import AnalysisError, PermanentError, RetryableError, from_aws_error
 from .events import CropRef, MessageProblem
 from .metrics import MetricBatch
 
 log = logging.getLogger("stagepulse.analysis")
-_serializer = TypeSerializer()
 
 # Outcome statuses. Only RETRY makes the message come back.
 WRITTEN = "written"
@@ -262,19 +261,14 @@ class Analyzer:
                 analyzed_at_ms=analyzed_at_ms,
                 ttl_s=self.settings.observation_ttl_s,
             )
-            wire = {k: _serializer.serialize(v) for k, v in to_dynamodb(item).items()}
             try:
-                self.dynamodb.put_item(
-                    TableName=self.settings.table_name,
-                    Item=wire,
-                    ConditionExpression="attribute_not_exists(pk)",
-                )
+                written = put_observation(self.dynamodb, self.settings.table_name, item)
             except Exception as exc:
-                if error_code(exc) == "ConditionalCheckFailedException":
-                    outcome.duplicates += 1
-                    continue
                 self._fail(outcome, from_aws_error(exc, "dynamodb"))
                 return
+            if not written:
+                outcome.duplicates += 1
+                continue
             outcome.faces_written += 1
             outcome.top_emotions.append(item["top_emotion"])
             outcome.scores.append(item["emotions"])
@@ -340,17 +334,11 @@ class Analyzer:
             analyzed_at_ms=done_ms,
             ttl_s=self.settings.observation_ttl_s,
         )
-        wire = {k: _serializer.serialize(v) for k, v in to_dynamodb(item).items()}
         try:
-            self.dynamodb.put_item(
-                TableName=self.settings.table_name,
-                Item=wire,
-                ConditionExpression="attribute_not_exists(pk)",
-            )
+            put_observation(self.dynamodb, self.settings.table_name, item)  # a replay: False
         except Exception as exc:
-            if error_code(exc) != "ConditionalCheckFailedException":
-                self._fail(outcome, from_aws_error(exc, "dynamodb"))
-                return
+            self._fail(outcome, from_aws_error(exc, "dynamodb"))
+            return
         outcome.paired = True
         if mode == "edge":
             self._finish(outcome, COMPARED)

@@ -16,9 +16,10 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from awsclients import error_code
 from edge_package.contracts import EMOTIONS
 
-from .errors import AnalysisError, PermanentError, RetryableError, error_code, from_aws_error
+from .errors import AnalysisError, PermanentError, RetryableError, from_aws_error
 from .mosaic import MAX_REQUEST_BYTES, Mosaic, MosaicLimits, build_mosaic, plan
 
 log = logging.getLogger("stagepulse.analysis")

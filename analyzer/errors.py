@@ -16,6 +16,8 @@ from botocore.exceptions import (
     HTTPClientError,
 )
 
+from awsclients import error_code
+
 THROTTLING_CODES = frozenset(
     {
         "Throttling",
@@ -47,12 +49,6 @@ class RetryableError(AnalysisError):
 
 class PermanentError(AnalysisError):
     retryable = False
-
-
-def error_code(exc: BaseException) -> str:
-    if isinstance(exc, ClientError):
-        return exc.response.get("Error", {}).get("Code", "") or ""
-    return ""
 
 
 def from_aws_error(exc: Exception, service: str) -> AnalysisError:

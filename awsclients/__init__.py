@@ -109,6 +109,15 @@ FESTIVAL_TAG = "stagepulse:festival"
 THING_TAG = "stagepulse:thing"
 
 
+def error_code(exc: BaseException) -> str:
+    """The AWS error code of a botocore ClientError ("" for any other exception): the one place
+    that reads `exc.response["Error"]["Code"]`, for the server, the analyzer and infra alike."""
+    response = getattr(exc, "response", None)
+    if not isinstance(response, dict):
+        return ""
+    return str((response.get("Error") or {}).get("Code") or "")
+
+
 def tag_map(festival: str, thing: str = "") -> dict[str, str]:
     """Tags as Lambda, Greengrass v1 and v2 take them ({key: value})."""
     return {FESTIVAL_TAG: festival, **({THING_TAG: thing} if thing else {})}

@@ -6,7 +6,6 @@ from __future__ import annotations
 import hmac
 
 from django.contrib.auth.models import AnonymousUser
-from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import mixins, permissions, serializers, status, viewsets
@@ -24,7 +23,6 @@ from devices import selectors, services
 from devices.models import Deployment, Device, EdgeRelease, Rollout
 from edge_package.contracts import TELEMETRY_SCHEMA, validate_edge_config
 from edge_package.redact import redact_source
-from festival.api_common import AwsUnavailable
 from festival.api_schema import error_response
 from festival.models import Festival, Role
 from festival.tenancy import (
@@ -37,12 +35,6 @@ from festival.tenancy import (
 )
 from festival.throttling import FixedWindowRateThrottle
 from stages.models import Stage
-
-
-def _django_errors(exc: DjangoValidationError) -> ValidationError | AwsUnavailable:
-    if isinstance(exc, services.AwsUnreachable):
-        return AwsUnavailable(exc.messages[0])
-    return ValidationError(exc.message_dict if hasattr(exc, "error_dict") else exc.messages)
 
 
 class ReleaseBriefSerializer(serializers.ModelSerializer):
@@ -182,18 +174,12 @@ class DeviceViewSet(TenantViewSet):
         return serializer.validated_data["festival"].organization
 
     def perform_update(self, serializer):
-        try:
-            serializer.instance = services.update_device(
-                serializer.instance, **serializer.validated_data
-            )
-        except DjangoValidationError as exc:
-            raise _django_errors(exc) from exc
+        serializer.instance = services.update_device(
+            serializer.instance, **serializer.validated_data
+        )
 
     def perform_destroy(self, instance):
-        try:
-            services.delete_device(instance)
-        except DjangoValidationError as exc:
-            raise _django_errors(exc) from exc
+        services.delete_device(instance)
 
     @extend_schema(
         request=None,
@@ -211,10 +197,7 @@ class DeviceViewSet(TenantViewSet):
         """Create the AWS IoT thing, certificate, policy and S3 role. The response carries the
         private key and the telemetry token: this is the only time they are shown."""
         device = self.get_object()
-        try:
-            bundle = services.register_device(device)
-        except DjangoValidationError as exc:
-            raise _django_errors(exc) from exc
+        bundle = services.register_device(device)
         return Response(
             {"thing_name": bundle.thing_name, "files": bundle.files()},
             status=status.HTTP_201_CREATED,
@@ -227,10 +210,7 @@ class DeviceViewSet(TenantViewSet):
     @action(detail=True, methods=["post"])
     def deregister(self, request, pk=None):
         device = self.get_object()
-        try:
-            services.deregister_device(device)
-        except DjangoValidationError as exc:
-            raise _django_errors(exc) from exc
+        services.deregister_device(device)
         return Response(self.get_serializer(device).data)
 
     @extend_schema(
@@ -264,15 +244,12 @@ class DeploymentViewSet(
         release = serializer.validated_data.get("release") or selectors.latest_release()
         if release is None:
             raise ValidationError({"release": "No edge release exists yet: build one first."})
-        try:
-            deployment = services.start_deployment(
-                device,
-                release,
-                user=request.user,
-                force=serializer.validated_data.get("force", False),
-            )
-        except DjangoValidationError as exc:
-            raise _django_errors(exc) from exc
+        deployment = services.start_deployment(
+            device,
+            release,
+            user=request.user,
+            force=serializer.validated_data.get("force", False),
+        )
         return Response(self.get_serializer(deployment).data, status=status.HTTP_202_ACCEPTED)
 
 
@@ -334,15 +311,12 @@ class RolloutViewSet(
         release = serializer.validated_data.get("release") or selectors.latest_release()
         if release is None:
             raise ValidationError({"release": "No edge release exists yet: build one first."})
-        try:
-            rollout = services.start_rollout(
-                chosen,
-                release,
-                user=request.user,
-                force=serializer.validated_data.get("force", False),
-            )
-        except DjangoValidationError as exc:
-            raise _django_errors(exc) from exc
+        rollout = services.start_rollout(
+            chosen,
+            release,
+            user=request.user,
+            force=serializer.validated_data.get("force", False),
+        )
         return Response(self.get_serializer(rollout).data, status=status.HTTP_202_ACCEPTED)
 
 
@@ -374,10 +348,7 @@ class EdgeReleaseViewSet(viewsets.ReadOnlyModelViewSet):
         user = request.user
         if not (user.is_superuser or organization_ids_for(user, Role.OPERATOR)):
             raise role_required(Role.OPERATOR)
-        try:
-            release = services.build_edge_release(user=user)
-        except DjangoValidationError as exc:
-            raise _django_errors(exc) from exc
+        release = services.build_edge_release(user=user)
         return Response(self.get_serializer(release).data, status=status.HTTP_201_CREATED)
 
 

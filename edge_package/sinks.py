@@ -26,11 +26,12 @@ from edge_package.contracts import (
     META_EDGE_SCORES,
     META_EDGE_VERSION,
     META_ORGANIZATION,
+    aws_error_code,
     build_crop_key,
     build_observation_item,
     encode_scores,
     parse_crop_key,
-    to_dynamodb,
+    put_observation,
 )
 
 # Errors that mean "this request is wrong and retrying will not help": the item is dropped.
@@ -63,11 +64,6 @@ class Release:
     score: float
     box: tuple[int, int, int, int]
     comparison: str = ""  # the comparison run this crop is sampled for ("" for none)
-
-
-def error_code(exc: Exception) -> str:
-    response = getattr(exc, "response", None) or {}
-    return str(response.get("Error", {}).get("Code", ""))
 
 
 class DeliveryError(Exception):
@@ -271,7 +267,7 @@ def put_crop(client, config, meta: dict, payload: bytes) -> int:
             Metadata=meta["metadata"],
         )
     except ClientError as exc:
-        code = error_code(exc)
+        code = aws_error_code(exc)
         if code in _PERMISSION:
             raise DeliveryError(
                 f"S3 AccessDenied: this device's credentials lack s3:PutObject on "
@@ -366,21 +362,15 @@ class ObservationSink(SpoolingSink):
             if self._s3 is None:
                 self._s3 = aws_client("s3", self.config.region)
             return put_crop(self._s3, self.config, meta, payload)
-        from boto3.dynamodb.types import TypeSerializer
         from botocore.exceptions import BotoCoreError, ClientError
 
-        item = to_dynamodb(json.loads(payload))
-        wire = {k: TypeSerializer().serialize(v) for k, v in item.items()}
         try:
-            self.client.put_item(
-                TableName=self.config.observations_table,
-                Item=wire,
-                ConditionExpression="attribute_not_exists(pk)",
-            )
-        except ClientError as exc:
-            code = error_code(exc)
-            if code == "ConditionalCheckFailedException":
+            if not put_observation(
+                self.client, self.config.observations_table, json.loads(payload)
+            ):
                 return 0  # already written (a replay after a lost reply): nothing new to do
+        except ClientError as exc:
+            code = aws_error_code(exc)
             if code in _PERMISSION:
                 raise DeliveryError(
                     "DynamoDB AccessDenied: this device's credentials lack dynamodb:PutItem on "

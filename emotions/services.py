@@ -48,6 +48,7 @@ from edge_package.contracts import (
     sort_key_floor,
 )
 from emotions.comparison import services as comparison
+from emotions.live_cache import store_live_ranking
 from emotions.models import (
     AnalysisBacklog,
     IngestRejection,
@@ -55,8 +56,11 @@ from emotions.models import (
     MinuteRollup,
     Observation,
     RejectionReason,
+    ReportStatus,
+    SetReport,
     StreamCheckpoint,
 )
+from emotions.reports.services import request_rebuild
 from festival.models import Festival
 from festival.notify import notify_operations
 from stages.models import Set, Stage
@@ -354,8 +358,6 @@ def _advance_freshness(stage: Stage, fresh: list[Observation]) -> None:
 def _flag_reports(fresh: list[Observation]) -> int:
     """A report already built for a set that just got late faces is queued for a rebuild now
     (the sweeper's detect_late_data would find it within a minute anyway)."""
-    from emotions.models import ReportStatus, SetReport
-    from emotions.reports.services import request_rebuild
 
     late: dict[int, int] = {}
     for row in fresh:
@@ -477,10 +479,6 @@ def store_incoming(
 
 
 # --- the stream ---------------------------------------------------------------------------------
-def _error_code(exc: ClientError) -> str:
-    return exc.response.get("Error", {}).get("Code", "")
-
-
 def _ms(value) -> int:
     if isinstance(value, datetime):
         return int(value.timestamp() * 1000)
@@ -574,7 +572,7 @@ class StreamReader:
                     SequenceNumber=checkpoint.sequence_number,
                 )["ShardIterator"]
             except ClientError as exc:
-                if _error_code(exc) != "TrimmedDataAccessException":
+                if aws.error_code(exc) != "TrimmedDataAccessException":
                     raise
                 result.trimmed += 1
                 log.error(
@@ -593,7 +591,7 @@ class StreamReader:
         try:
             iterator = self._iterator(arn, shard_id, checkpoint, result)
         except ClientError as exc:
-            if _error_code(exc) != "ResourceNotFoundException":
+            if aws.error_code(exc) != "ResourceNotFoundException":
                 raise
             log.warning("shard %s is gone from the stream; marking it read", shard_id)
             with transaction.atomic():
@@ -604,7 +602,7 @@ class StreamReader:
             try:
                 page = self.streams.get_records(ShardIterator=iterator, Limit=self.page_limit)
             except ClientError as exc:
-                code = _error_code(exc)
+                code = aws.error_code(exc)
                 if code not in ("ExpiredIteratorException", "TrimmedDataAccessException"):
                     raise
                 renewals += 1
@@ -660,8 +658,6 @@ def ingest_streams(*, dynamodb=None, streams=None, force: bool = False) -> Inges
     the shared cache (a second worker skips); correctness does not depend on it — rows are
     idempotent and checkpoints only move forward — it only saves duplicate reads. `force` takes
     the lease over (when no other ingest can be running, e.g. the demo's last run)."""
-    from emotions.selectors import store_live_ranking
-
     token = uuid.uuid4().hex
     if force:
         cache.delete(INGEST_LOCK_KEY)
@@ -742,8 +738,6 @@ def backfill_stage(stage: Stage, since_ms: int = 0, *, dynamodb=None) -> IngestR
     items = fetch_items(festival.table, festival, stage, since_ms, dynamodb=dynamodb)
     result = store_items(stage, items)
     if result.created:
-        from emotions.selectors import store_live_ranking
-
         store_live_ranking(festival)
     return result
 
@@ -841,8 +835,6 @@ def measure_analysis_backlog(*, now=None, sqs=None, cloudwatch=None) -> Analysis
     )
     alert_on_backlog(backlog, now)
     if was_behind != (age > settings.ANALYSIS_BEHIND_AFTER_S):
-        from emotions.selectors import store_live_ranking
-
         for festival in active_festivals():  # "analysis behind" shows now, not at the next data
             store_live_ranking(festival)
     return backlog

@@ -20,9 +20,10 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from emotions import selectors
+from emotions import live_cache
+from emotions.live_cache import live_entry
 from emotions.reports.selectors import public_payload, published_reports
-from emotions.selectors import live_entry, stage_timeline
+from emotions.selectors import stage_timeline
 from festival.models import Festival
 from festival.throttling import FixedWindowRateThrottle
 from stages.models import Set, Stage
@@ -250,15 +251,15 @@ class FanLiveView(FanView):
         """
 
         slug = kwargs.get("slug", "")
-        entry = selectors.memoized_live_entry(slug) if request.method == "GET" else None
+        entry = live_cache.memoized_live_entry(slug) if request.method == "GET" else None
         if (
             entry is None
             or not entry["public"]
             or not FixedWindowRateThrottle().allow_request(request, self)
         ):
             return super().dispatch(request, *args, **kwargs)
-        if selectors.due_for_refresh(entry) and selectors.claim_live_refresh(slug, entry):
-            entry = selectors.refresh_claimed_live_entry(slug, entry)
+        if live_cache.due_for_refresh(entry) and live_cache.claim_live_refresh(slug, entry):
+            entry = live_cache.refresh_claimed_live_entry(slug, entry)
             if entry is None:  # made private (or deleted) since the entry was cached
                 return super().dispatch(request, *args, **kwargs)
         return self.live_response(entry)

@@ -136,6 +136,14 @@ class TenantModel(models.Model):
         abstract = True
 
 
+def check_festival_dates(starts_on, ends_on) -> None:
+    """The one rule for a festival's dates ("it ends after it starts"; a one-day festival ends on
+    the day it starts), for the model's clean (admin), the API serializer and
+    operations.services.update_festival."""
+    if starts_on and ends_on and ends_on < starts_on:
+        raise ValidationError({"ends_on": "The festival cannot end before it starts."})
+
+
 class Festival(TenantModel):
     name = models.CharField(max_length=200)
     slug = models.SlugField(
@@ -200,8 +208,7 @@ class Festival(TenantModel):
         return festival
 
     def clean(self) -> None:
-        if self.starts_on and self.ends_on and self.ends_on < self.starts_on:
-            raise ValidationError({"ends_on": "The festival cannot end before it starts."})
+        check_festival_dates(self.starts_on, self.ends_on)
 
     @property
     def tz(self) -> zoneinfo.ZoneInfo:

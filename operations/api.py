@@ -13,7 +13,7 @@ from rest_framework.response import Response
 
 from festival.api import ScopedOrganizationField, default_organization, query_flag
 from festival.api_common import error_response
-from festival.models import Festival, Role
+from festival.models import Festival, Role, check_festival_dates
 from festival.tenancy import TenantViewSet, require_role
 from operations import services
 from stages import services as lineup_services
@@ -48,10 +48,10 @@ class FestivalSerializer(serializers.ModelSerializer):
         read_only_fields = ["created_at", "updated_at"]
 
     def validate(self, attrs):
-        starts = attrs.get("starts_on", getattr(self.instance, "starts_on", None))
-        ends = attrs.get("ends_on", getattr(self.instance, "ends_on", None))
-        if starts and ends and ends < starts:
-            raise ValidationError({"ends_on": "The festival cannot end before it starts."})
+        check_festival_dates(
+            attrs.get("starts_on", getattr(self.instance, "starts_on", None)),
+            attrs.get("ends_on", getattr(self.instance, "ends_on", None)),
+        )
         moved = "organization" in attrs and attrs["organization"].pk != getattr(
             self.instance, "organization_id", attrs["organization"].pk
         )

@@ -13,7 +13,8 @@ from django.shortcuts import render
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
-from emotions.selectors import live_ranking, stage_timeline
+from emotions.live_cache import live_ranking
+from emotions.selectors import stage_timeline
 from festival.localtime import local_time_label
 from stages.models import Stage
 from stages.selectors import now_next_by_stage

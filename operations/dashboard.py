@@ -18,13 +18,13 @@ from django.views.decorators.http import require_GET
 
 from devices.models import Device, DeviceStatus
 from devices.selectors import INPUT_KINDS, input_problems
+from emotions.live_cache import live_ranking
 from emotions.models import MinuteRollup
 from emotions.reports.selectors import reports_for_user
 from emotions.selectors import (
     analysis_status,
     compute_live_ranking,
     ingest_refusals,
-    live_ranking,
     stage_timeline,
 )
 from festival.models import Festival, Role

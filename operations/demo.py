@@ -30,7 +30,7 @@ from devices.services.tokens import issue_device_token
 from edge_package.contracts import EDGE_CONFIG_DEFAULTS
 from emotions.comparison import services as comparison
 from emotions.models import ComparisonRun
-from infra import deploy as infra_deploy
+from infra import cfn_template, deploy
 from stages.models import Stage
 from stages.services import LINEUP_COLUMNS, format_local_datetime
 
@@ -109,7 +109,7 @@ def aws_environment(moto_port: int) -> dict[str, str]:
 def deploy_infra(emit) -> dict[str, str]:
     """The same CloudFormation template as production, deployed into the moto server."""
 
-    result = infra_deploy.deploy(
+    result = deploy.deploy(
         DEMO_STACK,
         {
             "EnvironmentName": "demo",
@@ -123,7 +123,7 @@ def deploy_infra(emit) -> dict[str, str]:
         },
         emit=emit,
     )
-    return infra_deploy.service_env(result.outputs)
+    return cfn_template.service_env(result.outputs)
 
 
 def live_lineup(festival, set_minutes: int, hours: int = 3) -> str:

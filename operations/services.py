@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from devices.models import Device, Platform
 from devices.services import push_festival_cameras
-from festival.models import Festival, Membership, Organization, Role
+from festival.models import Festival, Membership, Organization, Role, check_festival_dates
 from stages.models import Set, Stage
 from stages.services import demo_lineup_rows, import_lineup
 
@@ -143,6 +143,7 @@ def update_festival(festival: Festival, **changes) -> Festival:
     (devices.services.push_festival_cameras). Any other save of a festival does nothing more."""
     for name, value in changes.items():
         setattr(festival, name, value)
+    check_festival_dates(festival.starts_on, festival.ends_on)
     before = getattr(festival, "saved_analysis_mode", None)
     if before is None and festival.pk:  # not loaded from the database, or the field deferred
         before = (

@@ -114,7 +114,7 @@ def add_tenant_rows(world: World) -> World:
     a row of each model a route lists; a new route's model gets one here."""
     from detectors.models import FaceModel, LabelledClip, ModelRollout, TrainingJob
     from devices.models import Deployment, EdgeRelease, Rollout
-    from emotions.models import ComparisonRun, SetReport
+    from emotions.models import ComparisonRun, IngestRejection, SetReport
     from festival.models import Invitation
 
     prefix = world.organization.slug.removesuffix("-org")
@@ -165,6 +165,15 @@ def add_tenant_rows(world: World) -> World:
         ends_at=datetime.now(UTC) + timedelta(hours=1),
     )
     world.comparison_run.devices.set([world.device])
+    world.ingest_rejection = IngestRejection.objects.create(
+        key=f"{prefix}/wrong_device",
+        organization=org,
+        festival=world.festival,
+        stage=world.stage,
+        reason="wrong_device",
+        count=1,
+        last_key=f"{prefix}-fest/main/{prefix}-cam",
+    )
     world.invitation = Invitation.objects.create(
         organization=org,
         invitee=f"{prefix}-newcomer@example.org",

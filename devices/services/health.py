@@ -256,7 +256,7 @@ def _put_batch(client, namespace: str, batch, now, counts: dict) -> None:
             Namespace=namespace, MetricData=[d for _, data in batch for d in data]
         )
     except ClientError as exc:
-        code = exc.response.get("Error", {}).get("Code", "")
+        code = aws.error_code(exc)
         if len(batch) > 1 and code.startswith(("InvalidParameter", "MissingParameter")):
             for one in batch:
                 _put_batch(client, namespace, [one], now, counts)

@@ -61,7 +61,7 @@ def test_limit_holds_on_redis_and_each_window_key_expires(api_client, two_worlds
 def test_an_ordinary_fans_polls_of_live_make_no_cache_round_trip(
     api_client, two_worlds, local_redis
 ):
-    from emotions.selectors import store_live_ranking
+    from emotions.live_cache import store_live_ranking
 
     ours, _ = two_worlds
     store_live_ranking(ours.festival)

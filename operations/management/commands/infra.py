@@ -1,4 +1,4 @@
-"""`manage.py infra deploy|status|teardown`: the CloudFormation stack, through infra.deploy."""
+"""`manage.py infra deploy|status|teardown`: the CloudFormation stack, through the infra package."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from infra import deploy as infra
+from infra import cfn_template, deploy, errors, stacks, teardown
 
 
 def parse_params(values: list[str]) -> dict[str, str]:
@@ -40,7 +40,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("action", choices=["deploy", "status", "teardown"])
-        parser.add_argument("--stack-name", default=infra.DEFAULT_STACK_NAME)
+        parser.add_argument("--stack-name", default=stacks.DEFAULT_STACK_NAME)
         parser.add_argument(
             "--param",
             action="append",
@@ -48,7 +48,7 @@ class Command(BaseCommand):
             metavar="KEY=VALUE",
             help="template parameter (repeatable); others keep their previous value on update",
         )
-        parser.add_argument("--template", type=Path, default=infra.TEMPLATE_PATH)
+        parser.add_argument("--template", type=Path, default=cfn_template.TEMPLATE_PATH)
         parser.add_argument(
             "--no-vendor",
             action="store_true",
@@ -67,16 +67,16 @@ class Command(BaseCommand):
             elif action == "status":
                 self.status(stack_name)
             else:
-                infra.teardown(
+                teardown.teardown(
                     stack_name, purge_artifacts=options["purge_artifacts"], emit=self.stdout.write
                 )
-        except infra.DeployError as exc:
+        except errors.DeployError as exc:
             raise CommandError(str(exc)) from None
 
     def deploy(self, stack_name: str, options: dict) -> None:
         if not Path(options["template"]).is_file():
             raise CommandError(f"no template at {options['template']}")
-        result = infra.deploy(
+        result = deploy.deploy(
             stack_name,
             parse_params(options["param"]),
             template_path=options["template"],
@@ -88,7 +88,7 @@ class Command(BaseCommand):
         self.write_outputs(result.outputs)
 
     def status(self, stack_name: str) -> None:
-        state = infra.status(stack_name)
+        state = stacks.status(stack_name)
         if state is None:
             raise CommandError(f"stack {stack_name} does not exist")
         style = self.style.ERROR if state.failures else self.style.SUCCESS
@@ -110,5 +110,5 @@ class Command(BaseCommand):
         for key, value in sorted(outputs.items()):
             self.stdout.write(f"  {key} = {value}")
         self.stdout.write("service environment:")
-        for key, value in infra.service_env(outputs).items():
+        for key, value in cfn_template.service_env(outputs).items():
             self.stdout.write(f"  {key}={value}")

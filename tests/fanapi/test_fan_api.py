@@ -80,7 +80,7 @@ def test_live_fast_path_is_throttled_too(api_client, two_worlds):
 
     from rest_framework.throttling import SimpleRateThrottle
 
-    from emotions.selectors import store_live_ranking
+    from emotions.live_cache import store_live_ranking
 
     ours, _ = two_worlds
     store_live_ranking(ours.festival)  # a fresh cached ranking: the fast path answers
