@@ -269,6 +269,13 @@ class ComparisonRunAdmin(FestivalZoneAdminMixin, TenantAdminMixin, admin.ModelAd
         obj.pk, obj.key, obj.organization_id = run.pk, run.key, run.organization_id
         obj._state.adding = False
 
+    def delete_model(self, request, obj):
+        comparison.delete_comparison(obj)
+
+    def delete_queryset(self, request, queryset):
+        for run in queryset:
+            comparison.delete_comparison(run)
+
     def save_related(self, request, form, formsets, change):
         """The service set the cameras (and pushed their configuration)."""
 

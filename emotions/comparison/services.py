@@ -162,6 +162,14 @@ def cancel_comparison(run: ComparisonRun, *, now: datetime | None = None) -> Com
     return run
 
 
+def delete_comparison(run: ComparisonRun, *, now: datetime | None = None) -> None:
+    """Delete a run and its pairs; its cameras are switched off first (a camera still holding a
+    deleted run would go on uploading crops nobody reads)."""
+    with transaction.atomic():
+        _release_cameras(run, now or timezone.now())
+        run.delete()
+
+
 # --- pairs from the ingest -----------------------------------------------------------------------
 def is_pair_item(item: dict) -> bool:
     return str(item.get(OBSERVATION_PK, "")).startswith(COMPARISON_PK_PREFIX)

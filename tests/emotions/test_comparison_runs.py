@@ -381,3 +381,15 @@ def test_the_admin_cancel_action_switches_the_cameras_off(worlds, client):
     run.refresh_from_db()
     ours.device.refresh_from_db()
     assert run.cancelled_at is not None and ours.device.config["comparison_run"] == ""
+
+
+def test_deleting_a_run_in_the_admin_switches_its_cameras_off_first(worlds, client):
+    ours, _ = worlds
+    run = start(ours)
+    store(pair_item(ours, run, timezone.now() - timedelta(minutes=2)))
+    client.force_login(ours.operator)
+    answer = client.post(f"/admin/emotions/comparisonrun/{run.pk}/delete/", {"post": "yes"})
+    assert answer.status_code == 302
+    ours.device.refresh_from_db()
+    assert not ComparisonRun.objects.exists() and not ComparisonReading.objects.exists()
+    assert ours.device.config["comparison_run"] == ""
