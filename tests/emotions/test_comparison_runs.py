@@ -17,6 +17,7 @@ from edge_package.contracts import (
     comparison_reading,
 )
 from emotions import services as ingest
+from emotions.closeout import purge_rows
 from emotions.comparison import services
 from emotions.comparison.rules import MIN_PAIRS
 from emotions.models import ComparisonReading, ComparisonRun, IngestRejection, Observation
@@ -393,3 +394,14 @@ def test_deleting_a_run_in_the_admin_switches_its_cameras_off_first(worlds, clie
     ours.device.refresh_from_db()
     assert not ComparisonRun.objects.exists() and not ComparisonReading.objects.exists()
     assert ours.device.config["comparison_run"] == ""
+
+
+def test_closeout_purge_removes_the_pairs_with_the_scores(worlds):
+    ours, theirs = worlds
+    run, kept = start(ours), start(theirs)
+    store(pair_item(ours, run, timezone.now() - timedelta(minutes=2)))
+    store(pair_item(theirs, kept, timezone.now() - timedelta(minutes=2)))
+    lines = purge_rows(ours.festival, dry_run=False)
+    assert any("comparison reading" in line for line in lines), lines
+    assert not ComparisonReading.objects.filter(festival=ours.festival).exists()
+    assert ComparisonReading.objects.filter(festival=theirs.festival).count() == 1
