@@ -36,26 +36,9 @@ from django.utils import timezone
 
 import awsclients as aws
 from analyzer.events import crops_from_sqs_event
-from devices.models import (
-    TERMINAL_STATES,
-    Deployment,
-    DeploymentState,
-    Device,
-    DeviceStatus,
-    Platform,
-)
-from devices.services.deployments import _function_name
-from devices.services.health import push_config_to_shadow
-from devices.services.registration import _names
+from devices.services import closeout as fleet
 from edge_package.contracts import CROP_PREFIX
-from emotions.cloudwatch_dashboards import dashboard_name
-from emotions.models import (
-    IngestRejection,
-    IngestWatermark,
-    MinuteRollup,
-    Observation,
-    SetReport,
-)
+from emotions import closeout as emotions_closeout
 from festival.models import Festival
 from infra import stacks, teardown
 
@@ -134,12 +117,6 @@ GG1_KINDS = {
         "delete_subscription_definition",
         "SubscriptionDefinitionId",
     ),
-}
-DEFINITION_ARN_KEYS = {
-    "core": "core_definition_version_arn",
-    "functions": "function_definition_version_arn",
-    "resources": "resource_definition_version_arn",
-    "subscriptions": "subscription_definition_version_arn",
 }
 
 
@@ -291,9 +268,7 @@ class Closeout:
 
     # --- what the festival has, found by what it is -----------------------------------------------
     def _devices(self):
-        return Device.objects.filter(festival=self.festival).select_related(
-            "festival", "stage", "organization"
-        )
+        return fleet.festival_devices(self.festival)
 
     def _aws_things(self) -> list[str]:
         """Things carrying the festival attribute (registration sets it before anything else)."""
@@ -329,21 +304,13 @@ class Closeout:
         it already holds stay valid for up to an hour, so its role also loses its write policy
         now: IAM checks every request, and nothing it uploads lands after this step."""
 
-        for device in self._devices():
-            if device.config.get("paused") is not True:
-                report.add(device.thing_name)
-                if not self.dry_run:
-                    device.config = {**device.config, "paused": True}
-                    Device.objects.filter(pk=device.pk).update(config=device.config)
-                    if device.registered_at and not push_config_to_shadow(device):
-                        report.notes.append(
-                            f"{device.thing_name}: shadow not updated ({device.shadow_error}); "
-                            "its write access is revoked all the same"
-                        )
+        paused, notes = fleet.pause_cameras(self.festival, dry_run=self.dry_run)
+        report.items.extend(paused)
+        report.notes.extend(notes)
         if self.dry_run:
             return
         iam = self.client("iam")
-        roles = {d.role_name for d in self._devices() if d.role_name}
+        roles = fleet.camera_role_names(self.festival)
         roles |= {self._device_names(thing)["role"] for thing in self._registered_things()}
         for role in sorted(roles):
             listed = _ignore_gone(iam.list_role_policies, RoleName=role) or {}
@@ -354,31 +321,18 @@ class Closeout:
         """Unfinished deployments end as failed without a rollback (the camera is going), and a
         Greengrass v2 one is cancelled in AWS, so nothing keeps polling or blocks the next."""
 
-        running = Deployment.objects.filter(device__festival=self.festival).exclude(
-            state__in=TERMINAL_STATES
-        )
-        for deployment in running:
-            report.add(f"deployment #{deployment.pk} ({deployment.state})")
-            if self.dry_run:
-                continue
-            gg2_id = deployment.resources.get("deployment_id")
-            if deployment.platform == Platform.GREENGRASS_V2 and gg2_id:
-                try:
-                    _ignore_gone(self.client("greengrassv2").cancel_deployment, deploymentId=gg2_id)
-                except ClientError as error:
-                    if not _unavailable(error):
-                        raise
-            now = timezone.now()
-            why = "stopped by the festival's closeout"
-            event = {"at": now.isoformat(timespec="seconds"), "state": "failed", "note": why}
-            Deployment.objects.filter(pk=deployment.pk).exclude(state__in=TERMINAL_STATES).update(
-                state=DeploymentState.FAILED,
-                reason=why,
-                finished_at=now,
-                lease_until=None,
-                history=[*deployment.history, event],
-                updated_at=now,
+        report.items.extend(
+            fleet.stop_unfinished_deployments(
+                self.festival, dry_run=self.dry_run, cancel_greengrass_v2=self._cancel_gg2
             )
+        )
+
+    def _cancel_gg2(self, deployment_id: str) -> None:
+        try:
+            _ignore_gone(self.client("greengrassv2").cancel_deployment, deploymentId=deployment_id)
+        except ClientError as error:
+            if not _unavailable(error):
+                raise
 
     # --- 2. the analysis queue --------------------------------------------------------------------
     def _queue_urls(self) -> list[str]:
@@ -579,19 +533,7 @@ class Closeout:
 
     # --- 4. CloudWatch ----------------------------------------------------------------------------
     def _dashboard_and_alarms(self) -> tuple[list[str], list[str]]:
-        cloudwatch = self.client("cloudwatch")
-        name = dashboard_name(self.festival)
-        entries = cloudwatch.list_dashboards(DashboardNamePrefix=name).get("DashboardEntries", [])
-        dashboards = [e["DashboardName"] for e in entries if e["DashboardName"] == name]
-        # "<name>-…" only: festival "pulse" must not take festival "pulse-2026"'s alarms.
-        alarms = []
-        for page in cloudwatch.get_paginator("describe_alarms").paginate(AlarmNamePrefix=name):
-            alarms += [
-                a["AlarmName"]
-                for a in page.get("MetricAlarms", []) + page.get("CompositeAlarms", [])
-                if a["AlarmName"] == name or a["AlarmName"].startswith(f"{name}-")
-            ]
-        return dashboards, alarms
+        return emotions_closeout.dashboards_and_alarms(self.festival, self.client("cloudwatch"))
 
     def cloudwatch(self, report: StepReport) -> None:
         cloudwatch = self.client("cloudwatch")
@@ -601,25 +543,15 @@ class Closeout:
         if self.dry_run:
             return
         if dashboards:
-            _ignore_gone(cloudwatch.delete_dashboards, DashboardNames=dashboards)
+            emotions_closeout.remove_dashboard(self.festival, cloudwatch)
             self._removed(DASHBOARDS, len(dashboards))
-        for start in range(0, len(alarms), 100):
-            cloudwatch.delete_alarms(AlarmNames=alarms[start : start + 100])
+        emotions_closeout.remove_alarms(alarms, cloudwatch)
         self._removed(ALARMS, len(alarms))
 
     # --- 5. Greengrass v2 -------------------------------------------------------------------------
-    def _deployments(self, platform: str):
-        return Deployment.objects.filter(device__festival=self.festival, platform=platform)
-
     def _gg2_things(self) -> list[str]:
         """Greengrass v2 cameras, and things whose platform the database no longer knows."""
-
-        known = {d.thing_name: d.platform for d in self._devices()}
-        return sorted(
-            name
-            for name in {*known, *self._aws_things()}
-            if known.get(name, Platform.GREENGRASS_V2) == Platform.GREENGRASS_V2
-        )
+        return fleet.greengrass_v2_things(self.festival, self._aws_things())
 
     def _gg2_found(self) -> tuple[list[str], list[str], list[str]]:
         """(deployment ids, own component ARNs, core device names) that still exist."""
@@ -633,17 +565,10 @@ class Closeout:
             )
             ids |= {d["deploymentId"] for page in pages for d in page.get("deployments", [])}
         cores = [t for t in things if _ignore_gone(gg.get_core_device, coreDeviceThingName=t)]
-        deployments = self._deployments(Platform.GREENGRASS_V2)
-        arns = sorted({d.resources.get("component_arn") for d in deployments} - {None, ""})
-        shared = set(
-            Deployment.objects.exclude(device__festival=self.festival)
-            .filter(platform=Platform.GREENGRASS_V2)
-            .values_list("resources__component_arn", flat=True)
-        )
         components = [
             arn
-            for arn in arns
-            if arn not in shared and _ignore_gone(gg.describe_component, arn=arn) is not None
+            for arn in fleet.greengrass_v2_component_arns(self.festival)
+            if _ignore_gone(gg.describe_component, arn=arn) is not None
         ]
         return sorted(ids), components, cores
 
@@ -683,10 +608,7 @@ class Closeout:
         """Group ids and definition ids of the festival, from tags, names and the database."""
 
         things = self.things()
-        rows = [d.resources for d in self._deployments(Platform.DEEPLENS)]
-        group_ids = {r.get("group_id") for r in rows} | {
-            d.greengrass_group_id for d in self._devices()
-        }
+        group_ids, definition_ids = fleet.greengrass_v1_ids(self.festival)
         gg = self.client("greengrass")
         group_names = {f"stagepulse-{thing}" for thing in things}
         groups = {}
@@ -697,11 +619,7 @@ class Closeout:
         definitions: dict[str, dict[str, str]] = {}
         for kind, (lister, _, _) in GG1_KINDS.items():
             names = {f"stagepulse-{thing}-{kind}" for thing in things}
-            ids = {
-                r[DEFINITION_ARN_KEYS[kind]].split("/")[-3]
-                for r in rows
-                if r.get(DEFINITION_ARN_KEYS[kind])
-            }
+            ids = definition_ids[kind]
             definitions[kind] = {}
             for page in gg.get_paginator(lister).paginate():
                 for item in page.get("Definitions", []):
@@ -715,7 +633,7 @@ class Closeout:
         resource and subscription definitions with their versions; every deployment made new
         ones, so there are as many as there were deployments."""
 
-        if not self.things() and not self._deployments("deeplens").exists():
+        if not self.things() and not fleet.has_deeplens_deployments(self.festival):
             return
         gg = self.client("greengrass")
         found = self._gg1_resources()
@@ -729,9 +647,7 @@ class Closeout:
                 log.info("group %s: no deployments to reset (%s)", group_id, error)
             _ignore_gone(gg.delete_group, GroupId=group_id)
             self._removed(GG1_GROUPS)
-            Device.objects.filter(festival=self.festival, greengrass_group_id=group_id).update(
-                greengrass_group_id=""
-            )
+            fleet.forget_greengrass_group(self.festival, group_id)
         for kind, items in found["definitions"].items():
             _, deleter, id_param = GG1_KINDS[kind]
             for definition_id, name in sorted(items.items()):
@@ -743,8 +659,7 @@ class Closeout:
     # --- 7. DeepLens Lambda functions -------------------------------------------------------------
     def _functions(self) -> list[str]:
         lam = self.client("lambda")
-        expected = {_function_name(d) for d in self._devices()}
-        expected |= {f"stagepulse-edge-{thing}"[:64] for thing in self._aws_things()}
+        expected = fleet.edge_function_names(self.festival, self._aws_things())
         names = []
         for page in lam.get_paginator("list_functions").paginate():
             for function in page.get("Functions", []):
@@ -779,7 +694,7 @@ class Closeout:
         """Things in AWS by the festival attribute, plus those the database says are registered
         (a row can outlive its thing, or a thing its row)."""
         names = set(self._aws_things())
-        names |= {d.thing_name for d in self._devices() if d.certificate_arn or d.registered_at}
+        names |= fleet.registered_things(self.festival)
         return sorted(names)
 
     def _principals(self, thing: str) -> list[str]:
@@ -844,7 +759,7 @@ class Closeout:
         return True
 
     def _device_names(self, thing: str) -> dict[str, str]:
-        return _names(Device(thing_name=thing))
+        return fleet.default_thing_resources(thing)
 
     def iot(self, report: StepReport) -> None:
         """Each thing of the festival with its certificates (revoked first), its policy, role
@@ -852,37 +767,24 @@ class Closeout:
         The rows are updated with update(), so no dashboard sync is queued."""
 
         iot = self.client("iot")
-        rows = {d.thing_name: d for d in self._devices()}
         for thing in self._registered_things():
             report.add(f"thing {thing}")
             if self.dry_run:
                 continue
-            row = rows.get(thing)
-            names = self._device_names(thing)
-            certificates = set(self._principals(thing))
-            if row is not None and row.certificate_arn:
-                certificates.add(row.certificate_arn)
+            names = fleet.thing_resources(self.festival, thing)
+            certificates = set(self._principals(thing)) | {names["certificate_arn"]} - {""}
             for cert_arn in sorted(certificates):
                 self._remove_certificate(thing, cert_arn)
-            self._remove_policy((row.policy_name if row else "") or names["policy"])
-            alias = (row.role_alias if row else "") or names["role_alias"]
+            self._remove_policy(names["policy"])
+            alias = names["role_alias"]
             if _ignore_gone(iot.describe_role_alias, roleAlias=alias) is not None:
                 _ignore_gone(iot.delete_role_alias, roleAlias=alias)
                 self._removed(ROLE_ALIASES)
-            self._remove_role((row.role_name if row else "") or names["role"])
+            self._remove_role(names["role"])
             if _ignore_gone(iot.describe_thing, thingName=thing) is not None:
                 _ignore_gone(iot.delete_thing, thingName=thing)
                 self._removed(THINGS)
-            Device.objects.filter(thing_name=thing, festival=self.festival).update(
-                certificate_arn="",
-                certificate_id="",
-                policy_name="",
-                role_name="",
-                role_alias="",
-                token_hash="",
-                registered_at=None,
-                status=DeviceStatus.RETIRED,
-            )
+            fleet.retire_device(self.festival, thing)
 
     def _tagged_roles(self) -> list[str]:
         """Camera roles tagged with the festival, whether or not a thing still leads to them."""
@@ -909,21 +811,7 @@ class Closeout:
 
     # --- the database and the stack ---------------------------------------------------------------
     def database(self, report: StepReport) -> None:
-        for model in (SetReport, MinuteRollup, Observation, IngestWatermark, IngestRejection):
-            rows = model.objects.filter(**self._festival_filter(model))
-            count = rows.count()
-            if count:
-                report.items.append(f"{count} {model._meta.verbose_name_plural}")
-                if not self.dry_run:
-                    rows.delete()
-
-    def _festival_filter(self, model) -> dict:
-        names = {f.name for f in model._meta.get_fields()}
-        return (
-            {"festival": self.festival}
-            if "festival" in names
-            else {"stage__festival": self.festival}
-        )
+        report.items.extend(emotions_closeout.purge_rows(self.festival, dry_run=self.dry_run))
 
     def stack(self, report: StepReport) -> None:
         if stacks.status(self.stack_name) is None:
