@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from emotions.cloudwatch_dashboards import dashboard_name, delete_festival_dashboard
 from emotions.models import (
+    ComparisonReading,
+    ComparisonRun,
     CrowdMinute,
     CrowdSignal,
     IngestRejection,
@@ -17,9 +19,16 @@ from emotions.models import (
 from festival.models import Festival
 
 PURGED_MODELS = (
-    SetReport, MinuteRollup, Observation, CrowdMinute, CrowdSignal, IngestWatermark,
+    ComparisonReading,
+    ComparisonRun,
+    SetReport,
+    MinuteRollup,
+    Observation,
+    CrowdMinute,
+    CrowdSignal,
+    IngestWatermark,
     IngestRejection,
-)  # fmt: skip
+)
 
 
 def dashboards_and_alarms(festival: Festival, cloudwatch) -> tuple[list[str], list[str]]:

@@ -39,6 +39,11 @@ class Command(BaseCommand):
         parser.add_argument("--camera-fps", type=float, default=2.0, help="fps cap per camera")
         parser.add_argument("--no-cameras", action="store_true")
         parser.add_argument(
+            "--no-comparison",
+            action="store_true",
+            help="no comparison run (by default one starts, its harbour camera in edge mode)",
+        )
+        parser.add_argument(
             "--face-free",
             action="store_true",
             help="the festival in face-free mode: cameras send only motion, sound and fill",
@@ -49,8 +54,9 @@ class Command(BaseCommand):
         self.stdout.flush()
 
     def handle(
-        self, *args, port, moto_port, duration, set_minutes, camera_fps, no_cameras, **options
-    ):
+        self, *args, port, moto_port, duration, set_minutes, camera_fps, no_cameras,
+        no_comparison=False, face_free=False, **_,
+    ):  # fmt: skip
         folder = settings.VAR_DIR / "demo"
         folder.mkdir(parents=True, exist_ok=True)
         port = demo.free_port(port)
@@ -78,12 +84,15 @@ class Command(BaseCommand):
             logins = seed_demo()
             festival = Festival.objects.get(slug=demo.DEMO_FESTIVAL)
             demo.festival_runs_today(festival)  # the ingest refuses captures outside its dates
-            if options.get("face_free"):
+            if face_free:
                 update_festival(festival, face_free=True)  # pushed into every camera's config
                 self.step("face-free mode: no face is detected; the ranking runs on the crowd")
             import_lineup(
                 festival, demo.live_lineup(festival, set_minutes), replace=True, force=True
             )
+            if not no_cameras and not no_comparison and not face_free:  # no crop in face-free
+                run = demo.start_demo_comparison(festival)
+                self.step(f"comparison run {run.key} started: {base}/comparisons/{run.pk}/")
             processes = demo.service_processes(port, float(extra["INGEST_INTERVAL_S"]))
             cameras = (
                 []
@@ -102,6 +111,7 @@ class Command(BaseCommand):
                 + f"\n  admin        {base}/admin/"
                 + f"\n  API docs     {base}/api/docs/"
                 + f"\n  fan API      {base}/api/v1/public/festivals/{festival.slug}/live/"
+                + f"\n  comparison   {base}/admin/emotions/comparisonrun/"
                 + f"\n  health       {base}/healthz"
                 + f"\n  local AWS    http://127.0.0.1:{moto_port} (moto)"
                 + f"\n  logins (password '{DEMO_PASSWORD}'): "
