@@ -20,7 +20,7 @@ from collections import deque
 
 from edge_package.crop import MaskSet, QualityGate, encode_jpeg, make_crop
 from edge_package.crowd import CrowdSignals
-from edge_package.detect import FrameShapeError, make_detector
+from edge_package.detect import FrameShapeError, check_frame, make_detector
 from edge_package.input_health import InputHealth
 from edge_package.sinks import Release
 from edge_package.sources import SourceError
@@ -311,6 +311,11 @@ class EdgeRunner:
             self.input_health.update(image, throttle_now)
         except Exception as exc:  # noqa: BLE001 - a health figure must never cost a frame
             self.error(f"input health of frame {frame.index}: {exc}")
+        try:
+            check_frame(image)  # one clear error for a bad frame, before anything reads it
+        except FrameShapeError as exc:
+            self.error(f"frame {frame.index} skipped: {exc}")
+            return []
         try:
             self._send_signals(self.crowd.update(image, throttle_now, frame.captured_at_ms))
         except Exception as exc:  # noqa: BLE001 - nor may the crowd signal
