@@ -1,6 +1,6 @@
 """Edge benchmark: the real capture loop on a synthetic 1080p crowd clip with ground truth.
 
-The loop and the scoring live in edge_package/evaluation.py, shared with the face model gate.
+The loop and the scoring live in detectors/evaluation.py, shared with the face model gate.
 
 `python -m bench.bench_edge` (about 1-2 minutes on 2 cores), one thread. Only
 EdgeRunner.process_frame is timed (detect, mask/gate, dedupe/throttle, JPEG-encode what is
@@ -16,9 +16,9 @@ import os
 import cv2
 
 from bench.results import record
+from detectors.evaluation import MATCH_IOU, MIN_FACE, Clip, CountingSink, evaluate
 from edge_package.contracts import EDGE_CONFIG_DEFAULTS
 from edge_package.detect import BlazeFaceDetector, HaarDetector, iou
-from edge_package.evaluation import MATCH_IOU, MIN_FACE, Clip, CountingSink, evaluate
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 CLIP_FPS = 15.0

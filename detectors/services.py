@@ -21,6 +21,16 @@ from django.db.models import Max
 from django.utils import timezone
 
 from detectors import selectors
+from detectors.evaluation import (
+    Annotations,
+    Clip,
+    VideoTooLarge,
+    clip_fps,
+    evaluate,
+    evaluate_recording,
+    parse_annotations,
+    probe_video,
+)
 from detectors.models import (
     Evaluation,
     FaceModel,
@@ -40,16 +50,6 @@ from edge_package.detect import (
     BlazeFaceDetector,
     DetectorError,
     package_file,
-)
-from edge_package.evaluation import (
-    Annotations,
-    Clip,
-    VideoTooLarge,
-    clip_fps,
-    evaluate,
-    evaluate_recording,
-    parse_annotations,
-    probe_video,
 )
 from edge_package.model_store import ModelFileError, check_tflite
 from festival import aws
@@ -234,7 +234,7 @@ def _record(face_model: FaceModel, clip: dict, figures: dict, *, user=None) -> E
 
 
 def evaluate_model(face_model: FaceModel, clip: Clip | None = None, *, user=None) -> Evaluation:
-    """Score a model on a synthetic crowd clip with edge_package.evaluation (the bench's code)."""
+    """Score a model on a synthetic crowd clip with detectors.evaluation (the bench's code)."""
     clip = clip or gate_clip()
     with _detector(face_model) as detector:
         figures = evaluate(detector, clip, threshold=GATE_THRESHOLD)

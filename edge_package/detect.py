@@ -18,6 +18,10 @@ import numpy as np
 FULL_RANGE_MODEL = "face_detection_full_range.tflite"
 SHORT_RANGE_MODEL = "face_detection_short_range.tflite"
 HAAR_MODEL = "haarcascade_frontalface_default.xml"
+MASK_GRID = 8  # px per cell of the mask raster that decides which tiles are never searched
+MOTION_LEVEL = 24  # grey-level change that counts a thumbnail pixel as moved
+MOTION_PIXELS = 3  # moved thumbnail pixels (1/4 resolution) that flag a fine tile
+SCENE_CHANGE = 0.4  # share of moved thumbnail pixels that means another scene: drop held faces
 
 
 class DetectorError(RuntimeError):
@@ -37,6 +41,9 @@ class Detection:
     w: float
     h: float
     score: float
+    # Carried over from an earlier frame: its fine tile was not searched in this one (see
+    # BlazeFaceDetector's fine level). The tracker keeps the person; no crop is cut from it.
+    held: bool = False
 
     @property
     def box(self) -> tuple[int, int, int, int]:
@@ -211,12 +218,23 @@ class BlazeFaceDetector(FaceDetector):
         tile_overlap: int = 32,
         nms_iou: float = 0.3,
         threads: int = 1,
+        fine_scale: float = 0.0,
+        fine_tiles_per_frame: int = 6,
+        fine_overlap: int = 48,
+        hold_frames: int = 0,
     ):
         self.model_path = model_path or default_blazeface_path()
         self.threshold = threshold
         self.tile_scales = tuple(tile_scales or ())
         self.tile_overlap = tile_overlap
         self.nms_iou = nms_iou
+        self.fine_scale = fine_scale
+        self.fine_tiles_per_frame = fine_tiles_per_frame
+        self.fine_overlap = fine_overlap
+        self.hold_frames = hold_frames
+        self._mask_polygons = []
+        self._mask_grid = None
+        self.reset()
         if not os.path.isfile(self.model_path):
             raise DetectorError(f"face detection model not found: {self.model_path}")
         from ai_edge_litert.interpreter import Interpreter  # lazy: Haar-only devices skip it
@@ -270,11 +288,41 @@ class BlazeFaceDetector(FaceDetector):
             keep
         ]
 
+    @staticmethod
+    def _normalise(bgr: np.ndarray) -> np.ndarray:
+        tensor = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB).astype(np.float32)
+        tensor *= 2.0 / 255.0
+        tensor -= 1.0
+        return tensor
+
+    def _tile_boxes(self, tensor, edges, to_frame):
+        """Faces in one tile: model pass, drop boxes cut by an inner tile edge (a neighbour sees
+        them whole; `edges` = which of left, top, right, bottom is the level's border), map to
+        frame px with `to_frame` = (sx, sy, ox, oy)."""
+        th, tw = tensor.shape[:2]
+        boxes, scores = self._infer(tensor)
+        if not len(scores):
+            return None
+        if not all(edges):
+            m = 1.0
+            left, top, right, bottom = edges
+            inside = (
+                ((boxes[:, 0] > m) | left)
+                & ((boxes[:, 1] > m) | top)
+                & ((boxes[:, 2] < tw - m) | right)
+                & ((boxes[:, 3] < th - m) | bottom)
+            )
+            boxes, scores = boxes[inside], scores[inside]
+            if not len(scores):
+                return None
+        sx, sy, ox, oy = to_frame
+        return boxes * np.array([sx, sy, sx, sy]) + np.array([ox, oy, ox, oy]), scores
+
     def detect(self, frame: np.ndarray) -> list[Detection]:
         frame = check_frame(frame)
         height, width = frame.shape[:2]
         size = self.input_size
-        all_boxes, all_scores = [], []
+        found = []
         previous = frame
         # Finest level first; each coarser level is resized from the one before (cheaper than
         # resizing the full frame again).
@@ -282,37 +330,160 @@ class BlazeFaceDetector(FaceDetector):
             sw, sh = max(1, round(width * scale)), max(1, round(height * scale))
             scaled = cv2.resize(previous, (sw, sh), interpolation=cv2.INTER_AREA)
             previous = scaled
-            tensor = cv2.cvtColor(scaled, cv2.COLOR_BGR2RGB).astype(np.float32)
-            tensor *= 2.0 / 255.0
-            tensor -= 1.0
+            tensor = self._normalise(scaled)
             for x0, y0, tw, th in plan_tiles(sw, sh, size, self.tile_overlap):
-                boxes, scores = self._infer(tensor[y0 : y0 + th, x0 : x0 + tw])
-                if not len(scores):
-                    continue
-                if (tw, th) != (sw, sh):
-                    # A face cut by an inner tile edge is a partial box; a neighbour sees it whole.
-                    m = 1.0
-                    inside = (
-                        ((boxes[:, 0] > m) | (x0 == 0))
-                        & ((boxes[:, 1] > m) | (y0 == 0))
-                        & ((boxes[:, 2] < tw - m) | (x0 + tw >= sw))
-                        & ((boxes[:, 3] < th - m) | (y0 + th >= sh))
-                    )
-                    boxes, scores = boxes[inside], scores[inside]
-                all_boxes.append((boxes + np.array([x0, y0, x0, y0])) / scale)
-                all_scores.append(scores)
-        if not all_boxes:
-            return []
-        kept = non_max_suppression(
-            np.concatenate(all_boxes), np.concatenate(all_scores), self.nms_iou
-        )
+                if self._masked(x0 / scale, y0 / scale, (x0 + tw) / scale, (y0 + th) / scale):
+                    continue  # privacy masks: a face there would be dropped anyway
+                hit = self._tile_boxes(
+                    tensor[y0 : y0 + th, x0 : x0 + tw],
+                    (x0 == 0, y0 == 0, x0 + tw >= sw, y0 + th >= sh),
+                    (1 / scale, 1 / scale, x0 / scale, y0 / scale),
+                )
+                if hit is not None:
+                    found.append(hit)
+        searched = self._fine_pass(frame, found) if self.fine_scale else []
         out = []
-        for (x1, y1, x2, y2), score in kept:
-            x1, y1 = max(0.0, x1), max(0.0, y1)
-            x2, y2 = min(float(width), x2), min(float(height), y2)
-            if x2 - x1 >= 4 and y2 - y1 >= 4:
-                out.append(Detection(x1, y1, x2 - x1, y2 - y1, score))
+        if found:
+            kept = non_max_suppression(
+                np.concatenate([b for b, _ in found]),
+                np.concatenate([c for _, c in found]),
+                self.nms_iou,
+            )
+            for (x1, y1, x2, y2), score in kept:
+                x1, y1 = max(0.0, x1), max(0.0, y1)
+                x2, y2 = min(float(width), x2), min(float(height), y2)
+                if x2 - x1 >= 4 and y2 - y1 >= 4:
+                    out.append(Detection(x1, y1, x2 - x1, y2 - y1, score))
+        if self.fine_scale:
+            out = self._hold(out, searched)
         return out
+
+    # --- the fine level: a few tiles a frame, faces held between visits --------------------------
+    def reset(self) -> None:
+        """Forget faces held and the tile schedule (a new source, a pause, new masks)."""
+        self._held = []  # (Detection, frame number last seen fresh)
+        self._plan = None  # (frame size, fine tile regions in frame px)
+        self._age = None
+        self._moved = None
+        self._thumb = None
+        self._frame_no = 0
+
+    def set_masks(self, polygons) -> None:
+        """Privacy masks (normalised polygons, as the config's `masks`): a tile wholly inside them
+        is never searched, and the schedule restarts."""
+        self._mask_polygons = [np.asarray(p, dtype=np.float32) for p in (polygons or [])]
+        self._mask_grid = None
+        self.reset()
+
+    def _masked(self, x0: float, y0: float, x1: float, y1: float) -> bool:
+        """Is the frame rectangle wholly inside the masks? (A 1/8-resolution raster of them.)"""
+        grid = self._mask_grid
+        if grid is None:
+            return False
+        g = MASK_GRID
+        gx0, gy0 = int(x0 // g), int(y0 // g)
+        gx1, gy1 = int(np.ceil(x1 / g)), int(np.ceil(y1 / g))
+        return bool(grid[gy0:gy1, gx0:gx1].all())
+
+    def _prepare(self, width: int, height: int) -> None:
+        """Per frame size: the mask raster and the fine level's tiles (regions in frame px)."""
+        if self._mask_polygons and (
+            self._mask_grid is None
+            or self._mask_grid.shape != (-(-height // MASK_GRID), -(-width // MASK_GRID))
+        ):
+            gh, gw = -(-height // MASK_GRID), -(-width // MASK_GRID)
+            grid = np.zeros((gh, gw), np.uint8)
+            for poly in self._mask_polygons:
+                pts = np.round(poly * np.array([width, height]) / MASK_GRID).astype(np.int32)
+                cv2.fillPoly(grid, [pts], 1)
+            # A grid cell counts as masked only if its neighbours are too (rasterising is coarse).
+            self._mask_grid = cv2.erode(grid, np.ones((3, 3), np.uint8)).astype(bool)
+        if not self.fine_scale:
+            return
+        if self._plan is None or self._plan[0] != (width, height):
+            s = self.fine_scale
+            sw, sh = max(1, round(width * s)), max(1, round(height * s))
+            regions = []
+            for x0, y0, tw, th in plan_tiles(sw, sh, self.input_size, self.fine_overlap):
+                rx0, ry0 = int(x0 / s), int(y0 / s)
+                rx1, ry1 = (
+                    min(width, int(round((x0 + tw) / s))),
+                    min(height, int(round((y0 + th) / s))),
+                )
+                edges = (x0 == 0, y0 == 0, x0 + tw >= sw, y0 + th >= sh)
+                regions.append(((rx0, ry0, rx1, ry1), (tw, th), edges))
+            self._plan = ((width, height), regions)
+            self._age = np.zeros(len(regions))
+            self._moved = np.zeros(len(regions), bool)
+            self._thumb = None
+
+    def _motion(self, frame: np.ndarray) -> None:
+        """Mark fine tiles where the picture changed since the last frame (a strided green-channel
+        thumbnail at 1/4: no resize, no colour conversion)."""
+        thumb = frame[::4, ::4, 1].astype(np.int16)
+        previous, self._thumb = self._thumb, thumb
+        if previous is None or previous.shape != thumb.shape:
+            self._moved[:] = True
+            return
+        changed = (np.abs(thumb - previous) > MOTION_LEVEL).astype(np.int32)
+        if changed.mean() > SCENE_CHANGE:
+            # Another scene (a cut, a camera moved, another file): nothing held is still there.
+            self._held = []
+            self._moved[:] = True
+            return
+        counts = cv2.integral(changed)
+        for i, ((rx0, ry0, rx1, ry1), _, _) in enumerate(self._plan[1]):
+            a, b, c, d = ry0 // 4, rx0 // 4, -(-ry1 // 4), -(-rx1 // 4)
+            if counts[c, d] - counts[a, d] - counts[c, b] + counts[a, b] >= MOTION_PIXELS:
+                self._moved[i] = True
+
+    def _fine_pass(self, frame: np.ndarray, found: list) -> list:
+        """Search `fine_tiles_per_frame` fine tiles: those with motion since their last visit
+        first, then the longest unvisited (round-robin). Returns the regions searched."""
+        height, width = frame.shape[:2]
+        self._prepare(width, height)
+        self._frame_no += 1
+        regions = self._plan[1]
+        self._motion(frame)
+        self._age += 1
+        priority = self._age + self._moved * len(regions) / max(1, self.fine_tiles_per_frame)
+        searched = []
+        for i in np.argsort(-priority, kind="stable"):
+            if len(searched) >= self.fine_tiles_per_frame:
+                break
+            (rx0, ry0, rx1, ry1), (tw, th), edges = regions[i]
+            if self._masked(rx0, ry0, rx1, ry1):
+                continue
+            self._age[i], self._moved[i] = 0, False
+            tile = cv2.resize(frame[ry0:ry1, rx0:rx1], (tw, th), interpolation=cv2.INTER_AREA)
+            hit = self._tile_boxes(
+                self._normalise(tile), edges, ((rx1 - rx0) / tw, (ry1 - ry0) / th, rx0, ry0)
+            )
+            if hit is not None:
+                found.append(hit)
+            searched.append((rx0, ry0, rx1, ry1))
+        return searched
+
+    def _hold(self, fresh: list[Detection], searched: list) -> list[Detection]:
+        """Faces seen fresh are remembered; a remembered face not seen this frame is carried
+        (held=True) until a fine tile that holds it whole is searched again without finding it,
+        or `hold_frames` pass."""
+        limit = self.hold_frames or 2 * -(-len(self._plan[1]) // max(1, self.fine_tiles_per_frame))
+        carried = []
+        for det, seen in self._held:
+            if any(iou(det.box, f.box) >= 0.3 for f in fresh):
+                continue  # seen again: the fresh box replaces it
+            if self._frame_no - seen > limit:
+                continue
+            x, y, w, h = det.x, det.y, det.w, det.h
+            if any(
+                x >= rx0 and y >= ry0 and x + w <= rx1 and y + h <= ry1
+                for rx0, ry0, rx1, ry1 in searched
+            ):
+                continue  # searched where it was and not found: gone
+            carried.append((det, seen))
+        self._held = [(d, self._frame_no) for d in fresh] + carried
+        return fresh + [Detection(d.x, d.y, d.w, d.h, d.score, held=True) for d, _ in carried]
 
 
 class HaarDetector(FaceDetector):

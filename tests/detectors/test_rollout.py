@@ -10,10 +10,10 @@ import pytest
 from django.utils import timezone
 
 from detectors import services
+from detectors.evaluation import CountingSink
 from detectors.models import FaceModel, ModelRollout, ModelStatus, RolloutState
 from devices.services.registration import device_config
 from edge_package.config import parse_config
-from edge_package.evaluation import CountingSink
 from edge_package.pipeline import EdgeRunner
 from festival import aws
 

@@ -15,9 +15,9 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from detectors import selectors, services
+from detectors.evaluation import Clip
 from detectors.models import FaceModel
 from devices.models import Device
-from edge_package.evaluation import Clip
 from festival.models import Organization
 from stages.models import Stage
 
@@ -141,9 +141,9 @@ class Command(BaseCommand):
     def do_camera(self, options):
         """Run the real edge loop on the configuration this device receives, on synthetic frames
         (nothing is uploaded), and say which face model it loaded."""
+        from detectors.evaluation import CountingSink
         from devices.services.registration import device_config
         from edge_package.config import parse_config
-        from edge_package.evaluation import CountingSink
         from edge_package.pipeline import EdgeRunner
         from edge_package.synthetic import SyntheticCrowdSource
 

@@ -1,7 +1,8 @@
 """Detector accuracy and speed on a clip with ground truth: a synthetic crowd, or a recorded video
 with labelled boxes (an organization's own clip, for the model gate).
 
-Shared by the edge benchmark (`bench/bench_edge.py`) and the server's model evaluation gate
+Server-side code: it never ships to a camera (the release zip holds `edge_package/` only). Shared
+by the edge benchmark (`bench/bench_edge.py`) and the server's model evaluation gate
 (`detectors.services`), so both report the same recall / precision / fps figures: the real capture
 loop (EdgeRunner.process_frame: detect, mask/gate, dedupe/throttle, JPEG-encode what is released)
 is timed; rendering the synthetic frame and the ground-truth bookkeeping are not. The throttle

@@ -1,4 +1,4 @@
-"""edge_package.evaluation: one scoring loop over any frames (synthetic or a recorded, labelled
+"""detectors.evaluation: one scoring loop over any frames (synthetic or a recorded, labelled
 video), and the annotation format's checks with messages that say what is wrong."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import cv2
 import numpy as np
 import pytest
 
-from edge_package import evaluation
-from edge_package.evaluation import Clip, parse_annotations
+from detectors import evaluation
+from detectors.evaluation import Clip, parse_annotations
 from tests.clips import MEDIUM_FACES, write_labelled_clip
 
 SMALL_CLIP = Clip.parse("frames=2,width=480,height=270,faces=3,min_face=24,max_face=96,seed=7")
