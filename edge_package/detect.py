@@ -21,7 +21,17 @@ HAAR_MODEL = "haarcascade_frontalface_default.xml"
 MASK_GRID = 8  # px per cell of the mask raster that decides which tiles are never searched
 MOTION_LEVEL = 24  # grey-level change that counts a thumbnail pixel as moved
 MOTION_PIXELS = 3  # moved thumbnail pixels (1/4 resolution) that flag a fine tile
+# With a finer scheduled level, a coarser level's boxes under this many model px are dropped: at
+# that size the coarse level finds the head but not the face's size (a 24 px face as a 41 px box).
+COARSE_MIN_MODEL_PX = 18
 SCENE_CHANGE = 0.4  # share of moved thumbnail pixels that means another scene: drop held faces
+
+
+# What the camera runs (EdgeRunner): the whole frame every frame, and two tiled levels searched a
+# few tiles a frame, with faces held between visits. 0.325 sees 64-160 px faces at 21-52 model
+# px; 0.7 sees 24-64 px faces at 17-45 model px. Chosen by measurement (docs/edge.md, "Small
+# faces"); the class's own defaults stay the stateless 9-run pyramid the model gate compares.
+CAMERA_SCHEDULE = {"tile_scales": (), "scheduled": ((0.325, 4), (0.7, 4))}
 
 
 class DetectorError(RuntimeError):
@@ -218,9 +228,8 @@ class BlazeFaceDetector(FaceDetector):
         tile_overlap: int = 32,
         nms_iou: float = 0.3,
         threads: int = 1,
-        fine_scale: float = 0.0,
-        fine_tiles_per_frame: int = 6,
-        fine_overlap: int = 48,
+        scheduled: tuple[tuple, ...] = (),
+        scheduled_overlap: int = 48,
         hold_frames: int = 0,
     ):
         self.model_path = model_path or default_blazeface_path()
@@ -228,9 +237,14 @@ class BlazeFaceDetector(FaceDetector):
         self.tile_scales = tuple(tile_scales or ())
         self.tile_overlap = tile_overlap
         self.nms_iou = nms_iou
-        self.fine_scale = fine_scale
-        self.fine_tiles_per_frame = fine_tiles_per_frame
-        self.fine_overlap = fine_overlap
+        # (scale, tiles per frame): levels searched a few tiles a frame, faces held between visits
+        # each (scale, tiles per frame[, overlap in model px]); overlap defaults to
+        # scheduled_overlap. A face up to overlap/scale frame px lies whole in some tile.
+        self.scheduled = tuple(
+            (float(lv[0]), int(lv[1]), int(lv[2] if len(lv) > 2 else scheduled_overlap))
+            for lv in scheduled
+        )
+        self.scheduled_overlap = scheduled_overlap
         self.hold_frames = hold_frames
         self._mask_polygons = []
         self._mask_grid = None
@@ -322,7 +336,8 @@ class BlazeFaceDetector(FaceDetector):
         frame = check_frame(frame)
         height, width = frame.shape[:2]
         size = self.input_size
-        found = []
+        found = []  # (boxes xyxy in frame px, scores, level scale)
+        self._rasterise_masks(width, height)
         previous = frame
         # Finest level first; each coarser level is resized from the one before (cheaper than
         # resizing the full frame again).
@@ -340,13 +355,15 @@ class BlazeFaceDetector(FaceDetector):
                     (1 / scale, 1 / scale, x0 / scale, y0 / scale),
                 )
                 if hit is not None:
-                    found.append(hit)
-        searched = self._fine_pass(frame, found) if self.fine_scale else []
+                    found.append((*hit, scale))
+        searched = self._scheduled_pass(frame, found) if self.scheduled else []
+        if self.scheduled:
+            found = self._drop_coarse_boxes_around_small_faces(found)
         out = []
         if found:
             kept = non_max_suppression(
-                np.concatenate([b for b, _ in found]),
-                np.concatenate([c for _, c in found]),
+                np.concatenate([b for b, _, _ in found]),
+                np.concatenate([c for _, c, _ in found]),
                 self.nms_iou,
             )
             for (x1, y1, x2, y2), score in kept:
@@ -354,17 +371,15 @@ class BlazeFaceDetector(FaceDetector):
                 x2, y2 = min(float(width), x2), min(float(height), y2)
                 if x2 - x1 >= 4 and y2 - y1 >= 4:
                     out.append(Detection(x1, y1, x2 - x1, y2 - y1, score))
-        if self.fine_scale:
+        if self.scheduled:
             out = self._hold(out, searched)
         return out
 
-    # --- the fine level: a few tiles a frame, faces held between visits --------------------------
+    # --- scheduled levels: a few tiles a frame, faces held between visits ------------------------
     def reset(self) -> None:
         """Forget faces held and the tile schedule (a new source, a pause, new masks)."""
         self._held = []  # (Detection, frame number last seen fresh)
-        self._plan = None  # (frame size, fine tile regions in frame px)
-        self._age = None
-        self._moved = None
+        self._plans = None  # frame size -> per scheduled level: tile regions, ages, motion flags
         self._thumb = None
         self._frame_no = 0
 
@@ -376,7 +391,7 @@ class BlazeFaceDetector(FaceDetector):
         self.reset()
 
     def _masked(self, x0: float, y0: float, x1: float, y1: float) -> bool:
-        """Is the frame rectangle wholly inside the masks? (A 1/8-resolution raster of them.)"""
+        """Is the frame rectangle wholly inside the masks? (A raster of them, MASK_GRID px.)"""
         grid = self._mask_grid
         if grid is None:
             return False
@@ -385,90 +400,142 @@ class BlazeFaceDetector(FaceDetector):
         gx1, gy1 = int(np.ceil(x1 / g)), int(np.ceil(y1 / g))
         return bool(grid[gy0:gy1, gx0:gx1].all())
 
-    def _prepare(self, width: int, height: int) -> None:
-        """Per frame size: the mask raster and the fine level's tiles (regions in frame px)."""
-        if self._mask_polygons and (
-            self._mask_grid is None
-            or self._mask_grid.shape != (-(-height // MASK_GRID), -(-width // MASK_GRID))
-        ):
-            gh, gw = -(-height // MASK_GRID), -(-width // MASK_GRID)
-            grid = np.zeros((gh, gw), np.uint8)
-            for poly in self._mask_polygons:
-                pts = np.round(poly * np.array([width, height]) / MASK_GRID).astype(np.int32)
-                cv2.fillPoly(grid, [pts], 1)
-            # A grid cell counts as masked only if its neighbours are too (rasterising is coarse).
-            self._mask_grid = cv2.erode(grid, np.ones((3, 3), np.uint8)).astype(bool)
-        if not self.fine_scale:
+    def _rasterise_masks(self, width: int, height: int) -> None:
+        gh, gw = -(-height // MASK_GRID), -(-width // MASK_GRID)
+        if not self._mask_polygons:
+            self._mask_grid = None
             return
-        if self._plan is None or self._plan[0] != (width, height):
-            s = self.fine_scale
-            sw, sh = max(1, round(width * s)), max(1, round(height * s))
-            regions = []
-            for x0, y0, tw, th in plan_tiles(sw, sh, self.input_size, self.fine_overlap):
-                rx0, ry0 = int(x0 / s), int(y0 / s)
-                rx1, ry1 = (
-                    min(width, int(round((x0 + tw) / s))),
-                    min(height, int(round((y0 + th) / s))),
-                )
-                edges = (x0 == 0, y0 == 0, x0 + tw >= sw, y0 + th >= sh)
-                regions.append(((rx0, ry0, rx1, ry1), (tw, th), edges))
-            self._plan = ((width, height), regions)
-            self._age = np.zeros(len(regions))
-            self._moved = np.zeros(len(regions), bool)
-            self._thumb = None
+        if self._mask_grid is not None and self._mask_grid.shape == (gh, gw):
+            return
+        grid = np.zeros((gh, gw), np.uint8)
+        for poly in self._mask_polygons:
+            pts = np.round(poly * np.array([width, height]) / MASK_GRID).astype(np.int32)
+            cv2.fillPoly(grid, [pts], 1)
+        # A cell counts as masked only if its neighbours are too (rasterising is coarse).
+        self._mask_grid = cv2.erode(grid, np.ones((3, 3), np.uint8)).astype(bool)
 
-    def _motion(self, frame: np.ndarray) -> None:
-        """Mark fine tiles where the picture changed since the last frame (a strided green-channel
-        thumbnail at 1/4: no resize, no colour conversion)."""
+    def _plan_scheduled(self, width: int, height: int) -> list:
+        """Per scheduled level: [regions (x0, y0, x1, y1) in frame px, model size, border
+        flags], tile ages and motion flags; rebuilt when the frame size changes."""
+        if self._plans is not None and self._plans[0] == (width, height):
+            return self._plans[1]
+        levels = []
+        for scale, per_frame, overlap in self.scheduled:
+            sw, sh = max(1, round(width * scale)), max(1, round(height * scale))
+            tiles = []
+            for x0, y0, tw, th in plan_tiles(sw, sh, self.input_size, overlap):
+                rx0, ry0 = int(x0 / scale), int(y0 / scale)
+                rx1 = min(width, int(round((x0 + tw) / scale)))
+                ry1 = min(height, int(round((y0 + th) / scale)))
+                border = (x0 == 0, y0 == 0, x0 + tw >= sw, y0 + th >= sh)
+                tiles.append(((rx0, ry0, rx1, ry1), (tw, th), border))
+            # Staggered start ages: the first frame searches tiles spread over the frame.
+            ages = np.zeros(len(tiles))
+            levels.append(
+                {
+                    "scale": scale,
+                    "per_frame": per_frame,
+                    "tiles": tiles,
+                    "age": ages,
+                    "moved": np.zeros(len(tiles), bool),
+                }
+            )
+        self._plans = ((width, height), levels)
+        self._thumb = None
+        return levels
+
+    def _motion(self, frame: np.ndarray, levels: list) -> None:
+        """Flag tiles where the picture changed since the last frame (a strided green-channel
+        thumbnail at 1/4: no resize, no colour conversion). A change over most of the frame is
+        another scene: faces held are dropped."""
         thumb = frame[::4, ::4, 1].astype(np.int16)
         previous, self._thumb = self._thumb, thumb
         if previous is None or previous.shape != thumb.shape:
-            self._moved[:] = True
+            for level in levels:
+                level["moved"][:] = True
             return
-        changed = (np.abs(thumb - previous) > MOTION_LEVEL).astype(np.int32)
+        changed = (np.abs(thumb - previous) > MOTION_LEVEL).astype(np.uint8)
         if changed.mean() > SCENE_CHANGE:
-            # Another scene (a cut, a camera moved, another file): nothing held is still there.
             self._held = []
-            self._moved[:] = True
+            for level in levels:
+                level["moved"][:] = True
             return
         counts = cv2.integral(changed)
-        for i, ((rx0, ry0, rx1, ry1), _, _) in enumerate(self._plan[1]):
-            a, b, c, d = ry0 // 4, rx0 // 4, -(-ry1 // 4), -(-rx1 // 4)
-            if counts[c, d] - counts[a, d] - counts[c, b] + counts[a, b] >= MOTION_PIXELS:
-                self._moved[i] = True
+        for level in levels:
+            for i, ((rx0, ry0, rx1, ry1), _, _) in enumerate(level["tiles"]):
+                a, b, c, d = ry0 // 4, rx0 // 4, -(-ry1 // 4), -(-rx1 // 4)
+                if counts[c, d] - counts[a, d] - counts[c, b] + counts[a, b] >= MOTION_PIXELS:
+                    level["moved"][i] = True
 
-    def _fine_pass(self, frame: np.ndarray, found: list) -> list:
-        """Search `fine_tiles_per_frame` fine tiles: those with motion since their last visit
-        first, then the longest unvisited (round-robin). Returns the regions searched."""
+    def _scheduled_pass(self, frame: np.ndarray, found: list) -> list:
+        """Search each scheduled level's `per_frame` tiles: those with motion since their last
+        visit first, then the longest unvisited (round-robin). Returns the regions searched."""
         height, width = frame.shape[:2]
-        self._prepare(width, height)
+        levels = self._plan_scheduled(width, height)
         self._frame_no += 1
-        regions = self._plan[1]
-        self._motion(frame)
-        self._age += 1
-        priority = self._age + self._moved * len(regions) / max(1, self.fine_tiles_per_frame)
+        self._motion(frame, levels)
         searched = []
-        for i in np.argsort(-priority, kind="stable"):
-            if len(searched) >= self.fine_tiles_per_frame:
-                break
-            (rx0, ry0, rx1, ry1), (tw, th), edges = regions[i]
-            if self._masked(rx0, ry0, rx1, ry1):
-                continue
-            self._age[i], self._moved[i] = 0, False
-            tile = cv2.resize(frame[ry0:ry1, rx0:rx1], (tw, th), interpolation=cv2.INTER_AREA)
-            hit = self._tile_boxes(
-                self._normalise(tile), edges, ((rx1 - rx0) / tw, (ry1 - ry0) / th, rx0, ry0)
-            )
-            if hit is not None:
-                found.append(hit)
-            searched.append((rx0, ry0, rx1, ry1))
+        for level in levels:
+            tiles, age, moved = level["tiles"], level["age"], level["moved"]
+            age += 1
+            # Motion is worth one sweep of waiting: a moving tile jumps the queue, a still one
+            # is never starved.
+            priority = age + moved * (len(tiles) / max(1, level["per_frame"]))
+            done = 0
+            for i in np.argsort(-priority, kind="stable"):
+                if done >= level["per_frame"]:
+                    break
+                (rx0, ry0, rx1, ry1), (tw, th), border = tiles[i]
+                age[i], moved[i] = 0, False
+                if self._masked(rx0, ry0, rx1, ry1):
+                    continue  # privacy masks: never searched, and costs nothing
+                done += 1
+                tile = cv2.resize(frame[ry0:ry1, rx0:rx1], (tw, th), interpolation=cv2.INTER_AREA)
+                hit = self._tile_boxes(
+                    self._normalise(tile), border, ((rx1 - rx0) / tw, (ry1 - ry0) / th, rx0, ry0)
+                )
+                if hit is not None:
+                    found.append((*hit, level["scale"]))
+                searched.append((rx0, ry0, rx1, ry1, level["scale"]))
         return searched
+
+    def _drop_coarse_boxes_around_small_faces(self, found: list) -> list:
+        """A coarse level sees a 24 px face as a few pixels and often answers with a box twice its
+        size; where a finer level (this frame, or a face held) has a small face inside such a box,
+        the coarse box is dropped rather than blended into a wrong-sized one."""
+        fine = [(b, sc) for b, _, sc in found] + [
+            (np.array([[d.x, d.y, d.x + d.w, d.y + d.h]]), float("inf")) for d, _ in self._held
+        ]
+        finest = max(lv[0] for lv in self.scheduled)
+        out = []
+        for boxes, scores, scale in found:
+            if scale < finest and len(boxes):
+                # Too few model pixels at this level to size the face: the finer level's job.
+                big = (boxes[:, 2] - boxes[:, 0]) * scale >= COARSE_MIN_MODEL_PX
+                boxes, scores = boxes[big], scores[big]
+            smaller = [b for b, sc in fine if sc > scale and len(b)]
+            if smaller and len(boxes):
+                small = np.concatenate(smaller)
+                keep = np.ones(len(boxes), bool)
+                for n, (x1, y1, x2, y2) in enumerate(boxes):
+                    ix = np.clip(np.minimum(x2, small[:, 2]) - np.maximum(x1, small[:, 0]), 0, None)
+                    iy = np.clip(np.minimum(y2, small[:, 3]) - np.maximum(y1, small[:, 1]), 0, None)
+                    area = (small[:, 2] - small[:, 0]) * (small[:, 3] - small[:, 1])
+                    inside = ix * iy >= 0.7 * area
+                    much_smaller = (x2 - x1) >= 1.4 * (small[:, 2] - small[:, 0])
+                    keep[n] = not (inside & much_smaller).any()
+                boxes, scores = boxes[keep], scores[keep]
+            out.append((boxes, scores, scale))
+        return out
 
     def _hold(self, fresh: list[Detection], searched: list) -> list[Detection]:
         """Faces seen fresh are remembered; a remembered face not seen this frame is carried
-        (held=True) until a fine tile that holds it whole is searched again without finding it,
-        or `hold_frames` pass."""
-        limit = self.hold_frames or 2 * -(-len(self._plan[1]) // max(1, self.fine_tiles_per_frame))
+        (held=True) until a tile that holds it whole is searched again without finding it, or
+        `hold_frames` pass (default: two sweeps of the slowest scheduled level)."""
+        limit = self.hold_frames or 2 * max(
+            -(-len(level["tiles"]) // max(1, level["per_frame"])) for level in self._plans[1]
+        )
+        finest = max(lv[0] for lv in self.scheduled)
         carried = []
         for det, seen in self._held:
             if any(iou(det.box, f.box) >= 0.3 for f in fresh):
@@ -478,7 +545,9 @@ class BlazeFaceDetector(FaceDetector):
             x, y, w, h = det.x, det.y, det.w, det.h
             if any(
                 x >= rx0 and y >= ry0 and x + w <= rx1 and y + h <= ry1
-                for rx0, ry0, rx1, ry1 in searched
+                # only a level that can see a face this size may say it is gone
+                and (sc >= finest or w * sc >= COARSE_MIN_MODEL_PX)
+                for rx0, ry0, rx1, ry1, sc in searched
             ):
                 continue  # searched where it was and not found: gone
             carried.append((det, seen))

@@ -16,7 +16,7 @@ import time
 from collections import deque
 
 from edge_package.crop import MaskSet, QualityGate, encode_jpeg, make_crop
-from edge_package.detect import FrameShapeError, make_detector
+from edge_package.detect import CAMERA_SCHEDULE, FrameShapeError, make_detector
 from edge_package.input_health import InputHealth
 from edge_package.sinks import Release
 from edge_package.sources import SourceError
@@ -133,7 +133,11 @@ class EdgeRunner:
 
         url, sha256 = self.config.face_model
         self.model_choice = load_face_detector(
-            url, sha256, region=self.config.region, threshold=self.config.detection_threshold
+            url,
+            sha256,
+            region=self.config.region,
+            threshold=self.config.detection_threshold,
+            **CAMERA_SCHEDULE,
         )
         return self.model_choice.detector
 
