@@ -31,7 +31,7 @@ SCENE_CHANGE = 0.4  # share of moved thumbnail pixels that means another scene: 
 # few tiles a frame, with faces held between visits. 0.325 sees 64-160 px faces at 21-52 model
 # px; 0.7 sees 24-64 px faces at 17-45 model px. Chosen by measurement (docs/edge.md, "Small
 # faces"); the class's own defaults stay the stateless 9-run pyramid the model gate compares.
-CAMERA_SCHEDULE = {"tile_scales": (), "scheduled": ((0.325, 4), (0.7, 4))}
+CAMERA_SCHEDULE = {"tile_scales": (), "scheduled": ((0.375, 3, 64), (1.0, 8, 64, 0.6))}
 
 
 class DetectorError(RuntimeError):
@@ -238,10 +238,17 @@ class BlazeFaceDetector(FaceDetector):
         self.tile_overlap = tile_overlap
         self.nms_iou = nms_iou
         # (scale, tiles per frame): levels searched a few tiles a frame, faces held between visits
-        # each (scale, tiles per frame[, overlap in model px]); overlap defaults to
+        # each (scale, tiles per frame[, overlap in model px[, min score]]); overlap defaults to
         # scheduled_overlap. A face up to overlap/scale frame px lies whole in some tile.
+        # A 4th item is that level's lowest score (the operator's threshold still applies if it is
+        # higher): the full-resolution level sees textures as faces at scores ~0.5.
         self.scheduled = tuple(
-            (float(lv[0]), int(lv[1]), int(lv[2] if len(lv) > 2 else scheduled_overlap))
+            (
+                float(lv[0]),
+                int(lv[1]),
+                int(lv[2] if len(lv) > 2 else scheduled_overlap),
+                float(lv[3] if len(lv) > 3 else 0.0),
+            )
             for lv in scheduled
         )
         self.scheduled_overlap = scheduled_overlap
@@ -285,7 +292,7 @@ class BlazeFaceDetector(FaceDetector):
         fit = self.input_size / max(width, height)
         return [fit] + [s for s in self.tile_scales if s > fit * 1.5]
 
-    def _infer(self, tile: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _infer(self, tile: np.ndarray, min_score: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
         """One model pass on a normalised RGB tile (<= input size, padded); boxes in tile px."""
         th, tw = tile.shape[:2]
         canvas = self._canvas
@@ -294,7 +301,7 @@ class BlazeFaceDetector(FaceDetector):
         self._interp.set_tensor(self._input_index, canvas)
         self._interp.invoke()
         scores = sigmoid_scores(self._interp.get_tensor(self._score_index))
-        keep = scores >= self.threshold
+        keep = scores >= max(self.threshold, min_score)
         if not keep.any():
             return np.zeros((0, 4)), np.zeros(0)
         raw = self._interp.get_tensor(self._box_index)[0][keep]
@@ -309,12 +316,12 @@ class BlazeFaceDetector(FaceDetector):
         tensor -= 1.0
         return tensor
 
-    def _tile_boxes(self, tensor, edges, to_frame):
+    def _tile_boxes(self, tensor, edges, to_frame, min_score: float = 0.0):
         """Faces in one tile: model pass, drop boxes cut by an inner tile edge (a neighbour sees
         them whole; `edges` = which of left, top, right, bottom is the level's border), map to
         frame px with `to_frame` = (sx, sy, ox, oy)."""
         th, tw = tensor.shape[:2]
-        boxes, scores = self._infer(tensor)
+        boxes, scores = self._infer(tensor, min_score)
         if not len(scores):
             return None
         if not all(edges):
@@ -420,7 +427,7 @@ class BlazeFaceDetector(FaceDetector):
         if self._plans is not None and self._plans[0] == (width, height):
             return self._plans[1]
         levels = []
-        for scale, per_frame, overlap in self.scheduled:
+        for scale, per_frame, overlap, min_score in self.scheduled:
             sw, sh = max(1, round(width * scale)), max(1, round(height * scale))
             tiles = []
             for x0, y0, tw, th in plan_tiles(sw, sh, self.input_size, overlap):
@@ -429,12 +436,12 @@ class BlazeFaceDetector(FaceDetector):
                 ry1 = min(height, int(round((y0 + th) / scale)))
                 border = (x0 == 0, y0 == 0, x0 + tw >= sw, y0 + th >= sh)
                 tiles.append(((rx0, ry0, rx1, ry1), (tw, th), border))
-            # Staggered start ages: the first frame searches tiles spread over the frame.
             ages = np.zeros(len(tiles))
             levels.append(
                 {
                     "scale": scale,
                     "per_frame": per_frame,
+                    "min_score": min_score,
                     "tiles": tiles,
                     "age": ages,
                     "moved": np.zeros(len(tiles), bool),
@@ -492,7 +499,10 @@ class BlazeFaceDetector(FaceDetector):
                 done += 1
                 tile = cv2.resize(frame[ry0:ry1, rx0:rx1], (tw, th), interpolation=cv2.INTER_AREA)
                 hit = self._tile_boxes(
-                    self._normalise(tile), border, ((rx1 - rx0) / tw, (ry1 - ry0) / th, rx0, ry0)
+                    self._normalise(tile),
+                    border,
+                    ((rx1 - rx0) / tw, (ry1 - ry0) / th, rx0, ry0),
+                    level["min_score"],
                 )
                 if hit is not None:
                     found.append((*hit, level["scale"]))
@@ -544,7 +554,10 @@ class BlazeFaceDetector(FaceDetector):
                 continue
             x, y, w, h = det.x, det.y, det.w, det.h
             if any(
-                x >= rx0 and y >= ry0 and x + w <= rx1 and y + h <= ry1
+                x >= rx0
+                and y >= ry0
+                and x + w <= rx1
+                and y + h <= ry1
                 # only a level that can see a face this size may say it is gone
                 and (sc >= finest or w * sc >= COARSE_MIN_MODEL_PX)
                 for rx0, ry0, rx1, ry1, sc in searched
