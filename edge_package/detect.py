@@ -24,14 +24,20 @@ MOTION_PIXELS = 3  # moved thumbnail pixels (1/4 resolution) that flag a fine ti
 # With a finer scheduled level, a coarser level's boxes under this many model px are dropped: at
 # that size the coarse level finds the head but not the face's size (a 24 px face as a 41 px box).
 COARSE_MIN_MODEL_PX = 18
+# A level that searched a held face's tile may say the face is gone only if it sees faces that
+# size reliably (BlazeFace full range: from about 24 model px; at 18 px it misses 1 in 6).
+RELIABLE_MODEL_PX = 24
 SCENE_CHANGE = 0.4  # share of moved thumbnail pixels that means another scene: drop held faces
 
 
 # What the camera runs (EdgeRunner): the whole frame every frame, and two tiled levels searched a
-# few tiles a frame, with faces held between visits. 0.325 sees 64-160 px faces at 21-52 model
-# px; 0.7 sees 24-64 px faces at 17-45 model px. Chosen by measurement (docs/edge.md, "Small
-# faces"); the class's own defaults stay the stateless 9-run pyramid the model gate compares.
-CAMERA_SCHEDULE = {"tile_scales": (), "scheduled": ((0.375, 3, 64), (1.0, 8, 64, 0.6))}
+# few tiles a frame (motion first, else round-robin), with faces held between visits. 0.375 sees
+# 64-170 px faces at 24-64 model px (18 tiles, 3 a frame); full resolution sees 24-64 px faces
+# (120 tiles, 8 a frame: every tile once a second at 15 fps). 12 model runs a frame, as many as
+# 15 fps allows on one core. Its own min scores (0.55, 0.6) drop background textures that score
+# ~0.5. Chosen by measurement on synthetic seed 11 (docs/edge.md, "Small faces"); the class's own
+# defaults stay the stateless 9-run pyramid that the model gate compares.
+CAMERA_SCHEDULE = {"tile_scales": (), "scheduled": ((0.375, 3, 64, 0.55), (1.0, 8, 64, 0.6))}
 
 
 class DetectorError(RuntimeError):
@@ -559,7 +565,7 @@ class BlazeFaceDetector(FaceDetector):
                 and x + w <= rx1
                 and y + h <= ry1
                 # only a level that can see a face this size may say it is gone
-                and (sc >= finest or w * sc >= COARSE_MIN_MODEL_PX)
+                and (sc >= finest or w * sc >= RELIABLE_MODEL_PX)
                 for rx0, ry0, rx1, ry1, sc in searched
             ):
                 continue  # searched where it was and not found: gone
