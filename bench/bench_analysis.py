@@ -9,7 +9,7 @@ Run: .venv/bin/python -m bench.bench_analysis  (writes the "analysis" section of
   answering each mosaic with one face per tile; every face must come back to its own crop.
 - worker_crops_per_s: 500 real crops preloaded in a moto server (its own process, as in the demo),
   their S3 events on the queue, drained by run_worker (local model) as `manage.py analysis_worker`
-  runs it; compared with demo_arrival_crops_per_s (festival.demo: 4 cameras' faces per throttle
+  runs it; compared with demo_arrival_crops_per_s (operations.demo: 4 cameras' faces per throttle
   interval, capped by the upload budget): the target is at least 3x.
 - lambda_detectfaces_calls_per_1000_faces: 1000 crops through the Lambda handler as the event
   source mapping delivers them (SQS events of BatchSize 64, one S3 event per message), Rekognition
@@ -34,14 +34,14 @@ from botocore.stub import ANY, Stubber
 from matplotlib import cbook
 from PIL import Image
 
+from analyzer.analyzer import Analyzer
+from analyzer.backends import LocalBackend, RekognitionBackend
+from analyzer.config import AnalyzerSettings
+from analyzer.handler import handle_event
+from analyzer.mosaic import MosaicLimits, plan
 from bench.results import record
 from edge_package.contracts import build_crop_key, observation_table_definition
 from edge_package.emotion_model import EmotionClassifier
-from emotions.analysis.analyzer import Analyzer
-from emotions.analysis.backends import LocalBackend, RekognitionBackend
-from emotions.analysis.config import AnalyzerSettings
-from emotions.analysis.handler import handle_event
-from emotions.analysis.mosaic import MosaicLimits, plan
 
 BUCKET, TABLE, QUEUE, REGION = "bench-crops", "bench-observations", "bench-analysis", "eu-west-1"
 T0_MS = 1_751_371_200_000
@@ -167,9 +167,9 @@ def _keys(count: int) -> list[str]:
 
 def bench_worker(crops: list[bytes]) -> dict:
     """run_worker draining crops preloaded against a moto server in its own process."""
-    from emotions.analysis.worker import run_worker
-    from festival import aws
-    from festival.demo import demo_arrival_crops_per_s, start_moto
+    import awsclients as aws
+    from analyzer.worker import run_worker
+    from operations.demo import demo_arrival_crops_per_s, start_moto
 
     port = _free_port()
     log_path = Path(tempfile.mkstemp(suffix=".log")[1])
@@ -203,7 +203,7 @@ def bench_worker(crops: list[bytes]) -> dict:
         )
         load_before = os.getloadavg()[0]
         start = time.perf_counter()
-        # The demo's analyzer settings (festival.demo.service_processes): batch 32, window 0.5 s.
+        # The demo's analyzer settings (operations.demo.service_processes): batch 32, window 0.5 s.
         stats = run_worker(
             analyzer=analyzer,
             sqs=sqs,
@@ -233,7 +233,7 @@ def bench_worker(crops: list[bytes]) -> dict:
         "worker_io_workers": settings.io_workers,
         "demo_arrival_crops_per_s": round(arrival, 1),
         "demo_arrival_basis": (
-            "festival.demo: 4 cameras, one crop per face in view per 3 s throttle, capped by the "
+            "operations.demo: 4 cameras, one crop per face in view per 3 s throttle, capped by the "
             "120/min upload budget (12, 10, 8, 6 faces -> 2 crops/s each)"
         ),
         "worker_vs_demo_arrival": round(per_s / arrival, 1),
@@ -249,7 +249,7 @@ def _paced(analyzer, s3, sqs, ddb, queue_url: str, crops: list[bytes], rate: flo
     does the queue stay short, and is everything written soon after the last upload?"""
     import threading
 
-    from emotions.analysis.worker import run_worker
+    from analyzer.worker import run_worker
 
     before = ddb.scan(TableName=TABLE, Select="COUNT")["Count"]
     seconds, depths = 30.0, []

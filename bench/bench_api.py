@@ -3,7 +3,7 @@
 Setup: a dedicated PostgreSQL database (dropped and created), migrated, the demo festival seeded
 (`seed_demo`) plus one MinuteRollup per stage and minute for the last hour, so the ranking has
 numbers; Redis db 13 as Django's cache (flushed first). Server: gunicorn on a free loopback port,
-`festival.wsgi`, DEBUG=0, the fan throttle raised out of the way (FAN_API_THROTTLE); the same
+`stagepulse.wsgi`, DEBUG=0, the fan throttle raised out of the way (FAN_API_THROTTLE); the same
 server answers both endpoints:
 
 - `GET /ping`: `JsonResponse({"ok": True})` — no database, no cache, no DRF (the baseline);
@@ -131,7 +131,7 @@ def seed() -> dict:
     from edge_package.contracts import EMOTIONS
     from emotions.models import MinuteRollup
     from festival.models import Festival
-    from festival.services import seed_demo
+    from operations.services import seed_demo
     from stages.models import Stage
 
     call_command("migrate", verbosity=0)
@@ -168,7 +168,7 @@ def seed() -> dict:
     return {"stages": Stage.objects.filter(festival=festival).count(), "rollups": len(rows)}
 
 
-def start_server(port: int, log_path: Path, app: str = "festival.wsgi") -> subprocess.Popen:
+def start_server(port: int, log_path: Path, app: str = "stagepulse.wsgi") -> subprocess.Popen:
     env = {
         **os.environ,
         "DATABASE_URL": BENCH_DB,
@@ -351,7 +351,7 @@ def main() -> int:
     flush_cache(CACHE_URL)
     os.environ["DATABASE_URL"] = BENCH_DB
     os.environ["CACHE_URL"] = CACHE_URL
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "festival.settings")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "stagepulse.settings")
     sys.path.insert(0, str(ROOT))
     import django
 

@@ -24,7 +24,7 @@ import time
 
 import django
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "festival.settings")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "stagepulse.settings")
 os.environ.setdefault("DATABASE_URL", "sqlite:///:memory:")
 for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
     os.environ.setdefault(name, "testing")
@@ -38,10 +38,11 @@ from datetime import date  # noqa: E402
 from botocore.awsrequest import AWSResponse  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 
+import awsclients as aws  # noqa: E402
 from bench.results import record  # noqa: E402
-from festival import aws, closeout  # noqa: E402
-from festival.closeout import Closeout, StepReport  # noqa: E402
 from festival.models import Festival, Organization  # noqa: E402
+from operations import closeout  # noqa: E402
+from operations.closeout import Closeout, StepReport  # noqa: E402
 
 ITEMS = int(os.environ.get("BENCH_CLOSEOUT_ITEMS", "40000"))
 ROUND_TRIP_MS = 20.0

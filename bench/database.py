@@ -23,7 +23,7 @@ def start_django_on(url: str) -> None:
     """A fresh database at `url`, Django set up on it, migrated."""
     fresh_postgres_database(url)
     os.environ["DATABASE_URL"] = url
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "festival.settings")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "stagepulse.settings")
     sys.path.insert(0, os.getcwd())
     import django
 

@@ -10,7 +10,7 @@ from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.utils.html import format_html, format_html_join
 
-from detectors import selectors, services
+from detectors import selectors
 from detectors.models import (
     Evaluation,
     FaceModel,
@@ -20,6 +20,7 @@ from detectors.models import (
     RolloutState,
     TrainingJob,
 )
+from detectors.services import gate, labelled_clips, registry, rollouts, training
 from festival.tenancy import TenantAdminMixin, has_role
 
 
@@ -47,7 +48,7 @@ class FaceModelUploadForm(forms.ModelForm):
         if upload is not None:
             cleaned["data"] = upload.read()
             try:
-                services.inspect_model(
+                registry.inspect_model(
                     cleaned["data"],
                     fmt=cleaned.get("model_format", ModelFormat.TFLITE),
                     expected_sha256=cleaned.get("expected_sha256", ""),
@@ -111,7 +112,7 @@ class FaceModelAdmin(TenantAdminMixin, admin.ModelAdmin):
         if change:
             return super().save_model(request, obj, form, change)
         data = form.cleaned_data
-        created = services.register_model(
+        created = registry.register_model(
             data["organization"],
             name=data["name"],
             data=data["data"],
@@ -124,19 +125,19 @@ class FaceModelAdmin(TenantAdminMixin, admin.ModelAdmin):
 
     @admin.display(description="last gate (recall / precision / fps)")
     def latest_figures(self, obj):
-        gate = selectors.latest_gate(obj)
-        if gate is None:
+        latest = selectors.latest_gate(obj)
+        if latest is None:
             return "-"
-        verdict = "passed" if gate.passed else "refused"
-        return f"{gate.recall:.3f} / {gate.precision:.3f} / {gate.fps:.1f} ({verdict})"
+        verdict = "passed" if latest.passed else "refused"
+        return f"{latest.recall:.3f} / {latest.precision:.3f} / {latest.fps:.1f} ({verdict})"
 
     @admin.display(description="gate: candidate beside the current model")
     def gate_comparison(self, obj):
-        gate = selectors.latest_gate(obj)
-        if gate is None:
+        latest = selectors.latest_gate(obj)
+        if latest is None:
             return "Not gated yet: use the action 'Promote through the evaluation gate'."
-        sections = [("synthetic crowd clip", gate.comparison)] + [
-            (f"labelled clip '{c['name']}'", c) for c in gate.comparison.get("labelled_clips", [])
+        sections = [("synthetic crowd clip", latest.comparison)] + [
+            (f"labelled clip '{c['name']}'", c) for c in latest.comparison.get("labelled_clips", [])
         ]
         rows = format_html_join(
             "",
@@ -153,13 +154,13 @@ class FaceModelAdmin(TenantAdminMixin, admin.ModelAdmin):
                 for r in section.get("rows", [])
             ),
         )
-        reasons = "; ".join(gate.comparison.get("reasons", [])) or "within the margin"
+        reasons = "; ".join(latest.comparison.get("reasons", [])) or "within the margin"
         return format_html(
             "<table><tr><th>clip</th><th>metric</th><th>this model</th><th>current ({})</th>"
             "<th>delta</th></tr>{}</table><p>{}: {}</p>",
-            gate.comparison.get("current_model", {}).get("label", ""),
+            latest.comparison.get("current_model", {}).get("label", ""),
             rows,
-            "Passed" if gate.passed else "Refused",
+            "Passed" if latest.passed else "Refused",
             reasons,
         )
 
@@ -170,15 +171,16 @@ class FaceModelAdmin(TenantAdminMixin, admin.ModelAdmin):
                 self.message_user(request, f"{model}: your role cannot promote.", messages.ERROR)
                 continue
             try:
-                gate = services.promote_model(model, user=request.user)
-            except services.PromotionRefused as exc:
+                evaluation = gate.promote_model(model, user=request.user)
+            except gate.PromotionRefused as exc:
                 self.message_user(request, f"{model}: {exc.messages[0]}", messages.ERROR)
             except ValidationError as exc:
                 self.message_user(request, f"{model}: {' '.join(exc.messages)}", messages.ERROR)
             else:
                 self.message_user(
                     request,
-                    f"{model} promoted (recall {gate.recall:.3f}, precision {gate.precision:.3f}). "
+                    f"{model} promoted (recall {evaluation.recall:.3f}, "
+                    f"precision {evaluation.precision:.3f}). "
                     "Roll it out to cameras: POST /api/v1/face-models/{id}/rollout/.",
                     messages.SUCCESS,
                 )
@@ -201,7 +203,7 @@ class LabelledClipUploadForm(forms.ModelForm):
         cleaned = super().clean()
         if cleaned.get("organization") and cleaned.get("name"):
             try:
-                services.check_clip_name(cleaned["organization"], cleaned["name"])
+                labelled_clips.check_clip_name(cleaned["organization"], cleaned["name"])
             except ValidationError as exc:
                 self.add_error("name", exc.message_dict["name"])
         video, annotations = cleaned.get("video"), cleaned.get("annotations_file")
@@ -211,16 +213,16 @@ class LabelledClipUploadForm(forms.ModelForm):
                 "video", f"The video is larger than {settings.LABELLED_CLIP_MAX_BYTES} bytes."
             )
             video = None
-        if annotations is not None and annotations.size > services.ANNOTATIONS_MAX_BYTES:
-            self.add_error(
-                "annotations_file",
-                f"The annotations file is larger than {services.ANNOTATIONS_MAX_BYTES} bytes.",
-            )
+        cap = labelled_clips.ANNOTATIONS_MAX_BYTES
+        if annotations is not None and annotations.size > cap:
+            self.add_error("annotations_file", f"The annotations file is larger than {cap} bytes.")
             annotations = None
         if video is not None and annotations is not None:
             cleaned["video_data"], cleaned["annotations_data"] = video.read(), annotations.read()
             try:
-                services.inspect_labelled_clip(cleaned["video_data"], cleaned["annotations_data"])
+                labelled_clips.inspect_labelled_clip(
+                    cleaned["video_data"], cleaned["annotations_data"]
+                )
             except ValidationError as exc:
                 for field, errors in exc.message_dict.items():
                     field = {"annotations": "annotations_file"}.get(field, field)
@@ -257,10 +259,10 @@ class LabelledClipAdmin(TenantAdminMixin, admin.ModelAdmin):
 
     def save_model(self, request, obj, form, change):
         if change:
-            services.set_labelled_clip_active(obj, obj.active)
+            labelled_clips.set_labelled_clip_active(obj, obj.active)
             return
         data = form.cleaned_data
-        created = services.add_labelled_clip(
+        created = labelled_clips.add_labelled_clip(
             data["organization"],
             name=data["name"],
             video=data["video_data"],
@@ -270,23 +272,23 @@ class LabelledClipAdmin(TenantAdminMixin, admin.ModelAdmin):
         _copy_into(obj, created)
 
     def delete_model(self, request, obj):
-        services.delete_labelled_clip(obj)
+        labelled_clips.delete_labelled_clip(obj)
 
     def delete_queryset(self, request, queryset):
         for clip in queryset:
-            services.delete_labelled_clip(clip)
+            labelled_clips.delete_labelled_clip(clip)
 
     @admin.action(description="Take out of the gate (keep the video)")
     def take_out_of_gate(self, request, queryset):
         for clip in queryset:
             if has_role(request.user, clip.organization_id, self.write_role):
-                services.set_labelled_clip_active(clip, False)
+                labelled_clips.set_labelled_clip_active(clip, False)
 
     @admin.action(description="Put into the gate")
     def put_into_gate(self, request, queryset):
         for clip in queryset:
             if has_role(request.user, clip.organization_id, self.write_role):
-                services.set_labelled_clip_active(clip, True)
+                labelled_clips.set_labelled_clip_active(clip, True)
 
 
 class TrainingJobForm(forms.ModelForm):
@@ -312,7 +314,7 @@ class TrainingJobForm(forms.ModelForm):
         organization = cleaned.get("organization")
         if organization is None or not cleaned.get("training_data_uri"):
             return cleaned
-        _, problems = services.training_job_problems(
+        _, problems = training.training_job_problems(
             organization,
             training_data_uri=cleaned["training_data_uri"],
             output_uri=cleaned.get("output_uri") or "",
@@ -363,7 +365,7 @@ class TrainingJobAdmin(TenantAdminMixin, admin.ModelAdmin):
             return
         data = dict(form.cleaned_data)
         organization = data.pop("organization")
-        created = services.start_training_job(organization, user=request.user, **data)
+        created = training.start_training_job(organization, user=request.user, **data)
         _copy_into(obj, created)
         if created.failure_reason:
             self.message_user(request, f"SageMaker refused: {created.failure_reason}", "ERROR")
@@ -375,7 +377,7 @@ class TrainingJobAdmin(TenantAdminMixin, admin.ModelAdmin):
     @admin.action(description="Refresh from SageMaker")
     def refresh_from_sagemaker(self, request, queryset):
         for job in queryset:
-            services.follow_training_job(job.id)
+            training.follow_training_job(job.id)
         self.message_user(request, "Refreshed.")
 
 
@@ -402,5 +404,5 @@ class ModelRolloutAdmin(TenantAdminMixin, admin.ModelAdmin):
         for rollout in queryset.filter(state=RolloutState.ACTIVE).select_related("device"):
             if not has_role(request.user, rollout.organization_id, self.write_role):
                 continue
-            services.roll_back(rollout.device, user=request.user)
+            rollouts.roll_back(rollout.device, user=request.user)
             self.message_user(request, f"{rollout.device} rolled back.")

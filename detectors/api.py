@@ -5,7 +5,6 @@ here, work in services."""
 from __future__ import annotations
 
 from django.conf import settings
-from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, serializers, status
 from rest_framework.decorators import action
@@ -13,7 +12,7 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 
-from detectors import selectors, services
+from detectors import selectors
 from detectors.models import (
     Evaluation,
     FaceModel,
@@ -22,6 +21,7 @@ from detectors.models import (
     ModelRollout,
     TrainingJob,
 )
+from detectors.services import gate, labelled_clips, registry, rollouts, training
 from devices.models import Device
 from festival.api import ScopedOrganizationField, default_organization
 from festival.api_common import BoundedJSONParser, error_response
@@ -35,10 +35,6 @@ from festival.tenancy import (
 from stages.models import Stage
 
 MAX_UPLOAD_BYTES = 64 * 1024 * 1024
-
-
-def _django_errors(exc: DjangoValidationError) -> ValidationError:
-    return ValidationError(exc.message_dict if hasattr(exc, "error_dict") else exc.messages)
 
 
 class EvaluationSerializer(serializers.ModelSerializer):
@@ -111,8 +107,8 @@ class FaceModelSerializer(serializers.ModelSerializer):
         return value
 
     def get_latest_gate(self, obj) -> dict | None:
-        gate = selectors.latest_gate(obj)
-        return EvaluationSerializer(gate).data if gate else None
+        latest = selectors.latest_gate(obj)
+        return EvaluationSerializer(latest).data if latest else None
 
 
 class RolloutRequestSerializer(serializers.Serializer):
@@ -143,7 +139,7 @@ def _organization(view, given):
     return default_organization(view.request.user, view.write_role, given)
 
 
-def _refused(exc: services.PromotionRefused) -> Response:
+def _refused(exc: gate.PromotionRefused) -> Response:
     return error_response(
         status.HTTP_409_CONFLICT,
         "promotion_refused",
@@ -167,18 +163,15 @@ class FaceModelViewSet(TenantViewSet):
     def perform_create(self, serializer) -> None:
         data = serializer.validated_data
         organization = _organization(self, data.get("organization"))
-        try:
-            serializer.instance = services.register_model(
-                organization,
-                name=data["name"],
-                data=data["file"].read(),
-                fmt=data.get("format", ModelFormat.TFLITE),
-                expected_sha256=data.get("expected_sha256", ""),
-                notes=data.get("notes", ""),
-                user=self.request.user,
-            )
-        except DjangoValidationError as exc:
-            raise _django_errors(exc) from exc
+        serializer.instance = registry.register_model(
+            organization,
+            name=data["name"],
+            data=data["file"].read(),
+            fmt=data.get("format", ModelFormat.TFLITE),
+            expected_sha256=data.get("expected_sha256", ""),
+            notes=data.get("notes", ""),
+            user=self.request.user,
+        )
 
     def _writable(self):
         model = self.get_object()
@@ -189,7 +182,7 @@ class FaceModelViewSet(TenantViewSet):
     @action(detail=True, methods=["post"])
     def evaluate(self, request, pk=None):
         """Score the model on the gate's synthetic crowd clip (recall, precision, fps)."""
-        evaluation = services.evaluate_model(self._writable(), user=request.user)
+        evaluation = gate.evaluate_model(self._writable(), user=request.user)
         return Response(EvaluationSerializer(evaluation).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=None, responses={200: EvaluationSerializer})
@@ -198,11 +191,9 @@ class FaceModelViewSet(TenantViewSet):
         """Run the gate against the current model; 409 with both figure sets when refused."""
         model = self._writable()
         try:
-            evaluation = services.promote_model(model, user=request.user)
-        except services.PromotionRefused as exc:
+            evaluation = gate.promote_model(model, user=request.user)
+        except gate.PromotionRefused as exc:
             return _refused(exc)
-        except DjangoValidationError as exc:
-            raise _django_errors(exc) from exc
         return Response(EvaluationSerializer(evaluation).data)
 
     @extend_schema(
@@ -214,17 +205,14 @@ class FaceModelViewSet(TenantViewSet):
         model = self._writable()
         body = RolloutRequestSerializer(data=request.data, context={"request": request})
         body.is_valid(raise_exception=True)
-        try:
-            rollouts = services.roll_out(
-                model,
-                devices=body.validated_data.get("devices"),
-                stage=body.validated_data.get("stage"),
-                user=request.user,
-            )
-        except DjangoValidationError as exc:
-            raise _django_errors(exc) from exc
+        started = rollouts.roll_out(
+            model,
+            devices=body.validated_data.get("devices"),
+            stage=body.validated_data.get("stage"),
+            user=request.user,
+        )
         return Response(
-            ModelRolloutSerializer(rollouts, many=True).data, status=status.HTTP_201_CREATED
+            ModelRolloutSerializer(started, many=True).data, status=status.HTTP_201_CREATED
         )
 
 
@@ -245,10 +233,7 @@ class ModelRolloutViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Tena
             raise ValidationError(
                 {"detail": "Only the camera's active rollout can be rolled back."}
             )
-        try:
-            rolled = services.roll_back(rollout.device, user=request.user)
-        except DjangoValidationError as exc:
-            raise _django_errors(exc) from exc
+        rolled = rollouts.roll_back(rollout.device, user=request.user)
         return Response(ModelRolloutSerializer(rolled).data)
 
 
@@ -311,12 +296,9 @@ class TrainingJobViewSet(TenantViewSet):
     def perform_create(self, serializer) -> None:
         data = dict(serializer.validated_data)
         organization = _organization(self, data.pop("organization", None))
-        try:
-            serializer.instance = services.start_training_job(
-                organization, user=self.request.user, **data
-            )
-        except DjangoValidationError as exc:
-            raise _django_errors(exc) from exc
+        serializer.instance = training.start_training_job(
+            organization, user=self.request.user, **data
+        )
 
     @extend_schema(request=None, responses={200: TrainingJobSerializer})
     @action(detail=True, methods=["post"])
@@ -324,7 +306,7 @@ class TrainingJobViewSet(TenantViewSet):
         """Look at the job in SageMaker now (the follower task does this on its own)."""
         job = self.get_object()
         require_role(request.user, job.organization_id, self.write_role)
-        services.follow_training_job(job.id)
+        training.follow_training_job(job.id)
         job.refresh_from_db()
         return Response(self.get_serializer(job).data)
 
@@ -368,9 +350,9 @@ class LabelledClipSerializer(serializers.ModelSerializer):
         return value
 
     def validate_annotations(self, value):
-        if value.size > services.ANNOTATIONS_MAX_BYTES:
+        if value.size > labelled_clips.ANNOTATIONS_MAX_BYTES:
             raise ValidationError(
-                f"The annotations file is larger than {services.ANNOTATIONS_MAX_BYTES} bytes."
+                f"The annotations file is larger than {labelled_clips.ANNOTATIONS_MAX_BYTES} bytes."
             )
         return value
 
@@ -390,16 +372,13 @@ class LabelledClipViewSet(TenantViewSet):
     def perform_create(self, serializer) -> None:
         data = serializer.validated_data
         organization = _organization(self, data.get("organization"))
-        try:
-            serializer.instance = services.add_labelled_clip(
-                organization,
-                name=data["name"],
-                video=data["video"].read(),
-                annotations=data["annotations"].read(),
-                user=self.request.user,
-            )
-        except DjangoValidationError as exc:
-            raise _django_errors(exc) from exc
+        serializer.instance = labelled_clips.add_labelled_clip(
+            organization,
+            name=data["name"],
+            video=data["video"].read(),
+            annotations=data["annotations"].read(),
+            user=self.request.user,
+        )
 
     def perform_update(self, serializer) -> None:
         fixed = sorted(set(serializer.validated_data) - {"active"})
@@ -407,13 +386,10 @@ class LabelledClipViewSet(TenantViewSet):
             raise ValidationError(
                 {name: "Fixed after upload: upload a new clip instead." for name in fixed}
             )
-        serializer.instance = services.set_labelled_clip_active(
+        serializer.instance = labelled_clips.set_labelled_clip_active(
             serializer.instance,
             serializer.validated_data.get("active", serializer.instance.active),
         )
 
     def perform_destroy(self, instance) -> None:
-        try:
-            services.delete_labelled_clip(instance)
-        except DjangoValidationError as exc:
-            raise _django_errors(exc) from exc
+        labelled_clips.delete_labelled_clip(instance)

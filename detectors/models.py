@@ -7,6 +7,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
+import awsclients as aws
 from devices.models import Device
 from festival.models import TenantModel
 
@@ -208,7 +209,6 @@ class TrainingJob(TenantModel):
     @property
     def logs_url(self) -> str:
         """CloudWatch Logs console link for the job's log streams."""
-        from festival import aws
 
         region = aws.region()
         return (

@@ -6,7 +6,6 @@ from __future__ import annotations
 import hmac
 
 from django.contrib.auth.models import AnonymousUser
-from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import mixins, permissions, serializers, status, viewsets
@@ -23,7 +22,7 @@ from rest_framework.views import APIView
 from devices import selectors, services
 from devices.models import Deployment, Device, EdgeRelease, Rollout
 from edge_package.contracts import TELEMETRY_SCHEMA, validate_edge_config
-from festival.api_common import AwsUnavailable
+from edge_package.redact import redact_source
 from festival.api_schema import error_response
 from festival.models import Festival, Role
 from festival.tenancy import (
@@ -36,12 +35,6 @@ from festival.tenancy import (
 )
 from festival.throttling import FixedWindowRateThrottle
 from stages.models import Stage
-
-
-def _django_errors(exc: DjangoValidationError) -> ValidationError | AwsUnavailable:
-    if isinstance(exc, services.AwsUnreachable):
-        return AwsUnavailable(exc.messages[0])
-    return ValidationError(exc.message_dict if hasattr(exc, "error_dict") else exc.messages)
 
 
 class ReleaseBriefSerializer(serializers.ModelSerializer):
@@ -107,8 +100,6 @@ class DeviceSerializer(serializers.ModelSerializer):
         return bool(device.registered_at)
 
     def get_video_source_redacted(self, device) -> str:
-        from edge_package.redact import redact_source
-
         return redact_source(device.video_source)
 
     def validate_config(self, value):
@@ -183,18 +174,12 @@ class DeviceViewSet(TenantViewSet):
         return serializer.validated_data["festival"].organization
 
     def perform_update(self, serializer):
-        try:
-            serializer.instance = services.update_device(
-                serializer.instance, **serializer.validated_data
-            )
-        except DjangoValidationError as exc:
-            raise _django_errors(exc) from exc
+        serializer.instance = services.update_device(
+            serializer.instance, **serializer.validated_data
+        )
 
     def perform_destroy(self, instance):
-        try:
-            services.delete_device(instance)
-        except DjangoValidationError as exc:
-            raise _django_errors(exc) from exc
+        services.delete_device(instance)
 
     @extend_schema(
         request=None,
@@ -212,10 +197,7 @@ class DeviceViewSet(TenantViewSet):
         """Create the AWS IoT thing, certificate, policy and S3 role. The response carries the
         private key and the telemetry token: this is the only time they are shown."""
         device = self.get_object()
-        try:
-            bundle = services.register_device(device)
-        except DjangoValidationError as exc:
-            raise _django_errors(exc) from exc
+        bundle = services.register_device(device)
         return Response(
             {"thing_name": bundle.thing_name, "files": bundle.files()},
             status=status.HTTP_201_CREATED,
@@ -228,10 +210,7 @@ class DeviceViewSet(TenantViewSet):
     @action(detail=True, methods=["post"])
     def deregister(self, request, pk=None):
         device = self.get_object()
-        try:
-            services.deregister_device(device)
-        except DjangoValidationError as exc:
-            raise _django_errors(exc) from exc
+        services.deregister_device(device)
         return Response(self.get_serializer(device).data)
 
     @extend_schema(
@@ -265,15 +244,12 @@ class DeploymentViewSet(
         release = serializer.validated_data.get("release") or selectors.latest_release()
         if release is None:
             raise ValidationError({"release": "No edge release exists yet: build one first."})
-        try:
-            deployment = services.start_deployment(
-                device,
-                release,
-                user=request.user,
-                force=serializer.validated_data.get("force", False),
-            )
-        except DjangoValidationError as exc:
-            raise _django_errors(exc) from exc
+        deployment = services.start_deployment(
+            device,
+            release,
+            user=request.user,
+            force=serializer.validated_data.get("force", False),
+        )
         return Response(self.get_serializer(deployment).data, status=status.HTTP_202_ACCEPTED)
 
 
@@ -335,15 +311,12 @@ class RolloutViewSet(
         release = serializer.validated_data.get("release") or selectors.latest_release()
         if release is None:
             raise ValidationError({"release": "No edge release exists yet: build one first."})
-        try:
-            rollout = services.start_rollout(
-                chosen,
-                release,
-                user=request.user,
-                force=serializer.validated_data.get("force", False),
-            )
-        except DjangoValidationError as exc:
-            raise _django_errors(exc) from exc
+        rollout = services.start_rollout(
+            chosen,
+            release,
+            user=request.user,
+            force=serializer.validated_data.get("force", False),
+        )
         return Response(self.get_serializer(rollout).data, status=status.HTTP_202_ACCEPTED)
 
 
@@ -375,10 +348,7 @@ class EdgeReleaseViewSet(viewsets.ReadOnlyModelViewSet):
         user = request.user
         if not (user.is_superuser or organization_ids_for(user, Role.OPERATOR)):
             raise role_required(Role.OPERATOR)
-        try:
-            release = services.build_edge_release(user=user)
-        except DjangoValidationError as exc:
-            raise _django_errors(exc) from exc
+        release = services.build_edge_release(user=user)
         return Response(self.get_serializer(release).data, status=status.HTTP_201_CREATED)
 
 

@@ -12,8 +12,9 @@ from django.conf import settings
 from django.db.models import QuerySet
 from django.utils import timezone
 
+import awsclients as aws
 from devices.models import Deployment, Device, EdgeRelease
-from festival import aws
+from stages.models import Set
 
 log = logging.getLogger(__name__)
 RULE_SECRET_TTL_S = 300  # a rotated secret reaches every process within five minutes
@@ -43,7 +44,6 @@ def set_lock(stage, now, margin):
     A set holds them while it plays and from `margin` before it starts; sets that follow each
     other closer than the margin hold as one, so the gap is the first moment with no set playing
     and none starting within the margin. (None, now) when nothing holds."""
-    from stages.models import Set
 
     if stage is None:
         return None, now

@@ -281,6 +281,34 @@ def from_dynamodb(value):
     return value
 
 
+# --- The observation write ------------------------------------------------------------------------
+def aws_error_code(exc: BaseException) -> str:
+    """The AWS error code of a botocore ClientError ("" for anything else). The camera's copy of
+    awsclients.error_code: the camera ships edge_package alone, without the server's modules."""
+    response = getattr(exc, "response", None)
+    if not isinstance(response, dict):
+        return ""
+    return str((response.get("Error") or {}).get("Code") or "")
+
+
+def put_observation(client, table: str, item: dict) -> bool:
+    """The one idempotent write of an observation item (the analyzer's and the camera's edge
+    mode): a PutItem conditional on the item's deterministic key being new, so a replay after a
+    lost reply or a redelivered message writes nothing. True when written, False when the item
+    was there already; any other failure is raised for the caller to classify."""
+    from boto3.dynamodb.types import TypeSerializer  # boto3: only where something is written
+
+    serializer = TypeSerializer()
+    wire = {k: serializer.serialize(v) for k, v in to_dynamodb(item).items()}
+    try:
+        client.put_item(TableName=table, Item=wire, ConditionExpression="attribute_not_exists(pk)")
+    except Exception as exc:
+        if aws_error_code(exc) == "ConditionalCheckFailedException":
+            return False
+        raise
+    return True
+
+
 # --- Telemetry payload ---------------------------------------------------------------------------
 # Every number has an upper bound: the server turns them into floats (CloudWatch) and datetimes
 # (clock skew), and one camera's 401-digit counter once stopped the metrics of every tenant.

@@ -13,7 +13,7 @@ import logging
 from botocore.exceptions import BotoCoreError, ClientError
 
 from edge_package.config import ConfigError, DeviceConfig
-from edge_package.contracts import EDGE_CONFIG_DEFAULTS, FACE_MODEL_KEYS
+from edge_package.contracts import EDGE_CONFIG_DEFAULTS, FACE_MODEL_KEYS, aws_error_code
 
 log = logging.getLogger("edge_package")
 SHADOW_KEY = "stagepulse"
@@ -68,7 +68,7 @@ class ShadowFollower:
             answer = self.client.get_thing_shadow(thingName=self.runner.config.device)
             document = json.loads(answer["payload"].read())
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
+            if aws_error_code(exc) != "ResourceNotFoundException":
                 self.runner.error(f"device shadow: {exc}")
             return False
         except (BotoCoreError, ValueError) as exc:

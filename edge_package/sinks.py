@@ -20,10 +20,11 @@ from edge_package.contracts import (
     META_DETECTOR_SCORE,
     META_EDGE_VERSION,
     META_ORGANIZATION,
+    aws_error_code,
     build_crop_key,
     build_observation_item,
     parse_crop_key,
-    to_dynamodb,
+    put_observation,
 )
 
 # Errors that mean "this request is wrong and retrying will not help": the item is dropped.
@@ -55,11 +56,6 @@ class Release:
     seq: int
     score: float
     box: tuple[int, int, int, int]
-
-
-def error_code(exc: Exception) -> str:
-    response = getattr(exc, "response", None) or {}
-    return str(response.get("Error", {}).get("Code", ""))
 
 
 class DeliveryError(Exception):
@@ -254,7 +250,7 @@ class S3CropSink(SpoolingSink):
                 Metadata=meta["metadata"],
             )
         except ClientError as exc:
-            code = error_code(exc)
+            code = aws_error_code(exc)
             if code in _PERMISSION:
                 raise DeliveryError(
                     f"S3 AccessDenied: this device's credentials lack s3:PutObject on "
@@ -309,21 +305,15 @@ class ObservationSink(SpoolingSink):
         self.submit(*self.prepare(release))
 
     def _deliver(self, meta: dict, payload: bytes) -> int:
-        from boto3.dynamodb.types import TypeSerializer
         from botocore.exceptions import BotoCoreError, ClientError
 
-        item = to_dynamodb(json.loads(payload))
-        wire = {k: TypeSerializer().serialize(v) for k, v in item.items()}
         try:
-            self.client.put_item(
-                TableName=self.config.observations_table,
-                Item=wire,
-                ConditionExpression="attribute_not_exists(pk)",
-            )
-        except ClientError as exc:
-            code = error_code(exc)
-            if code == "ConditionalCheckFailedException":
+            if not put_observation(
+                self.client, self.config.observations_table, json.loads(payload)
+            ):
                 return 0  # already written (a replay after a lost reply): nothing new to do
+        except ClientError as exc:
+            code = aws_error_code(exc)
             if code in _PERMISSION:
                 raise DeliveryError(
                     "DynamoDB AccessDenied: this device's credentials lack dynamodb:PutItem on "

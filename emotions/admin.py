@@ -9,8 +9,9 @@ from emotions.models import (
     SetReport,
     StreamCheckpoint,
 )
+from emotions.reports.services import request_rebuild
 from festival.localtime import FestivalZoneAdminMixin, local_label, local_time_label
-from festival.tenancy import TenantAdminMixin
+from festival.tenancy import TenantAdminMixin, has_role
 
 
 class ReadOnlyTenantAdmin(TenantAdminMixin, admin.ModelAdmin):
@@ -160,9 +161,6 @@ class SetReportAdmin(FestivalZoneAdminMixin, ReadOnlyTenantAdmin):
 
     @admin.action(description="Rebuild the selected reports (late data)")
     def rebuild_reports(self, request, queryset):
-        from emotions.reports.services import request_rebuild
-        from festival.tenancy import has_role
-
         queued = 0
         for report in queryset:
             if has_role(request.user, report.organization_id, self.write_role):

@@ -19,20 +19,21 @@ import json
 import logging
 
 from botocore.exceptions import ClientError
+from celery import shared_task
 from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
 
+import awsclients as aws
 from devices.models import Device, DeviceStatus
 from edge_package.contracts import EMOTIONS
-from festival import aws
 from festival.models import Festival
 from stages.models import Stage
 
 log = logging.getLogger(__name__)
 
-FACES_METRIC = "FacesAnalyzed"  # emotions/analysis/analyzer.py
-EXPRESSION_METRIC = "TopEmotionFaces"  # emotions/analysis/analyzer.py (+ dimension Emotion)
+FACES_METRIC = "FacesAnalyzed"  # analyzer/analyzer.py
+EXPRESSION_METRIC = "TopEmotionFaces"  # analyzer/analyzer.py (+ dimension Emotion)
 DEVICE_FPS_METRIC = "Fps"  # devices/services/health.py METRICS["fps"]
 DEVICE_ERRORS_METRIC = "Errors"  # devices/services/health.py METRICS["errors"]
 PERIOD_S = 60
@@ -190,7 +191,7 @@ def delete_festival_dashboard(festival: Festival, cloudwatch=None) -> bool:
     try:
         cloudwatch.delete_dashboards(DashboardNames=[dashboard_name(festival)])
     except ClientError as error:
-        if error.response.get("Error", {}).get("Code") in ("ResourceNotFound", "DashboardNotFound"):
+        if aws.error_code(error) in ("ResourceNotFound", "DashboardNotFound"):
             return False
         raise
     return True
@@ -208,8 +209,6 @@ def schedule_sync(festival_id: int | None) -> None:
         return
 
     def enqueue() -> None:
-        from emotions.tasks import sync_festival_dashboard
-
         if not cache.add(f"stagepulse:dashboard-sync:{festival_id}", 1, SYNC_DEBOUNCE_S):
             return
         try:
@@ -235,3 +234,14 @@ def connect_signals() -> None:
     post_delete.connect(_on_stage_change, sender=Stage, dispatch_uid="dashboard-stage-delete")
     post_save.connect(_on_device_change, sender=Device, dispatch_uid="dashboard-device-save")
     post_delete.connect(_on_device_change, sender=Device, dispatch_uid="dashboard-device-delete")
+
+
+# Defined beside the sync it runs and the signal receivers that enqueue it (emotions.tasks lists it,
+# under the same name, for autodiscovery).
+@shared_task(name="emotions.tasks.sync_festival_dashboard", ignore_result=True)
+def sync_festival_dashboard(festival_id: int) -> str:
+    """Create or update the festival's CloudWatch dashboard (after its stages changed)."""
+    festival = Festival.objects.filter(pk=festival_id).first()
+    if festival is None or festival.closed_at is not None:
+        return ""  # a closed festival's dashboard was deleted by closeout and stays deleted
+    return put_festival_dashboard(festival)

@@ -18,8 +18,9 @@ from botocore.exceptions import ClientError
 from django.conf import settings
 from django.utils import timezone
 
+import awsclients as aws
 from edge_package.contracts import CROP_PREFIX
-from festival import aws
+from festival.models import Festival
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +111,6 @@ def sweep_festival_crops(festival, *, now: datetime | None = None, s3=None) -> S
 
 def sweep_expired_crops(*, now: datetime | None = None) -> list[SweepReport]:
     """Every festival that can still have crops (closed ones were emptied by closeout)."""
-    from festival.models import Festival
 
     return [
         sweep_festival_crops(festival, now=now)

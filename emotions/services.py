@@ -35,6 +35,7 @@ from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
+import awsclients as aws
 from devices.models import Device
 from edge_package.contracts import (
     EMOTIONS,
@@ -46,6 +47,7 @@ from edge_package.contracts import (
     observation_partition,
     sort_key_floor,
 )
+from emotions.live_cache import store_live_ranking
 from emotions.models import (
     AnalysisBacklog,
     IngestRejection,
@@ -53,10 +55,13 @@ from emotions.models import (
     MinuteRollup,
     Observation,
     RejectionReason,
+    ReportStatus,
+    SetReport,
     StreamCheckpoint,
 )
-from festival import aws
+from emotions.reports.services import request_rebuild
 from festival.models import Festival
+from festival.notify import notify_operations
 from stages.models import Set, Stage
 
 log = logging.getLogger(__name__)
@@ -350,8 +355,6 @@ def _advance_freshness(stage: Stage, fresh: list[Observation]) -> None:
 def _flag_reports(fresh: list[Observation]) -> int:
     """A report already built for a set that just got late faces is queued for a rebuild now
     (the sweeper's detect_late_data would find it within a minute anyway)."""
-    from emotions.models import ReportStatus, SetReport
-    from emotions.reports.services import request_rebuild
 
     late: dict[int, int] = {}
     for row in fresh:
@@ -455,10 +458,6 @@ def store_incoming(
 
 
 # --- the stream ---------------------------------------------------------------------------------
-def _error_code(exc: ClientError) -> str:
-    return exc.response.get("Error", {}).get("Code", "")
-
-
 def _ms(value) -> int:
     if isinstance(value, datetime):
         return int(value.timestamp() * 1000)
@@ -552,7 +551,7 @@ class StreamReader:
                     SequenceNumber=checkpoint.sequence_number,
                 )["ShardIterator"]
             except ClientError as exc:
-                if _error_code(exc) != "TrimmedDataAccessException":
+                if aws.error_code(exc) != "TrimmedDataAccessException":
                     raise
                 result.trimmed += 1
                 log.error(
@@ -571,7 +570,7 @@ class StreamReader:
         try:
             iterator = self._iterator(arn, shard_id, checkpoint, result)
         except ClientError as exc:
-            if _error_code(exc) != "ResourceNotFoundException":
+            if aws.error_code(exc) != "ResourceNotFoundException":
                 raise
             log.warning("shard %s is gone from the stream; marking it read", shard_id)
             with transaction.atomic():
@@ -582,7 +581,7 @@ class StreamReader:
             try:
                 page = self.streams.get_records(ShardIterator=iterator, Limit=self.page_limit)
             except ClientError as exc:
-                code = _error_code(exc)
+                code = aws.error_code(exc)
                 if code not in ("ExpiredIteratorException", "TrimmedDataAccessException"):
                     raise
                 renewals += 1
@@ -638,8 +637,6 @@ def ingest_streams(*, dynamodb=None, streams=None, force: bool = False) -> Inges
     the shared cache (a second worker skips); correctness does not depend on it — rows are
     idempotent and checkpoints only move forward — it only saves duplicate reads. `force` takes
     the lease over (when no other ingest can be running, e.g. the demo's last run)."""
-    from emotions.selectors import store_live_ranking
-
     token = uuid.uuid4().hex
     if force:
         cache.delete(INGEST_LOCK_KEY)
@@ -720,8 +717,6 @@ def backfill_stage(stage: Stage, since_ms: int = 0, *, dynamodb=None) -> IngestR
     items = fetch_items(festival.table, festival, stage, since_ms, dynamodb=dynamodb)
     result = store_items(stage, items)
     if result.created:
-        from emotions.selectors import store_live_ranking
-
         store_live_ranking(festival)
     return result
 
@@ -819,8 +814,6 @@ def measure_analysis_backlog(*, now=None, sqs=None, cloudwatch=None) -> Analysis
     )
     alert_on_backlog(backlog, now)
     if was_behind != (age > settings.ANALYSIS_BEHIND_AFTER_S):
-        from emotions.selectors import store_live_ranking
-
         for festival in active_festivals():  # "analysis behind" shows now, not at the next data
             store_live_ranking(festival)
     return backlog
@@ -836,7 +829,6 @@ def alert_on_backlog(backlog: AnalysisBacklog, now=None) -> str:
     """One alert per incident (claimed by one UPDATE, as camera-offline does) to the operations
     contacts of every festival running now, and one recovery notice once below half of both
     thresholds (no flapping around the line). Returns "alerted", "recovered" or ""."""
-    from festival.notify import notify_operations
 
     now = now or timezone.now()
     age = int(backlog.oldest_age_s or 0)

@@ -21,7 +21,8 @@ from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
-from festival import aws
+import awsclients as aws
+from festival.errors import AwsUnreachable
 
 # No request body the API accepts comes near this; deeper input is refused before any code that
 # walks it recursively (the JSON decoder itself, serializers, jsonschema) can hit RecursionError.
@@ -128,8 +129,10 @@ def _first_message(detail) -> str:
 
 
 def error_handler(exc, context):
-    if isinstance(exc, DjangoValidationError):
-        detail = exc.message_dict if hasattr(exc, "error_dict") else {"detail": exc.messages}
+    if isinstance(exc, AwsUnreachable):  # a service's own "AWS did not answer"
+        exc = AwsUnavailable(exc.messages[0])
+    elif isinstance(exc, DjangoValidationError):  # services raise these; views need not convert
+        detail = exc.message_dict if hasattr(exc, "error_dict") else exc.messages
         exc = exceptions.ValidationError(detail)
     elif isinstance(exc, Http404):
         exc = exceptions.NotFound(str(exc) or "Not found.")

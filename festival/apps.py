@@ -6,6 +6,5 @@ class FestivalConfig(AppConfig):
     verbose_name = "Tenancy and festivals"
 
     def ready(self) -> None:
-        # Importing the Celery app here (not in festival/__init__) keeps festival.aws importable
-        # by the Django-free analyzer without pulling in Celery.
-        from festival import authentication, celery  # noqa: F401  (signal receivers)
+        # The Celery app is loaded by the project package (stagepulse/__init__.py).
+        from festival import authentication  # noqa: F401  (signal receivers)

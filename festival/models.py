@@ -31,8 +31,6 @@ class TenantQuerySet(models.QuerySet):
         return self.filter(organization__in=organizations)
 
     def for_user(self, user, min_role: str = Role.VIEWER):
-        from festival.tenancy import organization_ids_for
-
         if user is None or not user.is_authenticated:
             return self.none()
         if user.is_superuser:
@@ -138,6 +136,14 @@ class TenantModel(models.Model):
         abstract = True
 
 
+def check_festival_dates(starts_on, ends_on) -> None:
+    """The one rule for a festival's dates ("it ends after it starts"; a one-day festival ends on
+    the day it starts), for the model's clean (admin), the API serializer and
+    operations.services.update_festival."""
+    if starts_on and ends_on and ends_on < starts_on:
+        raise ValidationError({"ends_on": "The festival cannot end before it starts."})
+
+
 class Festival(TenantModel):
     name = models.CharField(max_length=200)
     slug = models.SlugField(
@@ -195,15 +201,14 @@ class Festival(TenantModel):
 
     @classmethod
     def from_db(cls, db, field_names, values):
-        """Remembers the analysis mode as loaded, so festival.services.update_festival sees a real
+        """Remembers the analysis mode as loaded, so operations.services.update_festival sees a real
         change without a query (None when the field was deferred)."""
         festival = super().from_db(db, field_names, values)
         festival.saved_analysis_mode = festival.__dict__.get("analysis_mode")
         return festival
 
     def clean(self) -> None:
-        if self.starts_on and self.ends_on and self.ends_on < self.starts_on:
-            raise ValidationError({"ends_on": "The festival cannot end before it starts."})
+        check_festival_dates(self.starts_on, self.ends_on)
 
     @property
     def tz(self) -> zoneinfo.ZoneInfo:
@@ -223,3 +228,45 @@ class Festival(TenantModel):
 
     def ops_email_list(self) -> list[str]:
         return [e.strip() for e in self.ops_emails.replace("\n", ",").split(",") if e.strip()]
+
+
+# --- Role lookups ---------------------------------------------------------------------------------
+# Plain queries on Membership, here beside it so that models (TenantQuerySet.for_user) need neither
+# DRF nor festival.tenancy, which re-exports them for views and admin classes.
+def organization_ids_for(user, min_role: str = Role.VIEWER) -> list[int]:
+    """Ids of the organizations where `user` holds at least `min_role` (cached per request)."""
+    if user is None or not user.is_authenticated:
+        return []
+    cache = user.__dict__.setdefault("_stagepulse_roles", None)
+    if cache is None:
+        cache = dict(Membership.objects.filter(user=user).values_list("organization_id", "role"))
+        user.__dict__["_stagepulse_roles"] = cache
+    floor = ROLE_RANK[Role(min_role)]
+    return [org_id for org_id, role in cache.items() if ROLE_RANK[Role(role)] >= floor]
+
+
+def role_in(user, organization_id: int) -> str:
+    """The user's role in one organization ("" when not a member)."""
+    if user is not None and user.is_authenticated and user.is_superuser:
+        return Role.OWNER
+    organization_ids_for(user)
+    return (user.__dict__.get("_stagepulse_roles") or {}).get(organization_id, "")
+
+
+def organizations_for(user, min_role: str = Role.VIEWER):
+    if user is not None and user.is_authenticated and user.is_superuser:
+        return Organization.objects.all()
+    return Organization.objects.filter(id__in=organization_ids_for(user, min_role))
+
+
+def has_role(user, organization_id: int, min_role: str) -> bool:
+    if user is None or not user.is_authenticated:
+        return False
+    if user.is_superuser:
+        return True
+    return organization_id in organization_ids_for(user, min_role)
+
+
+def forget_roles(user) -> None:
+    """Drop the per-request role cache (after a membership change in the same request)."""
+    user.__dict__.pop("_stagepulse_roles", None)

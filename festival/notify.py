@@ -12,6 +12,7 @@ import urllib.error
 import urllib.request
 from functools import partial
 
+from celery import shared_task
 from django.conf import settings
 from django.core.mail import send_mail
 from django.db import transaction
@@ -74,8 +75,6 @@ def notify_operations(festival: Festival, *, subject: str, body: str, payload: d
 
 
 def queue_retry(festival_id: int, channel: str, subject: str, body: str, payload: dict) -> None:
-    from festival.tasks import retry_notification
-
     try:
         retry_notification.apply_async(
             (festival_id, channel, subject, body, payload),
@@ -83,3 +82,23 @@ def queue_retry(festival_id: int, channel: str, subject: str, body: str, payload
         )
     except Exception as exc:  # noqa: BLE001 - broker down: the log line is all that is left
         log.error("%s %r lost, no retry queued: %s", channel, subject, exc)
+
+
+# Here, beside the channels it retries (festival.tasks would import this module and this module
+# it); the name stays festival.tasks.retry_notification for tasks already queued.
+@shared_task(bind=True, name="festival.tasks.retry_notification", ignore_result=True)
+def retry_notification(self, festival_id, channel, subject, body, payload) -> bool:
+    """Try a failed alert or announcement channel again, backing off along
+    NOTIFY_RETRY_DELAYS_S; after the last delay it is logged as given up."""
+    festival = Festival.objects.filter(pk=festival_id).first()
+    if festival is None:
+        return False  # the festival was deleted meanwhile: nobody to tell
+    if deliver(festival, channel, subject=subject, body=body, payload=payload):
+        return True
+    delays = settings.NOTIFY_RETRY_DELAYS_S
+    if self.request.retries + 1 >= len(delays):
+        log.error(
+            "%s %r for %s given up after %d tries", channel, subject, festival.slug, len(delays) + 1
+        )
+        return False
+    raise self.retry(countdown=delays[self.request.retries + 1], max_retries=len(delays))

@@ -1,9 +1,8 @@
-"""Writes for tenancy and festivals, including the idempotent demo seed."""
+"""Writes for tenancy: members and invitations (the admin and the API call the same ones)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import timedelta
 
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
@@ -11,165 +10,20 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from devices.services import push_festival_cameras
 from festival.models import (
-    Festival,
     Invitation,
     InvitationStatus,
     Membership,
     Organization,
     Role,
+    forget_roles,
 )
 from festival.selectors import invitations_for
-from stages.models import Set, Stage
-from stages.services import demo_lineup_rows, import_lineup
-
-DEMO_PASSWORD = "stagepulse-demo"
-
-
-@dataclass(frozen=True)
-class DemoLogin:
-    username: str
-    organization: str
-    role: str
-
-
-DEMO_ORGS = [
-    {
-        "slug": "northwind",
-        "name": "Northwind Events",
-        "users": [("alice", Role.OWNER), ("oscar", Role.OPERATOR), ("vera", Role.VIEWER)],
-        "festival": {
-            "slug": "pulse-2026",
-            "name": "Pulse Festival",
-            "timezone": "Europe/Amsterdam",
-            "public": True,
-            "stages": [
-                ("main", "Main Stage", 40),
-                ("forest", "Forest Stage", 25),
-                ("tent", "The Tent", 15),
-                ("harbour", "Harbour Stage", 8),
-            ],
-        },
-    },
-    {
-        "slug": "southbank",
-        "name": "Southbank Live",
-        "users": [("bob", Role.OWNER)],
-        "festival": {
-            "slug": "riverside-2026",
-            "name": "Riverside Sessions",
-            "timezone": "Europe/London",
-            "public": False,
-            "stages": [("river", "River Stage", 20), ("garden", "Garden Stage", 10)],
-        },
-    },
-]
-
-
-def ensure_member(organization: Organization, username: str, role: str, password: str):
-    user_model = get_user_model()
-    user, created = user_model.objects.get_or_create(
-        username=username,
-        defaults={"email": f"{username}@{organization.slug}.example", "is_staff": True},
-    )
-    if created:
-        user.set_password(password)
-        user.save()
-    Membership.objects.get_or_create(user=user, organization=organization, defaults={"role": role})
-    return user
-
-
-@transaction.atomic
-def seed_demo(today: date | None = None, password: str = DEMO_PASSWORD) -> list[DemoLogin]:
-    """Two organizations, each with a festival, stages, a two-day lineup and cameras.
-
-    Idempotent: existing rows are kept as they are, so a second run changes nothing.
-    """
-    from devices.models import Device, Platform
-
-    logins: list[DemoLogin] = []
-    for spec in DEMO_ORGS:
-        organization, _ = Organization.objects.get_or_create(
-            slug=spec["slug"], defaults={"name": spec["name"]}
-        )
-        for username, role in spec["users"]:
-            ensure_member(organization, username, role, password)
-            logins.append(DemoLogin(username, organization.name, role))
-        fest = spec["festival"]
-        festival, created = Festival.objects.get_or_create(
-            slug=fest["slug"],
-            defaults={
-                "organization": organization,
-                "name": fest["name"],
-                "timezone": fest["timezone"],
-                "starts_on": today or timezone.localdate(),
-                "ends_on": (today or timezone.localdate()) + timedelta(days=1),
-                "public": fest["public"],
-            },
-        )
-        for position, (slug, name, crowd) in enumerate(fest["stages"]):
-            stage, _ = Stage.objects.get_or_create(
-                festival=festival,
-                slug=slug,
-                defaults={
-                    "organization": organization,
-                    "name": name,
-                    "position": position,
-                    "typical_crowd": crowd,
-                },
-            )
-            Device.objects.get_or_create(
-                thing_name=f"{festival.slug}-{slug}-cam1",
-                defaults={
-                    "organization": organization,
-                    "festival": festival,
-                    "stage": stage,
-                    "name": f"{name} camera",
-                    "platform": Platform.STANDALONE,
-                },
-            )
-        if not Set.objects.filter(stage__festival=festival).exists():
-            rows = demo_lineup_rows(festival, festival.starts_on, days=2)
-            header = "stage,artist,starts_at,ends_at,notes\n"
-            body = "".join(
-                f"{r['stage']},{r['artist']},{r['starts_at']},{r['ends_at']},\n" for r in rows
-            )
-            result = import_lineup(festival, header + body)
-            if not result.ok:
-                raise RuntimeError(f"demo lineup did not import: {result.errors[:3]}")
-    user_model = get_user_model()
-    if not user_model.objects.filter(username="admin").exists():
-        user_model.objects.create_superuser("admin", "admin@stagepulse.example", password)
-    logins.append(DemoLogin("admin", "(superuser: every organization)", "superuser"))
-    return logins
-
 
 # --- Members and invitations ---------------------------------------------------------------------
 # The one place for membership rules, called by the API and the admin alike: nobody joins an
 # organization without accepting an invitation, and an organization always keeps an owner.
 INVITATION_DAYS = 14
-
-
-# --- Festivals ------------------------------------------------------------------------------------
-def update_festival(festival: Festival, **changes) -> Festival:
-    """The one way the API and the admin change a festival: `changes` applied and saved. When the
-    analysis mode really changed (compared with the row as loaded, Festival.from_db: no query),
-    the festival's registered cameras get their new config pushed to their shadows, after commit
-    (devices.services.push_festival_cameras). Any other save of a festival does nothing more."""
-    for name, value in changes.items():
-        setattr(festival, name, value)
-    before = getattr(festival, "saved_analysis_mode", None)
-    if before is None and festival.pk:  # not loaded from the database, or the field deferred
-        before = (
-            Festival.objects.filter(pk=festival.pk).values_list("analysis_mode", flat=True).first()
-        )
-    festival.save()
-    festival.saved_analysis_mode = festival.analysis_mode
-    if before is not None and before != festival.analysis_mode:
-        festival_id = festival.pk
-        transaction.on_commit(lambda: push_festival_cameras(festival_id))
-    return festival
 
 
 def check_invitable(organization: Organization, invitee: str) -> str:
@@ -229,8 +83,6 @@ def accept_invitation(invitation: Invitation, user) -> Membership:
     invitation.status, invitation.accepted_by = InvitationStatus.ACCEPTED, user
     invitation.answered_at = timezone.now()
     invitation.save(update_fields=["status", "accepted_by", "answered_at"])
-    from festival.tenancy import forget_roles
-
     forget_roles(user)
     return membership
 

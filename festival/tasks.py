@@ -1,8 +1,13 @@
-"""Service-level tasks: a health probe proving the broker, a worker and the database all answer."""
+"""Service-level tasks: a health probe proving the broker, a worker and the database all answer;
+beat's heartbeat; the notification retry (defined beside its channels in festival.notify, and
+registered under this module's name)."""
 
 from celery import shared_task
+from django.core.cache import cache
 from django.db import connection
 from django.utils import timezone
+
+from festival.notify import retry_notification  # noqa: F401  (autodiscovered from here)
 
 
 @shared_task(name="festival.tasks.health_check")
@@ -16,31 +21,4 @@ def health_check() -> dict:
 @shared_task(name="festival.tasks.heartbeat", ignore_result=True)
 def heartbeat() -> None:
     """Beat's own pulse: its last run time tells operators that beat is alive."""
-    from django.core.cache import cache
-
     cache.set("stagepulse:beat:last", timezone.now().isoformat(), timeout=None)
-
-
-@shared_task(bind=True, name="festival.tasks.retry_notification", ignore_result=True)
-def retry_notification(self, festival_id, channel, subject, body, payload) -> bool:
-    """Try a failed alert or announcement channel again, backing off along
-    NOTIFY_RETRY_DELAYS_S; after the last delay it is logged as given up."""
-    import logging
-
-    from django.conf import settings
-
-    from festival.models import Festival
-    from festival.notify import deliver
-
-    festival = Festival.objects.filter(pk=festival_id).first()
-    if festival is None:
-        return False  # the festival was deleted meanwhile: nobody to tell
-    if deliver(festival, channel, subject=subject, body=body, payload=payload):
-        return True
-    delays = settings.NOTIFY_RETRY_DELAYS_S
-    if self.request.retries + 1 >= len(delays):
-        logging.getLogger(__name__).error(
-            "%s %r for %s given up after %d tries", channel, subject, festival.slug, len(delays) + 1
-        )
-        return False
-    raise self.retry(countdown=delays[self.request.retries + 1], max_retries=len(delays))

@@ -12,46 +12,17 @@ from django.http import Http404
 from rest_framework import mixins, permissions, serializers, viewsets
 from rest_framework.exceptions import PermissionDenied
 
-from festival.models import ROLE_RANK, Membership, Organization, Role
-
-
-def organization_ids_for(user, min_role: str = Role.VIEWER) -> list[int]:
-    """Ids of the organizations where `user` holds at least `min_role` (cached per request)."""
-    if user is None or not user.is_authenticated:
-        return []
-    cache = user.__dict__.setdefault("_stagepulse_roles", None)
-    if cache is None:
-        cache = dict(Membership.objects.filter(user=user).values_list("organization_id", "role"))
-        user.__dict__["_stagepulse_roles"] = cache
-    floor = ROLE_RANK[Role(min_role)]
-    return [org_id for org_id, role in cache.items() if ROLE_RANK[Role(role)] >= floor]
-
-
-def role_in(user, organization_id: int) -> str:
-    """The user's role in one organization ("" when not a member)."""
-    if user is not None and user.is_authenticated and user.is_superuser:
-        return Role.OWNER
-    organization_ids_for(user)
-    return (user.__dict__.get("_stagepulse_roles") or {}).get(organization_id, "")
-
-
-def organizations_for(user, min_role: str = Role.VIEWER):
-    if user is not None and user.is_authenticated and user.is_superuser:
-        return Organization.objects.all()
-    return Organization.objects.filter(id__in=organization_ids_for(user, min_role))
-
-
-def has_role(user, organization_id: int, min_role: str) -> bool:
-    if user is None or not user.is_authenticated:
-        return False
-    if user.is_superuser:
-        return True
-    return organization_id in organization_ids_for(user, min_role)
-
-
-def forget_roles(user) -> None:
-    """Drop the per-request role cache (after a membership change in the same request)."""
-    user.__dict__.pop("_stagepulse_roles", None)
+from festival.models import (  # noqa: F401  (the role lookups are part of tenancy's interface)
+    ROLE_RANK,
+    Membership,
+    Organization,
+    Role,
+    forget_roles,
+    has_role,
+    organization_ids_for,
+    organizations_for,
+    role_in,
+)
 
 
 def role_message(role: str) -> str:

@@ -4,7 +4,8 @@ from django.contrib.admin.widgets import AdminSplitDateTime
 from django.utils import timezone
 
 from festival.localtime import FestivalZoneAdminMixin, local_label
-from festival.tenancy import TenantAdminMixin
+from festival.models import Role
+from festival.tenancy import TenantAdminMixin, has_role
 from stages import services
 from stages.models import Set, Stage
 from stages.selectors import set_playing
@@ -37,9 +38,6 @@ class StageAdmin(TenantAdminMixin, admin.ModelAdmin):
         )
 
     def _operated(self, request, queryset):
-        from festival.models import Role
-        from festival.tenancy import has_role
-
         return [s for s in queryset if has_role(request.user, s.organization_id, Role.OPERATOR)]
 
     @admin.action(description="Create a new booth screen link (the old one stops working)")
@@ -200,9 +198,6 @@ def lineup_import_view(model_admin, request, object_id):
     from django.shortcuts import get_object_or_404, redirect
     from django.template.response import TemplateResponse
     from django.urls import reverse
-
-    from festival.models import Role
-    from festival.tenancy import has_role
 
     festival = get_object_or_404(model_admin.get_queryset(request), pk=object_id)
     if not has_role(request.user, festival.organization_id, Role.OPERATOR):

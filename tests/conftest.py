@@ -4,7 +4,7 @@ import os
 import warnings
 
 import pytest
-from moto import mock_aws  # imported before any boto3 session exists (festival.aws reuses one)
+from moto import mock_aws  # imported before any boto3 session exists (awsclients reuses one)
 
 for _name, _value in {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -52,6 +52,15 @@ def two_worlds(db):
 
 
 @pytest.fixture
+def worlds(db):
+    """Two worlds with a row of every tenant-owned model (tests.factories.add_tenant_rows): the
+    generated cross-tenant checks of the API, the admin and the pages."""
+    from tests.factories import add_tenant_rows, make_world
+
+    return add_tenant_rows(make_world("ours")), add_tenant_rows(make_world("theirs", public=False))
+
+
+@pytest.fixture
 def api_client():
     from rest_framework.test import APIClient
 
@@ -70,7 +79,7 @@ def isolated_cache(settings):
     and without what a web process keeps in memory (live ranking memo, throttle tallies)."""
     from django.core.cache import cache
 
-    from emotions.selectors import forget_memoized_live_entries
+    from emotions.live_cache import forget_memoized_live_entries
     from festival.throttling import process_counter
 
     settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}

@@ -30,7 +30,11 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from devices import selectors
+import awsclients as aws
+
+# devices.tasks imports this package and this module enqueues its deploy task: both import the
+# other's module (not names from it) at module level, which Python resolves in either order.
+from devices import selectors, tasks
 from devices.models import (
     TERMINAL_STATES,
     Deployment,
@@ -46,7 +50,7 @@ from devices.services.registration import (
 )
 from edge_package.contracts import EDGE_CONFIG_DEFAULTS
 from edge_package.greengrass import COMPONENT_NAME, render_recipe
-from festival import aws
+from festival.localtime import local_time_label
 
 log = logging.getLogger(__name__)
 S = DeploymentState
@@ -170,9 +174,7 @@ def start_deployment(
 
 
 def _enqueue(deployment_id: int, countdown: float | None = None) -> None:
-    from devices.tasks import deploy_device
-
-    deploy_device.apply_async((deployment_id,), countdown=countdown)
+    tasks.deploy_device.apply_async((deployment_id,), countdown=countdown)
 
 
 def _event(when, state: str, note: str = "") -> dict:
@@ -183,7 +185,6 @@ def _event(when, state: str, note: str = "") -> dict:
 def _set_hold(deployment: Deployment, now) -> tuple | None:
     """(held until, why) while a set holds the device's stage, or None (forced, a rollback, no
     stage, no set near)."""
-    from festival.localtime import local_time_label
 
     if deployment.force or deployment.rollback_of_id is not None:
         return None
@@ -441,7 +442,7 @@ def gg2_create_component(deployment: Deployment) -> Outcome:
             clientToken=f"stagepulse-component-{release.sha256[:32]}",
         )
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") == "ConflictException":
+        if aws.error_code(exc) == "ConflictException":
             return Outcome({"component_version": release.version}, "component version existed")
         raise
     state = response.get("status", {}).get("componentState", "")
@@ -587,7 +588,7 @@ def deeplens_lambda_role_arn() -> str:
     try:
         return aws.cached_client("iam").get_role(RoleName=configured)["Role"]["Arn"]
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") != "NoSuchEntity":
+        if aws.error_code(exc) != "NoSuchEntity":
             raise
         raise StepFailed(
             f"the IAM role {configured!r} that the DeepLens Lambda runs as does not exist: create "
@@ -628,7 +629,7 @@ def gg1_lambda_function(deployment: Deployment) -> Outcome:
         )
         note = "created"
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") not in CONFLICT_CODES:
+        if aws.error_code(exc) not in CONFLICT_CODES:
             raise
         client.update_function_code(FunctionName=name, **code)
         client.get_waiter("function_updated_v2").wait(FunctionName=name)
@@ -657,7 +658,7 @@ def gg1_lambda_alias(deployment: Deployment) -> Outcome:
         alias = client.create_alias(FunctionName=name, Name=LAMBDA_ALIAS, FunctionVersion=version)
     except ClientError as exc:
         # Lambda answers ResourceConflictException (moto: ConflictException) for an existing alias.
-        if exc.response.get("Error", {}).get("Code") not in CONFLICT_CODES:
+        if aws.error_code(exc) not in CONFLICT_CODES:
             raise
         alias = client.update_alias(FunctionName=name, Name=LAMBDA_ALIAS, FunctionVersion=version)
     return Outcome({"alias_arn": alias["AliasArn"]}, f"{LAMBDA_ALIAS} -> {version}")

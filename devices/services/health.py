@@ -16,9 +16,9 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+import awsclients as aws
 from devices.models import Device, DeviceStatus
 from devices.selectors import INPUT_KINDS, input_problems
-from festival import aws
 from festival.notify import notify_operations
 
 log = logging.getLogger(__name__)
@@ -256,7 +256,7 @@ def _put_batch(client, namespace: str, batch, now, counts: dict) -> None:
             Namespace=namespace, MetricData=[d for _, data in batch for d in data]
         )
     except ClientError as exc:
-        code = exc.response.get("Error", {}).get("Code", "")
+        code = aws.error_code(exc)
         if len(batch) > 1 and code.startswith(("InvalidParameter", "MissingParameter")):
             for one in batch:
                 _put_batch(client, namespace, [one], now, counts)
@@ -299,7 +299,7 @@ def push_config_to_shadow(device: Device) -> bool:
 def push_festival_cameras(festival_id: int) -> int:
     """The festival's analysis mode is part of every camera's effective config
     (Device.effective_config): push each registered camera's config to its shadow after a change
-    (festival.services.update_festival); returns how many were pushed. Standalone cameras get it
+    (operations.services.update_festival); returns how many were pushed. Standalone cameras get it
     from their next telemetry answer; a failed push is recorded on the device and retried by the
     health sweep (repush_failed_shadows)."""
     cameras = Device.objects.filter(festival_id=festival_id, registered_at__isnull=False)

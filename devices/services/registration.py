@@ -18,18 +18,13 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
+import awsclients as aws
 from devices.models import Device, DeviceStatus
 from devices.services.tokens import issue_device_token
 from edge_package.contracts import OBSERVATION_ATTRIBUTES
-from festival import aws
+from festival.errors import AwsUnreachable
 
 log = logging.getLogger(__name__)
-
-
-class AwsUnreachable(ValidationError):
-    """AWS could not be reached at all (network, DNS, timeouts), not a refusal: try again later.
-    A ValidationError so the admin and manage.py show the message as they show refusals; the
-    API answers it with a 503."""
 
 
 TELEMETRY_TOPIC = "stagepulse/telemetry/{thing}"
@@ -439,7 +434,7 @@ def _clean_up_an_interrupted_registration(iot, iam, device: Device) -> None:
     try:
         attributes = iot.describe_thing(thingName=device.thing_name).get("attributes", {})
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
+        if aws.error_code(exc) == "ResourceNotFoundException":
             return
         raise
     ours = {"organization": device.organization.slug, "festival": device.festival.slug}
@@ -453,7 +448,7 @@ def _delete_certificate(iot, cert_arn: str, cert_id: str, thing_name: str) -> No
     try:
         attached = iot.list_attached_policies(target=cert_arn).get("policies", [])
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
+        if aws.error_code(exc) != "ResourceNotFoundException":
             raise
         attached = []
     for policy in attached:
@@ -486,7 +481,7 @@ def _delete_role(iam, role_name: str, thing_name: str = "") -> None:
     try:
         role = iam.get_role(RoleName=role_name)["Role"]
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in ("NoSuchEntity", "NoSuchEntityException"):
+        if aws.error_code(exc) in ("NoSuchEntity", "NoSuchEntityException"):
             return
         raise
     if thing_name and not _role_is_the_devices(iam, role, thing_name):
@@ -514,7 +509,7 @@ def _ignore_missing(call) -> None:
     try:
         call()
     except ClientError as exc:
-        code = exc.response.get("Error", {}).get("Code", "")
+        code = aws.error_code(exc)
         if code not in ("ResourceNotFoundException", "NoSuchEntity", "NoSuchEntityException"):
             raise
 
@@ -552,7 +547,7 @@ def _remove_from_aws(iot, iam, device: Device) -> None:
     try:
         principals = iot.list_thing_principals(thingName=device.thing_name)["principals"]
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
+        if aws.error_code(exc) != "ResourceNotFoundException":
             raise
         principals = []
     certificates = {arn for arn in [*principals, device.certificate_arn] if arn}

@@ -19,8 +19,8 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
+import awsclients as aws
 from devices.models import EdgeRelease
-from festival import aws
 
 EDGE_ROOT = Path(settings.BASE_DIR) / "edge_package"
 ARTIFACT_NAME = "stagepulse-edge.zip"  # Greengrass unarchives it to {artifacts:decompressedPath}/

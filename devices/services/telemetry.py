@@ -11,9 +11,9 @@ from botocore.exceptions import BotoCoreError, ClientError
 from django.utils import timezone
 from jsonschema import Draft202012Validator
 
+import awsclients as aws
 from devices.models import Device, DeviceStatus
 from edge_package.contracts import TELEMETRY_SCHEMA
-from festival import aws
 
 log = logging.getLogger(__name__)
 

@@ -231,17 +231,19 @@ def _peak_and_low(reportable: list[dict]) -> tuple[dict | None, dict | None, str
     return peak, min(lower, key=lambda m: m["vibe"]), ""
 
 
-def build_payload(a_set: Set, now: datetime | None = None) -> dict:
-    """Everything a report shows, as JSON-ready data. Small buckets carry no numbers.
+@dataclass
+class _Day:
+    """The festival day a set is compared within: the sets that had ended by the build time (and
+    the set itself), the rollups of all of them, and each stage's crowd norm that day."""
 
-    The comparison holds the day's sets that had ended by `now` (the build time): a set that has
-    not played has nothing to compare, and listing the whole day's lineup buries the few that
-    have (241 rows in the demo)."""
-    now = now or timezone.now()
-    stage = a_set.stage
-    festival = stage.festival
-    k = festival.min_faces_public
-    tz = festival.tz
+    start: datetime
+    sets: list[Set]
+    rows: list[_Row]
+    norms: dict[int, float]
+
+
+def _festival_day_context(a_set: Set, now: datetime) -> _Day:
+    festival = a_set.stage.festival
     day_start, day_end = festival_day(festival, a_set.starts_at)
     day_sets = list(
         Set.objects.filter(
@@ -258,57 +260,56 @@ def build_payload(a_set: Set, now: datetime | None = None) -> dict:
     window_start = min([day_start, *[s.starts_at for s in day_sets]])
     window_end = max([day_end, *[s.ends_at for s in day_sets]])
     rows = _day_rollups(festival, window_start, window_end)
-    stages = list(Stage.objects.filter(festival=festival))
-    norms = _norms(stages, rows)
-    norm = norms[stage.pk]
+    norms = _norms(list(Stage.objects.filter(festival=festival)), rows)
+    return _Day(start=day_start, sets=day_sets, rows=rows, norms=norms)
 
-    own = {r.minute: r for r in _set_rows(rows, a_set)}
-    published = published_buckets(own.values(), k)
-    total = published_total(published, k)  # the overall numbers: published minutes only
-    suppressed = not is_published(total.read_faces, k)
 
+def _minute_points(
+    a_set: Set, own: dict[datetime, _Row], *, norm: float, k: int, tz, suppressed: bool
+) -> list[dict]:
+    """One point per minute of the set; a small minute (or a suppressed set) carries no number."""
     minutes = []
     minute = _floor(a_set.starts_at)
     while minute < a_set.ends_at:
         row = own.get(minute)
         faces = row.faces if row else 0
         stats = row.stats() if row else WindowStats()
-        small = not is_published(stats.read_faces, k)
+        hidden = suppressed or not is_published(stats.read_faces, k)
         minutes.append(
             {
                 "minute": _iso(minute),
                 "local_time": minute.astimezone(tz).strftime("%H:%M"),
                 "has_data": faces > 0,
-                "suppressed": small or suppressed,
-                "faces": None if small or suppressed else faces,
-                "vibe": None if small or suppressed else vibe_score(stats, 1.0, norm),
-                "expression_share": None if small or suppressed else expression_share(stats),
+                "suppressed": hidden,
+                "faces": None if hidden else faces,
+                "vibe": None if hidden else vibe_score(stats, 1.0, norm),
+                "expression_share": None if hidden else expression_share(stats),
             }
         )
         minute += timedelta(minutes=1)
+    return minutes
 
-    coverage, models = _coverage(a_set, minutes)
-    reportable = [m for m in minutes if not m["suppressed"] and m["vibe"] is not None]
 
-    def moment(point: dict | None) -> dict | None:
-        if point is None:
-            return None
-        share = point["expression_share"]
-        return {
-            "minute": point["minute"],
-            "local_time": point["local_time"],
-            "local_label": local_time_label(datetime.fromisoformat(point["minute"]), tz),
-            "vibe": point["vibe"],
-            "faces": point["faces"],
-            "top_expression": _top(share),
-        }
+def _moment(point: dict | None, tz) -> dict | None:
+    """A peak or low minute as the report prints it."""
+    if point is None:
+        return None
+    return {
+        "minute": point["minute"],
+        "local_time": point["local_time"],
+        "local_label": local_time_label(datetime.fromisoformat(point["minute"]), tz),
+        "vibe": point["vibe"],
+        "faces": point["faces"],
+        "top_expression": _top(point["expression_share"]),
+    }
 
-    peak, low, low_note = _peak_and_low(reportable)
 
-    comparison = []
-    for other in day_sets:
-        faces, vibe = _set_vibe(_set_rows(rows, other), norms.get(other.stage_id, 1.0), k)
-        comparison.append(
+def _comparison(a_set: Set, day: _Day, *, k: int, tz) -> dict:
+    """The day's ended sets, each with its vibe, ranked over the festival and over this stage."""
+    sets = []
+    for other in day.sets:
+        faces, vibe = _set_vibe(_set_rows(day.rows, other), day.norms.get(other.stage_id, 1.0), k)
+        sets.append(
             {
                 "set_id": other.pk,
                 "artist": other.artist,
@@ -322,39 +323,74 @@ def build_payload(a_set: Set, now: datetime | None = None) -> dict:
                 "vibe": vibe,
             }
         )
-    ranked = sorted((c for c in comparison if c["vibe"] is not None), key=lambda c: -c["vibe"])
+    ranked = sorted((c for c in sets if c["vibe"] is not None), key=lambda c: -c["vibe"])
     for position, entry in enumerate(ranked, start=1):
         entry["rank_festival_day"] = position
     stage_ranked = [c for c in ranked if c["same_stage"]]
     for position, entry in enumerate(stage_ranked, start=1):
         entry["rank_stage_day"] = position
-    mine = next(c for c in comparison if c["this_set"])
+    mine = next(c for c in sets if c["this_set"])
+    return {
+        "day_starts": _iso(day.start),
+        "sets": sets,
+        "rank_festival_day": mine.get("rank_festival_day"),
+        "rank_stage_day": mine.get("rank_stage_day"),
+        "festival_sets_ranked": len(ranked),
+        "stage_sets_ranked": len(stage_ranked),
+    }
 
-    overall = None
-    if not suppressed:
-        share = expression_share(total)
-        overall = {
-            "faces": total.faces,
-            "vibe": vibe_score(total, len(published), norm),
-            "expression_share": share,
-            "mean_scores": _mean_scores(total),
-            "top_expression": _top(share),
-        }
+
+def _overall(total: WindowStats, published_minutes: int, norm: float) -> dict:
+    """The whole set's numbers, over its published minutes only."""
+    share = expression_share(total)
+    return {
+        "faces": total.faces,
+        "vibe": vibe_score(total, published_minutes, norm),
+        "expression_share": share,
+        "mean_scores": _mean_scores(total),
+        "top_expression": _top(share),
+    }
+
+
+def _set_header(a_set: Set, tz) -> dict:
+    stage, festival = a_set.stage, a_set.stage.festival
+    return {
+        "id": a_set.pk,
+        "artist": a_set.artist,
+        "stage": {"slug": stage.slug, "name": stage.name},
+        "festival": {"slug": festival.slug, "name": festival.name},
+        "timezone": festival.timezone,
+        "starts_at": _iso(a_set.starts_at),
+        "ends_at": _iso(a_set.ends_at),
+        "local_start": a_set.starts_at.astimezone(tz).strftime("%Y-%m-%d %H:%M"),
+        "local_end": a_set.ends_at.astimezone(tz).strftime("%Y-%m-%d %H:%M"),
+        "local_span": local_span(a_set, tz),
+        "duration_minutes": a_set.duration_minutes,
+    }
+
+
+def build_payload(a_set: Set, now: datetime | None = None) -> dict:
+    """Everything a report shows, as JSON-ready data. Small buckets carry no numbers.
+
+    The comparison holds the day's sets that had ended by `now` (the build time): a set that has
+    not played has nothing to compare, and listing the whole day's lineup buries the few that
+    have (241 rows in the demo)."""
+    festival = a_set.stage.festival
+    k, tz = festival.min_faces_public, festival.tz
+    day = _festival_day_context(a_set, now or timezone.now())
+    norm = day.norms[a_set.stage_id]
+
+    own = {r.minute: r for r in _set_rows(day.rows, a_set)}
+    published = published_buckets(own.values(), k)
+    total = published_total(published, k)  # the overall numbers: published minutes only
+    suppressed = not is_published(total.read_faces, k)
+    minutes = _minute_points(a_set, own, norm=norm, k=k, tz=tz, suppressed=suppressed)
+    coverage, models = _coverage(a_set, minutes)
+    reportable = [m for m in minutes if not m["suppressed"] and m["vibe"] is not None]
+    peak, low, low_note = _peak_and_low(reportable)
     return {
         "version": PAYLOAD_VERSION,
-        "set": {
-            "id": a_set.pk,
-            "artist": a_set.artist,
-            "stage": {"slug": stage.slug, "name": stage.name},
-            "festival": {"slug": festival.slug, "name": festival.name},
-            "timezone": festival.timezone,
-            "starts_at": _iso(a_set.starts_at),
-            "ends_at": _iso(a_set.ends_at),
-            "local_start": a_set.starts_at.astimezone(tz).strftime("%Y-%m-%d %H:%M"),
-            "local_end": a_set.ends_at.astimezone(tz).strftime("%Y-%m-%d %H:%M"),
-            "local_span": local_span(a_set, tz),
-            "duration_minutes": a_set.duration_minutes,
-        },
+        "set": _set_header(a_set, tz),
         "min_faces": k,
         "crowd_norm": norm,
         "suppressed": suppressed,
@@ -364,19 +400,12 @@ def build_payload(a_set: Set, now: datetime | None = None) -> dict:
             if suppressed
             else ""
         ),
-        "overall": overall,
+        "overall": None if suppressed else _overall(total, len(published), norm),
         "minutes": minutes,
-        "peak": moment(peak),
-        "low": moment(low),
+        "peak": _moment(peak, tz),
+        "low": _moment(low, tz),
         "low_note": low_note,
-        "comparison": {
-            "day_starts": _iso(day_start),
-            "sets": comparison,
-            "rank_festival_day": mine.get("rank_festival_day"),
-            "rank_stage_day": mine.get("rank_stage_day"),
-            "festival_sets_ranked": len(ranked),
-            "stage_sets_ranked": len(stage_ranked),
-        },
+        "comparison": _comparison(a_set, day, k=k, tz=tz),
         "coverage": coverage,
         "coverage_caveat": coverage_caveat(coverage),
         "models": models,

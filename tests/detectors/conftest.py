@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+import awsclients as aws
 from edge_package.detect import FULL_RANGE_MODEL, SHORT_RANGE_MODEL, package_file
-from festival import aws
 
 GATE_CLIP = "frames=3,width=1280,height=720,faces=16,min_face=24,max_face=96,seed=2026"
 ROLE_ARN = "arn:aws:iam::123456789012:role/stagepulse-sagemaker"

@@ -7,15 +7,16 @@ from __future__ import annotations
 import pytest
 from django.utils import timezone
 
-from detectors import services
 from detectors.models import FaceModel, ModelStatus, Source
+from detectors.services.gate import compare, promote_model
+from detectors.services.registry import register_model
 
 pytestmark = pytest.mark.django_db
 URL = "/api/v1/face-models/"
 
 
 def make_current(organization, blob, name="current") -> FaceModel:
-    model = services.register_model(organization, name=name, data=blob.data)
+    model = register_model(organization, name=name, data=blob.data)
     FaceModel.objects.filter(pk=model.pk).update(
         status=ModelStatus.PROMOTED, promoted_at=timezone.now()
     )
@@ -25,7 +26,7 @@ def make_current(organization, blob, name="current") -> FaceModel:
 def test_short_range_is_refused_against_the_bundled_full_range(
     moto_aws, api_client, ours, short_range
 ):
-    candidate = services.register_model(ours.organization, name="short", data=short_range.data)
+    candidate = register_model(ours.organization, name="short", data=short_range.data)
     api_client.force_authenticate(ours.operator)
     response = api_client.post(f"{URL}{candidate.id}/promote/")
     assert response.status_code == 409
@@ -51,8 +52,8 @@ def test_short_range_is_refused_against_the_bundled_full_range(
 
 def test_full_range_is_accepted_against_short_range(moto_aws, ours, short_range, full_range):
     old = make_current(ours.organization, short_range, "short")
-    candidate = services.register_model(ours.organization, name="full", data=full_range.data)
-    gate = services.promote_model(candidate)
+    candidate = register_model(ours.organization, name="full", data=full_range.data)
+    gate = promote_model(candidate)
     assert gate.passed is True and gate.baseline.face_model == old
     assert gate.recall >= gate.baseline.recall - 0.02
     assert gate.precision >= gate.baseline.precision - 0.02
@@ -68,7 +69,7 @@ def test_the_current_model_cannot_be_promoted_again(moto_aws, ours, full_range):
 
     current = make_current(ours.organization, full_range)
     with pytest.raises(ValidationError, match="already the current model"):
-        services.promote_model(current)
+        promote_model(current)
 
 
 @pytest.mark.parametrize(
@@ -83,13 +84,13 @@ def test_the_current_model_cannot_be_promoted_again(moto_aws, ours, full_range):
 )
 def test_the_verdict_follows_the_margins(candidate, passed, reason):
     baseline = {"recall": 0.90, "precision": 0.95, "fps": 10}
-    verdict = services.compare(candidate, baseline, margin=0.02, min_fps_ratio=0.5)
+    verdict = compare(candidate, baseline, margin=0.02, min_fps_ratio=0.5)
     assert verdict["passed"] is passed
     assert reason in " ".join(verdict["reasons"])
 
 
 def test_fps_is_not_gated_unless_configured():
-    verdict = services.compare(
+    verdict = compare(
         {"recall": 0.9, "precision": 0.9, "fps": 1},
         {"recall": 0.9, "precision": 0.9, "fps": 50},
         margin=0.02,
@@ -98,7 +99,7 @@ def test_fps_is_not_gated_unless_configured():
 
 
 def test_evaluation_records_the_bench_figures(moto_aws, api_client, ours, full_range):
-    model = services.register_model(ours.organization, name="full", data=full_range.data)
+    model = register_model(ours.organization, name="full", data=full_range.data)
     api_client.force_authenticate(ours.operator)
     response = api_client.post(f"{URL}{model.id}/evaluate/")
     assert response.status_code == 201
@@ -110,7 +111,7 @@ def test_evaluation_records_the_bench_figures(moto_aws, api_client, ours, full_r
 
 
 def test_the_admin_action_shows_the_refusal(moto_aws, client, ours, short_range):
-    candidate = services.register_model(ours.organization, name="short", data=short_range.data)
+    candidate = register_model(ours.organization, name="short", data=short_range.data)
     client.force_login(ours.operator)
     response = client.post(
         "/admin/detectors/facemodel/",

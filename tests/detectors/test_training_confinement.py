@@ -11,9 +11,9 @@ from __future__ import annotations
 import pytest
 from django.core.exceptions import ValidationError
 
-from detectors import services
+import awsclients as aws
 from detectors.models import JobStatus, TrainingJob
-from festival import aws
+from detectors.services.training import import_training_output, start_training_job
 from festival.models import Organization
 from tests.detectors.conftest import IMAGE, ROLE_ARN
 
@@ -53,7 +53,7 @@ def neighbour(ours):
 
 def start(organization, **kwargs) -> TrainingJob:
     kwargs.setdefault("training_data_uri", OWN_DATA)
-    return services.start_training_job(organization, model_name="crowd-net", follow=False, **kwargs)
+    return start_training_job(organization, model_name="crowd-net", follow=False, **kwargs)
 
 
 def no_job_in_sagemaker() -> bool:
@@ -126,7 +126,7 @@ def test_a_listed_repository_allows_its_tags_and_digests_only(moto_aws, ours, se
     repository = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/crowd-train"
     settings.SAGEMAKER_ALLOWED_IMAGES = [repository]
     tagged = start(ours.organization, image_uri=f"{repository}:2026.07")
-    pinned = services.start_training_job(
+    pinned = start_training_job(
         ours.organization,
         model_name="crowd-net-pinned",
         training_data_uri=OWN_DATA,
@@ -190,4 +190,4 @@ def test_a_model_artifact_outside_the_jobs_output_is_not_imported(moto_aws, ours
     job = start(ours.organization)
     job.model_artifact_uri = "s3://stagepulse-artifacts/training/theirs-org/job/output/model.tar.gz"
     with pytest.raises(ValidationError, match="not under the job's output location"):
-        services.import_training_output(job)
+        import_training_output(job)

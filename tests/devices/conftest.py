@@ -1,7 +1,7 @@
 """Fixtures for the device fleet: every AWS call goes to moto (IoT, IAM, S3, Lambda,
 Greengrass v1, IoT data, CloudWatch); Greengrass v2 (not in moto) is stubbed per test.
 
-The services use festival.aws.cached_client (process-wide clients); moto intercepts at the HTTP
+The services use awsclients.cached_client (process-wide clients); moto intercepts at the HTTP
 layer, so cached clients talk to each test's fresh moto state."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from festival import aws
+import awsclients as aws
 
 LAMBDA_TRUST = {
     "Version": "2012-10-17",
@@ -59,7 +59,7 @@ def release(moto_aws, db):
 @pytest.fixture
 def ggv2(monkeypatch):
     """A real botocore greengrassv2 client wrapped in a Stubber (moto has no Greengrass v2);
-    every other service still goes to moto through festival.aws.client."""
+    every other service still goes to moto through awsclients.client."""
     from botocore.stub import Stubber
 
     client = aws.client("greengrassv2")

@@ -12,12 +12,12 @@ from botocore.stub import ANY
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
+import awsclients as aws
 from devices import services, tasks
 from devices.models import Deployment, DeploymentState, Device, EdgeRelease, Platform
 from devices.services import deployments
 from devices.services.deployments import component_recipe
 from devices.services.registration import device_config
-from festival import aws
 
 pytestmark = pytest.mark.django_db
 S = DeploymentState

@@ -1,5 +1,5 @@
 """A festival's analysis mode is part of every camera's config: changing it through the one
-festival-update service (festival.services.update_festival, which the API and the admin both
+festival-update service (operations.services.update_festival, which the API and the admin both
 call) re-pushes the festival's registered cameras' shadows, after commit, and only when the mode
 really changed. A plain save of a festival does nothing more (no signal, no extra query)."""
 
@@ -11,9 +11,10 @@ from unittest import mock
 import pytest
 from django.urls import reverse
 
+import awsclients as aws
 from devices import services as devices_services
-from festival import aws, services
 from festival.models import Festival
+from operations import services
 
 pytestmark = pytest.mark.django_db
 

@@ -14,9 +14,9 @@ from botocore.stub import Stubber
 from django.core import mail
 from django.utils import timezone
 
+import awsclients as aws
 from devices import services
 from devices.models import Device, DeviceStatus
-from festival import aws
 
 pytestmark = pytest.mark.django_db
 
@@ -293,7 +293,7 @@ def test_a_shadow_push_that_failed_is_retried_by_the_health_sweep(registered, mo
     """A pause pushed while IoT was unreachable reaches the camera's shadow at the next sweep."""
     from botocore.exceptions import EndpointConnectionError
 
-    from festival import aws
+    import awsclients as aws
 
     device, _ = registered
     client = aws.cached_client("iot-data")

@@ -12,10 +12,10 @@ import pytest
 from botocore.stub import Stubber
 from django.core.exceptions import ValidationError
 
+import awsclients as aws
 from devices import services
 from devices.models import Device, DeviceStatus
 from devices.services.registration import device_role_policy_document, iot_policy_document
-from festival import aws
 
 pytestmark = pytest.mark.django_db
 REGION, ACCOUNT = "eu-west-1", "123456789012"

@@ -11,6 +11,7 @@ import json
 import pytest
 from botocore.stub import Stubber
 
+import awsclients as aws
 from devices import services
 from devices.models import DeviceStatus
 from devices.services.registration import (
@@ -19,7 +20,6 @@ from devices.services.registration import (
     iot_policy_document,
 )
 from edge_package.contracts import OBSERVATION_ATTRIBUTES
-from festival import aws
 
 pytestmark = pytest.mark.django_db
 ACCOUNT = "123456789012"
@@ -162,16 +162,16 @@ def test_every_grant_of_a_camera_role_lies_within_the_stacks_boundary(two_worlds
     stop working on AWS (moto does not evaluate boundaries), so each one is checked here."""
     import fnmatch
 
-    from infra import deploy as infra
+    from infra import cfn_template, embedded
 
     device = two_worlds[0].device
-    template = infra.load_template()
+    template = cfn_template.load_template()
     params = {
         "ArtifactsBucketName": settings.ARTIFACTS_BUCKET,
         "ObservationsTableName": device.festival.table,
     }
     pseudo = {"AWS::Partition": "aws", "AWS::Region": "eu-west-1", "AWS::AccountId": ACCOUNT}
-    resolver = infra._Resolver(template, params, {}, pseudo, None)
+    resolver = embedded.Resolver(template, params, {}, pseudo, None)
     boundary = resolver.value(
         template["Resources"]["DeviceRoleBoundary"]["Properties"]["PolicyDocument"]
     )["Statement"]

@@ -8,9 +8,9 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ConnectTimeoutError, EndpointConnectionError
 
+import awsclients as aws
 from devices import services
 from devices.models import DeviceStatus
-from festival import aws
 
 pytestmark = pytest.mark.django_db
 

@@ -12,10 +12,10 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.core.management import call_command
 
+import awsclients as aws
 from devices import services
 from devices.models import EdgeRelease
 from devices.services.releases import EDGE_ROOT, build_artifact
-from festival import aws
 
 pytestmark = pytest.mark.django_db
 

@@ -9,11 +9,11 @@ import json
 import pytest
 from django.core.exceptions import ValidationError
 
+import awsclients as aws
 from devices import services
 from devices.models import Device
 from edge_package.config import parse_config
 from edge_package.contracts import build_crop_key
-from festival import aws
 from stages.models import Stage
 
 pytestmark = pytest.mark.django_db

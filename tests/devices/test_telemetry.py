@@ -278,7 +278,7 @@ def test_the_iot_rule_destination_confirms_itself(api_client, settings):
     destinations, so the IoT call is checked with botocore's Stubber on its real shape."""
     from botocore.stub import Stubber
 
-    from festival import aws
+    import awsclients as aws
 
     settings.TELEMETRY_IOT_RULE_SECRET = "rule-secret-0123456789"
     with Stubber(aws.cached_client("iot")) as iot:
@@ -296,7 +296,7 @@ def test_the_iot_rule_destination_confirms_itself(api_client, settings):
 def test_a_bad_or_foreign_confirmation_is_refused_without_calling_aws(api_client, settings):
     from botocore.stub import Stubber
 
-    from festival import aws
+    import awsclients as aws
 
     with Stubber(aws.cached_client("iot")):  # any IoT call would fail the test
         forged = api_client.post(URL, {**CONFIRMATION, "arn": "arn:aws:s3:::bucket"}, format="json")
@@ -315,7 +315,7 @@ def test_the_first_deploy_is_confirmed_before_the_rule_secret_is_configured(api_
     none configured: it is confirmed anyway (AWS checks the token against our account)."""
     from botocore.stub import Stubber
 
-    from festival import aws
+    import awsclients as aws
 
     settings.TELEMETRY_IOT_RULE_SECRET = ""
     settings.TELEMETRY_IOT_RULE_SECRET_ARN = ""
@@ -333,7 +333,7 @@ def test_the_first_deploy_is_confirmed_before_the_rule_secret_is_configured(api_
 def test_a_refused_confirmation_logs_the_token_for_the_manual_fallback(api_client, caplog):
     from botocore.stub import Stubber
 
-    from festival import aws
+    import awsclients as aws
 
     with Stubber(aws.cached_client("iot")) as iot:
         iot.add_client_error(
@@ -357,8 +357,8 @@ def test_rule_requests_are_checked_against_the_stacks_secret(api_client, setting
 
     from botocore.stub import Stubber
 
+    import awsclients as aws
     from devices import selectors
-    from festival import aws
 
     device, _ = ours
     settings.TELEMETRY_IOT_RULE_SECRET = ""
@@ -399,7 +399,7 @@ def test_rule_requests_are_checked_against_the_stacks_secret(api_client, setting
 def test_aws_refusing_the_token_is_a_clear_400(api_client, settings):
     from botocore.stub import Stubber
 
-    from festival import aws
+    import awsclients as aws
 
     settings.TELEMETRY_IOT_RULE_SECRET = "rule-secret-0123456789"
     with Stubber(aws.cached_client("iot")) as iot:

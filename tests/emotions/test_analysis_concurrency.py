@@ -17,12 +17,12 @@ import pytest
 from botocore.config import Config
 from PIL import Image
 
+import awsclients as festival_aws
+from analyzer.analyzer import Analyzer
+from analyzer.backends import LocalBackend
+from analyzer.events import crops_from_s3_event
+from analyzer.worker import run_worker
 from edge_package.emotion_model import EmotionClassifier
-from emotions.analysis.analyzer import Analyzer
-from emotions.analysis.backends import LocalBackend
-from emotions.analysis.events import crops_from_s3_event
-from emotions.analysis.worker import run_worker
-from festival import aws as festival_aws
 
 from .moto_server import StallingProxy, create_stack, moto_server
 from .test_analysis_support import (
@@ -198,7 +198,7 @@ def worker_process(server: str, queue_url: str) -> subprocess.Popen:
         "PYTHONPATH": str(REPO),
     }
     code = (
-        "from emotions.analysis.worker import run_worker\n"
+        "from analyzer.worker import run_worker\n"
         "run_worker(batch_size=16, batch_window_s=0.2, wait_time_s=1, visibility_timeout_s=4,"
         " handle_signals=True)\n"
     )
@@ -251,10 +251,10 @@ from moto import mock_aws
 from PIL import Image
 from edge_package.contracts import build_crop_key, observation_table_definition
 from edge_package.emotion_model import EmotionClassifier
-from emotions.analysis.analyzer import Analyzer
-from emotions.analysis.backends import LocalBackend
-from emotions.analysis.config import AnalyzerSettings
-from emotions.analysis.events import CropRef
+from analyzer.analyzer import Analyzer
+from analyzer.backends import LocalBackend
+from analyzer.config import AnalyzerSettings
+from analyzer.events import CropRef
 
 side = 4096  # the largest crop the analyzer accepts (max_crop_side_px)
 gradient = Image.linear_gradient("L").resize((side, side))

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
+from analyzer.config import AnalyzerSettings, SettingsError
+from analyzer.events import crops_from_s3_event, crops_from_sqs_event, is_sqs_event
 from edge_package.contracts import parse_crop_key
-from emotions.analysis.config import AnalyzerSettings, SettingsError
-from emotions.analysis.events import crops_from_s3_event, crops_from_sqs_event, is_sqs_event
 
 from .test_analysis_support import (
     S3_TEST_EVENT,

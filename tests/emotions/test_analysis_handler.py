@@ -12,10 +12,10 @@ from botocore.exceptions import ClientError
 from botocore.stub import ANY
 from PIL import Image
 
+from analyzer import handler
+from analyzer.handler import RetryableBatchError, handle_event
+from analyzer.metrics import MetricBatch
 from edge_package.contracts import build_crop_key
-from emotions.analysis import handler
-from emotions.analysis.handler import RetryableBatchError, handle_event
-from emotions.analysis.metrics import MetricBatch
 
 from .test_analysis_support import (
     S3_TEST_EVENT,
@@ -124,7 +124,7 @@ def test_replayed_event_writes_nothing_new(aws):
 
 
 def _crops(event):
-    from emotions.analysis.events import crops_from_s3_event
+    from analyzer.events import crops_from_s3_event
 
     return crops_from_s3_event(event)
 
@@ -344,11 +344,11 @@ def test_lambda_handler_builds_its_clients_from_the_environment(aws, monkeypatch
 def test_analyzer_imports_no_django_or_django_app_module():
     code = (
         "import sys\n"
-        "import emotions.analysis.handler, emotions.analysis.worker\n"
+        "import analyzer.handler, analyzer.worker\n"
         "bad = [m for m in sys.modules if m == 'django' or m.startswith('django.')\n"
         "       or m.split('.')[0] in ('stages', 'devices', 'rest_framework', 'celery')\n"
-        "       or (m.startswith('festival.') and m != 'festival.aws')\n"
-        "       or (m.startswith('emotions.') and not m.startswith('emotions.analysis'))]\n"
+        "       or (m.startswith('festival.') and m != 'awsclients')\n"
+        "       or (m.startswith('emotions.') and not m.startswith('analyzer'))]\n"
         "print(bad)\n"
         "sys.exit(1 if bad else 0)\n"
     )

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 from botocore.stub import ANY, Stubber
 
+from analyzer.handler import handle_event
+from analyzer.mosaic import MosaicLimits
 from edge_package.contracts import UNKNOWN_EXPRESSION, top_emotion
-from emotions.analysis.handler import handle_event
-from emotions.analysis.mosaic import MosaicLimits
 
 from .test_analysis_handler import metric_names, rejected_reasons
 from .test_analysis_support import (

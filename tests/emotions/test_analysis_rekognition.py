@@ -9,10 +9,9 @@ import pytest
 from botocore.stub import ANY
 from PIL import Image
 
-from edge_package.contracts import EMOTIONS
-from emotions.analysis.backends import RekognitionBackend, scores_from_rekognition
-from emotions.analysis.errors import AnalysisError, PermanentError, RetryableError
-from emotions.analysis.mosaic import (
+from analyzer.backends import RekognitionBackend, scores_from_rekognition
+from analyzer.errors import AnalysisError, PermanentError, RetryableError
+from analyzer.mosaic import (
     DETECTFACES_MAX_FACES,
     MAX_IMAGE_SIDE_PX,
     MAX_REQUEST_BYTES,
@@ -20,6 +19,7 @@ from emotions.analysis.mosaic import (
     build_mosaic,
     plan,
 )
+from edge_package.contracts import EMOTIONS
 
 from .test_analysis_support import (
     detect_response,

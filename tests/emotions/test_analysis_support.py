@@ -16,6 +16,10 @@ from botocore.stub import Stubber
 from moto import mock_aws
 from PIL import Image
 
+from analyzer.analyzer import Analyzer
+from analyzer.backends import LocalBackend, RekognitionBackend
+from analyzer.config import AnalyzerSettings
+from analyzer.mosaic import MosaicLimits, plan
 from edge_package.contracts import (
     EMOTIONS,
     META_DETECTOR_SCORE,
@@ -23,10 +27,6 @@ from edge_package.contracts import (
     build_crop_key,
     observation_table_definition,
 )
-from emotions.analysis.analyzer import Analyzer
-from emotions.analysis.backends import LocalBackend, RekognitionBackend
-from emotions.analysis.config import AnalyzerSettings
-from emotions.analysis.mosaic import MosaicLimits, plan
 
 BUCKET = "stagepulse-crops"
 TABLE = "stagepulse-observations"

@@ -9,7 +9,7 @@ import threading
 import pytest
 from botocore.exceptions import ClientError
 
-from emotions.analysis.worker import run_worker
+from analyzer.worker import run_worker
 
 from .test_analysis_support import (
     all_items,
@@ -151,7 +151,7 @@ def test_stop_event_and_sigterm_stop_the_worker_cleanly(aws):
 
 
 def test_worker_needs_a_queue_url():
-    from emotions.analysis.config import AnalyzerSettings
+    from analyzer.config import AnalyzerSettings
 
     with pytest.raises(ValueError, match="STAGEPULSE_ANALYZER_QUEUE_URL"):
         run_worker(settings=AnalyzerSettings(backend="local"))

@@ -11,9 +11,9 @@ import pytest
 from django.utils import timezone
 from moto import mock_aws
 
+import awsclients as aws
 from edge_package.contracts import build_crop_key
 from emotions import retention
-from festival import aws
 
 pytestmark = pytest.mark.django_db
 

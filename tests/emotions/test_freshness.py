@@ -210,5 +210,5 @@ def test_backlog_task_is_scheduled_and_thin(aws, festival_now, settings):
     queue_crops(aws, 1)
     from unittest import mock
 
-    with mock.patch("festival.aws.cached_client", side_effect=lambda name: aws[name]):
+    with mock.patch("awsclients.cached_client", side_effect=lambda name: aws[name]):
         assert measure_analysis_backlog.apply().get()["depth"] == 1

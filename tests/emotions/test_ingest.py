@@ -528,7 +528,7 @@ def test_backfill_command_queries_a_stage_and_agrees_with_the_stream(aws, now_wo
         put_face(ours, timezone.now() - timedelta(seconds=i))
     put_face(ours, timezone.now(), device="nobody-cam")
     out = StringIO()
-    with mock.patch("festival.aws.cached_client", return_value=aws[0]):
+    with mock.patch("awsclients.cached_client", return_value=aws[0]):
         call_command("backfill_observations", ours.festival.slug, "--stage", "main", stdout=out)
     assert "3 new" in out.getvalue() and "1 refused" in out.getvalue()
     assert ingest(aws).created == 0  # the stream then brings nothing new

@@ -20,9 +20,9 @@ import pytest
 from django.core.cache import cache
 
 from edge_package.contracts import EMOTIONS
+from emotions.live_cache import forget_memoized_live_entries
 from emotions.models import MinuteRollup, ReportStatus, SetReport
 from emotions.reports import services
-from emotions.selectors import forget_memoized_live_entries
 from stages.models import Set, Stage
 
 pytestmark = pytest.mark.django_db

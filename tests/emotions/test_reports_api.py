@@ -178,7 +178,7 @@ def test_admin_lists_scoped_reports_and_rebuilds(client, two_worlds, reports):
 def test_fan_report_detail_matches_its_typed_schema(api_client, two_worlds, reports):
     """The OpenAPI document types the fan report (no `additionalProperties` blob): every answer
     fits that type, nested parts included, and the type names every key the answer has."""
-    from festival.fan_api import FanSetReportSerializer
+    from fanapi.api import FanSetReportSerializer
 
     ours, _ = two_worlds
     mine, _ = reports

@@ -5,16 +5,15 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from emotions.models import MinuteRollup
-from emotions.selectors import (
+from emotions.live_cache import (
     cached_live_entry,
-    compute_live_ranking,
     live_cache_key,
     live_ranking,
     live_refresh_claim_key,
-    stage_timeline,
     store_live_ranking,
 )
+from emotions.models import MinuteRollup
+from emotions.selectors import compute_live_ranking, stage_timeline
 from stages.models import Stage
 
 pytestmark = pytest.mark.django_db
@@ -155,7 +154,7 @@ def aged(entry: dict, seconds: float) -> dict:
     """Put a copy of `entry`, `seconds` old, in the cache as if another process had stored it."""
     from django.core.cache import cache
 
-    from emotions.selectors import forget_memoized_live_entries
+    from emotions.live_cache import forget_memoized_live_entries
 
     old = {**entry, "at": entry["at"] - seconds}
     cache.set(live_cache_key(entry["ranking"]["festival"]), old, 120)

@@ -40,7 +40,7 @@ def test_a_viewer_is_offered_no_action(worlds, model_admin):
 @pytest.fixture
 def refreshed(monkeypatch):
     calls = []
-    monkeypatch.setattr("detectors.services.follow_training_job", calls.append)
+    monkeypatch.setattr("detectors.services.training.follow_training_job", calls.append)
     return calls
 
 

@@ -1,4 +1,4 @@
-"""festival.aws reuses one boto3 Session per region and credentials (botocore parses its service
+"""awsclients reuses one boto3 Session per region and credentials (botocore parses its service
 models once per session), yet every test's moto stays its own and a changed environment is seen."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import threading
 import boto3
 from moto import mock_aws
 
-from festival import aws
+import awsclients as aws
 
 
 def test_clients_share_one_session_and_its_parsed_models(moto_aws, monkeypatch):

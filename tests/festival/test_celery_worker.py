@@ -25,7 +25,7 @@ def test_real_worker_runs_the_health_task(tmp_path):
             "-m",
             "celery",
             "-A",
-            "festival",
+            "stagepulse",
             "worker",
             "--pool=solo",
             "--loglevel=WARNING",
@@ -52,7 +52,7 @@ def test_real_worker_runs_the_health_task(tmp_path):
         result = subprocess.run(
             [sys.executable, "-c", probe],
             cwd=ROOT,
-            env={**env, "DJANGO_SETTINGS_MODULE": "festival.settings"},
+            env={**env, "DJANGO_SETTINGS_MODULE": "stagepulse.settings"},
             capture_output=True,
             text=True,
             timeout=90,

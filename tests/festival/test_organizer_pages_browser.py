@@ -79,7 +79,7 @@ def test_lineup_import_preview_then_apply(tab, shots, tmp_path):
 
 
 def test_festival_selector_is_readable_and_reports_refresh(tab, shots, monkeypatch):
-    from festival import dashboard
+    from operations import dashboard
 
     monkeypatch.setattr(dashboard, "REPORTS_REFRESH_SECONDS", 1)
     page, base, ours, size = tab

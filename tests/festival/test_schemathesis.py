@@ -43,7 +43,7 @@ BOUNDED = settings(
 
 def _schema():
     """Served by the app itself (no database needed), so it is what clients download."""
-    from festival.wsgi import application
+    from stagepulse.wsgi import application
 
     return schemathesis.openapi.from_wsgi("/api/schema/?format=json", application)
 

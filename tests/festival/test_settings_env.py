@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from festival.settings import env_bool
+from stagepulse.settings import env_bool
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG_NAMES = {"DATABASE_URL", "CACHE_URL", "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND", "DEBUG"}
@@ -47,7 +47,7 @@ def test_a_typo_is_refused_not_read_as_false(monkeypatch, value):
 
 def python(tmp_path, code, **env):
     clean = {k: v for k, v in os.environ.items() if k not in CONFIG_NAMES}
-    clean.update(DJANGO_SETTINGS_MODULE="festival.settings", **env)
+    clean.update(DJANGO_SETTINGS_MODULE="stagepulse.settings", **env)
     return subprocess.run(
         [sys.executable, "-c", code],
         cwd=ROOT,
@@ -81,7 +81,7 @@ def test_the_folders_are_made_where_they_are_needed(tmp_path):
     code = (
         "import django; django.setup()\n"
         "from django.db import connection\n"
-        "from festival.celery import app\n"
+        "from stagepulse.celery import app\n"
         "connection.ensure_connection()\n"
         "print(app.conf.broker_url)\n"
     )
@@ -95,7 +95,7 @@ def test_the_folders_are_made_where_they_are_needed(tmp_path):
 
 def test_no_embedded_folders_with_a_redis_broker(tmp_path):
     var = tmp_path / "var"
-    code = "import django; django.setup(); from festival.celery import app; app.conf.broker_url"
+    code = "import django; django.setup(); from stagepulse.celery import app; app.conf.broker_url"
     result = python(
         tmp_path,
         code,

@@ -11,7 +11,7 @@ from rest_framework.test import APIRequestFactory
 from devices.models import Deployment
 from festival.models import Festival, Organization
 from festival.tenancy import TenantGenericViewSet, TenantRolePermission, TenantViewSet
-from festival.urls import router
+from stagepulse.urls import router
 
 # Routes over rows that are not one organization's, each for its reason.
 NOT_TENANT_ROUTES = {

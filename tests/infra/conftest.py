@@ -3,7 +3,7 @@
 
 import pytest
 
-from infra import deploy as infra
+from infra import deploy
 
 NAMES = {
     "CropsBucketName": "test-crops",
@@ -16,7 +16,7 @@ NAMES = {
 @pytest.fixture
 def stack(moto_aws):
     messages: list[str] = []
-    result = infra.deploy(
+    result = deploy.deploy(
         "stagepulse-test",
         {"Embedded": "true", "EnvironmentName": "test", **NAMES},
         emit=messages.append,

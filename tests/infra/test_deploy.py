@@ -5,8 +5,8 @@ import json
 import pytest
 from botocore.exceptions import ClientError
 
-from festival import aws
-from infra import deploy as infra
+import awsclients as aws
+from infra import cfn_template, deploy, errors, stacks, teardown
 from tests.infra.conftest import NAMES
 
 CROP_KEY = "faces/pulse-2026/main/cam-1/2026/01/01/00/1767225600000-1.jpg"
@@ -23,7 +23,7 @@ def queue_messages(url: str) -> list[dict]:
 
 def test_outputs_name_everything_the_service_needs(stack):
     assert stack.action == "created" and stack.status == "CREATE_COMPLETE"
-    env = infra.service_env(stack.outputs)
+    env = cfn_template.service_env(stack.outputs)
     assert env["CROPS_BUCKET"] == NAMES["CropsBucketName"]
     assert env["ARTIFACTS_BUCKET"] == NAMES["ArtifactsBucketName"]
     assert env["OBSERVATIONS_TABLE"] == env["STAGEPULSE_OBSERVATIONS_TABLE"] == "test-observations"
@@ -107,13 +107,13 @@ def test_observations_table_streams_new_images_for_the_ingest(stack):
 
 
 def test_redeploy_without_changes_is_graceful_and_keeps_parameters(stack):
-    again = infra.deploy("stagepulse-test", emit=lambda _: None)
+    again = deploy.deploy("stagepulse-test", emit=lambda _: None)
     assert again.action == "unchanged"
     assert again.parameters["CropsBucketName"] == "test-crops"  # previous value, not the default
 
 
 def test_update_goes_through_a_change_set(stack):
-    updated = infra.deploy(
+    updated = deploy.deploy(
         "stagepulse-test", {"MetricsNamespace": "StagePulseTest"}, emit=lambda _: None
     )
     assert updated.action == "updated" and updated.status == "UPDATE_COMPLETE"
@@ -124,50 +124,50 @@ def test_update_goes_through_a_change_set(stack):
 
 
 def test_create_defaults_apply_only_to_a_new_stack(stack):
-    again = infra.deploy(
+    again = deploy.deploy(
         "stagepulse-test", create_defaults={"CropsBucketName": "renamed"}, emit=lambda _: None
     )
     assert again.action == "unchanged" and again.parameters["CropsBucketName"] == "test-crops"
 
 
 def test_unknown_parameter_is_refused_with_the_known_ones(moto_aws):
-    with pytest.raises(infra.DeployError, match="unknown parameter.*CropBucket.*CropsBucketName"):
-        infra.deploy("stagepulse-test", {"CropBucket": "x"}, emit=lambda _: None)
+    with pytest.raises(errors.DeployError, match="unknown parameter.*CropBucket.*CropsBucketName"):
+        deploy.deploy("stagepulse-test", {"CropBucket": "x"}, emit=lambda _: None)
 
 
 def test_status_reports_resources_and_outputs(stack):
-    state = infra.status("stagepulse-test")
+    state = stacks.status("stagepulse-test")
     assert state.status == "CREATE_COMPLETE" and not state.failures
     kinds = {logical: kind for logical, kind, _ in state.resources}
     assert kinds["CropsBucket"] == "AWS::S3::Bucket"
     assert kinds["AnalysisQueue"] == "AWS::SQS::Queue"
     assert state.outputs["CropsBucketName"] == "test-crops"
-    assert infra.status("no-such-stack") is None
+    assert stacks.status("no-such-stack") is None
 
 
 def test_teardown_deletes_crops_and_stack_but_keeps_artifacts(stack):
     s3 = aws.client("s3")
     s3.put_object(Bucket="test-crops", Key=CROP_KEY, Body=b"jpeg")
     s3.put_object(Bucket="test-artifacts", Key="releases/edge.zip", Body=b"zip")
-    assert infra.teardown("stagepulse-test", emit=lambda _: None) is True
-    assert infra.status("stagepulse-test") is None
+    assert teardown.teardown("stagepulse-test", emit=lambda _: None) is True
+    assert stacks.status("stagepulse-test") is None
     with pytest.raises(ClientError):
         s3.head_bucket(Bucket="test-crops")
     with pytest.raises(ClientError):
         aws.client("dynamodb").describe_table(TableName="test-observations")
     assert s3.get_object(Bucket="test-artifacts", Key="releases/edge.zip")["Body"].read() == b"zip"
-    assert infra.teardown("stagepulse-test", emit=lambda _: None) is False
+    assert teardown.teardown("stagepulse-test", emit=lambda _: None) is False
 
 
 def test_teardown_can_purge_the_artifacts_bucket(stack):
     s3 = aws.client("s3")
     s3.put_object(Bucket="test-artifacts", Key="releases/edge.zip", Body=b"v1")
     s3.put_object(Bucket="test-artifacts", Key="releases/edge.zip", Body=b"v2")
-    infra.teardown("stagepulse-test", purge_artifacts=True, emit=lambda _: None)
+    teardown.teardown("stagepulse-test", purge_artifacts=True, emit=lambda _: None)
     with pytest.raises(ClientError):
         s3.head_bucket(Bucket="test-artifacts")
     # and the same names deploy again afterwards (the demo restarts this way)
-    again = infra.deploy("stagepulse-test", {"Embedded": "true", **NAMES}, emit=lambda _: None)
+    again = deploy.deploy("stagepulse-test", {"Embedded": "true", **NAMES}, emit=lambda _: None)
     assert again.action == "created"
 
 
@@ -176,10 +176,10 @@ def test_teardown_then_deploy_again_adopts_the_retained_artifacts_bucket(stack):
     same names again must take it over, not stop at BucketAlreadyExists, and keep its objects."""
     s3 = aws.client("s3")
     s3.put_object(Bucket="test-artifacts", Key="edge-releases/edge.zip", Body=b"zip")
-    infra.teardown("stagepulse-test", emit=lambda _: None)
+    teardown.teardown("stagepulse-test", emit=lambda _: None)
     messages: list[str] = []
     same = {"Embedded": "true", "EnvironmentName": "test", **NAMES}  # the very same names
-    again = infra.deploy("stagepulse-test", same, emit=messages.append)
+    again = deploy.deploy("stagepulse-test", same, emit=messages.append)
     assert again.action == "created" and again.status == "CREATE_COMPLETE"
     assert again.parameters["ArtifactsBucketExists"] == "true"
     assert again.outputs["ArtifactsBucketName"] == "test-artifacts"
@@ -188,13 +188,13 @@ def test_teardown_then_deploy_again_adopts_the_retained_artifacts_bucket(stack):
     body = s3.get_object(Bucket="test-artifacts", Key="edge-releases/edge.zip")["Body"].read()
     assert body == b"zip"
     # and once more: teardown, deploy (the stack never owned the bucket this time)
-    infra.teardown("stagepulse-test", emit=lambda _: None)
-    assert infra.deploy("stagepulse-test", same, emit=lambda _: None).action == "created"
+    teardown.teardown("stagepulse-test", emit=lambda _: None)
+    assert deploy.deploy("stagepulse-test", same, emit=lambda _: None).action == "created"
     assert s3.head_bucket(Bucket="test-artifacts")["ResponseMetadata"]["HTTPStatusCode"] == 200
 
 
 def test_an_artifacts_bucket_name_owned_by_someone_else_is_a_clear_error(stack, monkeypatch):
-    infra.teardown("stagepulse-test", emit=lambda _: None)
+    teardown.teardown("stagepulse-test", emit=lambda _: None)
     denied = ClientError({"Error": {"Code": "403", "Message": "Forbidden"}}, "HeadBucket")
     real = aws.client
 
@@ -205,5 +205,5 @@ def test_an_artifacts_bucket_name_owned_by_someone_else_is_a_clear_error(stack, 
         return made
 
     monkeypatch.setattr(aws, "client", client)
-    with pytest.raises(infra.DeployError, match="test-artifacts.*another AWS account"):
-        infra.deploy("stagepulse-test", {"Embedded": "true", **NAMES}, emit=lambda _: None)
+    with pytest.raises(errors.DeployError, match="test-artifacts.*another AWS account"):
+        deploy.deploy("stagepulse-test", {"Embedded": "true", **NAMES}, emit=lambda _: None)

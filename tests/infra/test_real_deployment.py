@@ -18,8 +18,8 @@ import pytest
 from botocore import xform_name
 from botocore.stub import ANY, Stubber
 
-from festival import aws
-from infra import deploy as infra
+import awsclients as aws
+from infra import cfn_template, deploy, embedded, errors, stacks, teardown
 from tests.infra.conftest import NAMES
 from tests.infra.test_failures_and_bundle import ROLE_ALIAS_REQUEST, ROLE_ALIAS_TYPE, STACK_ID
 
@@ -29,7 +29,7 @@ URL = "https://stagepulse.example.org/api/v1/telemetry/"
 
 @pytest.fixture(scope="module")
 def template() -> dict:
-    return infra.load_template()
+    return cfn_template.load_template()
 
 
 def destination(status: str, reason: str = "") -> dict:
@@ -64,7 +64,7 @@ def test_the_template_creates_the_destination_unconfirmed(template):
 
 def test_the_first_deploy_ends_with_a_confirmed_destination(monkeypatch):
     """Create, then wait while the service confirms AWS's token; deploy returns only then."""
-    monkeypatch.setattr(infra.time, "sleep", lambda _: None)
+    monkeypatch.setattr(deploy.time, "sleep", lambda _: None)
     cfn = boto3.client("cloudformation", region_name="eu-west-1")
     iot, iot_stub = stubbed_iot()
     created = {
@@ -96,7 +96,7 @@ def test_the_first_deploy_ends_with_a_confirmed_destination(monkeypatch):
         iot_stub.add_response("get_topic_rule_destination", destination("IN_PROGRESS"))
         iot_stub.add_response("get_topic_rule_destination", destination("ENABLED"))
         messages: list[str] = []
-        result = infra.deploy(
+        result = deploy.deploy(
             "stagepulse",
             {"Embedded": "false", "TelemetryUrl": URL},
             cfn=cfn,
@@ -117,7 +117,7 @@ def test_a_destination_left_disabled_is_enabled():
             "update_topic_rule_destination", {}, {"arn": DESTINATION, "status": "ENABLED"}
         )
         stub.add_response("get_topic_rule_destination", destination("ENABLED"))
-        assert infra.ensure_destination_confirmed(DESTINATION, iot=iot, emit=print) == "ENABLED"
+        assert deploy.ensure_destination_confirmed(DESTINATION, iot=iot, emit=print) == "ENABLED"
         stub.assert_no_pending_responses()
 
 
@@ -131,8 +131,8 @@ def test_an_unconfirmed_destination_gets_a_new_challenge_then_a_clear_error():
         )
         for _ in range(2):
             stub.add_response("get_topic_rule_destination", destination("IN_PROGRESS"))
-        with pytest.raises(infra.DeployError) as caught:
-            infra.ensure_destination_confirmed(
+        with pytest.raises(errors.DeployError) as caught:
+            deploy.ensure_destination_confirmed(
                 DESTINATION, iot=iot, emit=print, wait_s=20, poll_s=5, sleep=lambda _: None
             )
         stub.assert_no_pending_responses()
@@ -148,9 +148,9 @@ def test_a_destination_in_error_says_why():
             destination("ERROR", "The confirmation URL returned HTTP 403"),
         )
         with pytest.raises(
-            infra.DeployError, match="ERROR: The confirmation URL returned HTTP 403"
+            errors.DeployError, match="ERROR: The confirmation URL returned HTTP 403"
         ):
-            infra.ensure_destination_confirmed(DESTINATION, iot=iot, emit=print)
+            deploy.ensure_destination_confirmed(DESTINATION, iot=iot, emit=print)
 
 
 # --- regions ------------------------------------------------------------------------------------
@@ -175,8 +175,8 @@ def test_a_region_without_iot_role_aliases_is_refused_before_anything_is_created
             "The type 'AWS::IoT::TopicRuleDestination' cannot be found.",
             404,
         )
-        with pytest.raises(infra.DeployError) as caught:
-            infra.deploy(
+        with pytest.raises(errors.DeployError) as caught:
+            deploy.deploy(
                 "stagepulse", {"Embedded": "false", "TelemetryUrl": URL}, cfn=cfn, emit=print
             )
         stub.assert_no_pending_responses()
@@ -188,7 +188,7 @@ def test_a_region_without_iot_role_aliases_is_refused_before_anything_is_created
 
 def test_the_embedded_mode_does_not_ask_the_registry():
     with Stubber(boto3.client("cloudformation", region_name="eu-west-1")) as stub:
-        infra.check_region({"Embedded": "true"}, cfn=stub.client)  # no call, no error
+        stacks.check_region({"Embedded": "true"}, cfn=stub.client)  # no call, no error
 
 
 # --- the service's own permissions --------------------------------------------------------------
@@ -211,7 +211,7 @@ NOT_CALLED = {
     "sts:GetCallerIdentity",  # allowed to every principal, no grant exists
 }  # fmt: skip
 # Outside the Django service: the analyzer (AnalyzerPolicy) and the demo's local runner.
-NOT_THE_SERVICE = ("emotions/analysis/", "festival/demo.py")
+NOT_THE_SERVICE = ("analyzer/", "operations/demo.py")
 
 
 def called_operations() -> dict[str, set[str]]:
@@ -219,11 +219,11 @@ def called_operations() -> dict[str, set[str]]:
     session = botocore.session.get_session()
     found: dict[str, set[str]] = {}
     for folder in SERVICE_CODE:
-        for path in (infra.REPO_ROOT / folder).rglob("*.py"):
-            path = path.relative_to(infra.REPO_ROOT)
+        for path in (cfn_template.REPO_ROOT / folder).rglob("*.py"):
+            path = path.relative_to(cfn_template.REPO_ROOT)
             if "migrations" in path.parts or path.as_posix().startswith(NOT_THE_SERVICE):
                 continue
-            text = (infra.REPO_ROOT / path).read_text()
+            text = (cfn_template.REPO_ROOT / path).read_text()
             services = set(re.findall(r'client\("([a-z0-9-]+)"', text))
             names = set(re.findall(r"\.([a-z_0-9]+)\b", text))
             names |= set(re.findall(r'(?:paginator|waiter)\("([a-z_0-9]+)"\)', text))
@@ -288,7 +288,7 @@ def test_the_service_policy_fits_in_a_managed_policy(template):
         "CropsBucketName": "c" * 63,
         "ArtifactsBucketName": "d" * 63,
     }
-    resolver = infra._Resolver(template, params, {}, {}, None)
+    resolver = embedded.Resolver(template, params, {}, {}, None)
     resolver.pseudo = {"AWS::Partition": "aws-us-gov", "AWS::Region": "us-gov-west-1",
                        "AWS::AccountId": "123456789012"}  # fmt: skip
     long_arns = {  # a 100-character table, 80-character queues (SQS's limit)
@@ -330,15 +330,15 @@ def test_the_analyzer_takes_a_reserved_concurrency(template):
         "Fn::If": ["HasReservedConcurrency", {"Ref": "AnalyzerReservedConcurrency"},
                    {"Ref": "AWS::NoValue"}]
     }  # fmt: skip
-    resolver = infra._Resolver(template, {"AnalyzerReservedConcurrency": "20"}, {}, {}, None)
+    resolver = embedded.Resolver(template, {"AnalyzerReservedConcurrency": "20"}, {}, {}, None)
     assert resolver.value(reserved) == "20"
-    resolver = infra._Resolver(template, {"AnalyzerReservedConcurrency": "-1"}, {}, {}, None)
-    assert resolver.value(reserved) is infra._NO_VALUE
+    resolver = embedded.Resolver(template, {"AnalyzerReservedConcurrency": "-1"}, {}, {}, None)
+    assert resolver.value(reserved) is embedded.NO_VALUE
 
 
 def test_crops_access_logging_is_an_option(moto_aws):
     messages: list[str] = []
-    infra.deploy(
+    deploy.deploy(
         "stagepulse-logs",
         {"Embedded": "true", "EnvironmentName": "test", "CropsAccessLogging": "true", **NAMES},
         emit=messages.append,
@@ -348,7 +348,7 @@ def test_crops_access_logging_is_an_option(moto_aws):
     assert logging == {"TargetBucket": "test-crops-access-logs", "TargetPrefix": "crops/"}
     rules = s3.get_bucket_lifecycle_configuration(Bucket="test-crops-access-logs")["Rules"]
     assert rules[0]["Expiration"]["Days"] == 90
-    infra.teardown("stagepulse-logs", emit=messages.append)
+    teardown.teardown("stagepulse-logs", emit=messages.append)
     names = [b["Name"] for b in s3.list_buckets()["Buckets"]]
     assert "test-crops-access-logs" not in names and "test-crops" not in names
 

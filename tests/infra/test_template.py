@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 
+from analyzer.config import AnalyzerSettings
+from analyzer.mosaic import MosaicLimits
 from edge_package import contracts
 from edge_package.telemetry import TOPIC_TEMPLATE
-from emotions.analysis.config import AnalyzerSettings
-from emotions.analysis.mosaic import MosaicLimits
-from infra import deploy as infra
+from infra import cfn_template, embedded
 
-TEMPLATES = sorted(infra.INFRA_DIR.glob("*.yaml"))
+TEMPLATES = sorted(cfn_template.INFRA_DIR.glob("*.yaml"))
 CFN_LINT = Path(sys.executable).with_name("cfn-lint")
 
 
@@ -22,7 +22,7 @@ def cfn_lint(path: Path) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def template() -> dict:
-    return infra.load_template()
+    return cfn_template.load_template()
 
 
 def statements(resource: dict) -> list[dict]:
@@ -41,7 +41,7 @@ def test_cfn_lint_passes(path):
 def test_cfn_lint_catches_a_broken_template(tmp_path):
     broken = tmp_path / "broken.yaml"
     broken.write_text(
-        infra.TEMPLATE_PATH.read_text().replace("!Ref ObservationsTableName", "!Ref Nope")
+        cfn_template.TEMPLATE_PATH.read_text().replace("!Ref ObservationsTableName", "!Ref Nope")
     )
     result = cfn_lint(broken)
     assert result.returncode != 0 and "Nope" in result.stdout
@@ -151,7 +151,7 @@ def rule_headers(template, thing: str, token: str) -> dict[str, str]:
     """The rule's headers as AWS IoT sends them: CloudFormation resolves the !Sub, then IoT
     substitutes ${topic(3)} and ${get_secret(...)} (the secret's "token" key) at send time."""
     action = template["Resources"]["TelemetryRule"]["Properties"]["TopicRulePayload"]["Actions"]
-    resolver = infra._Resolver(template, {}, {}, {}, None)
+    resolver = embedded.Resolver(template, {}, {}, {}, None)
     resolver.ref = lambda name: SECRET_ARN  # the secret's Ref is its ARN
     resolver.get_att = lambda logical, attribute: RULE_ROLE_ARN
     headers = {}

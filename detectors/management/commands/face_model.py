@@ -14,10 +14,12 @@ from __future__ import annotations
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from detectors import selectors, services
-from detectors.evaluation import Clip
+from detectors import selectors
+from detectors.evaluation import Clip, CountingSink
 from detectors.models import FaceModel
+from detectors.services import gate, registry, rollouts
 from devices.models import Device
+from devices.services.registration import device_config
 from festival.models import Organization
 from stages.models import Stage
 
@@ -35,7 +37,7 @@ class Command(BaseCommand):
         upload.add_argument("file")
         bundled = sub.add_parser("bundled")
         bundled.add_argument("--organization", required=True)
-        bundled.add_argument("--which", choices=sorted(services.BUNDLED), default="full_range")
+        bundled.add_argument("--which", choices=sorted(registry.BUNDLED), default="full_range")
         promote = sub.add_parser("promote")
         promote.add_argument("id", type=int)
         promote.add_argument("--clip", default="", help="default: FACE_MODEL_GATE_CLIP")
@@ -75,10 +77,10 @@ class Command(BaseCommand):
     def do_list(self, options):
         organization = self._org(options["organization"])
         for model in FaceModel.objects.filter(organization=organization):
-            gate = selectors.latest_gate(model)
+            latest = selectors.latest_gate(model)
             figures = (
-                f"recall {gate.recall:.3f} precision {gate.precision:.3f} fps {gate.fps:.1f}"
-                if gate
+                f"recall {latest.recall:.3f} precision {latest.precision:.3f} fps {latest.fps:.1f}"
+                if latest
                 else "not gated"
             )
             self.stdout.write(
@@ -88,7 +90,7 @@ class Command(BaseCommand):
     def do_upload(self, options):
         with open(options["file"], "rb") as handle:
             data = handle.read()
-        model = services.register_model(
+        model = registry.register_model(
             self._org(options["organization"]),
             name=options["name"],
             data=data,
@@ -97,23 +99,24 @@ class Command(BaseCommand):
         self.stdout.write(f"registered {model.id}: {model} ({model.layout}) at {model.uri}")
 
     def do_bundled(self, options):
-        model = services.register_bundled(self._org(options["organization"]), options["which"])
+        model = registry.register_bundled(self._org(options["organization"]), options["which"])
         self.stdout.write(f"registered {model.id}: {model} ({model.layout}) at {model.uri}")
 
     def do_promote(self, options):
         model = self._model(options["id"])
         clip = Clip.parse(options["clip"]) if options["clip"] else None
         try:
-            gate = services.promote_model(model, clip)
-        except services.PromotionRefused as exc:
+            evaluation = gate.promote_model(model, clip)
+        except gate.PromotionRefused as exc:
             self._comparison(exc.evaluation)
             raise CommandError(exc.messages[0]) from exc
-        self._comparison(gate)
+        self._comparison(evaluation)
         self.stdout.write(self.style.SUCCESS(f"{model} is now the current model"))
 
-    def _comparison(self, gate):
-        sections = [(f"clip {gate.clip}", gate.comparison)] + [
-            (f"labelled clip '{c['name']}'", c) for c in gate.comparison.get("labelled_clips", [])
+    def _comparison(self, evaluation):
+        comparison = evaluation.comparison
+        sections = [(f"clip {evaluation.clip}", comparison)] + [
+            (f"labelled clip '{c['name']}'", c) for c in comparison.get("labelled_clips", [])
         ]
         for title, section in sections:
             self.stdout.write(f"gate on {title}")
@@ -128,21 +131,19 @@ class Command(BaseCommand):
         model = self._model(options["id"])
         devices = [self._device(thing) for thing in options["device"]]
         stage = Stage.objects.get(pk=options["stage"]) if options["stage"] else None
-        for rollout in services.roll_out(model, devices=devices, stage=stage):
+        for rollout in rollouts.roll_out(model, devices=devices, stage=stage):
             pushed = "shadow updated" if rollout.shadow_pushed else "config saved (not registered)"
             self.stdout.write(f"{rollout.device.thing_name}: {model} ({pushed})")
 
     def do_rollback(self, options):
         device = self._device(options["thing"])
-        rollout = services.roll_back(device)
+        rollout = rollouts.roll_back(device)
         back_to = rollout.previous_model or "the bundled model"
         self.stdout.write(f"{device.thing_name}: back to {back_to}")
 
     def do_camera(self, options):
         """Run the real edge loop on the configuration this device receives, on synthetic frames
         (nothing is uploaded), and say which face model it loaded."""
-        from detectors.evaluation import CountingSink
-        from devices.services.registration import device_config
         from edge_package.config import parse_config
         from edge_package.pipeline import EdgeRunner
         from edge_package.synthetic import SyntheticCrowdSource

@@ -10,8 +10,8 @@ import time
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from detectors import services
-from festival import aws
+import awsclients as aws
+from detectors.services import training
 from festival.models import Organization
 
 
@@ -56,7 +56,7 @@ class Command(BaseCommand):
         if options["moto_output"] and not aws.endpoint_url():
             raise CommandError("--moto-output is for a moto endpoint only (AWS_ENDPOINT_URL)")
         try:
-            job = services.start_training_job(
+            job = training.start_training_job(
                 organization,
                 model_name=options["model_name"],
                 training_data_uri=options["data"],
@@ -80,7 +80,7 @@ class Command(BaseCommand):
         if not options["wait"]:
             self.stdout.write("  a Celery task follows it (TRAINING_JOB_POLL_SECONDS)")
             return
-        while (wait := services.follow_training_job(job.id)) is not None:
+        while (wait := training.follow_training_job(job.id)) is not None:
             job.refresh_from_db()
             self.stdout.write(f"  {job.status} / {job.secondary_status}")
             time.sleep(wait)

@@ -11,9 +11,9 @@ from dataclasses import replace
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from emotions.analysis.config import AnalyzerSettings
-from emotions.analysis.worker import run_worker
-from festival import aws
+import awsclients as aws
+from analyzer.config import AnalyzerSettings
+from analyzer.worker import run_worker
 
 
 class Command(BaseCommand):

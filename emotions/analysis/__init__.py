@@ -1,5 +1,0 @@
-"""The emotion analyzer: S3 crop events -> Rekognition or local model -> DynamoDB + CloudWatch.
-
-Django-free on purpose: it is the Lambda entry point (emotions.analysis.handler.lambda_handler)
-and the SQS worker (emotions.analysis.worker.run_worker) that a management command wraps.
-"""
