@@ -6,7 +6,8 @@
 - `edge.strobe_false_energy_rate`: share of the measured seconds of a still crowd under strobes or
   colour washes whose energy reaches ENERGETIC (target <= 0.1); `edge.strobe_unmeasured_share`:
   the seconds of those scenes with no usable pair (skipped across a flash, not read as 0).
-- `edge.motion_energy`: mean and max per-second energy per case (still, still+strobe,
+- `edge.motion_energy`: mean and max per-second energy per case (a still crowd: nobody comes,
+  goes or drifts; still, still+strobe,
   still+wash, light dancing, hard dancing), at 1080p and 15 fps.
 
 Records into the "edge" section without removing bench_edge's figures (it runs first).
@@ -40,7 +41,9 @@ BASE = {"device": "bench-cam", "festival": "bench", "stage": "main", "bucket": "
 
 
 def scene(**kwargs) -> SyntheticCrowdSource:
-    params = dict(width=1920, height=1080, faces=12, fps=FPS, seed=11, noise=3.0)
+    params = dict(
+        width=1920, height=1080, faces=12, fps=FPS, seed=11, noise=3.0, dwell=10**6, drift=0.0
+    )
     return SyntheticCrowdSource(**{**params, **kwargs})
 
 

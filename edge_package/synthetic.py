@@ -186,6 +186,7 @@ class SyntheticCrowdSource(FrameSource):
         bpm: float = 120.0,
         lighting: str = "none",
         noise: float = 0.0,
+        drift: float = 1.0,
     ):
         if not 0.0 <= mood <= 1.0:
             raise SourceError(f"mood must be within 0..1 (share of smiling faces), got {mood}")
@@ -198,6 +199,7 @@ class SyntheticCrowdSource(FrameSource):
         if not 0.0 <= noise <= 50.0:
             raise SourceError(f"noise must be within 0..50 (grey levels), got {noise}")
         self.dance, self.bpm, self.lighting, self.noise = dance, bpm, lighting, noise
+        self.drift = drift  # 0: people stay where they are (a still crowd, for the lights tests)
         self._noise_rng = np.random.default_rng(seed + 7)
         self._t0 = time.monotonic()
         if faces < 0 or min_face < 8 or max_face < min_face:
@@ -208,6 +210,7 @@ class SyntheticCrowdSource(FrameSource):
         self.frames, self.dwell, self.fps = frames, dwell, fps
         self.occlusion_share, self.blur_share = occlusion, blur
         self.rng = random.Random(seed)
+        self._dance_rng = random.Random(seed + 1_000_003)
         self.background = make_background(width, height, np.random.default_rng(seed))
         self._next_id = 0
         self.crowd: list[CrowdFace] = []
@@ -238,6 +241,7 @@ class SyntheticCrowdSource(FrameSource):
             "bpm": float,
             "lighting": str,
             "noise": float,
+            "drift": float,
         }
         kwargs = {}
         for key, value in params.items():
@@ -268,8 +272,8 @@ class SyntheticCrowdSource(FrameSource):
             size=size,
             x=x,
             y=y,
-            vx=rng.uniform(-0.1, 0.1),
-            vy=rng.uniform(-0.05, 0.05),
+            vx=rng.uniform(-0.1, 0.1) * self.drift,
+            vy=rng.uniform(-0.05, 0.05) * self.drift,
             flip=rng.random() < 0.5,
             brightness=rng.uniform(0.7, 1.25),
             blur=rng.uniform(0.5, 1.2) if rng.random() < self.blur_share else 0.0,
@@ -281,9 +285,10 @@ class SyntheticCrowdSource(FrameSource):
             ),
             enters=enters,
             leaves=enters + dwell,
-            phase=rng.random(),
-            tempo=rng.uniform(0.96, 1.04),
-            keen=rng.uniform(0.6, 1.4),
+            # their own generator: the crowd's other draws stay what they were before dancing
+            phase=self._dance_rng.random(),
+            tempo=self._dance_rng.uniform(0.96, 1.04),
+            keen=self._dance_rng.uniform(0.6, 1.4),
         )
         self._next_id += 1
         return face

@@ -36,7 +36,9 @@ T0_MS = 1_764_633_600_000  # a window boundary
 
 
 def crowd(**kwargs) -> SyntheticCrowdSource:
-    params = dict(width=960, height=540, faces=12, fps=RATE, seed=5, noise=3.0)
+    params = dict(
+        width=960, height=540, faces=12, fps=RATE, seed=5, noise=3.0, dwell=10**6, drift=0.0
+    )
     return SyntheticCrowdSource(**{**params, **kwargs})
 
 
