@@ -112,3 +112,19 @@ def isolated_cache(settings):
     cache.clear()
     forget_memoized_live_entries()
     process_counter.forget()
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    """One headless Chromium for a module's page tests (a launch costs a second or two); each
+    test opens its own context (cookies, viewport) and closes it. Playwright's sync API leaves
+    its event loop marked as running in this thread while it is started, so the module's ORM
+    calls run with DJANGO_ALLOW_ASYNC_UNSAFE, as each page test did before."""
+    from tests.browser import launch_chromium, sync_api  # skips where there is no Chromium
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+        with sync_api.sync_playwright() as playwright:
+            browser = launch_chromium(playwright)
+            yield browser
+            browser.close()
