@@ -19,6 +19,7 @@ import json
 import logging
 
 from botocore.exceptions import ClientError
+from celery import shared_task
 from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
@@ -208,8 +209,6 @@ def schedule_sync(festival_id: int | None) -> None:
         return
 
     def enqueue() -> None:
-        from emotions.tasks import sync_festival_dashboard
-
         if not cache.add(f"stagepulse:dashboard-sync:{festival_id}", 1, SYNC_DEBOUNCE_S):
             return
         try:
@@ -235,3 +234,14 @@ def connect_signals() -> None:
     post_delete.connect(_on_stage_change, sender=Stage, dispatch_uid="dashboard-stage-delete")
     post_save.connect(_on_device_change, sender=Device, dispatch_uid="dashboard-device-save")
     post_delete.connect(_on_device_change, sender=Device, dispatch_uid="dashboard-device-delete")
+
+
+# Defined beside the sync it runs and the signal receivers that enqueue it (emotions.tasks lists it,
+# under the same name, for autodiscovery).
+@shared_task(name="emotions.tasks.sync_festival_dashboard", ignore_result=True)
+def sync_festival_dashboard(festival_id: int) -> str:
+    """Create or update the festival's CloudWatch dashboard (after its stages changed)."""
+    festival = Festival.objects.filter(pk=festival_id).first()
+    if festival is None or festival.closed_at is not None:
+        return ""  # a closed festival's dashboard was deleted by closeout and stays deleted
+    return put_festival_dashboard(festival)

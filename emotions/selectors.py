@@ -22,7 +22,13 @@ from django.db.models import Max
 from django.utils import timezone
 
 from edge_package.contracts import EMOTIONS, LIVELY_EMOTIONS
-from emotions.models import MinuteRollup
+from emotions.models import (
+    AnalysisBacklog,
+    IngestRejection,
+    IngestWatermark,
+    MinuteRollup,
+    RejectionReason,
+)
 from emotions.privacy import WindowStats, is_published, published_total
 from festival.models import Festival
 from stages.models import Stage
@@ -156,7 +162,6 @@ NO_NUMBER_REASONS = ("too_few_faces", "no_recent_data", "analysis_behind")
 def stage_data_ages(festival: Festival, at: datetime) -> dict[int, int | None]:
     """Seconds since each stage's newest ingested capture (None: nothing yet). Capture times are
     capped at when DynamoDB received them, so a fast camera clock cannot make this negative."""
-    from emotions.models import IngestWatermark
 
     ages = {}
     rows = IngestWatermark.objects.filter(stage__festival=festival, captured_until_ms__gt=0)
@@ -169,8 +174,6 @@ def analysis_status(at: datetime | None = None) -> dict | None:
     """The analysis queue as the beat task last measured it; None when never measured. A
     measurement older than four intervals is reported as stale (and never as 'behind')."""
     from django.conf import settings
-
-    from emotions.models import AnalysisBacklog
 
     at = at or timezone.now()
     backlog = AnalysisBacklog.objects.filter(measured_at__isnull=False).order_by("-measured_at")
@@ -220,7 +223,6 @@ def add_freshness(
 
 def ingest_refusals(festival: Festival) -> list[dict]:
     """What the ingest refused for this festival, per stage and reason (for its operators)."""
-    from emotions.models import IngestRejection, RejectionReason
 
     labels = dict(RejectionReason.choices)
     refusals = IngestRejection.objects.filter(festival=festival).select_related("stage")

@@ -55,8 +55,11 @@ from emotions.models import (
     MinuteRollup,
     Observation,
     RejectionReason,
+    ReportStatus,
+    SetReport,
     StreamCheckpoint,
 )
+from emotions.reports.services import request_rebuild
 from festival.models import Festival
 from festival.notify import notify_operations
 from stages.models import Set, Stage
@@ -352,8 +355,6 @@ def _advance_freshness(stage: Stage, fresh: list[Observation]) -> None:
 def _flag_reports(fresh: list[Observation]) -> int:
     """A report already built for a set that just got late faces is queued for a rebuild now
     (the sweeper's detect_late_data would find it within a minute anyway)."""
-    from emotions.models import ReportStatus, SetReport
-    from emotions.reports.services import request_rebuild
 
     late: dict[int, int] = {}
     for row in fresh:

@@ -7,8 +7,10 @@ import logging
 from celery import shared_task
 from django.db import DatabaseError, InterfaceError, OperationalError
 
-from emotions import services
-from festival.models import Festival
+from emotions import retention, services
+from emotions.cloudwatch_dashboards import sync_festival_dashboard  # noqa: F401  (registered here)
+from emotions.reports import services as reports
+from emotions.reports.services import build_set_report  # noqa: F401  (registered here)
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +42,6 @@ def ingest_observations() -> dict:
 def sweep_expired_crops() -> dict:
     """Delete face crops older than their retention (emotions.retention), so the promise holds
     to the hour and not only to the lifecycle rule's day."""
-    from emotions import retention
-
     reports = retention.sweep_expired_crops()
     return {r.festival: {"deleted": r.deleted, "errors": len(r.errors)} for r in reports}
 
@@ -65,8 +65,6 @@ def measure_analysis_backlog() -> dict:
 def sweep_set_reports() -> dict:
     """Build the reports of sets that ended (plus the grace period); rebuild on late data.
     Safe to run on several workers at once: each report is claimed by one conditional UPDATE."""
-    from emotions.reports import services as reports
-
     result = reports.sweep()
     if result.built or result.failed or result.rebuilds_requested:
         log.info(
@@ -81,22 +79,3 @@ def sweep_set_reports() -> dict:
         "failed": len(result.failed),
         "rebuilds_requested": result.rebuilds_requested,
     }
-
-
-@shared_task(name="emotions.tasks.build_set_report", ignore_result=True)
-def build_set_report(report_id: int) -> bool:
-    """Build one report now (after a rebuild request); a no-op when another worker has it."""
-    from emotions.reports import services as reports
-
-    return reports.build_report(report_id)
-
-
-@shared_task(name="emotions.tasks.sync_festival_dashboard", ignore_result=True)
-def sync_festival_dashboard(festival_id: int) -> str:
-    """Create or update the festival's CloudWatch dashboard (after its stages changed)."""
-    from emotions import cloudwatch_dashboards
-
-    festival = Festival.objects.filter(pk=festival_id).first()
-    if festival is None or festival.closed_at is not None:
-        return ""  # a closed festival's dashboard was deleted by closeout and stays deleted
-    return cloudwatch_dashboards.put_festival_dashboard(festival)

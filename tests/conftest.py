@@ -83,6 +83,15 @@ def two_worlds(db):
 
 
 @pytest.fixture
+def worlds(db):
+    """Two worlds with a row of every tenant-owned model (tests.factories.add_tenant_rows): the
+    generated cross-tenant checks of the API, the admin and the pages."""
+    from tests.factories import add_tenant_rows, make_world
+
+    return add_tenant_rows(make_world("ours")), add_tenant_rows(make_world("theirs", public=False))
+
+
+@pytest.fixture
 def api_client():
     from rest_framework.test import APIClient
 

@@ -114,7 +114,7 @@ def add_tenant_rows(world: World) -> World:
     a row of each model a route lists; a new route's model gets one here."""
     from detectors.models import FaceModel, LabelledClip, ModelRollout, TrainingJob
     from devices.models import Deployment, EdgeRelease, Rollout
-    from emotions.models import SetReport
+    from emotions.models import IngestRejection, SetReport
     from festival.models import Invitation
 
     prefix = world.organization.slug.removesuffix("-org")
@@ -155,6 +155,15 @@ def add_tenant_rows(world: World) -> World:
     )
     world.rollout = ModelRollout.objects.create(
         organization=org, face_model=world.face_model, device=world.device
+    )
+    world.ingest_rejection = IngestRejection.objects.create(
+        key=f"{prefix}/wrong_device",
+        organization=org,
+        festival=world.festival,
+        stage=world.stage,
+        reason="wrong_device",
+        count=1,
+        last_key=f"{prefix}-fest/main/{prefix}-cam",
     )
     world.invitation = Invitation.objects.create(
         organization=org,

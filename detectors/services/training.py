@@ -14,6 +14,10 @@ from django.db import transaction
 from django.utils import timezone
 
 import awsclients as aws
+
+# detectors.tasks imports this module and this module enqueues its task: each imports the other's
+# module (not names from it) at module level, which Python resolves in either order.
+from detectors import tasks
 from detectors.models import FaceModel, JobStatus, Source, TrainingJob
 from detectors.services.artifacts import NAME
 from detectors.services.registry import register_model
@@ -216,9 +220,7 @@ def start_training_job(
     job.job_arn, job.status = response["TrainingJobArn"], JobStatus.IN_PROGRESS
     job.save(update_fields=["job_arn", "status"])
     if follow:
-        from detectors.tasks import follow_training_job
-
-        transaction.on_commit(lambda: follow_training_job.delay(job.id))
+        transaction.on_commit(lambda: tasks.follow_training_job.delay(job.id))
     return job
 
 

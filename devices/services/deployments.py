@@ -31,7 +31,10 @@ from django.db.models import Q
 from django.utils import timezone
 
 import awsclients as aws
-from devices import selectors
+
+# devices.tasks imports this package and this module enqueues its deploy task: both import the
+# other's module (not names from it) at module level, which Python resolves in either order.
+from devices import selectors, tasks
 from devices.models import (
     TERMINAL_STATES,
     Deployment,
@@ -171,9 +174,7 @@ def start_deployment(
 
 
 def _enqueue(deployment_id: int, countdown: float | None = None) -> None:
-    from devices.tasks import deploy_device
-
-    deploy_device.apply_async((deployment_id,), countdown=countdown)
+    tasks.deploy_device.apply_async((deployment_id,), countdown=countdown)
 
 
 def _event(when, state: str, note: str = "") -> dict:

@@ -21,6 +21,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from celery import shared_task
 from django.conf import settings
 from django.db import transaction
 from django.db.models import F, Q
@@ -203,8 +204,6 @@ def queue_rebuild(report: SetReport, reason: str) -> bool:
     """An organizer's rebuild (API, report page, dashboard): back in the queue, and a build task
     sent once the request's transaction commits, so nobody waits for the next sweep."""
     queued = request_rebuild(report, reason)
-    from emotions.tasks import build_set_report
-
     report_id = report.pk
     transaction.on_commit(lambda: build_set_report.delay(report_id))
     return queued
@@ -364,3 +363,11 @@ def shared_report(key: str, now: datetime | None = None) -> SetReport | None:
         .filter(share_key=key, share_expires_at__gt=now)
         .first()
     )
+
+
+# The task is defined beside the services that enqueue it (emotions.tasks would import this module
+# and this module it); emotions.tasks lists it, under the same name, for autodiscovery.
+@shared_task(name="emotions.tasks.build_set_report", ignore_result=True)
+def build_set_report(report_id: int) -> bool:
+    """Build one report now (after a rebuild request); a no-op when another worker has it."""
+    return build_report(report_id)

@@ -18,7 +18,7 @@ from festival.models import Organization
 from festival.tenancy import TenantGenericViewSet
 from festival.tenant_filters import TenantFilterBackend
 from stagepulse.urls import router
-from tests.factories import add_tenant_rows, make_user, make_world, names_of
+from tests.factories import make_user, names_of
 
 pytestmark = pytest.mark.django_db
 
@@ -106,11 +106,6 @@ def one_row(model, organization):
         f"No {model.__name__} row in the test worlds: add one to tests.factories.add_tenant_rows"
     )
     return rows.first()
-
-
-@pytest.fixture
-def worlds(db):
-    return add_tenant_rows(make_world("ours")), add_tenant_rows(make_world("theirs", public=False))
 
 
 @pytest.fixture

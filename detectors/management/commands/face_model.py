@@ -18,6 +18,7 @@ from detectors import selectors
 from detectors.models import FaceModel
 from detectors.services import gate, registry, rollouts
 from devices.models import Device
+from devices.services.registration import device_config
 from edge_package.evaluation import Clip
 from festival.models import Organization
 from stages.models import Stage
@@ -143,7 +144,6 @@ class Command(BaseCommand):
     def do_camera(self, options):
         """Run the real edge loop on the configuration this device receives, on synthetic frames
         (nothing is uploaded), and say which face model it loaded."""
-        from devices.services.registration import device_config
         from edge_package.config import parse_config
         from edge_package.evaluation import CountingSink
         from edge_package.pipeline import EdgeRunner
