@@ -28,17 +28,27 @@ from awsclients import error_code
 from edge_package.contracts import (
     CROP_PREFIX,
     EMOTIONS,
+    META_COMPARISON_RUN,
     META_DETECTOR_SCORE,
     META_ORGANIZATION,
     UNKNOWN_EXPRESSION,
     ContractError,
     CropKey,
+    build_comparison_item,
     build_observation_item,
+    comparison_reading,
     parse_crop_key,
     put_observation,
 )
 
 from .backends import Face
+from .comparison import (
+    SecondLocalModel,
+    edge_reading,
+    faces_reading,
+    sampled_mode,
+    scores_item_bytes,
+)
 from .config import AnalyzerSettings
 from .errors import AnalysisError, PermanentError, RetryableError, from_aws_error
 from .events import CropRef, MessageProblem
@@ -54,6 +64,7 @@ REJECTED = "rejected"
 MISSING = "missing"
 IGNORED = "ignored"
 RETRY = "retry"
+COMPARED = "compared"  # an edge-mode comparison crop: its pair written, no observation
 
 # GetObject on a key that is gone: 404 with s3:ListBucket, 403 AccessDenied without it (S3 will
 # not say whether a key exists to a caller that may not list). Both mean: already analyzed.
@@ -73,6 +84,8 @@ class CropOutcome:
     duplicates: int = 0
     top_emotions: list[str] = field(default_factory=list)
     scores: list[dict[str, float]] = field(default_factory=list)
+    crop_bytes: int = 0
+    paired: bool = False  # a comparison run's pair was written (or was already there)
 
 
 @dataclass
@@ -130,6 +143,7 @@ class Analyzer:
         cloudwatch,
         clock: Callable[[], float] = time.time,
         executor: ThreadPoolExecutor | None = None,
+        comparison_classifier=None,
     ):
         self.settings = settings
         self.backend = backend
@@ -143,6 +157,8 @@ class Analyzer:
         )
         self._decode_slots = threading.BoundedSemaphore(settings.decode_slots)
         self._backend_lock = threading.Lock()  # a TFLite interpreter is not thread-safe
+        # The camera's model for cloud-mode comparison crops, when the backend is Rekognition.
+        self.second_local = SecondLocalModel(comparison_classifier)
 
     # --- steps -----------------------------------------------------------------------------
     def _route(self, outcome: CropOutcome) -> bool:
@@ -192,6 +208,7 @@ class Analyzer:
             return self._fail(outcome, from_aws_error(exc, "s3"))
         if not data:
             return self._fail(outcome, PermanentError("empty_object"))
+        outcome.crop_bytes = len(data)
         if len(data) > self.settings.max_crop_bytes:
             return self._fail(outcome, PermanentError("image_too_large", f"{len(data)} bytes"))
         try:
@@ -260,6 +277,72 @@ class Analyzer:
         else:
             self._finish(outcome, DUPLICATE, "duplicate_delivery")
 
+    def _now_ms(self) -> int:
+        return int(self.clock() * 1000)
+
+    def _write_pair(
+        self,
+        outcome: CropOutcome,
+        faces: list[Face],
+        metadata: dict,
+        image: Image.Image,
+        mode: str,
+        calls_share: float,
+    ) -> None:
+        """A comparison run's crop: its observation as usual (cloud mode), then the pair of
+        readings. A failure leaves the message for redelivery, whose replay writes nothing twice."""
+        crop = outcome.crop
+        organization = metadata.get(META_ORGANIZATION, "")
+        rekognition_here = self.backend.source == "rekognition"
+        done_ms = self._now_ms()
+        if mode == "cloud":
+            if faces:
+                self._write(outcome, faces, metadata)
+                if outcome.status == RETRY:
+                    return
+            else:
+                self._finish(outcome, NO_FACE, "no_face")
+            if rekognition_here:
+                rekognition = faces_reading(
+                    faces, done_ms=done_ms, calls=calls_share, model=self.backend.model
+                )
+                local, local_face = self.second_local.read(
+                    image, _detector_confidence(metadata), self._now_ms
+                )
+            else:
+                rekognition = comparison_reading(available=False, reason="no_rekognition")
+                local = faces_reading(faces, done_ms=done_ms, calls=0.0, model=self.backend.model)
+                local_face = faces[0] if faces else None
+            edge_bytes = scores_item_bytes(crop, local_face, organization, local["model"])
+        else:
+            local, edge_bytes = edge_reading(metadata)
+            if rekognition_here:
+                rekognition = faces_reading(
+                    faces, done_ms=done_ms, calls=calls_share, model=self.backend.model
+                )
+            else:
+                rekognition = comparison_reading(available=False, reason="no_rekognition")
+        item = build_comparison_item(
+            crop=crop,
+            run=metadata.get(META_COMPARISON_RUN, ""),
+            mode=mode,
+            organization=organization,
+            rekognition=rekognition,
+            local=local,
+            crop_bytes=outcome.crop_bytes or outcome.ref.size or 0,
+            edge_bytes=edge_bytes,
+            analyzed_at_ms=done_ms,
+            ttl_s=self.settings.observation_ttl_s,
+        )
+        try:
+            put_observation(self.dynamodb, self.settings.table_name, item)  # a replay: False
+        except Exception as exc:
+            self._fail(outcome, from_aws_error(exc, "dynamodb"))
+            return
+        outcome.paired = True
+        if mode == "edge":
+            self._finish(outcome, COMPARED)
+
     def _finish(self, outcome: CropOutcome, status: str, reason: str = "") -> bool:
         outcome.status, outcome.reason = status, reason
         if status in (REJECTED, IGNORED):
@@ -281,7 +364,7 @@ class Analyzer:
             return  # kept for retention_hours; the bucket's lifecycle rule deletes it
         by_bucket: dict[str, list[str]] = defaultdict(list)
         for outcome in outcomes:
-            if outcome.status in (WRITTEN, NO_FACE, DUPLICATE, REJECTED):
+            if outcome.status in (WRITTEN, NO_FACE, DUPLICATE, REJECTED, COMPARED):
                 by_bucket[outcome.ref.bucket].append(outcome.ref.key)
         for bucket, keys in by_bucket.items():
             for start in range(0, len(keys), 1000):
@@ -328,9 +411,19 @@ class Analyzer:
                 error = RetryableError("internal_error", f"{type(exc).__name__}: {exc}")
                 results = [error] * len(ready)
             calls = getattr(self.backend, "calls", 0) - calls_before
-        for (outcome, _, metadata), result in zip(ready, results, strict=True):
+        calls_share = calls / len(ready) if ready else 0.0
+        for (outcome, image, metadata), result in zip(ready, results, strict=True):
             if isinstance(result, AnalysisError):
                 self._fail(outcome, result)
+                continue
+            try:
+                mode = sampled_mode(metadata)
+            except ContractError as exc:
+                self._fail(outcome, PermanentError("contract_error", str(exc)))
+                continue
+            if mode:
+                pair = (result, metadata, image, mode, calls_share)
+                writes.append(self.executor.submit(self._guarded, outcome, self._write_pair, *pair))
             elif not result:
                 self._finish(outcome, NO_FACE, "no_face")
             else:
@@ -396,6 +489,9 @@ class Analyzer:
                 metrics.add("DuplicateDeliveries", 1, {})
                 if outcome.reason != "already_deleted":
                     metrics.add("CropsTakenAsGone", 1, {"Reason": outcome.reason})
+            if crop is not None and outcome.paired:
+                stage = {"Festival": crop.festival, "Stage": crop.stage}
+                metrics.add("ComparisonPairs", 1, stage)
             if crop is None or outcome.status not in (WRITTEN, NO_FACE, DUPLICATE):
                 continue
             stage = {"Festival": crop.festival, "Stage": crop.stage}

@@ -14,9 +14,11 @@ import re
 from dataclasses import dataclass, field
 
 from edge_package.contracts import (
+    COMPARISON_KEYS,
     EDGE_CONFIG_DEFAULTS,
     FACE_MODEL_KEYS,
     THING_NAME_RULE,
+    comparison_sampled,
     effective_edge_config,
     is_valid_thing_name,
     validate_edge_config,
@@ -79,6 +81,10 @@ class DeviceConfig:
     def mode(self) -> str:
         return self.edge["mode"]
 
+    def comparison_for(self, captured_at_ms: int, seq: int) -> str:
+        """The comparison run this crop is sampled for, or "" (contracts.comparison_sampled)."""
+        return comparison_sampled(self.edge, self.device, captured_at_ms, seq)
+
     @property
     def face_model(self) -> tuple[str, str]:
         """(url, sha256) of a rolled-out face model; ("", "") means the bundled one."""
@@ -109,10 +115,15 @@ def parse_config(raw: dict, source: str = "configuration") -> DeviceConfig:
     for key, value in raw.items():
         if key in IDENTITY_FIELDS:
             identity[key] = value
-        elif key in EDGE_CONFIG_DEFAULTS or key in FACE_MODEL_KEYS:
+        elif key in EDGE_CONFIG_DEFAULTS or key in FACE_MODEL_KEYS or key in COMPARISON_KEYS:
             tunables[key] = value
         else:
-            known = sorted(set(IDENTITY_FIELDS) | set(EDGE_CONFIG_DEFAULTS) | set(FACE_MODEL_KEYS))
+            known = sorted(
+                set(IDENTITY_FIELDS)
+                | set(EDGE_CONFIG_DEFAULTS)
+                | set(FACE_MODEL_KEYS)
+                | set(COMPARISON_KEYS)
+            )
             problems.append(f"{key}: unknown setting (known: {', '.join(known)})")
     values: dict = {}
     for key, (kind, default) in IDENTITY_FIELDS.items():

@@ -6,6 +6,7 @@ that the three sides can never drift apart. Bump CONTRACT_VERSION on any incompa
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 from dataclasses import dataclass
@@ -281,6 +282,150 @@ def from_dynamodb(value):
     return value
 
 
+# --- Comparison runs: cloud or edge on the same crops (docs/comparison.md) ---------------------
+# Optional edge settings, absent by default (like FACE_MODEL_KEYS): while a run is on, the camera
+# marks a sample of its crops. In cloud mode a marked crop is uploaded as usual with the run in its
+# metadata (the analyzer then reads it with both backends); in edge mode the camera still sends
+# its scores and also uploads the marked crop, with its own scores in the metadata, so that the
+# analyzer reads the same crop with Rekognition. Only crops or scores leave the camera.
+COMPARISON_KEYS = (
+    "comparison_run",
+    "comparison_sample_rate",
+    "comparison_starts_ms",
+    "comparison_ends_ms",
+)
+COMPARISON_RUN_RE = re.compile(r"^[a-z0-9]{6,32}\Z")
+META_COMPARISON_RUN = "comparison-run"
+META_COMPARISON_MODE = "comparison-mode"  # the camera's mode when it sent the crop
+META_EDGE_SCORES = "edge-scores"  # edge mode: the camera's eight scores, in EMOTIONS order
+META_EDGE_MODEL = "edge-model"
+META_EDGE_ANALYZED_AT_MS = "edge-analyzed-at-ms"
+META_EDGE_BYTES = "edge-bytes"  # bytes of the scores item the camera sent for this face
+# Paired readings go to the observations table under their own partition, so that no query of a
+# stage's observations ever meets them; the ingest routes them by this prefix.
+COMPARISON_PK_PREFIX = "cmp#"
+COMPARISON_BACKENDS = ("rekognition", "local")
+
+
+def comparison_errors(config: dict) -> list[str]:
+    """Problems with the comparison settings of an edge configuration (empty: fine or absent)."""
+    errors: list[str] = []
+    run = config.get("comparison_run", "")
+    if not isinstance(run, str) or (run and not COMPARISON_RUN_RE.match(run)):
+        errors.append(f"comparison_run: must be 6-32 lowercase letters or digits, got {run!r}")
+    rate = config.get("comparison_sample_rate", 0)
+    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate <= 1:
+        errors.append(f"comparison_sample_rate: must be a number within 0..1, got {rate!r}")
+    for key in ("comparison_starts_ms", "comparison_ends_ms"):
+        value = config.get(key, 0)
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int)
+            or not 0 <= value <= SENT_AT_MS_MAX
+        ):
+            errors.append(f"{key}: must be a time in ms since 1970, got {value!r}")
+    return errors
+
+
+def comparison_sampled(config: dict, device: str, captured_at_ms: int, seq: int) -> str:
+    """The run a crop is sampled for ("" for none): inside the run's window, and chosen by a hash
+    of the crop's identity so that the sample is reproducible and spread evenly at the rate."""
+    run = config.get("comparison_run") or ""
+    rate = float(config.get("comparison_sample_rate") or 0)
+    if not run or rate <= 0:
+        return ""
+    starts = int(config.get("comparison_starts_ms") or 0)
+    ends = int(config.get("comparison_ends_ms") or 0)
+    if captured_at_ms < starts or (ends and captured_at_ms >= ends):
+        return ""
+    digest = hashlib.sha256(f"{run}/{device}/{int(captured_at_ms)}/{int(seq)}".encode()).digest()
+    return run if int.from_bytes(digest[:8], "big") < rate * 2**64 else ""
+
+
+def encode_scores(scores: dict) -> str:
+    """Eight scores as "12.5,0,..." in EMOTIONS order (S3 metadata values are short strings)."""
+    clean = normalise_scores(scores)
+    return ",".join(f"{clean[name]:.2f}".rstrip("0").rstrip(".") for name in EMOTIONS)
+
+
+def decode_scores(raw: str) -> dict[str, float]:
+    parts = str(raw or "").split(",")
+    if len(parts) != len(EMOTIONS):
+        raise ContractError(f"expected {len(EMOTIONS)} comma-separated scores, got {raw!r}")
+    try:
+        values = [float(part) for part in parts]
+    except ValueError:
+        raise ContractError(f"scores {raw!r} are not numbers") from None
+    return normalise_scores(dict(zip(EMOTIONS, values)))  # lengths checked above (Python 3.8)
+
+
+def comparison_reading(
+    *,
+    available: bool,
+    reason: str = "",
+    faces: int = 0,
+    scores: dict | None = None,
+    confidence: float = 0.0,
+    done_ms: int = 0,
+    calls: float = 0.0,
+    model: str = "",
+) -> dict:
+    """One backend's reading of a sampled crop. `faces`: faces that backend saw in the crop
+    (Rekognition detects; the camera's model reads the face its detector found, so 1). `calls`:
+    this crop's share of DetectFaces calls (a mosaic's calls over its crops)."""
+    clean = normalise_scores(scores or {}) if available and faces else dict.fromkeys(EMOTIONS, 0.0)
+    return {
+        "available": bool(available),
+        "reason": str(reason)[:40],
+        "faces": int(faces),
+        "top": top_emotion(clean) if available and faces else "",
+        "scores": clean,
+        "confidence": round(float(confidence), 3),
+        "done_ms": int(done_ms),
+        "calls": round(float(calls), 4),
+        "model": str(model)[:100],
+    }
+
+
+def build_comparison_item(
+    *,
+    crop: CropKey,
+    run: str,
+    mode: str,
+    organization: str,
+    rekognition: dict,
+    local: dict,
+    crop_bytes: int,
+    edge_bytes: int,
+    analyzed_at_ms: int,
+    ttl_s: int = DEFAULT_OBSERVATION_TTL_S,
+) -> dict:
+    """The paired reading of one sampled crop (face index 0: the face the camera cropped for)."""
+    if not COMPARISON_RUN_RE.match(str(run)):
+        raise ContractError(f"comparison run {run!r} is not a run id")
+    if mode not in ("cloud", "edge"):
+        raise ContractError(f"mode must be cloud or edge, got {mode!r}")
+    return {
+        OBSERVATION_PK: COMPARISON_PK_PREFIX + crop.stage_partition,
+        OBSERVATION_SK: observation_sort_key(crop.captured_at_ms, crop.device, crop.seq, 0),
+        "contract": CONTRACT_VERSION,
+        "kind": "comparison",
+        "run": run,
+        "mode": mode,
+        "festival": crop.festival,
+        "stage": crop.stage,
+        "device": crop.device,
+        "organization": organization,
+        "captured_at_ms": int(crop.captured_at_ms),
+        "analyzed_at_ms": int(analyzed_at_ms),
+        "rekognition": rekognition,
+        "local": local,
+        "crop_bytes": int(crop_bytes),
+        "edge_bytes": int(edge_bytes),
+        OBSERVATION_TTL_ATTRIBUTE: int(analyzed_at_ms // 1000) + int(ttl_s),
+    }
+
+
 # --- The observation write ------------------------------------------------------------------------
 def aws_error_code(exc: BaseException) -> str:
     """The AWS error code of a botocore ClientError ("" for anything else). The camera's copy of
@@ -420,7 +565,7 @@ def validate_edge_config(config: dict) -> list[str]:
     if not isinstance(config, dict):
         return ["edge configuration must be a JSON object"]
     errors: list[str] = []
-    known = set(EDGE_CONFIG_DEFAULTS) | set(FACE_MODEL_KEYS)
+    known = set(EDGE_CONFIG_DEFAULTS) | set(FACE_MODEL_KEYS) | set(COMPARISON_KEYS)
     for key in sorted(set(config) - known):
         errors.append(f"{key}: unknown setting (known: {', '.join(sorted(known))})")
     for key, (low, high, kind) in _NUMERIC_RANGES.items():
@@ -438,6 +583,7 @@ def validate_edge_config(config: dict) -> list[str]:
     if "mode" in config and config["mode"] not in ("cloud", "edge"):
         errors.append(f"mode: must be 'cloud' or 'edge', got {config['mode']!r}")
     errors += _face_model_errors(config)
+    errors += comparison_errors(config)
     masks = config.get("masks", [])
     if not isinstance(masks, list):
         errors.append("masks: must be a list of polygons")

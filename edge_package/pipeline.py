@@ -277,6 +277,7 @@ class EdgeRunner:
             seq=self.seq,
             score=crop.detection.score,
             box=crop.detection.box,
+            comparison=self.config.comparison_for(captured_at_ms, self.seq),
         )
         try:
             self.sink.send(release)

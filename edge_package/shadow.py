@@ -13,11 +13,16 @@ import logging
 from botocore.exceptions import BotoCoreError, ClientError
 
 from edge_package.config import ConfigError, DeviceConfig
-from edge_package.contracts import EDGE_CONFIG_DEFAULTS, FACE_MODEL_KEYS, aws_error_code
+from edge_package.contracts import (
+    COMPARISON_KEYS,
+    EDGE_CONFIG_DEFAULTS,
+    FACE_MODEL_KEYS,
+    aws_error_code,
+)
 
 log = logging.getLogger("edge_package")
 SHADOW_KEY = "stagepulse"
-_TUNABLES = set(EDGE_CONFIG_DEFAULTS) | set(FACE_MODEL_KEYS)
+_TUNABLES = set(EDGE_CONFIG_DEFAULTS) | set(FACE_MODEL_KEYS) | set(COMPARISON_KEYS)
 
 
 def desired_tunables(document: dict) -> dict:

@@ -17,12 +17,19 @@ from edge_package import __version__
 from edge_package.contracts import (
     META_BOX,
     META_CAPTURED_AT_MS,
+    META_COMPARISON_MODE,
+    META_COMPARISON_RUN,
     META_DETECTOR_SCORE,
+    META_EDGE_ANALYZED_AT_MS,
+    META_EDGE_BYTES,
+    META_EDGE_MODEL,
+    META_EDGE_SCORES,
     META_EDGE_VERSION,
     META_ORGANIZATION,
     aws_error_code,
     build_crop_key,
     build_observation_item,
+    encode_scores,
     parse_crop_key,
     put_observation,
 )
@@ -56,6 +63,7 @@ class Release:
     seq: int
     score: float
     box: tuple[int, int, int, int]
+    comparison: str = ""  # the comparison run this crop is sampled for ("" for none)
 
 
 class DeliveryError(Exception):
@@ -232,45 +240,54 @@ class S3CropSink(SpoolingSink):
                 META_ORGANIZATION: self.config.organization,
             },
         }
+        if release.comparison:
+            meta["metadata"][META_COMPARISON_RUN] = release.comparison
+            meta["metadata"][META_COMPARISON_MODE] = "cloud"
         return meta, release.jpeg
 
     def send(self, release: Release) -> None:
         self.submit(*self.prepare(release))
 
     def _deliver(self, meta: dict, payload: bytes) -> int:
-        from botocore.exceptions import BotoCoreError, ClientError
+        return put_crop(self.client, self.config, meta, payload)
 
-        try:
-            self.client.put_object(
-                Bucket=self.config.bucket,
-                Key=meta["key"],
-                Body=payload,
-                ContentType="image/jpeg",
-                ServerSideEncryption="AES256",
-                Metadata=meta["metadata"],
-            )
-        except ClientError as exc:
-            code = aws_error_code(exc)
-            if code in _PERMISSION:
-                raise DeliveryError(
-                    f"S3 AccessDenied: this device's credentials lack s3:PutObject on "
-                    f"arn:aws:s3:::{self.config.bucket}/faces/{self.config.festival}/"
-                    f"{self.config.stage}/* (crops are kept in the spool until it is granted)"
-                ) from exc
-            if code == "NoSuchBucket":
-                raise DeliveryError(f"S3 bucket {self.config.bucket!r} does not exist") from exc
-            if code in _PERMANENT:
-                raise DeliveryError(f"S3 refused {meta['key']}: {code}", permanent=True) from exc
-            raise DeliveryError(f"S3 PutObject failed: {code or exc}") from exc
-        except BotoCoreError as exc:
-            raise DeliveryError(f"S3 unreachable: {exc}") from exc
-        return len(payload)
+
+def put_crop(client, config, meta: dict, payload: bytes) -> int:
+    """PutObject of one crop (private, SSE) under its contract key, for both sinks (cloud-mode
+    crops, edge-mode comparison crops); failures as DeliveryError."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        client.put_object(
+            Bucket=config.bucket,
+            Key=meta["key"],
+            Body=payload,
+            ContentType="image/jpeg",
+            ServerSideEncryption="AES256",
+            Metadata=meta["metadata"],
+        )
+    except ClientError as exc:
+        code = aws_error_code(exc)
+        if code in _PERMISSION:
+            raise DeliveryError(
+                f"S3 AccessDenied: this device's credentials lack s3:PutObject on "
+                f"arn:aws:s3:::{config.bucket}/faces/{config.festival}/"
+                f"{config.stage}/* (crops are kept in the spool until it is granted)"
+            ) from exc
+        if code == "NoSuchBucket":
+            raise DeliveryError(f"S3 bucket {config.bucket!r} does not exist") from exc
+        if code in _PERMANENT:
+            raise DeliveryError(f"S3 refused {meta['key']}: {code}", permanent=True) from exc
+        raise DeliveryError(f"S3 PutObject failed: {code or exc}") from exc
+    except BotoCoreError as exc:
+        raise DeliveryError(f"S3 unreachable: {exc}") from exc
+    return len(payload)
 
 
 class ObservationSink(SpoolingSink):
     """Edge mode: classify the crop here and write only the scores (one DynamoDB item per face)."""
 
-    def __init__(self, config, spool, *, classifier=None, client=None, **kwargs):
+    def __init__(self, config, spool, *, classifier=None, client=None, s3_client=None, **kwargs):
         super().__init__(spool, **kwargs)
         self.config = config
         if classifier is None:
@@ -279,6 +296,8 @@ class ObservationSink(SpoolingSink):
             classifier = EmotionClassifier()
         self.classifier = classifier
         self.client = client or aws_client("dynamodb", config.region)
+        self._s3 = s3_client  # built on the first comparison crop (most runs never need it)
+        self.comparison_crops = 0
 
     def prepare(self, release: Release, analyzed_at_ms: int | None = None) -> tuple[dict, bytes]:
         key = build_crop_key(
@@ -301,10 +320,48 @@ class ObservationSink(SpoolingSink):
         meta = {"captured_at_ms": release.captured_at_ms, "kind": "observation"}
         return meta, json.dumps(item).encode()
 
+    def prepare_comparison(self, release: Release, item_meta: dict, item: bytes):
+        """A comparison run sampled this crop: the crop itself, carrying the camera's own reading
+        in its metadata, so that the analyzer reads the same crop with Rekognition. It travels
+        through the same spool (and is deleted by the analyzer after analysis)."""
+        observation = json.loads(item)
+        meta = {
+            "kind": "comparison_crop",
+            "key": build_crop_key(
+                self.config.festival,
+                self.config.stage,
+                self.config.device,
+                release.captured_at_ms,
+                release.seq,
+            ),
+            "captured_at_ms": release.captured_at_ms,
+            "metadata": {
+                META_CAPTURED_AT_MS: str(release.captured_at_ms),
+                META_DETECTOR_SCORE: f"{release.score:.3f}",
+                META_EDGE_VERSION: __version__,
+                META_ORGANIZATION: self.config.organization,
+                META_COMPARISON_RUN: release.comparison,
+                META_COMPARISON_MODE: "edge",
+                META_EDGE_SCORES: encode_scores(observation["emotions"]),
+                META_EDGE_MODEL: str(observation.get("model", ""))[:100],
+                META_EDGE_ANALYZED_AT_MS: str(observation["analyzed_at_ms"]),
+                META_EDGE_BYTES: str(len(item)),
+            },
+        }
+        return meta, release.jpeg
+
     def send(self, release: Release) -> None:
-        self.submit(*self.prepare(release))
+        meta, item = self.prepare(release)
+        self.submit(meta, item)
+        if release.comparison and self.config.bucket:
+            self.comparison_crops += 1
+            self.submit(*self.prepare_comparison(release, meta, item))
 
     def _deliver(self, meta: dict, payload: bytes) -> int:
+        if meta.get("kind") == "comparison_crop":
+            if self._s3 is None:
+                self._s3 = aws_client("s3", self.config.region)
+            return put_crop(self._s3, self.config, meta, payload)
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:

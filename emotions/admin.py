@@ -1,7 +1,13 @@
+from django import forms
 from django.contrib import admin
+from django.core.exceptions import ValidationError
+from django.utils import timezone
 
+from devices.models import Device
+from emotions.comparison import services as comparison
 from emotions.models import (
     AnalysisBacklog,
+    ComparisonRun,
     IngestRejection,
     IngestWatermark,
     MinuteRollup,
@@ -168,3 +174,129 @@ class SetReportAdmin(FestivalZoneAdminMixin, ReadOnlyTenantAdmin):
         self.message_user(
             request, f"{queued} report(s) queued; the sweeper rebuilds them within a minute."
         )
+
+
+class ComparisonRunForm(forms.ModelForm):
+    """Starting a run: the same checks as the API (comparison.services.validate_comparison)."""
+
+    class Meta:
+        model = ComparisonRun
+        fields = ["festival", "name", "devices", "starts_at", "ends_at", "sample_rate"]
+
+    def clean(self):
+        data = super().clean()
+        if self.instance.pk or self.errors:
+            return data
+        try:
+            comparison.validate_comparison(
+                data["festival"],
+                list(data.get("devices") or []),
+                data["starts_at"],
+                data["ends_at"],
+                data["sample_rate"],
+                now=timezone.now(),
+            )
+        except ValidationError as error:
+            for field, messages in error.message_dict.items():
+                for message in messages:
+                    self.add_error(field if field in self.fields else None, message)
+        return data
+
+
+@admin.register(ComparisonRun)
+class ComparisonRunAdmin(FestivalZoneAdminMixin, TenantAdminMixin, admin.ModelAdmin):
+    """Cloud or edge? Start a run for chosen cameras and a window (docs/comparison.md); its page
+    shows the result. A run is started and cancelled through the services the API calls."""
+
+    form = ComparisonRunForm
+    festival_zone_path = "festival__timezone"
+    list_display = ["__str__", "festival", "window", "sample_rate", "status", "pairs"]
+    list_filter = ["festival"]
+    list_select_related = ["festival"]
+    readonly_fields = ["page_link", "status", "key", "pairs", "refused", "result_at"]
+    actions = ["cancel_runs", "recompute_results"]
+
+    def festival_zone_for(self, obj):
+        return obj.festival.tz
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is None:
+            return []
+        return [*self.readonly_fields, "festival", "name", "devices", "starts_at", "ends_at",
+                "sample_rate"]  # fmt: skip
+
+    def get_fields(self, request, obj=None):
+        fields = ["festival", "name", "devices", "starts_at", "ends_at", "sample_rate"]
+        return fields if obj is None else [*self.readonly_fields, *fields]
+
+    def formfield_for_manytomany(self, db_field, request, **kwargs):
+        if db_field.name == "devices" and not self._is_super(request):
+            kwargs["queryset"] = Device.objects.for_user(request.user, self.write_role)
+        return super().formfield_for_manytomany(db_field, request, **kwargs)
+
+    @admin.display(description="status")
+    def status(self, obj):
+        return obj.status_at(timezone.now())
+
+    @admin.display(description="window (local)", ordering="starts_at")
+    def window(self, obj):
+        tz = obj.festival.tz
+        return f"{local_label(obj.starts_at, tz)} – {local_label(obj.ends_at, tz)}"
+
+    @admin.display(description="result page")
+    def page_link(self, obj):
+        from django.urls import reverse
+        from django.utils.html import format_html
+
+        return format_html(
+            '<a href="{}">open the comparison page</a>',
+            reverse("comparison-page", args=[obj.pk]),
+        )
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            return  # a run is not edited: cancel it and start another
+        data = form.cleaned_data
+        run = comparison.start_comparison(
+            data["festival"],
+            list(data["devices"]),
+            starts_at=data["starts_at"],
+            ends_at=data["ends_at"],
+            sample_rate=data["sample_rate"],
+            name=data.get("name", ""),
+            user=request.user,
+        )
+        obj.pk, obj.key, obj.organization_id = run.pk, run.key, run.organization_id
+        obj._state.adding = False
+
+    def delete_model(self, request, obj):
+        comparison.delete_comparison(obj)
+
+    def delete_queryset(self, request, queryset):
+        for run in queryset:
+            comparison.delete_comparison(run)
+
+    def save_related(self, request, form, formsets, change):
+        """The service set the cameras (and pushed their configuration)."""
+
+    @admin.action(description="Cancel the selected runs (cameras stop sampling)")
+    def cancel_runs(self, request, queryset):
+        cancelled = 0
+        for run in queryset:
+            if not has_role(request.user, run.organization_id, self.write_role):
+                continue
+            try:
+                comparison.cancel_comparison(run)
+            except ValidationError:
+                continue
+            cancelled += 1
+        self.message_user(request, f"{cancelled} run(s) cancelled.")
+
+    @admin.action(description="Recompute the selected runs' results now")
+    def recompute_results(self, request, queryset):
+        done = 0
+        for run in queryset:
+            if has_role(request.user, run.organization_id, self.write_role):
+                comparison.compute_result(run)
+                done += 1
+        self.message_user(request, f"{done} result(s) recomputed.")

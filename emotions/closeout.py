@@ -5,10 +5,26 @@ and, on purge, its aggregates and reports in the database."""
 from __future__ import annotations
 
 from emotions.cloudwatch_dashboards import dashboard_name, delete_festival_dashboard
-from emotions.models import IngestRejection, IngestWatermark, MinuteRollup, Observation, SetReport
+from emotions.models import (
+    ComparisonReading,
+    ComparisonRun,
+    IngestRejection,
+    IngestWatermark,
+    MinuteRollup,
+    Observation,
+    SetReport,
+)
 from festival.models import Festival
 
-PURGED_MODELS = (SetReport, MinuteRollup, Observation, IngestWatermark, IngestRejection)
+PURGED_MODELS = (
+    ComparisonReading,
+    ComparisonRun,
+    SetReport,
+    MinuteRollup,
+    Observation,
+    IngestWatermark,
+    IngestRejection,
+)
 
 
 def dashboards_and_alarms(festival: Festival, cloudwatch) -> tuple[list[str], list[str]]:

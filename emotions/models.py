@@ -6,6 +6,8 @@ Postgres keeps scores only: no images, no embeddings, no identity, no cross-came
 
 from __future__ import annotations
 
+from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
 from devices.models import Device
@@ -123,6 +125,8 @@ class RejectionReason(models.TextChoices):
     FUTURE = "future", "Capture time too far in the future"
     TOO_OLD = "too_old", "Capture time too old"
     OUTSIDE_FESTIVAL = "outside_festival", "Capture time outside the festival's dates"
+    UNKNOWN_RUN = "unknown_run", "Comparison pair for no such run (or another organization's)"
+    NOT_IN_RUN = "not_in_run", "Comparison pair from a camera or time outside its run"
 
 
 class IngestRejection(models.Model):
@@ -236,3 +240,100 @@ class SetReport(TenantModel):
 
     def __str__(self) -> str:
         return f"report: {self.set} ({self.status})"
+
+
+class ComparisonRun(TenantModel):
+    """Cloud or edge? A sample of the chosen cameras' crops is read by both backends (Rekognition
+    and the camera's model) during a time window; the result (agreement, cost, bytes, latency,
+    a recommendation) is computed from the pairs and stored in `result` (docs/comparison.md)."""
+
+    festival = models.ForeignKey(Festival, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(
+        max_length=32,
+        unique=True,
+        editable=False,
+        help_text="The run's id on the wire (edge configuration, crop metadata, pair items).",
+    )
+    name = models.CharField(max_length=120, blank=True)
+    devices = models.ManyToManyField(Device, related_name="comparison_runs", blank=True)
+    starts_at = models.DateTimeField()
+    ends_at = models.DateTimeField()
+    sample_rate = models.FloatField(
+        default=0.1,
+        validators=[MinValueValidator(0.001), MaxValueValidator(1.0)],
+        help_text="Share of each camera's crops read by both backends (0.001..1).",
+    )
+    cancelled_at = models.DateTimeField(null=True, blank=True, editable=False)
+    settled_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="When the cameras were told the run is over (its settings removed).",
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    pairs = models.PositiveIntegerField(default=0, editable=False, help_text="pairs stored")
+    refused = models.JSONField(
+        default=dict, blank=True, editable=False, help_text="pairs refused, by reason"
+    )
+    result = models.JSONField(default=dict, blank=True, editable=False)
+    result_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["-starts_at", "-pk"]
+        indexes = [models.Index(fields=["festival", "ends_at"])]
+
+    def __str__(self) -> str:
+        return self.name or f"comparison {self.key}"
+
+    def status_at(self, now) -> str:
+        if self.cancelled_at:
+            return "cancelled"
+        if now < self.starts_at:
+            return "scheduled"
+        if now < self.ends_at:
+            return "running"
+        return "finished"
+
+
+class ComparisonReading(TenantModel):
+    """One sampled face read by both backends: per backend whether it could read (Rekognition is
+    absent in the demo), how many faces it saw in the crop, the top expression, the eight scores,
+    when its reading was done; and the bytes each mode sends for this face. No image, box,
+    embedding or identity: the same kind of numbers as an Observation."""
+
+    run = models.ForeignKey(ComparisonRun, on_delete=models.CASCADE, related_name="readings")
+    festival = models.ForeignKey(Festival, on_delete=models.CASCADE, related_name="+")
+    stage = models.ForeignKey(Stage, on_delete=models.CASCADE, related_name="+")
+    device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="+")
+    dynamo_sk = models.CharField(max_length=255)
+    mode = models.CharField(max_length=5, help_text="the camera's mode: cloud or edge")
+    captured_at = models.DateTimeField()
+    received_at = models.DateTimeField(help_text="when DynamoDB received the pair")
+    visible_at = models.DateTimeField(help_text="when the ingest stored it")
+    rekognition_available = models.BooleanField(default=False)
+    rekognition_reason = models.CharField(max_length=40, blank=True)
+    rekognition_faces = models.PositiveSmallIntegerField(default=0)
+    rekognition_top = models.CharField(max_length=10, blank=True)
+    rekognition_scores = models.JSONField(default=dict, blank=True)
+    rekognition_done_ms = models.BigIntegerField(default=0)
+    rekognition_calls = models.FloatField(default=0, help_text="share of DetectFaces calls")
+    local_available = models.BooleanField(default=False)
+    local_reason = models.CharField(max_length=40, blank=True)
+    local_faces = models.PositiveSmallIntegerField(default=0)
+    local_top = models.CharField(max_length=10, blank=True)
+    local_scores = models.JSONField(default=dict, blank=True)
+    local_done_ms = models.BigIntegerField(default=0)
+    crop_bytes = models.PositiveIntegerField(default=0, help_text="bytes of the crop (cloud mode)")
+    edge_bytes = models.PositiveIntegerField(
+        default=0, help_text="bytes of the scores item (edge mode)"
+    )
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["run", "dynamo_sk"], name="one_reading_per_face")
+        ]
+        indexes = [models.Index(fields=["run", "captured_at"])]
+        ordering = ["captured_at"]

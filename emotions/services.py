@@ -47,6 +47,7 @@ from edge_package.contracts import (
     observation_partition,
     sort_key_floor,
 )
+from emotions.comparison import services as comparison
 from emotions.live_cache import store_live_ranking
 from emotions.models import (
     AnalysisBacklog,
@@ -87,6 +88,7 @@ class Incoming:
 class IngestResult:
     read: int = 0
     created: int = 0
+    pairs_created: int = 0  # comparison runs' paired readings
     duplicates: int = 0
     rejected: dict[str, int] = field(default_factory=dict)
     festivals: set[int] = field(default_factory=set)  # festivals that got new rows
@@ -102,6 +104,7 @@ class IngestResult:
     def merge(self, other: IngestResult) -> None:
         self.read += other.read
         self.created += other.created
+        self.pairs_created += other.pairs_created
         self.duplicates += other.duplicates
         for reason, count in other.rejected.items():
             self.rejected[reason] = self.rejected.get(reason, 0) + count
@@ -421,6 +424,9 @@ def store_incoming(
     """Check, store and count one page of items — rows, rollups, freshness, refusals and the
     shard's checkpoint in one transaction: all of it happens, or none and the page is re-read."""
     result = IngestResult(read=len(incoming))
+    pairs = [entry for entry in incoming if comparison.is_pair_item(entry.item)]
+    if pairs:  # comparison runs' paired readings (their own partition): not observations
+        incoming = [entry for entry in incoming if not comparison.is_pair_item(entry.item)]
     stages, festivals, devices = _lookups(incoming)
     rows_by_stage: dict[int, tuple[Stage, dict[str, Observation]]] = {}
     refusals: list[_Refusal] = []
@@ -449,6 +455,21 @@ def store_incoming(
             result.duplicates += len(rows) - len(fresh)
             if fresh:
                 result.festivals.add(stage.festival_id)
+        if pairs and only_partition is None:
+            created, duplicates, refused = comparison.store_pairs(pairs)
+            result.pairs_created += created
+            result.duplicates += duplicates
+            for refusal in refused:
+                result.rejected[refusal["reason"]] = result.rejected.get(refusal["reason"], 0) + 1
+                refusals.append(
+                    _Refusal(
+                        refusal["reason"],
+                        str(refusal.get("detail", ""))[:300],
+                        refusal["key"],
+                        refusal.get("festival"),
+                        refusal.get("stage"),
+                    )
+                )
         if refusals:
             _count_refusals(refusals)
         if checkpoint is not None:

@@ -9,6 +9,7 @@ from django.db import DatabaseError, InterfaceError, OperationalError
 
 from emotions import retention, services
 from emotions.cloudwatch_dashboards import sync_festival_dashboard  # noqa: F401  (registered here)
+from emotions.comparison import services as comparison
 from emotions.reports import services as reports
 from emotions.reports.services import build_set_report  # noqa: F401  (registered here)
 
@@ -79,3 +80,10 @@ def sweep_set_reports() -> dict:
         "failed": len(result.failed),
         "rebuilds_requested": result.rebuilds_requested,
     }
+
+
+@shared_task(name="emotions.tasks.refresh_comparison_runs", ignore_result=True)
+def refresh_comparison_runs() -> int:
+    """Recompute the results of comparison runs that are on (or just ended) and tell the cameras
+    of finished runs to stop sampling (emotions.comparison.services)."""
+    return comparison.refresh_comparison_runs()

@@ -24,9 +24,12 @@ from django.utils import timezone
 
 import awsclients as aws
 from devices.models import Device, DeviceStatus
+from devices.services.health import update_device
 from devices.services.registration import device_config
 from devices.services.tokens import issue_device_token
 from edge_package.contracts import EDGE_CONFIG_DEFAULTS
+from emotions.comparison import services as comparison
+from emotions.models import ComparisonRun
 from infra import cfn_template, deploy
 from stages.models import Stage
 from stages.services import LINEUP_COLUMNS, format_local_datetime
@@ -295,3 +298,36 @@ def drain(queue_url: str, timeout_s: float = 60.0) -> int:
         time.sleep(1.0)
         depth = queue_depth(queue_url)
     return depth
+
+
+# The demo's comparison run (docs/comparison.md): this stage's camera runs in edge mode, so that
+# both modes have real traffic, and every camera samples this share of its crops.
+DEMO_EDGE_STAGE = "harbour"
+DEMO_COMPARISON_SAMPLE_RATE = 0.25
+
+
+def start_demo_comparison(festival, hours: float = 3.0):
+    """A comparison run over the demo's cameras, started when the demo starts, so a new user
+    finds one on the admin's Comparison runs page. There is no Rekognition in the demo: its page
+    shows the measured bandwidth and latency of both modes and says that agreement needs
+    Rekognition. A run left over from an earlier demo is cancelled first."""
+    now = timezone.now()
+    for run in ComparisonRun.objects.filter(
+        festival=festival, cancelled_at__isnull=True, ends_at__gt=now
+    ):
+        comparison.cancel_comparison(run, now=now)
+    cameras = list(
+        Device.objects.filter(festival=festival, stage__isnull=False).select_related(
+            "festival", "stage"
+        )
+    )
+    for device in cameras:
+        if device.stage.slug == DEMO_EDGE_STAGE and device.config.get("mode") != "edge":
+            update_device(device, config={**device.config, "mode": "edge"})
+    return comparison.start_comparison(
+        festival,
+        cameras,
+        ends_at=now + timedelta(hours=hours),
+        sample_rate=DEMO_COMPARISON_SAMPLE_RATE,
+        name="Demo: cloud or edge?",
+    )

@@ -401,7 +401,23 @@ CELERY_BEAT_SCHEDULE: dict = {
         "schedule": CROP_SWEEP_INTERVAL_S,
         "options": {"expires": CROP_SWEEP_INTERVAL_S},
     },
+    "refresh-comparison-runs": {
+        "task": "emotions.tasks.refresh_comparison_runs",
+        "schedule": float(os.environ.get("COMPARISON_REFRESH_INTERVAL_S", 60)),
+        "options": {"expires": 120},
+    },
 }
+# Comparison runs (emotions.comparison, docs/comparison.md): the price of one DetectFaces image
+# in US dollars. Default: AWS's public price for Rekognition Image Group 2 APIs (DetectFaces
+# among them), US East (N. Virginia), first 1 million images a month: USD 0.001 per image
+# (aws.amazon.com/rekognition/pricing). Written 2026-12-02 from the published price list as the
+# author knew it; the build machine has no internet, so it was not re-read that day: verify it,
+# and set your region's and volume tier's price.
+REKOGNITION_PRICE_USD_PER_IMAGE = float(
+    os.environ.get("STAGEPULSE_REKOGNITION_PRICE_USD_PER_IMAGE", "0.001")
+)
+if not 0 <= REKOGNITION_PRICE_USD_PER_IMAGE <= 1:
+    raise ImproperlyConfigured("STAGEPULSE_REKOGNITION_PRICE_USD_PER_IMAGE must be 0..1 USD")
 
 # Ingest (emotions.services; docs/operations.md "Ingest"): the observations table's stream is
 # read with a checkpoint per shard. Observations are refused (and counted per reason) when their

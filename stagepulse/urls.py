@@ -18,6 +18,8 @@ from devices.api import (
     TelemetryView,
 )
 from emotions.api import SetReportViewSet
+from emotions.comparison.api import ComparisonRunViewSet
+from emotions.comparison.views import comparison_page
 from emotions.views import (
     report_publish,
     report_rebuild,
@@ -55,6 +57,7 @@ router.register("face-models", FaceModelViewSet, basename="face-model")
 router.register("face-model-rollouts", ModelRolloutViewSet, basename="face-model-rollout")
 router.register("training-jobs", TrainingJobViewSet, basename="training-job")
 router.register("labelled-clips", LabelledClipViewSet, basename="labelled-clip")
+router.register("comparison-runs", ComparisonRunViewSet, basename="comparison-run")
 
 public_urls = [
     path("festivals/<slug:slug>/live/", fan_api.FanLiveView.as_view(), name="fan-live"),
@@ -112,6 +115,7 @@ urlpatterns = [
     path("reports/<int:report_id>/rebuild/", report_rebuild, name="set-report-rebuild"),
     path("reports/<int:report_id>/share/", report_share, name="set-report-share"),
     path("shared/reports/<str:key>/", shared_report_page, name="shared-report-page"),
+    path("comparisons/<int:run_id>/", comparison_page, name="comparison-page"),
 ]
 
 admin.site.site_header = "StagePulse organizers"

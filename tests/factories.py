@@ -114,7 +114,7 @@ def add_tenant_rows(world: World) -> World:
     a row of each model a route lists; a new route's model gets one here."""
     from detectors.models import FaceModel, LabelledClip, ModelRollout, TrainingJob
     from devices.models import Deployment, EdgeRelease, Rollout
-    from emotions.models import IngestRejection, SetReport
+    from emotions.models import ComparisonRun, IngestRejection, SetReport
     from festival.models import Invitation
 
     prefix = world.organization.slug.removesuffix("-org")
@@ -156,6 +156,15 @@ def add_tenant_rows(world: World) -> World:
     world.rollout = ModelRollout.objects.create(
         organization=org, face_model=world.face_model, device=world.device
     )
+    world.comparison_run = ComparisonRun.objects.create(
+        organization=org,
+        festival=world.festival,
+        key=f"{prefix}run0001",
+        name=f"{prefix} comparison run",
+        starts_at=datetime.now(UTC) - timedelta(hours=1),
+        ends_at=datetime.now(UTC) + timedelta(hours=1),
+    )
+    world.comparison_run.devices.set([world.device])
     world.ingest_rejection = IngestRejection.objects.create(
         key=f"{prefix}/wrong_device",
         organization=org,

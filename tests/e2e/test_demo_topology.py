@@ -98,6 +98,7 @@ def test_a_festival_runs_end_to_end(tmp_path):
     watcher.start()
     log_lines: list[str] = []
     ranking = remaining = items = None
+    counts: dict = {"pairs": None}
     try:
         for line in demo.stdout:
             log_lines.append(line)
@@ -108,7 +109,15 @@ def test_a_festival_runs_end_to_end(tmp_path):
             if "queue drained" in line or "crops left in the queue" in line:
                 remaining = watcher.remaining()
                 ddb = boto3.client("dynamodb", endpoint_url=endpoint, region_name="eu-west-1")
-                items = ddb.scan(TableName="stagepulse-observations", Select="COUNT")["Count"]
+                # observations, and apart from them the comparison run's pairs ("cmp#" partitions)
+                counts = {}
+                for name, condition in (("faces", "NOT begins_with(pk, :c)"),
+                                        ("pairs", "begins_with(pk, :c)")):  # fmt: skip
+                    counts[name] = ddb.scan(
+                        TableName="stagepulse-observations", Select="COUNT",
+                        FilterExpression=condition, ExpressionAttributeValues={":c": {"S": "cmp#"}},
+                    )["Count"]  # fmt: skip
+                items = counts["faces"]
         demo.wait(timeout=120)
     finally:
         watcher.stop.set()
@@ -132,7 +141,15 @@ def test_a_festival_runs_end_to_end(tmp_path):
         reports = db.execute(
             "SELECT COUNT(*) FROM emotions_setreport WHERE status = 'ready'"
         ).fetchone()[0]
+        pairs = db.execute("SELECT COUNT(*) FROM emotions_comparisonreading").fetchone()[0]
+        modes = dict(
+            db.execute("SELECT mode, COUNT(*) FROM emotions_comparisonreading GROUP BY mode")
+        )
     assert observations == items
+    # The demo's comparison run: sampled crops of both modes (harbour's camera is in edge mode),
+    # their crops deleted like every other (the bucket is empty above), each pair stored once.
+    assert pairs == counts["pairs"] and pairs >= 4, (pairs, counts)
+    assert modes.get("cloud", 0) >= 1 and modes.get("edge", 0) >= 1, modes
     assert reports >= 1, log[-3000:]
     # The ranking follows the simulated moods: smiling crowds above the dull ones.
     rows = {row["stage"]["slug"]: row for row in ranking["stages"]}

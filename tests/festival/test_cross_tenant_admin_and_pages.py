@@ -17,7 +17,7 @@ from django.contrib.admin.utils import get_fields_from_path
 from django.test import RequestFactory
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
-from emotions.models import SetReport
+from emotions.models import ComparisonRun, SetReport
 from festival.models import Festival
 from tests.festival.test_cross_tenant_routes import MISSING_ID, rows_of
 
@@ -30,7 +30,7 @@ ADMINS = [
 OBJECT_VIEWS = ["change", "delete", "history"]
 # The id a page takes -> the model it names. A page with another id kwarg fails
 # test_every_page_id_is_known until it is added here.
-PAGE_IDS = {"festival_id": Festival, "report_id": SetReport}
+PAGE_IDS = {"festival_id": Festival, "report_id": SetReport, "run_id": ComparisonRun}
 _CSRF = re.compile(r'(name="csrfmiddlewaretoken" value=|csrftoken=)"?[^"\s;>]+')
 
 

@@ -9,7 +9,7 @@ from drf_spectacular.generators import SchemaGenerator
 from openapi_schema_validator import OAS30Validator
 from rest_framework.throttling import SimpleRateThrottle
 
-from tests.festival.test_fan_contract import nullable_refs
+from tests.fanapi.test_fan_contract import nullable_refs
 
 pytestmark = pytest.mark.django_db
 

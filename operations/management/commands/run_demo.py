@@ -38,12 +38,20 @@ class Command(BaseCommand):
         )
         parser.add_argument("--camera-fps", type=float, default=2.0, help="fps cap per camera")
         parser.add_argument("--no-cameras", action="store_true")
+        parser.add_argument(
+            "--no-comparison",
+            action="store_true",
+            help="no comparison run (by default one starts, its harbour camera in edge mode)",
+        )
 
     def step(self, message: str) -> None:
         self.stdout.write(f"[{time.strftime('%H:%M:%S')}] {message}")
         self.stdout.flush()
 
-    def handle(self, *args, port, moto_port, duration, set_minutes, camera_fps, no_cameras, **_):
+    def handle(
+        self, *args, port, moto_port, duration, set_minutes, camera_fps, no_cameras,
+        no_comparison=False, **_,
+    ):  # fmt: skip
         folder = settings.VAR_DIR / "demo"
         folder.mkdir(parents=True, exist_ok=True)
         port = demo.free_port(port)
@@ -74,6 +82,9 @@ class Command(BaseCommand):
             import_lineup(
                 festival, demo.live_lineup(festival, set_minutes), replace=True, force=True
             )
+            if not no_cameras and not no_comparison:
+                run = demo.start_demo_comparison(festival)
+                self.step(f"comparison run {run.key} started: {base}/comparisons/{run.pk}/")
             processes = demo.service_processes(port, float(extra["INGEST_INTERVAL_S"]))
             cameras = (
                 []
@@ -92,6 +103,7 @@ class Command(BaseCommand):
                 + f"\n  admin        {base}/admin/"
                 + f"\n  API docs     {base}/api/docs/"
                 + f"\n  fan API      {base}/api/v1/public/festivals/{festival.slug}/live/"
+                + f"\n  comparison   {base}/admin/emotions/comparisonrun/"
                 + f"\n  health       {base}/healthz"
                 + f"\n  local AWS    http://127.0.0.1:{moto_port} (moto)"
                 + f"\n  logins (password '{DEMO_PASSWORD}'): "
