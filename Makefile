@@ -23,7 +23,7 @@ demo: install
 ## make test: the whole suite, offline, on SQLite, in TEST_WORKERS pytest-xdist processes (whole
 ## files to each, the longest first; tests/isolation.py gives each its own Redis db and ports)
 TEST_WORKERS ?= 2
-PYTEST_PARALLEL = $(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
+PYTEST_PARALLEL = $(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 test: install
 	$(PYTEST_PARALLEL)
 

@@ -23,14 +23,17 @@ os.environ.pop("AWS_PROFILE", None)
 # of the suite's CPU time. The credentials are fake either way, so every mock keeps the one.
 moto_config.default_user_config["core"]["reset_boto3_session"] = False
 
-# The longest files first: with pytest-xdist (`make test`) they start at once, beside the rest,
-# instead of last and alone (the e2e demo alone runs for about 90 s).
+# The longest files first: with pytest-xdist (`make test`, whole files to each worker, in this
+# order: --no-loadscope-reorder) they start at once, beside the rest, instead of last and alone
+# (the e2e demo alone runs for about 90 s).
 LONGEST_FIRST = (
     "tests/e2e/",
     "tests/emotions/test_analysis_concurrency.py",
     "tests/devices/test_greengrass_lifecycle.py",
     "tests/emotions/test_report_page_browser.py",
     "tests/festival/test_organizer_pages_browser.py",
+    "tests/emotions/test_comparison_page_browser.py",
+    "tests/operations/test_dashboard_browser.py",
     "tests/festival/test_settings_guard.py",
     "tests/festival/test_openapi.py",
     "tests/festival/test_celery_worker.py",
