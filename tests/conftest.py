@@ -140,3 +140,19 @@ def chromium():
             browser = launch_chromium(playwright)
             yield browser
             browser.close()
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings_xdist_suffix(request):
+    """Each xdist worker's own test database: PostgreSQL's named test_<name>_gwN, as pytest-django
+    names it; SQLite's in memory, private to the process. (pytest-django's own fixture takes
+    our SQLite backend, festival.sqlite3, for a server and names a file test_<path>_gwN.)"""
+    from django.conf import settings
+
+    suffix = getattr(request.config, "workerinput", {}).get("workerid")
+    for db in settings.DATABASES.values():
+        test = db.setdefault("TEST", {})
+        if db["ENGINE"].endswith("sqlite3"):
+            test.setdefault("NAME", ":memory:")
+        elif suffix:
+            test["NAME"] = f"{test.get('NAME') or 'test_' + db['NAME']}_{suffix}"
