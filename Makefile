@@ -8,10 +8,11 @@ STAMP := $(VENV)/.installed-stamp
 
 # requirements*.txt are lock files (every version pinned, `make lock` writes them from the .in
 # files), so a fresh machine installs exactly what CI tested, whatever PyPI published since.
-$(STAMP): requirements.txt requirements-dev.txt requirements-nodeps.txt
+$(STAMP): requirements.txt requirements-dev.txt requirements-nodeps.txt requirements-bench-nodeps.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -r requirements-nodeps.txt
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -r requirements-bench-nodeps.txt
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -18,6 +18,26 @@ import numpy as np
 FULL_RANGE_MODEL = "face_detection_full_range.tflite"
 SHORT_RANGE_MODEL = "face_detection_short_range.tflite"
 HAAR_MODEL = "haarcascade_frontalface_default.xml"
+MASK_GRID = 8  # px per cell of the mask raster that decides which tiles are never searched
+MOTION_LEVEL = 24  # grey-level change that counts a thumbnail pixel as moved
+MOTION_PIXELS = 3  # moved thumbnail pixels (1/4 resolution) that flag a fine tile
+# With a finer scheduled level, a coarser level's boxes under this many model px are dropped: at
+# that size the coarse level finds the head but not the face's size (a 24 px face as a 41 px box).
+COARSE_MIN_MODEL_PX = 18
+# A level that searched a held face's tile may say the face is gone only if it sees faces that
+# size reliably (BlazeFace full range: from about 24 model px; at 18 px it misses 1 in 6).
+RELIABLE_MODEL_PX = 24
+SCENE_CHANGE = 0.4  # share of moved thumbnail pixels that means another scene: drop held faces
+
+
+# What the camera runs (EdgeRunner): the whole frame every frame, and two tiled levels searched a
+# few tiles a frame (motion first, else round-robin), with faces held between visits. 0.375 sees
+# 64-170 px faces at 24-64 model px (18 tiles, 3 a frame); full resolution sees 24-64 px faces
+# (120 tiles, 8 a frame: every tile once a second at 15 fps). 12 model runs a frame, as many as
+# 15 fps allows on one core. Its own min scores (0.55, 0.6) drop background textures that score
+# ~0.5. Chosen by measurement on synthetic seed 11 (docs/edge.md, "Small faces"); the class's own
+# defaults stay the stateless 9-run pyramid that the model gate compares.
+CAMERA_SCHEDULE = {"tile_scales": (), "scheduled": ((0.375, 3, 64, 0.55), (1.0, 8, 64, 0.6))}
 
 
 class DetectorError(RuntimeError):
@@ -37,6 +57,9 @@ class Detection:
     w: float
     h: float
     score: float
+    # Carried over from an earlier frame: its fine tile was not searched in this one (see
+    # BlazeFaceDetector's fine level). The tracker keeps the person; no crop is cut from it.
+    held: bool = False
 
     @property
     def box(self) -> tuple[int, int, int, int]:
@@ -211,12 +234,34 @@ class BlazeFaceDetector(FaceDetector):
         tile_overlap: int = 32,
         nms_iou: float = 0.3,
         threads: int = 1,
+        scheduled: tuple[tuple, ...] = (),
+        scheduled_overlap: int = 48,
+        hold_frames: int = 0,
     ):
         self.model_path = model_path or default_blazeface_path()
         self.threshold = threshold
         self.tile_scales = tuple(tile_scales or ())
         self.tile_overlap = tile_overlap
         self.nms_iou = nms_iou
+        # (scale, tiles per frame): levels searched a few tiles a frame, faces held between visits
+        # each (scale, tiles per frame[, overlap in model px[, min score]]); overlap defaults to
+        # scheduled_overlap. A face up to overlap/scale frame px lies whole in some tile.
+        # A 4th item is that level's lowest score (the operator's threshold still applies if it is
+        # higher): the full-resolution level sees textures as faces at scores ~0.5.
+        self.scheduled = tuple(
+            (
+                float(lv[0]),
+                int(lv[1]),
+                int(lv[2] if len(lv) > 2 else scheduled_overlap),
+                float(lv[3] if len(lv) > 3 else 0.0),
+            )
+            for lv in scheduled
+        )
+        self.scheduled_overlap = scheduled_overlap
+        self.hold_frames = hold_frames
+        self._mask_polygons = []
+        self._mask_grid = None
+        self.reset()
         if not os.path.isfile(self.model_path):
             raise DetectorError(f"face detection model not found: {self.model_path}")
         from ai_edge_litert.interpreter import Interpreter  # lazy: Haar-only devices skip it
@@ -253,7 +298,7 @@ class BlazeFaceDetector(FaceDetector):
         fit = self.input_size / max(width, height)
         return [fit] + [s for s in self.tile_scales if s > fit * 1.5]
 
-    def _infer(self, tile: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _infer(self, tile: np.ndarray, min_score: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
         """One model pass on a normalised RGB tile (<= input size, padded); boxes in tile px."""
         th, tw = tile.shape[:2]
         canvas = self._canvas
@@ -262,7 +307,7 @@ class BlazeFaceDetector(FaceDetector):
         self._interp.set_tensor(self._input_index, canvas)
         self._interp.invoke()
         scores = sigmoid_scores(self._interp.get_tensor(self._score_index))
-        keep = scores >= self.threshold
+        keep = scores >= max(self.threshold, min_score)
         if not keep.any():
             return np.zeros((0, 4)), np.zeros(0)
         raw = self._interp.get_tensor(self._box_index)[0][keep]
@@ -270,11 +315,42 @@ class BlazeFaceDetector(FaceDetector):
             keep
         ]
 
+    @staticmethod
+    def _normalise(bgr: np.ndarray) -> np.ndarray:
+        tensor = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB).astype(np.float32)
+        tensor *= 2.0 / 255.0
+        tensor -= 1.0
+        return tensor
+
+    def _tile_boxes(self, tensor, edges, to_frame, min_score: float = 0.0):
+        """Faces in one tile: model pass, drop boxes cut by an inner tile edge (a neighbour sees
+        them whole; `edges` = which of left, top, right, bottom is the level's border), map to
+        frame px with `to_frame` = (sx, sy, ox, oy)."""
+        th, tw = tensor.shape[:2]
+        boxes, scores = self._infer(tensor, min_score)
+        if not len(scores):
+            return None
+        if not all(edges):
+            m = 1.0
+            left, top, right, bottom = edges
+            inside = (
+                ((boxes[:, 0] > m) | left)
+                & ((boxes[:, 1] > m) | top)
+                & ((boxes[:, 2] < tw - m) | right)
+                & ((boxes[:, 3] < th - m) | bottom)
+            )
+            boxes, scores = boxes[inside], scores[inside]
+            if not len(scores):
+                return None
+        sx, sy, ox, oy = to_frame
+        return boxes * np.array([sx, sy, sx, sy]) + np.array([ox, oy, ox, oy]), scores
+
     def detect(self, frame: np.ndarray) -> list[Detection]:
         frame = check_frame(frame)
         height, width = frame.shape[:2]
         size = self.input_size
-        all_boxes, all_scores = [], []
+        found = []  # (boxes xyxy in frame px, scores, level scale)
+        self._rasterise_masks(width, height)
         previous = frame
         # Finest level first; each coarser level is resized from the one before (cheaper than
         # resizing the full frame again).
@@ -282,37 +358,220 @@ class BlazeFaceDetector(FaceDetector):
             sw, sh = max(1, round(width * scale)), max(1, round(height * scale))
             scaled = cv2.resize(previous, (sw, sh), interpolation=cv2.INTER_AREA)
             previous = scaled
-            tensor = cv2.cvtColor(scaled, cv2.COLOR_BGR2RGB).astype(np.float32)
-            tensor *= 2.0 / 255.0
-            tensor -= 1.0
+            tensor = self._normalise(scaled)
             for x0, y0, tw, th in plan_tiles(sw, sh, size, self.tile_overlap):
-                boxes, scores = self._infer(tensor[y0 : y0 + th, x0 : x0 + tw])
-                if not len(scores):
-                    continue
-                if (tw, th) != (sw, sh):
-                    # A face cut by an inner tile edge is a partial box; a neighbour sees it whole.
-                    m = 1.0
-                    inside = (
-                        ((boxes[:, 0] > m) | (x0 == 0))
-                        & ((boxes[:, 1] > m) | (y0 == 0))
-                        & ((boxes[:, 2] < tw - m) | (x0 + tw >= sw))
-                        & ((boxes[:, 3] < th - m) | (y0 + th >= sh))
-                    )
-                    boxes, scores = boxes[inside], scores[inside]
-                all_boxes.append((boxes + np.array([x0, y0, x0, y0])) / scale)
-                all_scores.append(scores)
-        if not all_boxes:
-            return []
-        kept = non_max_suppression(
-            np.concatenate(all_boxes), np.concatenate(all_scores), self.nms_iou
-        )
+                if self._masked(x0 / scale, y0 / scale, (x0 + tw) / scale, (y0 + th) / scale):
+                    continue  # privacy masks: a face there would be dropped anyway
+                hit = self._tile_boxes(
+                    tensor[y0 : y0 + th, x0 : x0 + tw],
+                    (x0 == 0, y0 == 0, x0 + tw >= sw, y0 + th >= sh),
+                    (1 / scale, 1 / scale, x0 / scale, y0 / scale),
+                )
+                if hit is not None:
+                    found.append((*hit, scale))
+        searched = self._scheduled_pass(frame, found) if self.scheduled else []
+        if self.scheduled:
+            found = self._drop_coarse_boxes_around_small_faces(found)
         out = []
-        for (x1, y1, x2, y2), score in kept:
-            x1, y1 = max(0.0, x1), max(0.0, y1)
-            x2, y2 = min(float(width), x2), min(float(height), y2)
-            if x2 - x1 >= 4 and y2 - y1 >= 4:
-                out.append(Detection(x1, y1, x2 - x1, y2 - y1, score))
+        if found:
+            kept = non_max_suppression(
+                np.concatenate([b for b, _, _ in found]),
+                np.concatenate([c for _, c, _ in found]),
+                self.nms_iou,
+            )
+            for (x1, y1, x2, y2), score in kept:
+                x1, y1 = max(0.0, x1), max(0.0, y1)
+                x2, y2 = min(float(width), x2), min(float(height), y2)
+                if x2 - x1 >= 4 and y2 - y1 >= 4:
+                    out.append(Detection(x1, y1, x2 - x1, y2 - y1, score))
+        if self.scheduled:
+            out = self._hold(out, searched)
         return out
+
+    # --- scheduled levels: a few tiles a frame, faces held between visits ------------------------
+    def reset(self) -> None:
+        """Forget faces held and the tile schedule (a new source, a pause, new masks)."""
+        self._held = []  # (Detection, frame number last seen fresh)
+        self._plans = None  # frame size -> per scheduled level: tile regions, ages, motion flags
+        self._thumb = None
+        self._frame_no = 0
+
+    def set_masks(self, polygons) -> None:
+        """Privacy masks (normalised polygons, as the config's `masks`): a tile wholly inside them
+        is never searched, and the schedule restarts."""
+        self._mask_polygons = [np.asarray(p, dtype=np.float32) for p in (polygons or [])]
+        self._mask_grid = None
+        self.reset()
+
+    def _masked(self, x0: float, y0: float, x1: float, y1: float) -> bool:
+        """Is the frame rectangle wholly inside the masks? (A raster of them, MASK_GRID px.)"""
+        grid = self._mask_grid
+        if grid is None:
+            return False
+        g = MASK_GRID
+        gx0, gy0 = int(x0 // g), int(y0 // g)
+        gx1, gy1 = int(np.ceil(x1 / g)), int(np.ceil(y1 / g))
+        return bool(grid[gy0:gy1, gx0:gx1].all())
+
+    def _rasterise_masks(self, width: int, height: int) -> None:
+        gh, gw = -(-height // MASK_GRID), -(-width // MASK_GRID)
+        if not self._mask_polygons:
+            self._mask_grid = None
+            return
+        if self._mask_grid is not None and self._mask_grid.shape == (gh, gw):
+            return
+        grid = np.zeros((gh, gw), np.uint8)
+        for poly in self._mask_polygons:
+            pts = np.round(poly * np.array([width, height]) / MASK_GRID).astype(np.int32)
+            cv2.fillPoly(grid, [pts], 1)
+        # A cell counts as masked only if its neighbours are too (rasterising is coarse).
+        self._mask_grid = cv2.erode(grid, np.ones((3, 3), np.uint8)).astype(bool)
+
+    def _plan_scheduled(self, width: int, height: int) -> list:
+        """Per scheduled level: [regions (x0, y0, x1, y1) in frame px, model size, border
+        flags], tile ages and motion flags; rebuilt when the frame size changes."""
+        if self._plans is not None and self._plans[0] == (width, height):
+            return self._plans[1]
+        levels = []
+        for scale, per_frame, overlap, min_score in self.scheduled:
+            sw, sh = max(1, round(width * scale)), max(1, round(height * scale))
+            tiles = []
+            for x0, y0, tw, th in plan_tiles(sw, sh, self.input_size, overlap):
+                rx0, ry0 = int(x0 / scale), int(y0 / scale)
+                rx1 = min(width, int(round((x0 + tw) / scale)))
+                ry1 = min(height, int(round((y0 + th) / scale)))
+                border = (x0 == 0, y0 == 0, x0 + tw >= sw, y0 + th >= sh)
+                tiles.append(((rx0, ry0, rx1, ry1), (tw, th), border))
+            ages = np.zeros(len(tiles))
+            levels.append(
+                {
+                    "scale": scale,
+                    "per_frame": per_frame,
+                    "min_score": min_score,
+                    "tiles": tiles,
+                    "age": ages,
+                    "moved": np.zeros(len(tiles), bool),
+                }
+            )
+        self._plans = ((width, height), levels)
+        self._thumb = None
+        return levels
+
+    def _motion(self, frame: np.ndarray, levels: list) -> None:
+        """Flag tiles where the picture changed since the last frame (a strided green-channel
+        thumbnail at 1/4: no resize, no colour conversion). A change over most of the frame is
+        another scene: faces held are dropped."""
+        thumb = frame[::4, ::4, 1].astype(np.int16)
+        previous, self._thumb = self._thumb, thumb
+        if previous is None or previous.shape != thumb.shape:
+            for level in levels:
+                level["moved"][:] = True
+            return
+        changed = (np.abs(thumb - previous) > MOTION_LEVEL).astype(np.uint8)
+        if changed.mean() > SCENE_CHANGE:
+            self._held = []
+            for level in levels:
+                level["moved"][:] = True
+            return
+        counts = cv2.integral(changed)
+        for level in levels:
+            for i, ((rx0, ry0, rx1, ry1), _, _) in enumerate(level["tiles"]):
+                a, b, c, d = ry0 // 4, rx0 // 4, -(-ry1 // 4), -(-rx1 // 4)
+                if counts[c, d] - counts[a, d] - counts[c, b] + counts[a, b] >= MOTION_PIXELS:
+                    level["moved"][i] = True
+
+    def _scheduled_pass(self, frame: np.ndarray, found: list) -> list:
+        """Search each scheduled level's `per_frame` tiles: those with motion since their last
+        visit first, then the longest unvisited (round-robin). Returns the regions searched."""
+        height, width = frame.shape[:2]
+        levels = self._plan_scheduled(width, height)
+        self._frame_no += 1
+        self._motion(frame, levels)
+        searched = []
+        for level in levels:
+            tiles, age, moved = level["tiles"], level["age"], level["moved"]
+            age += 1
+            # Motion is worth one sweep of waiting: a moving tile jumps the queue, a still one
+            # is never starved.
+            priority = age + moved * (len(tiles) / max(1, level["per_frame"]))
+            done = 0
+            for i in np.argsort(-priority, kind="stable"):
+                if done >= level["per_frame"]:
+                    break
+                (rx0, ry0, rx1, ry1), (tw, th), border = tiles[i]
+                age[i], moved[i] = 0, False
+                if self._masked(rx0, ry0, rx1, ry1):
+                    continue  # privacy masks: never searched, and costs nothing
+                done += 1
+                tile = cv2.resize(frame[ry0:ry1, rx0:rx1], (tw, th), interpolation=cv2.INTER_AREA)
+                hit = self._tile_boxes(
+                    self._normalise(tile),
+                    border,
+                    ((rx1 - rx0) / tw, (ry1 - ry0) / th, rx0, ry0),
+                    level["min_score"],
+                )
+                if hit is not None:
+                    found.append((*hit, level["scale"]))
+                searched.append((rx0, ry0, rx1, ry1, level["scale"]))
+        return searched
+
+    def _drop_coarse_boxes_around_small_faces(self, found: list) -> list:
+        """A coarse level sees a 24 px face as a few pixels and often answers with a box twice its
+        size; where a finer level (this frame, or a face held) has a small face inside such a box,
+        the coarse box is dropped rather than blended into a wrong-sized one."""
+        fine = [(b, sc) for b, _, sc in found] + [
+            (np.array([[d.x, d.y, d.x + d.w, d.y + d.h]]), float("inf")) for d, _ in self._held
+        ]
+        finest = max(lv[0] for lv in self.scheduled)
+        out = []
+        for boxes, scores, scale in found:
+            if scale < finest and len(boxes):
+                # Too few model pixels at this level to size the face: the finer level's job.
+                big = (boxes[:, 2] - boxes[:, 0]) * scale >= COARSE_MIN_MODEL_PX
+                boxes, scores = boxes[big], scores[big]
+            smaller = [b for b, sc in fine if sc > scale and len(b)]
+            if smaller and len(boxes):
+                small = np.concatenate(smaller)
+                keep = np.ones(len(boxes), bool)
+                for n, (x1, y1, x2, y2) in enumerate(boxes):
+                    ix = np.clip(np.minimum(x2, small[:, 2]) - np.maximum(x1, small[:, 0]), 0, None)
+                    iy = np.clip(np.minimum(y2, small[:, 3]) - np.maximum(y1, small[:, 1]), 0, None)
+                    area = (small[:, 2] - small[:, 0]) * (small[:, 3] - small[:, 1])
+                    inside = ix * iy >= 0.7 * area
+                    much_smaller = (x2 - x1) >= 1.4 * (small[:, 2] - small[:, 0])
+                    keep[n] = not (inside & much_smaller).any()
+                boxes, scores = boxes[keep], scores[keep]
+            out.append((boxes, scores, scale))
+        return out
+
+    def _hold(self, fresh: list[Detection], searched: list) -> list[Detection]:
+        """Faces seen fresh are remembered; a remembered face not seen this frame is carried
+        (held=True) until a tile that holds it whole is searched again without finding it, or
+        `hold_frames` pass (default: two sweeps of the slowest scheduled level)."""
+        limit = self.hold_frames or 2 * max(
+            -(-len(level["tiles"]) // max(1, level["per_frame"])) for level in self._plans[1]
+        )
+        finest = max(lv[0] for lv in self.scheduled)
+        carried = []
+        for det, seen in self._held:
+            if any(iou(det.box, f.box) >= 0.3 for f in fresh):
+                continue  # seen again: the fresh box replaces it
+            if self._frame_no - seen > limit:
+                continue
+            x, y, w, h = det.x, det.y, det.w, det.h
+            if any(
+                x >= rx0
+                and y >= ry0
+                and x + w <= rx1
+                and y + h <= ry1
+                # only a level that can see a face this size may say it is gone
+                and (sc >= finest or w * sc >= RELIABLE_MODEL_PX)
+                for rx0, ry0, rx1, ry1, sc in searched
+            ):
+                continue  # searched where it was and not found: gone
+            carried.append((det, seen))
+        self._held = [(d, self._frame_no) for d in fresh] + carried
+        return fresh + [Detection(d.x, d.y, d.w, d.h, d.score, held=True) for d, _ in carried]
 
 
 class HaarDetector(FaceDetector):

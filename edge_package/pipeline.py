@@ -16,7 +16,7 @@ import time
 from collections import deque
 
 from edge_package.crop import MaskSet, QualityGate, encode_jpeg, make_crop
-from edge_package.detect import FrameShapeError, make_detector
+from edge_package.detect import CAMERA_SCHEDULE, FrameShapeError, make_detector
 from edge_package.input_health import InputHealth
 from edge_package.sinks import Release
 from edge_package.sources import SourceError
@@ -122,6 +122,10 @@ class EdgeRunner:
             self.throttle.tracks = old.tracks
         if hasattr(self.detector, "threshold"):
             self.detector.threshold = cfg.detection_threshold
+        if old_masks != cfg.masks and hasattr(self.detector, "set_masks"):
+            self.detector.set_masks(cfg.masks)  # masked tiles are not even searched
+        if cfg.paused and hasattr(self.detector, "reset"):
+            self.detector.reset()  # faces held from before the pause are forgotten
 
     def _load_face_model(self):
         """The rolled-out face model (verified) or the bundled one; see edge_package.model_store."""
@@ -129,7 +133,11 @@ class EdgeRunner:
 
         url, sha256 = self.config.face_model
         self.model_choice = load_face_detector(
-            url, sha256, region=self.config.region, threshold=self.config.detection_threshold
+            url,
+            sha256,
+            region=self.config.region,
+            threshold=self.config.detection_threshold,
+            **CAMERA_SCHEDULE,
         )
         return self.model_choice.detector
 
@@ -235,6 +243,8 @@ class EdgeRunner:
         throttle_now = now if media_s is None else media_s
         if self._throttle_now is not None and throttle_now < self._throttle_now:
             self.throttle.new_timeline()
+            if hasattr(self.detector, "reset"):
+                self.detector.reset()  # another file: faces held from the last one are not here
         self._throttle_now = throttle_now
         if self.config.paused:
             self.input_health.reset()
@@ -250,12 +260,17 @@ class EdgeRunner:
             self.error(f"frame {frame.index} skipped: {exc}")
             return []
         height, width = image.shape[:2]
-        self.faces_detected += len(detections)
+        self.faces_detected += sum(1 for d in detections if not getattr(d, "held", False))
         candidates = []
         for det in detections:
             if self.masks and self.masks.covers(det, width, height):
                 self.masked += 1
                 continue  # privacy: a masked face is never cropped
+            if getattr(det, "held", False):
+                # Held between fine-tile visits: keeps its track (so it is not a new person when
+                # seen again) but no crop is cut where the face was last seen.
+                candidates.append((det.box, -1.0, None))
+                continue
             crop, reason = make_crop(image, det, margin=self.config.crop_margin, gate=self.gate)
             if crop is None:
                 self.rejected[reason] = self.rejected.get(reason, 0) + 1

@@ -12,12 +12,12 @@ from django.db import transaction
 from django.utils import timezone
 
 from detectors import selectors
+from detectors.evaluation import Clip, evaluate, evaluate_recording
 from detectors.models import Evaluation, FaceModel, ModelStatus
 from detectors.services import labelled_clips
 from detectors.services.artifacts import temp_file
 from detectors.services.registry import current_model, model_bytes
 from edge_package.detect import BlazeFaceDetector
-from edge_package.evaluation import Clip, evaluate, evaluate_recording
 
 GATE_THRESHOLD = 0.45  # the crowd-camera threshold (docs/edge.md), used for every evaluation
 
@@ -56,7 +56,7 @@ def _record(face_model: FaceModel, clip: dict, figures: dict, *, user=None) -> E
 
 
 def evaluate_model(face_model: FaceModel, clip: Clip | None = None, *, user=None) -> Evaluation:
-    """Score a model on a synthetic crowd clip with edge_package.evaluation (the bench's code)."""
+    """Score a model on a synthetic crowd clip with detectors.evaluation (the bench's code)."""
     clip = clip or gate_clip()
     with _detector(face_model) as detector:
         figures = evaluate(detector, clip, threshold=GATE_THRESHOLD)

@@ -13,15 +13,15 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
 import awsclients as aws
-from detectors.models import LabelledClip
-from detectors.services.artifacts import NAME, delete_every_version, put_artifact, temp_file
-from edge_package.evaluation import (
+from detectors.evaluation import (
     Annotations,
     VideoTooLarge,
     clip_fps,
     parse_annotations,
     probe_video,
 )
+from detectors.models import LabelledClip
+from detectors.services.artifacts import NAME, delete_every_version, put_artifact, temp_file
 
 log = logging.getLogger(__name__)
 

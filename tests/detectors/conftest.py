@@ -56,3 +56,11 @@ def ours(two_worlds):
 @pytest.fixture
 def theirs(two_worlds):
     return two_worlds[1]
+
+
+@pytest.fixture(scope="session")
+def blazeface():
+    """The bundled full-range BlazeFace, for the evaluation loop's tests."""
+    from edge_package.detect import BlazeFaceDetector
+
+    return BlazeFaceDetector(threshold=0.5)

@@ -1,6 +1,6 @@
 """The evaluation gate on a short synthetic crowd clip, with the two bundled BlazeFace models as
 real candidates: short-range is refused against full-range, full-range accepted against
-short-range. Figures come from edge_package.evaluation (the bench's code)."""
+short-range. Figures come from detectors.evaluation (the bench's code)."""
 
 from __future__ import annotations
 

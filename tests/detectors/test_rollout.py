@@ -10,12 +10,12 @@ import pytest
 from django.utils import timezone
 
 import awsclients as aws
+from detectors.evaluation import CountingSink
 from detectors.models import FaceModel, ModelRollout, ModelStatus, RolloutState
 from detectors.services.registry import register_model
 from detectors.services.rollouts import roll_back, roll_out
 from devices.services.registration import device_config
 from edge_package.config import parse_config
-from edge_package.evaluation import CountingSink
 from edge_package.pipeline import EdgeRunner
 
 pytestmark = pytest.mark.django_db

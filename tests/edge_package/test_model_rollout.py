@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from moto import mock_aws
 
+from detectors.evaluation import CountingSink
 from edge_package.config import parse_config
 from edge_package.contracts import validate_edge_config
 from edge_package.detect import SHORT_RANGE_MODEL, default_blazeface_path, package_file
-from edge_package.evaluation import CountingSink
 from edge_package.model_store import fetch_model, load_face_detector
 from edge_package.pipeline import EdgeRunner
 

@@ -15,7 +15,7 @@ import awsclients as aws
 from edge_package import contracts
 from festival.api_common import error_handler
 from festival.errors import AwsUnreachable
-from festival.models import Festival
+from festival.models import Festival, Invitation
 from operations.services import update_festival
 
 ENDS_BEFORE = "The festival cannot end before it starts."
@@ -148,3 +148,33 @@ def test_the_analyzer_and_the_camera_write_through_the_same_function():
         source = inspect.getsource(module)
         assert "put_observation(" in source, module.__name__
         assert "put_item(" not in source, module.__name__
+
+
+# --- memberships: finding a user and "already a member" ----------------------------------------
+@pytest.mark.django_db
+@pytest.mark.parametrize("how", ["username", "email"])
+def test_inviting_a_member_is_refused_alike_by_the_api_and_the_admin(
+    client, api_client, two_worlds, how
+):
+    ours, _ = two_worlds
+    member = ours.viewer
+    invitee = member.username if how == "username" else member.email.upper()  # e-mail: any case
+    expected = [f"{invitee} is already a member."]
+
+    api_client.force_authenticate(ours.owner)
+    answer = api_client.post(
+        "/api/v1/invitations/",
+        {"invitee": invitee, "role": "operator", "organization": ours.organization.slug},
+        format="json",
+    )
+    assert answer.status_code == 400
+    assert answer.json()["error"]["fields"]["invitee"] == expected
+
+    client.force_login(ours.owner)
+    page = client.post(
+        reverse("admin:festival_invitation_add"),
+        {"organization": ours.organization.pk, "invitee": invitee, "role": "operator"},
+    )
+    assert page.status_code == 200
+    assert page.context["adminform"].form.errors["invitee"] == expected
+    assert not Invitation.objects.exists()

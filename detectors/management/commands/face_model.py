@@ -15,11 +15,11 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from detectors import selectors
+from detectors.evaluation import Clip, CountingSink
 from detectors.models import FaceModel
 from detectors.services import gate, registry, rollouts
 from devices.models import Device
 from devices.services.registration import device_config
-from edge_package.evaluation import Clip
 from festival.models import Organization
 from stages.models import Stage
 
@@ -145,7 +145,6 @@ class Command(BaseCommand):
         """Run the real edge loop on the configuration this device receives, on synthetic frames
         (nothing is uploaded), and say which face model it loaded."""
         from edge_package.config import parse_config
-        from edge_package.evaluation import CountingSink
         from edge_package.pipeline import EdgeRunner
         from edge_package.synthetic import SyntheticCrowdSource
 

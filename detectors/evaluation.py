@@ -1,7 +1,8 @@
 """Detector accuracy and speed on a clip with ground truth: a synthetic crowd, or a recorded video
 with labelled boxes (an organization's own clip, for the model gate).
 
-Shared by the edge benchmark (`bench/bench_edge.py`) and the server's model evaluation gate
+Server-side code: it never ships to a camera (the release zip holds `edge_package/` only). Shared
+by the edge benchmark (`bench/bench_edge.py`) and the server's model evaluation gate
 (`detectors.services`), so both report the same recall / precision / fps figures: the real capture
 loop (EdgeRunner.process_frame: detect, mask/gate, dedupe/throttle, JPEG-encode what is released)
 is timed; rendering the synthetic frame and the ground-truth bookkeeping are not. The throttle
@@ -125,13 +126,15 @@ def evaluate_frames(
     min_face: int = MIN_FACE,
     on_frame=None,
     sink=None,
+    score_from: int = 0,
 ) -> dict:
     """Run the capture loop over `frames` (edge_package.sources.Frame, in order) with `detector`;
     recall, precision and fps (frames per second of process_frame), plus upload counts.
 
     The throttle runs on the clip's timeline (frame.index / fps). A frame whose `truth` is None is
     not labelled: it goes through the loop (tracker and throttle see it) but is not scored; an
-    empty list is a labelled frame without faces (every detection there is a false alarm).
+    empty list is a labelled frame without faces (every detection there is a false alarm). Frames
+    before `score_from` go through the loop unscored (a scheduled detector's first sweep).
     `on_frame(frame, detections, config)` sees each frame after it was processed."""
     from edge_package.config import parse_config
     from edge_package.pipeline import EdgeRunner
@@ -149,7 +152,7 @@ def evaluate_frames(
     recorder = RecordingDetector(detector)
     runner = EdgeRunner(cfg, detector=recorder, sink=sink)
     totals = {"tp": 0, "fp": 0, "fn": 0, "tp06": 0, "fp06": 0, "fn06": 0}
-    busy = 0.0
+    busy = busy_cpu = 0.0
     detections = 0
     played = 0
     last_index = -1
@@ -158,13 +161,16 @@ def evaluate_frames(
             # One untimed warm-up pass (interpreter and delegate set-up), so the first model
             # scored in a process is not slower on paper than the second.
             detector.detect(frame.image)
-        started = time.perf_counter()
+            if hasattr(detector, "reset"):
+                detector.reset()  # the warm-up must not leave faces held or tiles visited
+        started, started_cpu = time.perf_counter(), time.thread_time()
         runner.process_frame(frame, frame.index / fps)
         busy += time.perf_counter() - started
+        busy_cpu += time.thread_time() - started_cpu
         played += 1
         last_index = frame.index
         detections += len(recorder.last)
-        if frame.truth is not None:
+        if frame.truth is not None and frame.index >= score_from:
             tp, fp, fn = score_frame(recorder.last, frame.truth, min_face=min_face)
             totals["tp"] += tp
             totals["fp"] += fp
@@ -178,6 +184,9 @@ def evaluate_frames(
     runner.flush((last_index + 1) / fps)
     return {
         "fps": played / busy if busy > 0 else 0.0,
+        # The same loop on this thread's CPU time: what a quiet machine's wall clock would show
+        # (one thread), much less disturbed by other work on a shared machine.
+        "cpu_fps": played / busy_cpu if busy_cpu > 0 else 0.0,
         "recall": totals["tp"] / max(1, totals["tp"] + totals["fn"]),
         "precision": totals["tp"] / max(1, totals["tp"] + totals["fp"]),
         "recall_at_0_6": totals["tp06"] / max(1, totals["tp06"] + totals["fn06"]),
@@ -449,3 +458,30 @@ def evaluate_recording(detector, path: str, annotations: Annotations, *, thresho
     )
     figures.update(frames=info.frames, labelled_frames=annotations.labelled_frames, clip_fps=fps)
     return figures
+
+
+# --- per face size -------------------------------------------------------------------------------
+SIZES_PX = (24, 32, 48, 64, 96)
+# When faces of one size are scored, detections and faces under this many px are "don't care".
+SIZE_FLOOR_PX = 16
+
+
+def size_clip(size: int, *, frames: int, seed: int, faces: int = 16) -> Clip:
+    """A 1080p crowd clip whose faces are all exactly `size` px wide."""
+    return Clip(frames=frames, faces=faces, seed=seed, min_face=size, max_face=size)
+
+
+def evaluate_size(
+    detector, size: int, *, frames: int, seed: int, threshold: float, score_from: int = 0, **kw
+) -> dict:
+    """The capture loop over a clip of `size` px faces only (never pooled with other sizes)."""
+    clip = size_clip(size, frames=frames, seed=seed)
+    return evaluate_frames(
+        detector,
+        synthetic_frames(clip),
+        fps=clip.fps,
+        threshold=threshold,
+        min_face=min(size, SIZE_FLOOR_PX),
+        score_from=score_from,
+        **kw,
+    )

@@ -1,0 +1,134 @@
+"""Small faces on the camera: BlazeFace with the camera's tile schedule (CAMERA_SCHEDULE), in
+1080p frames. The fine tiles are searched a few a frame, so these tests check what a user of the
+camera cares about: a small face is found soon after it appears, is kept between visits without
+being sent twice, masked areas are never searched, and empty frames stay empty."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edge_package.config import parse_config
+from edge_package.detect import CAMERA_SCHEDULE, BlazeFaceDetector, iou
+from edge_package.pipeline import EdgeRunner
+from edge_package.sources import Frame
+from edge_package.synthetic import CrowdFace, make_background
+
+W, H = 1920, 1080
+BASE = {"device": "cam-1", "festival": "fest", "stage": "main", "bucket": "crops"}
+
+
+class Recorder:
+    def __init__(self):
+        self.releases = []
+
+    def send(self, release):
+        self.releases.append(release)
+
+
+@pytest.fixture
+def camera():
+    return BlazeFaceDetector(threshold=0.45, **CAMERA_SCHEDULE)
+
+
+@pytest.fixture(scope="module")
+def background():
+    return make_background(W, H, np.random.default_rng(5))
+
+
+def sweep_frames(detector) -> int:
+    """Frames the slowest scheduled level needs to search every one of its tiles once."""
+    detector.detect(np.zeros((H, W, 3), np.uint8))
+    levels = detector._plans[1]
+    detector.reset()
+    return max(-(-len(level["tiles"]) // level["per_frame"]) for level in levels)
+
+
+def with_face(background, size: int, x: int, y: int, portrait: str = "astronaut"):
+    """The background with one real portrait's face, exactly `size` px wide, at (x, y)."""
+    face = CrowdFace(0, portrait, size, x, y, 0, 0, False, 1.0, 0.0, 0.0, 0, 10**9)
+    head, alpha, fx, fy = face.sprite()
+    image = background.copy()
+    ox, oy = int(round(x - fx)), int(round(y - fy))
+    hh, hw = head.shape[:2]
+    patch = image[oy : oy + hh, ox : ox + hw].astype(np.float32)
+    image[oy : oy + hh, ox : ox + hw] = (head * alpha + patch * (1 - alpha)).astype(np.uint8)
+    return image, (x, y, size, size)
+
+
+@pytest.mark.parametrize("size", [24, 32])
+def test_a_small_face_is_found_within_one_sweep_of_appearing(camera, background, size):
+    sweep = sweep_frames(camera)
+    image, truth = with_face(background, size, 1310, 700)
+    for _ in range(sweep):  # the camera has been watching the empty scene
+        assert camera.detect(background) == []
+    found_after = next(
+        (
+            n
+            for n in range(sweep + 1)
+            if any(not d.held and iou(d.box, truth) >= 0.4 for d in camera.detect(image))
+        ),
+        None,
+    )
+    assert found_after is not None, f"a {size} px face was not found within {sweep} frames"
+    # Found well within a sweep: motion sends the fine tiles to it first.
+    assert found_after <= 2
+
+
+def test_masked_areas_are_not_searched(camera, background, monkeypatch):
+    image, truth = with_face(background, 32, 300, 500)  # in the left half
+    camera.set_masks([[[0.0, 0.0], [0.5, 0.0], [0.5, 1.0], [0.0, 1.0]]])
+    searched = []
+    real_pass = camera._scheduled_pass
+
+    def spy(frame, found):
+        regions = real_pass(frame, found)
+        searched.extend(regions)
+        return regions
+
+    monkeypatch.setattr(camera, "_scheduled_pass", spy)
+    for _ in range(2 * sweep_frames(camera)):
+        assert not any(iou(d.box, truth) > 0.1 for d in camera.detect(image))
+    assert searched, "the unmasked half is searched"
+    assert all(x1 > W * 0.5 - 8 for _, _, x1, _, _ in searched)  # no fine tile wholly masked
+
+
+def test_the_tracker_holds_a_face_between_visits_and_sends_it_once(background):
+    cfg = parse_config({**BASE, "min_face_px": 24, "throttle_interval_s": 10})
+    sink = Recorder()
+    runner = EdgeRunner(cfg, sink=sink)  # the camera's own detector and schedule
+    detector = runner.detector
+    assert [lv[:2] for lv in detector.scheduled] == [lv[:2] for lv in CAMERA_SCHEDULE["scheduled"]]
+    outputs = []
+    detect = detector.detect
+
+    def spy(frame):
+        outputs.append(detect(frame))
+        return outputs[-1]
+
+    detector.detect = spy
+    image, truth = with_face(background, 32, 1000, 400)
+    for index in range(45):  # 3 s at 15 fps: several sweeps of the fine tiles
+        runner.process_frame(Frame(image=image, index=index, captured_at_ms=index * 66), index / 15)
+    matches = [[d for d in out if iou(d.box, truth) >= 0.4] for out in outputs]
+    first = next(i for i, m in enumerate(matches) if m)
+    assert all(len(m) == 1 for m in matches[first:]), "once found, reported once on every frame"
+    assert any(m[0].held for m in matches[first:]), "between visits the face is held"
+    assert any(not m[0].held for m in matches[first + 1 :]), "and seen again on the next visit"
+    assert len(runner.throttle.tracks) == 1  # one person, one track
+    assert len(sink.releases) == 1  # and one crop in its first 10 s window, not one per visit
+    assert not any(r.box != sink.releases[0].box and iou(r.box, truth) < 0.4 for r in sink.releases)
+
+
+def test_no_faces_on_crowd_free_frames(camera, background):
+    """Precision where there is nobody: a still empty scene, then a changing one."""
+    rng = np.random.default_rng(9)
+    for index in range(3 * sweep_frames(camera)):
+        frame = (
+            background
+            if index % 2
+            else np.clip(
+                background.astype(np.int16) + rng.integers(-8, 9, background.shape), 0, 255
+            ).astype(np.uint8)
+        )
+        assert camera.detect(frame) == []
