@@ -21,13 +21,17 @@ install: $(STAMP)
 demo: install
 	$(BIN)/python manage.py run_demo $(DEMO_ARGS)
 
-## make test: the whole suite, offline, on SQLite
+## make test: the whole suite, offline, on SQLite, in TEST_WORKERS pytest-xdist processes (whole
+## files to each, the longest first; tests/isolation.py gives each its own Redis db and ports)
+TEST_WORKERS ?= 2
+PYTEST_PARALLEL = $(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 test: install
-	$(BIN)/pytest
+	$(PYTEST_PARALLEL)
 
-## the same suite on PostgreSQL (DATABASE_URL defaults to the local `test` database)
+## the same suite on PostgreSQL (DATABASE_URL defaults to the local `test` database; each worker
+## gets its own test database, test_<name>_gw0, test_<name>_gw1, ...)
 test-postgres: install
-	DATABASE_URL=$${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test} $(BIN)/pytest
+	DATABASE_URL=$${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test} $(PYTEST_PARALLEL)
 
 lint: install
 	$(BIN)/ruff check .

@@ -5,6 +5,7 @@ import warnings
 
 import pytest
 from moto import mock_aws  # imported before any boto3 session exists (awsclients reuses one)
+from moto.core import config as moto_config
 
 for _name, _value in {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -17,6 +18,39 @@ for _name, _value in {
     os.environ[_name] = _value
 os.environ.pop("AWS_ENDPOINT_URL", None)
 os.environ.pop("AWS_PROFILE", None)
+# moto drops boto3's default Session at each mock's start, and a new Session parses botocore's
+# service models again: ~0.1-0.3 s per client a test builds with boto3.client(), about a fifth
+# of the suite's CPU time. The credentials are fake either way, so every mock keeps the one.
+moto_config.default_user_config["core"]["reset_boto3_session"] = False
+
+# The longest files first: with pytest-xdist (`make test`, whole files to each worker, in this
+# order: --no-loadscope-reorder) they start at once, beside the rest, instead of last and alone
+# (the e2e demo alone runs for about 90 s).
+LONGEST_FIRST = (
+    "tests/e2e/",
+    "tests/emotions/test_analysis_concurrency.py",
+    "tests/devices/test_greengrass_lifecycle.py",
+    "tests/emotions/test_report_page_browser.py",
+    "tests/festival/test_organizer_pages_browser.py",
+    "tests/emotions/test_comparison_page_browser.py",
+    "tests/operations/test_dashboard_browser.py",
+    "tests/festival/test_settings_guard.py",
+    "tests/festival/test_openapi.py",
+    "tests/festival/test_celery_worker.py",
+    "tests/infra/test_template.py",
+    "tests/festival/test_schemathesis.py",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    def rank(item) -> int:
+        path = item.nodeid.replace("\\", "/")
+        for index, prefix in enumerate(LONGEST_FIRST):
+            if path.startswith(prefix):
+                return index
+        return len(LONGEST_FIRST)
+
+    items.sort(key=rank)  # stable: the order within a file, and of the other files, is kept
 
 
 @pytest.fixture
@@ -90,3 +124,35 @@ def isolated_cache(settings):
     cache.clear()
     forget_memoized_live_entries()
     process_counter.forget()
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    """One headless Chromium for a module's page tests (a launch costs a second or two); each
+    test opens its own context (cookies, viewport) and closes it. Playwright's sync API leaves
+    its event loop marked as running in this thread while it is started, so the module's ORM
+    calls run with DJANGO_ALLOW_ASYNC_UNSAFE, as each page test did before."""
+    from tests.browser import launch_chromium, sync_api  # skips where there is no Chromium
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+        with sync_api.sync_playwright() as playwright:
+            browser = launch_chromium(playwright)
+            yield browser
+            browser.close()
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings_xdist_suffix(request):
+    """Each xdist worker's own test database: PostgreSQL's named test_<name>_gwN, as pytest-django
+    names it; SQLite's in memory, private to the process. (pytest-django's own fixture takes
+    our SQLite backend, festival.sqlite3, for a server and names a file test_<path>_gwN.)"""
+    from django.conf import settings
+
+    suffix = getattr(request.config, "workerinput", {}).get("workerid")
+    for db in settings.DATABASES.values():
+        test = db.setdefault("TEST", {})
+        if db["ENGINE"].endswith("sqlite3"):
+            test.setdefault("NAME", ":memory:")
+        elif suffix:
+            test["NAME"] = f"{test.get('NAME') or 'test_' + db['NAME']}_{suffix}"

@@ -49,11 +49,25 @@ def registered(moto_aws, two_worlds):
     return device, bundle
 
 
-@pytest.fixture
-def release(moto_aws, db):
-    from devices import services
+@pytest.fixture(scope="session")
+def edge_artifact():
+    """The release zip of edge_package/ and its manifest, built once per session: the sources do
+    not change while the suite runs (tests/devices/test_releases.py builds its own, from copies
+    it changes)."""
+    from devices.services.releases import build_artifact
 
-    return services.build_edge_release()
+    return build_artifact()
+
+
+@pytest.fixture
+def release(moto_aws, db, edge_artifact, monkeypatch):
+    """The current release, uploaded to this test's moto and recorded, from the session's zip."""
+    from devices import services
+    from devices.services import releases
+
+    with monkeypatch.context() as patch:
+        patch.setattr(releases, "build_artifact", lambda root=releases.EDGE_ROOT: edge_artifact)
+        return services.build_edge_release()
 
 
 @pytest.fixture

@@ -18,8 +18,6 @@ from pathlib import Path
 
 import cv2
 
-from devices.services.releases import build_artifact
-
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "edge.md"
 
 
@@ -30,8 +28,8 @@ def _device_footage_lines() -> list[str]:
     return block.group(1).strip().splitlines()
 
 
-def test_the_device_footage_one_liner_runs_from_an_unpacked_release(tmp_path):
-    data, _ = build_artifact()
+def test_the_device_footage_one_liner_runs_from_an_unpacked_release(tmp_path, edge_artifact):
+    data, _ = edge_artifact  # build_artifact(), once per session
     zipfile.ZipFile(io.BytesIO(data)).extractall(tmp_path / "current")
     line = _device_footage_lines()[1]
     assert line.startswith("PYTHONPATH=current venv/bin/python -c ")

@@ -35,7 +35,6 @@ import pytest
 
 from devices.models import EdgeRelease
 from devices.services.deployments import component_recipe
-from devices.services.releases import build_artifact
 
 yaml = pytest.importorskip("yaml")
 pytestmark = pytest.mark.slow
@@ -131,11 +130,13 @@ def _write_clip(path: Path, frames: int = 4) -> None:
     writer.release()
 
 
-def test_the_component_installs_and_runs_as_greengrass_runs_it_without_a_home(tmp_path):
+def test_the_component_installs_and_runs_as_greengrass_runs_it_without_a_home(
+    tmp_path, edge_artifact
+):
     arch = ARCH.get(platform.machine())
     if arch is None:
         pytest.skip(f"the recipe declares no manifest for {platform.machine()}")
-    data, manifest = build_artifact()
+    data, manifest = edge_artifact  # build_artifact(), once per session
     decompressed = tmp_path / "artifacts-unarchived" / "com.stagepulse.Edge" / "9.9.9"
     zipfile.ZipFile(io.BytesIO(data)).extractall(decompressed / "stagepulse-edge")
     work = tmp_path / "work" / "com.stagepulse.Edge"

@@ -20,10 +20,11 @@ from rest_framework.throttling import SimpleRateThrottle
 
 from devices import services
 from festival.throttling import FixedWindowRateThrottle
+from tests.isolation import redis_url
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-REDIS_URL = "redis://127.0.0.1:6379/2"
+REDIS_URL = redis_url()  # this test process's own database (tests/isolation.py)
 CLIENTS, REPORTS_EACH, LIMIT = 32, 5, 30
 
 

@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -101,6 +102,15 @@ def test_video_source_ends_cleanly_or_loops(tmp_path):
     assert len(frames) == 12
 
 
+def spooled_enough(line: str) -> bool:
+    """A status line ("fps .. | frames N | .. | spool N | ..") with > 5 frames, >= 3 spooled."""
+    fields = dict(part.strip().rsplit(" ", 1) for part in line.split("|") if " " in part.strip())
+    try:
+        return int(fields.get("frames", 0)) > 5 and int(fields.get("spool", 0)) >= 3
+    except ValueError:  # not a status line
+        return False
+
+
 def test_ctrl_c_stops_the_cli_cleanly_and_keeps_unsent_crops(tmp_path):
     config = tmp_path / "device.json"
     spool = tmp_path / "spool"
@@ -129,9 +139,19 @@ def test_ctrl_c_stops_the_cli_cleanly_and_keeps_unsent_crops(tmp_path):
         text=True,
         env=env,
     )
-    time.sleep(6)
+    # Ctrl-C once the live status shows frames and 3 crops spooled (polled, not a fixed sleep)
+    status = []
+    reader = threading.Thread(target=lambda: status.extend(proc.stderr), daemon=True)
+    reader.start()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        if any(spooled_enough(line) for line in list(status)):
+            break
+        time.sleep(0.1)
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=60)
+    out = proc.communicate(timeout=60)[0]
+    reader.join(timeout=10)
+    err = "".join(status)
     assert proc.returncode == 0, err
     assert "fps" in err and "uploads" in err  # the live status line
     summary = json.loads(out.strip().splitlines()[-1])

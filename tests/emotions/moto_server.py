@@ -14,20 +14,9 @@ from contextlib import contextmanager, suppress
 import boto3
 
 from edge_package.contracts import observation_table_definition
+from tests.isolation import free_port  # this worker's own ports
 
-PORTS = range(18400, 18500)  # this worktree's share of the machine's ports
 REGION = "eu-west-1"
-
-
-def free_port() -> int:
-    for port in PORTS:
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port in 18400-18499")
 
 
 @contextmanager

@@ -29,10 +29,10 @@ from .test_analysis_support import (
     BUCKET,
     TABLE,
     all_items,
+    analyzer_stack,
     jpeg_bytes,
     key_for,
     local_analyzer,
-    moto_aws,
     put_crop,
     s3_event,
     s3_record,
@@ -44,8 +44,8 @@ QUEUE = "stagepulse-analyzer"
 
 
 @pytest.fixture
-def aws():
-    yield from moto_aws()
+def aws(moto_aws):
+    return analyzer_stack()
 
 
 @pytest.fixture(scope="module")

@@ -21,6 +21,7 @@ from .test_analysis_support import (
     S3_TEST_EVENT,
     T0_MS,
     all_items,
+    analyzer_stack,
     astronaut_face_jpeg,
     crop_exists,
     detect_response,
@@ -29,7 +30,6 @@ from .test_analysis_support import (
     key_for,
     local_analyzer,
     mosaics_for,
-    moto_aws,
     observations,
     put_crop,
     rekognition_analyzer,
@@ -44,8 +44,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def aws():
-    yield from moto_aws()
+def aws(moto_aws):
+    return analyzer_stack()
 
 
 class Proxy:

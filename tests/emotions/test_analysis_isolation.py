@@ -15,6 +15,7 @@ from .test_analysis_support import (
     BUCKET,
     T0_MS,
     all_items,
+    analyzer_stack,
     crop_exists,
     detect_response,
     face_detail,
@@ -22,7 +23,6 @@ from .test_analysis_support import (
     key_for,
     local_analyzer,
     mosaics_for,
-    moto_aws,
     observations,
     put_crop,
     rekognition_analyzer,
@@ -35,8 +35,8 @@ from .test_analysis_support import (
 
 
 @pytest.fixture
-def aws():
-    yield from moto_aws()
+def aws(moto_aws):
+    return analyzer_stack()
 
 
 def metric_dimensions(aws, name: str) -> list[list[dict]]:

@@ -13,7 +13,6 @@ from urllib.parse import quote_plus
 import boto3
 import numpy as np
 from botocore.stub import Stubber
-from moto import mock_aws
 from PIL import Image
 
 from analyzer.analyzer import Analyzer
@@ -163,19 +162,19 @@ def rekognition_stub():
     return client, Stubber(client)
 
 
-def moto_aws():
-    """For an `aws` fixture: moto S3, DynamoDB, CloudWatch and SQS with bucket, table, queue."""
-    with mock_aws():
-        s3 = boto3.client("s3", region_name=REGION)
-        s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
-        dynamodb = boto3.client("dynamodb", region_name=REGION)
-        dynamodb.create_table(**observation_table_definition(TABLE))
-        sqs = boto3.client("sqs", region_name=REGION)
-        queue_url = sqs.create_queue(QueueName="stagepulse-analyzer")["QueueUrl"]
-        cloudwatch = boto3.client("cloudwatch", region_name=REGION)
-        yield SimpleNamespace(
-            s3=s3, dynamodb=dynamodb, sqs=sqs, queue_url=queue_url, cloudwatch=cloudwatch
-        )
+def analyzer_stack() -> SimpleNamespace:
+    """For an `aws` fixture, inside the suite's `moto_aws` (tests/conftest.py): S3, DynamoDB,
+    CloudWatch and SQS clients, with the bucket, the table and the queue."""
+    s3 = boto3.client("s3", region_name=REGION)
+    s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
+    dynamodb = boto3.client("dynamodb", region_name=REGION)
+    dynamodb.create_table(**observation_table_definition(TABLE))
+    sqs = boto3.client("sqs", region_name=REGION)
+    queue_url = sqs.create_queue(QueueName="stagepulse-analyzer")["QueueUrl"]
+    cloudwatch = boto3.client("cloudwatch", region_name=REGION)
+    return SimpleNamespace(
+        s3=s3, dynamodb=dynamodb, sqs=sqs, queue_url=queue_url, cloudwatch=cloudwatch
+    )
 
 
 def put_crop(aws, key: str, data: bytes, organization: str = "org-1", score: str = "0.97"):

@@ -13,11 +13,11 @@ from analyzer.worker import run_worker
 
 from .test_analysis_support import (
     all_items,
+    analyzer_stack,
     crop_exists,
     jpeg_bytes,
     key_for,
     local_analyzer,
-    moto_aws,
     put_crop,
     queue_depth,
     s3_event,
@@ -27,8 +27,8 @@ FAST = {"wait_time_s": 0, "batch_window_s": 0, "idle_exit": True}
 
 
 @pytest.fixture
-def aws():
-    yield from moto_aws()
+def aws(moto_aws):
+    return analyzer_stack()
 
 
 def enqueue_crops(aws, count: int, start: int = 0) -> list[str]:

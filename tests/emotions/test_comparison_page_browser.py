@@ -13,9 +13,9 @@ from django.conf import settings
 from django.test import Client
 from django.utils import timezone
 
+import tests.browser  # noqa: F401 (skips this module where there is no Chromium)
 from emotions.comparison import services
 from emotions.models import Observation
-from tests.browser import launch_chromium, sync_api
 from tests.emotions.test_comparison_runs import pair_item, start, store
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -60,21 +60,18 @@ def _run(world, *, rekognition: bool):
 
 
 @pytest.fixture(params=list(WIDTHS))
-def tab(request, live_server, two_worlds, monkeypatch):
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+def tab(request, chromium, live_server, two_worlds):
     ours, _ = two_worlds
     client = Client()
     client.force_login(ours.viewer)
     cookie = client.cookies[settings.SESSION_COOKIE_NAME].value
     width, height = WIDTHS[request.param]
-    with sync_api.sync_playwright() as playwright:
-        browser = launch_chromium(playwright)
-        context = browser.new_context(viewport={"width": width, "height": height})
-        context.add_cookies(
-            [{"name": settings.SESSION_COOKIE_NAME, "value": cookie, "url": live_server.url}]
-        )
-        yield context.new_page(), live_server.url, ours, request.param
-        browser.close()
+    context = chromium.new_context(viewport={"width": width, "height": height})
+    context.add_cookies(
+        [{"name": settings.SESSION_COOKIE_NAME, "value": cookie, "url": live_server.url}]
+    )
+    yield context.new_page(), live_server.url, ours, request.param
+    context.close()
 
 
 def no_overflow(page) -> bool:

@@ -10,9 +10,9 @@ import pytest
 from django.conf import settings
 from django.test import Client
 
+import tests.browser  # noqa: F401 (skips this module where there is no Chromium)
 from emotions.models import SetReport
 from emotions.reports import services
-from tests.browser import launch_chromium, sync_api
 from tests.emotions.report_helpers import faces
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -42,23 +42,18 @@ def built_report(two_worlds, settings):
 
 
 @pytest.fixture(params=list(WIDTHS))
-def page(request, live_server, built_report, monkeypatch):
-    # playwright's sync API runs an event loop in this thread; the ORM checks below are sync
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+def page(request, chromium, live_server, built_report):
     ours, report = built_report
     client = Client()
     client.force_login(ours.operator)
     cookie = client.cookies[settings.SESSION_COOKIE_NAME].value
     width, height = WIDTHS[request.param]
-    with sync_api.sync_playwright() as playwright:
-        browser = launch_chromium(playwright)
-        context = browser.new_context(viewport={"width": width, "height": height})
-        context.add_cookies(
-            [{"name": settings.SESSION_COOKIE_NAME, "value": cookie, "url": live_server.url}]
-        )
-        tab = context.new_page()
-        yield tab, live_server.url, ours, report, request.param
-        browser.close()
+    context = chromium.new_context(viewport={"width": width, "height": height})
+    context.add_cookies(
+        [{"name": settings.SESSION_COOKIE_NAME, "value": cookie, "url": live_server.url}]
+    )
+    yield context.new_page(), live_server.url, ours, report, request.param
+    context.close()
 
 
 WIDEST = """[...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right >

@@ -9,10 +9,10 @@ import pytest
 from django.conf import settings
 from django.test import Client
 
+import tests.browser  # noqa: F401 (skips this module where there is no Chromium)
 from emotions.models import ReportStatus, SetReport
 from festival.models import Festival
 from stages.models import Set
-from tests.browser import launch_chromium, sync_api
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -34,21 +34,18 @@ def shots(tmp_path) -> Path:
 
 
 @pytest.fixture(params=list(WIDTHS))
-def tab(request, live_server, two_worlds, monkeypatch):
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # ORM checks beside playwright
+def tab(request, chromium, live_server, two_worlds):
     ours, _ = two_worlds
     client = Client()
     client.force_login(ours.operator)
     cookie = client.cookies[settings.SESSION_COOKIE_NAME].value
     width, height = WIDTHS[request.param]
-    with sync_api.sync_playwright() as playwright:
-        browser = launch_chromium(playwright)
-        context = browser.new_context(viewport={"width": width, "height": height})
-        context.add_cookies(
-            [{"name": settings.SESSION_COOKIE_NAME, "value": cookie, "url": live_server.url}]
-        )
-        yield context.new_page(), live_server.url, ours, request.param
-        browser.close()
+    context = chromium.new_context(viewport={"width": width, "height": height})
+    context.add_cookies(
+        [{"name": settings.SESSION_COOKIE_NAME, "value": cookie, "url": live_server.url}]
+    )
+    yield context.new_page(), live_server.url, ours, request.param
+    context.close()
 
 
 def test_lineup_import_preview_then_apply(tab, shots, tmp_path):
@@ -202,7 +199,7 @@ def test_timelines_have_a_time_axis_set_boundaries_and_values_on_hover(tab, shot
     page.screenshot(path=str(shots / f"dashboard-timelines-{size}.png"), full_page=True)
 
 
-def test_booth_screen_without_login(live_server, two_worlds, shots, monkeypatch):
+def test_booth_screen_without_login(chromium, live_server, two_worlds, shots):
     """No cookie at all: the link alone opens the screen, big enough to read from two metres."""
     from datetime import timedelta
 
@@ -211,7 +208,6 @@ def test_booth_screen_without_login(live_server, two_worlds, shots, monkeypatch)
     from stages import services
     from tests.factories import add_recent_rollup
 
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     ours, _ = two_worlds
     now = timezone.now()
     Set.objects.create(
@@ -225,17 +221,16 @@ def test_booth_screen_without_login(live_server, two_worlds, shots, monkeypatch)
         add_recent_rollup(ours.stage, faces=12, happy=40.0 + minutes_ago * 1.5,
                           calm=30.0, minutes_ago=minutes_ago)  # fmt: skip
     key = services.issue_screen_link(ours.stage)
-    with sync_api.sync_playwright() as playwright:
-        browser = launch_chromium(playwright)
-        for size, (width, height) in WIDTHS.items():
-            page = browser.new_context(viewport={"width": width, "height": height}).new_page()
-            page.goto(f"{live_server.url}/screen/{key}/")
-            page.wait_for_selector("body[data-loaded=true]", timeout=15000)
-            assert page.locator("#artist").inner_text() == "Night Shift"
-            vibe = page.locator("#vibe")
-            assert vibe.inner_text().isdigit()
-            assert float(vibe.evaluate("e => parseFloat(getComputedStyle(e).fontSize)")) >= 90
-            assert page.locator("#curve path.vibe-line").get_attribute("d").count("L") >= 20
-            assert page.evaluate("document.documentElement.scrollWidth - window.innerWidth") <= 0
-            page.screenshot(path=str(shots / f"booth-{size}.png"))
-        browser.close()
+    for size, (width, height) in WIDTHS.items():
+        context = chromium.new_context(viewport={"width": width, "height": height})
+        page = context.new_page()
+        page.goto(f"{live_server.url}/screen/{key}/")
+        page.wait_for_selector("body[data-loaded=true]", timeout=15000)
+        assert page.locator("#artist").inner_text() == "Night Shift"
+        vibe = page.locator("#vibe")
+        assert vibe.inner_text().isdigit()
+        assert float(vibe.evaluate("e => parseFloat(getComputedStyle(e).fontSize)")) >= 90
+        assert page.locator("#curve path.vibe-line").get_attribute("d").count("L") >= 20
+        assert page.evaluate("document.documentElement.scrollWidth - window.innerWidth") <= 0
+        page.screenshot(path=str(shots / f"booth-{size}.png"))
+        context.close()

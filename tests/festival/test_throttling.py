@@ -2,17 +2,18 @@
 then, a limit that holds across web processes within the documented overshoot, and an
 unreachable Redis that never takes the API down."""
 
-import os
 from unittest import mock
 
 import pytest
 import redis
 from rest_framework.throttling import SimpleRateThrottle
 
+from tests.isolation import redis_url
+
 pytestmark = pytest.mark.django_db
 
-# a shared machine may give each checkout its own database: STAGEPULSE_TEST_REDIS_URL
-REDIS_URL = os.environ.get("STAGEPULSE_TEST_REDIS_URL", "redis://127.0.0.1:6379/12")
+# this test process's own database (tests/isolation.py: STAGEPULSE_TEST_REDIS_DBS)
+REDIS_URL = redis_url()
 
 
 def redis_cache(settings, url: str) -> None:

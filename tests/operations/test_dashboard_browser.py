@@ -9,9 +9,9 @@ from django.conf import settings
 from django.test import Client
 from django.utils import timezone
 
+import tests.browser  # noqa: F401 (skips this module where there is no Chromium)
 from emotions.models import MinuteRollup
 from stages.models import Stage
-from tests.browser import launch_chromium, sync_api
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -31,7 +31,7 @@ def add_crowd(stage, faces, happy):
 
 
 @pytest.fixture
-def browser_page(live_server, two_worlds, tmp_path):
+def browser_page(chromium, live_server, two_worlds, tmp_path):
     ours, _ = two_worlds
     tent = Stage.objects.create(
         organization=ours.organization, festival=ours.festival, name="The Tent", slug="tent"
@@ -41,21 +41,12 @@ def browser_page(live_server, two_worlds, tmp_path):
     client = Client()
     client.force_login(ours.viewer)
     session_cookie = client.cookies[settings.SESSION_COOKIE_NAME].value
-    with sync_api.sync_playwright() as playwright:
-        browser = launch_chromium(playwright)
-        context = browser.new_context(viewport={"width": 1280, "height": 800})
-        context.add_cookies(
-            [
-                {
-                    "name": settings.SESSION_COOKIE_NAME,
-                    "value": session_cookie,
-                    "url": live_server.url,
-                }
-            ]
-        )
-        page = context.new_page()
-        yield page, live_server.url, ours
-        browser.close()
+    context = chromium.new_context(viewport={"width": 1280, "height": 800})
+    context.add_cookies(
+        [{"name": settings.SESSION_COOKIE_NAME, "value": session_cookie, "url": live_server.url}]
+    )
+    yield context.new_page(), live_server.url, ours
+    context.close()
 
 
 def accent_pixels(png: bytes) -> int:
