@@ -483,7 +483,8 @@ def build_payload(a_set: Set, now: datetime | None = None) -> dict:
             "numbers are averages over the crowd area from minutes where a camera reported."
         ),
         "method": (
-            "vibe = 100 x (0.7 x mean share of HAPPY + SURPRISED scores + 0.3 x crowd size "
+            "vibe v1 (the first version, kept for comparison) = 100 x (0.7 x mean share of "
+            "HAPPY + SURPRISED scores + 0.3 x crowd size "
             "relative to the stage's norm: its typical crowd, else its busiest minute that "
             f"day). Minutes with fewer than {k} faces show no numbers and count in no total."
         ),
