@@ -40,10 +40,13 @@ def admin_form(festival: Festival, **changes) -> dict:
         "cloudwatch_namespace": festival.cloudwatch_namespace,
         "crops_bucket": festival.crops_bucket,
         "observations_table": festival.observations_table,
+        "vibe_weights": json.dumps(festival.vibe_weights),
         **changes,
     }
     if festival.public and "public" not in changes:
         form["public"] = "on"
+    if festival.face_free and "face_free" not in changes:
+        form["face_free"] = "on"
     return form
 
 

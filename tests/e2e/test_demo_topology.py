@@ -109,13 +109,22 @@ def test_a_festival_runs_end_to_end(tmp_path):
             if "queue drained" in line or "crops left in the queue" in line:
                 remaining = watcher.remaining()
                 ddb = boto3.client("dynamodb", endpoint_url=endpoint, region_name="eu-west-1")
-                # observations, and apart from them the comparison run's pairs ("cmp#" partitions)
+                # face observations, the cameras' crowd signal windows (kind "crowd") and the
+                # comparison run's pairs ("cmp#" partitions), each counted apart
                 counts = {}
-                for name, condition in (("faces", "NOT begins_with(pk, :c)"),
-                                        ("pairs", "begins_with(pk, :c)")):  # fmt: skip
+                for name, condition in (
+                    ("faces", "NOT begins_with(pk, :c) AND (attribute_not_exists(#k) OR #k <> :k)"),
+                    ("crowd", "NOT begins_with(pk, :c) AND #k = :k"),
+                    ("pairs", "begins_with(pk, :c)"),
+                ):
+                    values = {":c": {"S": "cmp#"}}
+                    names = {}
+                    if "#k" in condition:
+                        values[":k"], names["#k"] = {"S": "crowd"}, "kind"
                     counts[name] = ddb.scan(
                         TableName="stagepulse-observations", Select="COUNT",
-                        FilterExpression=condition, ExpressionAttributeValues={":c": {"S": "cmp#"}},
+                        FilterExpression=condition, ExpressionAttributeValues=values,
+                        **({"ExpressionAttributeNames": names} if names else {}),
                     )["Count"]  # fmt: skip
                 items = counts["faces"]
         demo.wait(timeout=120)
@@ -142,10 +151,13 @@ def test_a_festival_runs_end_to_end(tmp_path):
             "SELECT COUNT(*) FROM emotions_setreport WHERE status = 'ready'"
         ).fetchone()[0]
         pairs = db.execute("SELECT COUNT(*) FROM emotions_comparisonreading").fetchone()[0]
+        crowd = db.execute("SELECT COUNT(*) FROM emotions_crowdsignal").fetchone()[0]
         modes = dict(
             db.execute("SELECT mode, COUNT(*) FROM emotions_comparisonreading GROUP BY mode")
         )
     assert observations == items
+    # Every camera's crowd signal windows (motion, sound, fill) were ingested once each.
+    assert crowd == counts["crowd"] and crowd >= 4, (crowd, counts)
     # The demo's comparison run: sampled crops of both modes (harbour's camera is in edge mode),
     # their crops deleted like every other (the bucket is empty above), each pair stored once.
     assert pairs == counts["pairs"] and pairs >= 4, (pairs, counts)

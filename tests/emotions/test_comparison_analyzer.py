@@ -26,6 +26,7 @@ from edge_package.contracts import (
 from .test_analysis_support import (
     BUCKET,
     T0_MS,
+    analyzer_stack,
     astronaut_face_jpeg,
     classifier,
     crop_exists,
@@ -33,7 +34,6 @@ from .test_analysis_support import (
     face_detail,
     jpeg_bytes,
     key_for,
-    moto_aws,
     observations,
     rekognition_stub,
     s3_event,
@@ -47,8 +47,8 @@ WHOLE_TILE = {"Left": 0.1, "Top": 0.1, "Width": 0.8, "Height": 0.8}
 
 
 @pytest.fixture
-def aws():
-    yield from moto_aws()
+def aws(moto_aws):
+    return analyzer_stack()
 
 
 def aws_error(code: str, message: str, status: int = 400) -> dict:

@@ -96,8 +96,13 @@ def test_live_says_how_old_each_stages_data_is_and_why_it_has_no_number(
     add_stage(ours, "Forest", "forest")  # never any data
     add_device(ours, tent, "tent-cam", "Tent cam")
     add_device(ours, harbour, "harbour-cam", "Harbour cam")
+    # six faces 30-41 s old, all in one minute (split 4 + 2 across a minute boundary, neither
+    # minute would reach the public threshold and the stage would rightly have no number)
+    newest = now - timedelta(seconds=30)
+    if newest.second < 5:
+        newest = newest.replace(second=0, microsecond=0) - timedelta(seconds=1)
     for i in range(6):
-        put_face(ours, now - timedelta(seconds=30 + i))
+        put_face(ours, newest - timedelta(seconds=i))
     for i in range(2):
         put_face(ours, now - timedelta(seconds=20 + i), stage="tent", device="tent-cam")
     for i in range(8):

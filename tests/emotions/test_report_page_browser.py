@@ -68,7 +68,7 @@ def test_report_page_publish_and_rebuild_by_clicking(page, shots):
     tab, base, ours, report, size = page
     tab.goto(f"{base}/reports/{report.pk}/")
     assert "CEST" in tab.locator("#when").inner_text()
-    assert tab.locator("img.chart").count() == 3
+    assert tab.locator("img.chart").count() == 4  # vibe v2 and its components, vibe v1, crowd size, shares
     for image in tab.locator("img.chart").all():
         assert image.evaluate("i => i.naturalWidth") > 300
     tab.screenshot(path=str(shots / f"report-{size}.png"), full_page=True)
@@ -119,7 +119,7 @@ def test_share_link_for_the_artist_opens_without_login(page, shots):
     shared.goto(link)
     assert "Shared with you by Ours Fest" in shared.content()
     assert shared.locator("#controls").count() == 0
-    assert shared.locator("img.chart").count() == 3
+    assert shared.locator("img.chart").count() == 4
     assert no_overflow(shared), shared.evaluate(WIDEST)
     shared.screenshot(path=str(shots / f"report-shared-{size}.png"), full_page=True)
     tab.click("#share-revoke")
