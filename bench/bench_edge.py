@@ -23,6 +23,7 @@ from detectors.evaluation import (
     SIZES_PX,
     Clip,
     CountingSink,
+    evaluate,
     evaluate_frames,
     size_clip,
     synthetic_frames,
@@ -53,15 +54,8 @@ def run_clip(
         ok, buf = cv2.imencode(".jpg", frame.image, [cv2.IMWRITE_JPEG_QUALITY, cfg.jpeg_quality])
         jpeg_bytes[0] += len(buf)
 
-    result = evaluate_frames(
-        detector,
-        synthetic_frames(clip),
-        fps=clip.fps,
-        threshold=threshold,
-        min_face=clip.min_face,
-        on_frame=on_frame,
-        sink=sink,
-        score_from=score_from,
+    result = evaluate(
+        detector, clip, threshold=threshold, on_frame=on_frame, sink=sink, score_from=score_from
     )
     result["frame_jpeg_bytes"] = jpeg_bytes[0]
     if lingering:

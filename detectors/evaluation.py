@@ -220,7 +220,9 @@ def synthetic_frames(clip: Clip) -> Iterator[Frame]:
         yield source.render(index)
 
 
-def evaluate(detector, clip: Clip, *, threshold: float, on_frame=None, sink=None) -> dict:
+def evaluate(
+    detector, clip: Clip, *, threshold: float, on_frame=None, sink=None, score_from: int = 0
+) -> dict:
     """Run the capture loop over the synthetic `clip` with `detector` (evaluate_frames)."""
     return evaluate_frames(
         detector,
@@ -230,6 +232,7 @@ def evaluate(detector, clip: Clip, *, threshold: float, on_frame=None, sink=None
         min_face=clip.min_face,
         on_frame=on_frame,
         sink=sink,
+        score_from=score_from,
     )
 
 
