@@ -280,10 +280,9 @@ def test_without_rekognition_only_bandwidth_and_latency_are_shown(worlds, client
 def test_bytes_and_rekognition_cost_per_hour_use_the_cameras_faces_and_the_price(worlds, settings):
     ours, _ = worlds
     settings.REKOGNITION_PRICE_USD_PER_IMAGE = 0.002
-    run = start(ours)
+    # the last whole hour, inside the run (a run that began mid-hour put these faces in two hours)
     hour = timezone.now().replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
-    if hour < run.starts_at:
-        hour = run.starts_at
+    run = start(ours, starts_at=hour - timedelta(minutes=1), now=hour - timedelta(minutes=1))
     for i in range(128):  # the faces these cameras sent that hour (every one, sampled or not)
         Observation.objects.create(
             organization=ours.organization, festival=ours.festival, stage=ours.stage,
