@@ -68,7 +68,8 @@ def test_report_page_publish_and_rebuild_by_clicking(page, shots):
     tab, base, ours, report, size = page
     tab.goto(f"{base}/reports/{report.pk}/")
     assert "CEST" in tab.locator("#when").inner_text()
-    assert tab.locator("img.chart").count() == 4  # vibe v2 and its components, vibe v1, crowd size, shares
+    # vibe v2 and its components, vibe v1, crowd size, expression shares
+    assert tab.locator("img.chart").count() == 4
     for image in tab.locator("img.chart").all():
         assert image.evaluate("i => i.naturalWidth") > 300
     tab.screenshot(path=str(shots / f"report-{size}.png"), full_page=True)
