@@ -19,7 +19,9 @@ stopped: if the analyzer or the ingest fell behind, this is where it shows.
 
 `crops_uploaded` is the sum of the cameras' own upload counters (each prints a JSON summary when it
 stops); `lost` = crops uploaded − observation rows after the drain (one face per crop with the
-local model), which must be 0. `crops_left_in_s3` must be 0 too: crops are deleted after analysis.
+local model) − the crops the edge-mode camera sent for the demo's comparison run (each becomes a
+comparison pair, not an observation), which must be 0. `crops_left_in_s3` must be 0 too: crops
+are deleted after analysis.
 """
 
 from __future__ import annotations
@@ -186,6 +188,15 @@ def crops_left(moto_port: int) -> int | None:
         return None
 
 
+def edge_comparison_pairs(db_path: Path) -> int:
+    """Crops an edge-mode camera sent for the demo's comparison run: each becomes one comparison
+    pair and no observation (the camera wrote its own scores), so `lost` leaves them out."""
+    with sqlite3.connect(f"file:{db_path}?mode=ro", uri=True) as db:
+        return db.execute(
+            "SELECT COUNT(*) FROM emotions_comparisonreading WHERE mode = 'edge'"
+        ).fetchone()[0]
+
+
 def main() -> int:
     sys.path.insert(0, str(ROOT))
     from bench.results import record
@@ -229,6 +240,7 @@ def main() -> int:
         finally:
             stop_demo(demo)
         log_text, in_db = finished_demo(demo, log_path, db_path)
+        edge_pairs = edge_comparison_pairs(db_path)
         if tracker.db is not None:
             tracker.db.close()
     elapsed = time.monotonic() - started
@@ -257,7 +269,8 @@ def main() -> int:
             "crops_uploaded": uploaded,
             "cameras_reporting": cameras,
             "observations_in_db": in_db,
-            "lost": uploaded - in_db,
+            "comparison_edge_crops": edge_pairs,
+            "lost": uploaded - in_db - edge_pairs,
             "crops_left_in_s3": left_in_s3,
             "queue_depth_max": max(depths),
             "queue_depth_p95": percentile([float(d) for d in depths], 95),
