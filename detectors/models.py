@@ -76,7 +76,7 @@ class Evaluation(TenantModel):
 
     face_model = models.ForeignKey(FaceModel, on_delete=models.CASCADE, related_name="evaluations")
     clip = models.JSONField(
-        help_text="Synthetic clip parameters (edge_package.evaluation.Clip), or the labelled clip "
+        help_text="Synthetic clip parameters (detectors.evaluation.Clip), or the labelled clip "
         '({"labelled_clip": id, "name": ...}).'
     )
     threshold = models.FloatField()
