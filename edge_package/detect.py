@@ -20,7 +20,9 @@ SHORT_RANGE_MODEL = "face_detection_short_range.tflite"
 HAAR_MODEL = "haarcascade_frontalface_default.xml"
 MASK_GRID = 8  # px per cell of the mask raster that decides which tiles are never searched
 MOTION_LEVEL = 24  # grey-level change that counts a thumbnail pixel as moved
-MOTION_PIXELS = 3  # moved thumbnail pixels (1/4 resolution) that flag a fine tile
+# Moved thumbnail pixels (1/4 resolution) that flag a tile: a new 24 px head changes 75-110 of
+# them on the synthetic background; 3 let a face drifting by a fraction of a pixel flag its tiles.
+MOTION_PIXELS = 12
 # With a finer scheduled level, a coarser level's boxes under this many model px are dropped: at
 # that size the coarse level finds the head but not the face's size (a 24 px face as a 41 px box).
 COARSE_MIN_MODEL_PX = 18
@@ -28,6 +30,19 @@ COARSE_MIN_MODEL_PX = 18
 # size reliably (BlazeFace full range: from about 24 model px; at 18 px it misses 1 in 6).
 RELIABLE_MODEL_PX = 24
 SCENE_CHANGE = 0.4  # share of moved thumbnail pixels that means another scene: drop held faces
+# A held face is dropped after this many searches, at a level that sees its size, that miss it in
+# a row: BlazeFace misses a hard face (profile, blur, occlusion) on one visit in ten or so, and one
+# miss used to drop it until that tile's next visit (a sweep later).
+MISSES_TO_DROP = 2
+# A scheduled tile is idle when nothing changed in it since its last visit (no thumbnail motion)
+# and no face was reported in it (nor found on its last EMPTY_VISITS visits): searching it again
+# would give the same answer. It is searched again only after this many sweeps of its level (a
+# face that appeared too faintly for the motion threshold is still found), so a still, empty
+# picture costs a few model runs a frame, not 12.
+IDLE_SWEEPS = 4
+# ... and only after this many visits in a row found nothing there: a hard face the model missed
+# twice (and was dropped) gets its tile's regular turn a while longer.
+EMPTY_VISITS = 2
 
 
 # What the camera runs (EdgeRunner): the whole frame every frame, and two tiled levels searched a
@@ -302,7 +317,8 @@ class BlazeFaceDetector(FaceDetector):
         """One model pass on a normalised RGB tile (<= input size, padded); boxes in tile px."""
         th, tw = tile.shape[:2]
         canvas = self._canvas
-        canvas.fill(-1.0)
+        if (th, tw) != canvas.shape[1:3]:
+            canvas.fill(-1.0)  # padding; a whole tile overwrites every pixel
         canvas[0, :th, :tw] = tile
         self._interp.set_tensor(self._input_index, canvas)
         self._interp.invoke()
@@ -386,12 +402,13 @@ class BlazeFaceDetector(FaceDetector):
                     out.append(Detection(x1, y1, x2 - x1, y2 - y1, score))
         if self.scheduled:
             out = self._hold(out, searched)
+            self._mark_busy(out)
         return out
 
     # --- scheduled levels: a few tiles a frame, faces held between visits ------------------------
     def reset(self) -> None:
         """Forget faces held and the tile schedule (a new source, a pause, new masks)."""
-        self._held = []  # (Detection, frame number last seen fresh)
+        self._held = []  # (Detection, frame number last seen fresh, searches that missed it)
         self._plans = None  # frame size -> per scheduled level: tile regions, ages, motion flags
         self._thumb = None
         self._frame_no = 0
@@ -443,14 +460,23 @@ class BlazeFaceDetector(FaceDetector):
                 border = (x0 == 0, y0 == 0, x0 + tw >= sw, y0 + th >= sh)
                 tiles.append(((rx0, ry0, rx1, ry1), (tw, th), border))
             ages = np.zeros(len(tiles))
+            sweep = -(-len(tiles) // max(1, per_frame))
             levels.append(
                 {
                     "scale": scale,
                     "per_frame": per_frame,
                     "min_score": min_score,
                     "tiles": tiles,
+                    "regions": np.array([t[0] for t in tiles], np.float64).reshape(-1, 4),
                     "age": ages,
                     "moved": np.zeros(len(tiles), bool),
+                    # a face was reported in the tile on the last frame (fresh or held)
+                    "busy": np.zeros(len(tiles), bool),
+                    # visits in a row that found nothing there (idle from EMPTY_VISITS on)
+                    "empty": np.zeros(len(tiles), np.int32),
+                    "sweep": sweep,
+                    "idle_after": IDLE_SWEEPS * sweep,
+                    "overlap": overlap,
                 }
             )
         self._plans = ((width, height), levels)
@@ -488,22 +514,33 @@ class BlazeFaceDetector(FaceDetector):
         self._frame_no += 1
         self._motion(frame, levels)
         searched = []
-        for level in levels:
+        for level_no, level in enumerate(levels):
             tiles, age, moved = level["tiles"], level["age"], level["moved"]
             age += 1
             # Motion is worth one sweep of waiting: a moving tile jumps the queue, a still one
             # is never starved.
             priority = age + moved * (len(tiles) / max(1, level["per_frame"]))
+            # Due: a tile with motion since its last visit at once; one with a face in it once a
+            # sweep (the round-robin's pace); an idle one (still and empty) every IDLE_SWEEPS.
+            active = level["busy"] | (level["empty"] < EMPTY_VISITS)
+            due = moved | (active & (age >= level["sweep"])) | (age >= level["idle_after"])
             done = 0
             for i in np.argsort(-priority, kind="stable"):
                 if done >= level["per_frame"]:
                     break
+                if not due[i]:
+                    continue
                 (rx0, ry0, rx1, ry1), (tw, th), border = tiles[i]
                 age[i], moved[i] = 0, False
+                level["empty"][i] += 1  # back to 0 in _mark_busy if a face is reported there
                 if self._masked(rx0, ry0, rx1, ry1):
                     continue  # privacy masks: never searched, and costs nothing
                 done += 1
-                tile = cv2.resize(frame[ry0:ry1, rx0:rx1], (tw, th), interpolation=cv2.INTER_AREA)
+                region = frame[ry0:ry1, rx0:rx1]
+                if region.shape[:2] == (th, tw):
+                    tile = region  # full resolution: the frame's own pixels, no resize
+                else:
+                    tile = cv2.resize(region, (tw, th), interpolation=cv2.INTER_AREA)
                 hit = self._tile_boxes(
                     self._normalise(tile),
                     border,
@@ -512,7 +549,7 @@ class BlazeFaceDetector(FaceDetector):
                 )
                 if hit is not None:
                     found.append((*hit, level["scale"]))
-                searched.append((rx0, ry0, rx1, ry1, level["scale"]))
+                searched.append((rx0, ry0, rx1, ry1, level["scale"], level_no, i))
         return searched
 
     def _drop_coarse_boxes_around_small_faces(self, found: list) -> list:
@@ -520,7 +557,7 @@ class BlazeFaceDetector(FaceDetector):
         size; where a finer level (this frame, or a face held) has a small face inside such a box,
         the coarse box is dropped rather than blended into a wrong-sized one."""
         fine = [(b, sc) for b, _, sc in found] + [
-            (np.array([[d.x, d.y, d.x + d.w, d.y + d.h]]), float("inf")) for d, _ in self._held
+            (np.array([[d.x, d.y, d.x + d.w, d.y + d.h]]), float("inf")) for d, _, _ in self._held
         ]
         finest = max(lv[0] for lv in self.scheduled)
         out = []
@@ -553,25 +590,65 @@ class BlazeFaceDetector(FaceDetector):
         )
         finest = max(lv[0] for lv in self.scheduled)
         carried = []
-        for det, seen in self._held:
+        for det, seen, misses in self._held:
             if any(iou(det.box, f.box) >= 0.3 for f in fresh):
                 continue  # seen again: the fresh box replaces it
             if self._frame_no - seen > limit:
                 continue
             x, y, w, h = det.x, det.y, det.w, det.h
-            if any(
-                x >= rx0
+            visits = [
+                (level_no, tile_no)
+                for rx0, ry0, rx1, ry1, sc, level_no, tile_no in searched
+                if x >= rx0
                 and y >= ry0
                 and x + w <= rx1
                 and y + h <= ry1
                 # only a level that can see a face this size may say it is gone
                 and (sc >= finest or w * sc >= RELIABLE_MODEL_PX)
-                for rx0, ry0, rx1, ry1, sc in searched
-            ):
-                continue  # searched where it was and not found: gone
-            carried.append((det, seen))
-        self._held = [(d, self._frame_no) for d in fresh] + carried
-        return fresh + [Detection(d.x, d.y, d.w, d.h, d.score, held=True) for d, _ in carried]
+            ]
+            if visits:
+                # Searched where it was and not found: gone after MISSES_TO_DROP such visits in a
+                # row (the model misses a hard face now and then). Its tiles are searched again
+                # on the next frame, so a person who left is dropped within a frame or two.
+                misses += 1
+                if misses >= MISSES_TO_DROP:
+                    continue
+                for level_no, tile_no in visits:
+                    self._plans[1][level_no]["moved"][tile_no] = True
+            carried.append((det, seen, misses))
+        self._held = [(d, self._frame_no, 0) for d in fresh] + carried
+        return fresh + [Detection(d.x, d.y, d.w, d.h, d.score, held=True) for d, _, _ in carried]
+
+    def _mark_busy(self, reported: list[Detection]) -> None:
+        """Flag each scheduled level's tiles that overlap a face reported this frame (fresh or
+        held) of a size that level is there for: from RELIABLE_MODEL_PX (any size at the finest
+        level) up to the level's overlap (any size at the coarsest). A busy tile keeps its turn
+        once a sweep; the others are idle until something moves in them."""
+        boxes = np.array([[d.x, d.y, d.x + d.w, d.y + d.h] for d in reported], np.float64)
+        scales = [lv["scale"] for lv in self._plans[1]]
+        for level in self._plans[1]:
+            sc = level["scale"]
+            if len(boxes):
+                size = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]) * sc
+                mine = np.ones(len(boxes), bool)
+                if sc < max(scales):
+                    mine &= size >= RELIABLE_MODEL_PX
+                if sc > min(scales):
+                    mine &= size <= level["overlap"]
+                b = boxes[mine]
+            else:
+                b = boxes
+            if not len(b):
+                level["busy"][:] = False
+                continue
+            r = level["regions"]
+            level["busy"][:] = (
+                (b[None, :, 0] < r[:, None, 2])
+                & (b[None, :, 2] > r[:, None, 0])
+                & (b[None, :, 1] < r[:, None, 3])
+                & (b[None, :, 3] > r[:, None, 1])
+            ).any(axis=1)
+            level["empty"][level["busy"]] = 0
 
 
 class HaarDetector(FaceDetector):

@@ -90,7 +90,7 @@ def test_masked_areas_are_not_searched(camera, background, monkeypatch):
     for _ in range(2 * sweep_frames(camera)):
         assert not any(iou(d.box, truth) > 0.1 for d in camera.detect(image))
     assert searched, "the unmasked half is searched"
-    assert all(x1 > W * 0.5 - 8 for _, _, x1, _, _ in searched)  # no fine tile wholly masked
+    assert all(x1 > W * 0.5 - 8 for _, _, x1, *_ in searched)  # no fine tile wholly masked
 
 
 def test_the_tracker_holds_a_face_between_visits_and_sends_it_once(background):
@@ -132,3 +132,94 @@ def test_no_faces_on_crowd_free_frames(camera, background):
             ).astype(np.uint8)
         )
         assert camera.detect(frame) == []
+
+
+def model_runs(detector) -> list[int]:
+    """Count the detector's model passes (appended per frame by the caller)."""
+    counts = [0]
+    infer = detector._infer
+
+    def counting(*args, **kwargs):
+        counts[0] += 1
+        return infer(*args, **kwargs)
+
+    detector._infer = counting
+    return counts
+
+
+def test_a_still_empty_scene_costs_a_few_model_runs_a_frame(camera, background):
+    """Tiles where nothing moved and nobody was seen are idle: searching them again would give
+    the same answer, so after the first sweep the camera spends far fewer than its 12 runs."""
+    sweep = sweep_frames(camera)
+    counts = model_runs(camera)
+    per_frame = []
+    for _ in range(4 * sweep):
+        counts[0] = 0
+        assert camera.detect(background) == []
+        per_frame.append(counts[0])
+    assert per_frame[0] == 12  # the first frame: everything is new
+    settled = per_frame[2 * sweep :]  # each tile searched twice and found empty
+    assert sum(settled) / len(settled) < 4
+
+
+def test_a_new_face_in_a_still_scene_is_found_at_once(camera, background):
+    sweep = sweep_frames(camera)
+    for _ in range(2 * sweep):  # every tile idle by now
+        camera.detect(background)
+    image, truth = with_face(background, 24, 700, 820)
+    found = [any(iou(d.box, truth) >= 0.4 for d in camera.detect(image)) for _ in range(3)]
+    assert any(found[:2]), "the tile where the picture changed is searched on the next frame"
+
+
+def test_one_missed_visit_does_not_drop_a_still_face_but_leaving_does(camera, background):
+    image, truth = with_face(background, 32, 1000, 400)
+    sweep = sweep_frames(camera)
+    outputs = [camera.detect(image) for _ in range(sweep + 2)]
+    assert any(iou(d.box, truth) >= 0.4 for d in outputs[-1]), "found within a sweep"
+    # The model misses the face on its next visit (a blink, a flash): the face is still held.
+    real = camera._tile_boxes
+    missed = []
+
+    def blink(tensor, edges, to_frame, min_score=0.0):
+        hit = real(tensor, edges, to_frame, min_score)
+        # One frame (every tile searched in it) where the full-resolution level misses the face.
+        if hit is not None and missed in ([], [camera._frame_no]) and to_frame[0] == 1.0:
+            boxes, scores = hit
+            keep = [iou((b[0], b[1], b[2] - b[0], b[3] - b[1]), truth) < 0.1 for b in boxes]
+            if not all(keep):
+                missed[:] = [camera._frame_no]
+                return (boxes[keep], scores[keep]) if any(keep) else None
+        return hit
+
+    camera._tile_boxes = blink
+    for _ in range(2 * sweep):
+        assert any(iou(d.box, truth) >= 0.4 for d in camera.detect(image))
+    assert missed, "the face's tile was searched (and missed it) meanwhile"
+    camera._tile_boxes = real
+    # The person leaves: the picture changes there, the tile is searched at once, and the face
+    # is gone within a few frames (not held for a sweep).
+    gone_after = next(
+        n
+        for n in range(sweep)
+        if not any(iou(d.box, truth) > 0.1 for d in camera.detect(background))
+    )
+    assert gone_after <= 2
+
+
+@pytest.mark.parametrize(("size", "sent"), [(44, True), (32, False)])
+def test_the_default_config_sends_faces_from_40_px(background, size, sent):
+    """min_face_px defaults to Rekognition's documented minimum face size at 1080p (40 px), on
+    the detector's box (a few percent either side of the face): a 44 px face is cropped and sent
+    (the old default, 48, refused it); a 32 px face is found and tracked but not sent."""
+    cfg = parse_config({**BASE, "throttle_interval_s": 10})
+    assert cfg.min_face_px == 40
+    sink = Recorder()
+    runner = EdgeRunner(cfg, sink=sink)
+    image, truth = with_face(background, size, 1000, 400, portrait="camera")
+    for index in range(30):
+        runner.process_frame(Frame(image=image, index=index, captured_at_ms=index * 66), index / 15)
+    runner.flush(30 / 15)
+    assert runner.faces_detected > 0, "the face is found either way"
+    assert any(iou(r.box, truth) >= 0.4 for r in sink.releases) is sent
+    if not sent:
+        assert runner.rejected.get("small", 0) > 0
