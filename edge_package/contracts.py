@@ -728,7 +728,10 @@ EDGE_CONFIG_DEFAULTS: dict = {
     "fps_cap": 15.0,
     "detection_threshold": 0.45,  # chosen on held-out synthetic crowds (docs/edge.md)
     "crop_margin": 0.25,
-    "min_face_px": 48,
+    # Crops of smaller faces are not sent (they are still detected and tracked): 40 px is
+    # Rekognition's documented minimum face size in a 1920x1080 image, and the local model reads a
+    # 64x64 grey face, so a 40 px face is upscaled 1.6x (docs/edge.md, "Which faces are sent").
+    "min_face_px": 40,
     "jpeg_quality": 85,
     "throttle_interval_s": 10.0,
     "upload_budget_per_min": 120,

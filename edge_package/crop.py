@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from edge_package.contracts import EDGE_CONFIG_DEFAULTS
 from edge_package.detect import Detection
 
 MAX_CROP_SIDE = 320  # the analyzers work at <= 256 px; larger crops only cost bytes
@@ -23,7 +24,7 @@ MAX_CROP_FRAME_SHARE = 0.5
 
 @dataclass(frozen=True)
 class QualityGate:
-    min_face_px: int = 48
+    min_face_px: int = EDGE_CONFIG_DEFAULTS["min_face_px"]
     min_sharpness: float = 20.0  # variance of the Laplacian on the grey crop
     min_brightness: float = 35.0  # mean grey level
     max_brightness: float = 225.0
