@@ -33,12 +33,21 @@ from edge_package.detect import CAMERA_SCHEDULE, BlazeFaceDetector, DetectorErro
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 CLIP_FPS = 15.0
+NOISY_SENSOR = 8.0  # grey levels: a night camera whose noise trips the tile motion everywhere
 
 
 def run_clip(
-    detector, frames: int, *, faces: int, seed: int, threshold: float, lingering=True, score_from=0
+    detector,
+    frames: int,
+    *,
+    faces: int,
+    seed: int,
+    threshold: float,
+    lingering=True,
+    score_from=0,
+    noise: float = 0.0,
 ):
-    clip = Clip(frames=frames, faces=faces, seed=seed, min_face=MIN_FACE, fps=CLIP_FPS)
+    clip = Clip(frames=frames, faces=faces, seed=seed, min_face=MIN_FACE, fps=CLIP_FPS, noise=noise)
     sink = CountingSink()
     positions: dict[int, list] = {}
     detected_ids: set[int] = set()
@@ -198,6 +207,16 @@ def main(argv=None) -> dict:
     # 0.45 was chosen on a different seed (11) than the one reported here (2026): see docs/edge.md.
     parser.add_argument("--threshold", type=float, default=0.45)
     parser.add_argument("--seed", type=int, default=2026)
+    # Over-fitting guard: the schedule was tuned on seed 11; the same per-size clips on other
+    # seeds, reported apart (recall_by_size_px_seed<k>).
+    parser.add_argument("--extra-seeds", default="11,7", help="'' for none")
+    parser.add_argument("--seed-frames", type=int, default=90, help="per size, extra seeds")
+    # Worst case for the tile schedule: sensor noise makes every fine tile read as moving, so no
+    # tile is idle (fps_1080p_cpu_all_moving).
+    parser.add_argument("--noisy-frames", type=int, default=150, help="0 to skip")
+    parser.add_argument(
+        "--dry-run", action="store_true", help="print the figures, do not write results.json"
+    )
     args = parser.parse_args(argv)
     cv2.setNumThreads(1)
     from bench.peers import CenterFace, Res10SSD
@@ -220,6 +239,28 @@ def main(argv=None) -> dict:
         threshold=args.threshold,
         score_from=args.warmup,
     )
+    extra_seeds = {}
+    for seed in [int(k) for k in filter(None, args.extra_seeds.split(","))]:
+        extra_seeds[seed] = by_size(
+            ours_detector,
+            frames=args.seed_frames,
+            seed=seed,
+            threshold=args.threshold,
+            score_from=args.warmup,
+        )
+    noisy = None
+    if args.noisy_frames:
+        ours_detector.reset()
+        noisy = run_clip(
+            ours_detector,
+            args.noisy_frames,
+            faces=args.faces,
+            seed=args.seed,
+            threshold=args.threshold,
+            lingering=False,
+            score_from=args.warmup,
+            noise=NOISY_SENSOR,
+        )
     real = (
         by_size(
             ours_detector,
@@ -258,6 +299,7 @@ def main(argv=None) -> dict:
         "recall_by_size_px": _table(sizes, "recall"),
         "precision_by_size_px": _table(sizes, "precision"),
         "fps_by_size_px": _table(sizes, "fps", 2),
+        "cpu_fps_by_size_px": _table(sizes, "cpu_fps", 2),
         "first_found_frames_by_size_px": {k: r["first_found_frames"] for k, r in sizes.items()},
         "real_photo_recall_by_size_px": _table(real, "recall"),
         "real_photo_precision_by_size_px": _table(real, "precision"),
@@ -272,6 +314,23 @@ def main(argv=None) -> dict:
             "frames_per_size": args.before_frames,
         },
         "peers": peers,
+        **{
+            f"{name}_seed{seed}": _table(results, key)
+            for seed, results in extra_seeds.items()
+            for name, key in (
+                ("recall_by_size_px", "recall"),
+                ("precision_by_size_px", "precision"),
+            )
+        },
+        **(
+            {
+                "fps_1080p_cpu_all_moving": round(noisy["cpu_fps"], 2),
+                "recall_48px_all_moving": round(noisy["recall"], 4),
+                "precision_all_moving": round(noisy["precision"], 4),
+            }
+            if noisy
+            else {}
+        ),
         "upload_ratio_vs_naive": round(ours["uploads"] / max(1, ours["naive_uploads"]), 5),
         "bytes_ratio_vs_frames": round(ours["bytes_sent"] / max(1, ours["frame_jpeg_bytes"]), 5),
         "lingering_faces": ours["lingering_faces"],
@@ -296,6 +355,10 @@ def main(argv=None) -> dict:
             "sizes_px": list(SIZES_PX),
             "size_floor_px": SIZE_FLOOR_PX,
             "seed": args.seed,
+            "extra_seeds": sorted(extra_seeds),
+            "seed_frames": args.seed_frames,
+            "all_moving": f"the main clip, {args.noisy_frames} frames, sensor noise {NOISY_SENSOR}"
+            " grey levels (every fine tile reads as moving)",
             "detector": "blazeface full range; whole frame every frame, tiles at "
             + ", ".join(f"{lv[0]} ({lv[1]}/frame)" for lv in CAMERA_SCHEDULE["scheduled"])
             + " round-robin, motion first, faces held between visits; 1 thread",
@@ -305,7 +368,7 @@ def main(argv=None) -> dict:
             "jpeg_quality": EDGE_CONFIG_DEFAULTS["jpeg_quality"],
         },
     }
-    saved = record("edge", figures)
+    saved = figures if args.dry_run else record("edge", figures)
     for key, value in saved.items():
         print(f"{key}: {value}")
     return saved

@@ -44,6 +44,9 @@ class Clip:
     max_face: int = 160
     fps: float = 15.0
     dwell_s: float = 24.0
+    # Sensor noise (grey levels, per pixel and frame): at 8 every fine tile reads as moving, the
+    # camera's worst case for the tile schedule (edge_package.detect, IDLE_SWEEPS).
+    noise: float = 0.0
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -215,6 +218,7 @@ def synthetic_frames(clip: Clip) -> Iterator[Frame]:
         max_face=clip.max_face,
         dwell=int(clip.dwell_s * clip.fps),
         seed=clip.seed,
+        noise=clip.noise,
     )
     for index in range(clip.frames):
         yield source.render(index)
