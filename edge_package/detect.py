@@ -470,6 +470,16 @@ class BlazeFaceDetector(FaceDetector):
                     "min_score": min_score,
                     "tiles": tiles,
                     "regions": np.array([t[0] for t in tiles], np.float64).reshape(-1, 4),
+                    # each tile's rows and columns in the motion thumbnail (1/4), for its integral
+                    "cells": tuple(
+                        np.array(v, np.intp)
+                        for v in zip(
+                            *[
+                                (ry0 // 4, rx0 // 4, -(-ry1 // 4), -(-rx1 // 4))
+                                for (rx0, ry0, rx1, ry1), _, _ in tiles
+                            ]
+                        )
+                    ),
                     "age": ages,
                     "moved": np.zeros(len(tiles), bool),
                     # a face was reported in the tile on the last frame (fresh or held)
@@ -501,12 +511,37 @@ class BlazeFaceDetector(FaceDetector):
             for level in levels:
                 level["moved"][:] = True
             return
-        counts = cv2.integral(changed)
         for level in levels:
-            for i, ((rx0, ry0, rx1, ry1), _, _) in enumerate(level["tiles"]):
-                a, b, c, d = ry0 // 4, rx0 // 4, -(-ry1 // 4), -(-rx1 // 4)
-                if counts[c, d] - counts[a, d] - counts[c, b] + counts[a, b] >= MOTION_PIXELS:
-                    level["moved"][i] = True
+            # A face already reported that another level is there for (a 100 px face at full
+            # resolution) moving is not news to this level: its pixels do not flag its tiles.
+            others = [
+                d
+                for d, _, _ in self._held
+                if not self._level_sees(level, max(d.w, d.h), [lv["scale"] for lv in levels])
+            ]
+            level_changed = changed
+            if others:
+                level_changed = changed.copy()
+                for d in others:
+                    m = 0.25 * max(d.w, d.h)
+                    level_changed[
+                        max(0, int((d.y - m) // 4)) : max(0, int(-(-(d.y + d.h + m) // 4))),
+                        max(0, int((d.x - m) // 4)) : max(0, int(-(-(d.x + d.w + m) // 4))),
+                    ] = 0
+            counts = cv2.integral(level_changed)
+            a, b, c, e = level["cells"]
+            level["moved"] |= (
+                counts[c, e] - counts[a, e] - counts[c, b] + counts[a, b] >= MOTION_PIXELS
+            )
+
+    @staticmethod
+    def _level_sees(level: dict, size: float, scales: list) -> bool:
+        """Is a face `size` frame px wide one this scheduled level is there for: from
+        RELIABLE_MODEL_PX (any size at the finest level) up to its overlap (any at the coarsest)?"""
+        sc = level["scale"]
+        if sc < max(scales) and size * sc < RELIABLE_MODEL_PX:
+            return False
+        return not (sc > min(scales) and size * sc > level["overlap"])
 
     def _scheduled_pass(self, frame: np.ndarray, found: list) -> list:
         """Search each scheduled level's `per_frame` tiles: those with motion since their last
@@ -627,19 +662,11 @@ class BlazeFaceDetector(FaceDetector):
         level) up to the level's overlap (any size at the coarsest). A busy tile keeps its turn
         once a sweep; the others are idle until something moves in them."""
         boxes = np.array([[d.x, d.y, d.x + d.w, d.y + d.h] for d in reported], np.float64)
+        boxes = boxes.reshape(-1, 4)
         scales = [lv["scale"] for lv in self._plans[1]]
         for level in self._plans[1]:
-            sc = level["scale"]
-            if len(boxes):
-                size = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]) * sc
-                mine = np.ones(len(boxes), bool)
-                if sc < max(scales):
-                    mine &= size >= RELIABLE_MODEL_PX
-                if sc > min(scales):
-                    mine &= size <= level["overlap"]
-                b = boxes[mine]
-            else:
-                b = boxes
+            mine = [self._level_sees(level, d.size, scales) for d in reported]
+            b = boxes[np.array(mine, bool)] if len(boxes) else boxes
             if not len(b):
                 level["busy"][:] = False
                 continue
