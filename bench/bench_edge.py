@@ -2,7 +2,7 @@
 
 The loop and the scoring live in detectors/evaluation.py, shared with the face model gate.
 
-`python -m bench.bench_edge` (about 1-2 minutes on 2 cores), one thread. Only
+`python -m bench.bench_edge` (about 6-8 minutes on 2 cores), one thread. Only
 EdgeRunner.process_frame is timed (detect, mask/gate, dedupe/throttle, JPEG-encode what is
 released); rendering the synthetic frame and the ground-truth bookkeeping are not. The throttle
 runs on the clip's own timeline (15 fps), so upload figures do not depend on machine speed.
