@@ -246,6 +246,8 @@ def main() -> int:
     elapsed = time.monotonic() - started
 
     uploaded, cameras = camera_uploads(log_text)
+    # the demo stops early (and says so) when one of its processes exits: the run is shorter
+    early = re.search(r"stopping: (.+) exited", log_text)
     visible = [(row[3] - row[0], row[0]) for row in tracker.rows.values() if row[3] is not None]
     if not visible:
         print(log_text[-4000:], file=sys.stderr)
@@ -266,6 +268,7 @@ def main() -> int:
             # bench_facefree's figures live in this section too: a rerun here keeps them
             **{k: v for k, v in previous.items() if k.startswith("facefree_")},
             "sustained_s": round(sustained, 1),
+            "demo_stopped_early": early.group(1) if early else None,
             "crops_uploaded": uploaded,
             "cameras_reporting": cameras,
             "observations_in_db": in_db,
