@@ -25,6 +25,7 @@ from edge_package.contracts import (
     ContractError,
     normalise_scores,
 )
+from emotions.comparison.derived import derived_fields
 from emotions.comparison.selectors import build_result
 from emotions.models import ComparisonReading, ComparisonRun, RejectionReason
 from festival.models import Festival
@@ -272,6 +273,7 @@ def store_pairs(entries: list, *, now: datetime | None = None) -> tuple[int, int
             refusals.append({**base, "reason": RejectionReason.NOT_IN_RUN, "detail": detail})
             continue
         valid += 1
+        received = datetime.fromtimestamp(entry.received_ms / 1000, tz=UTC)
         rows[(run.pk, sk)] = ComparisonReading(
             organization_id=run.organization_id,
             run=run,
@@ -281,11 +283,20 @@ def store_pairs(entries: list, *, now: datetime | None = None) -> tuple[int, int
             dynamo_sk=sk,
             mode=mode,
             captured_at=captured,
-            received_at=datetime.fromtimestamp(entry.received_ms / 1000, tz=UTC),
+            received_at=received,
             visible_at=now,
             crop_bytes=crop_bytes,
             edge_bytes=edge_bytes,
             **fields,
+            **derived_fields(
+                mode=mode,
+                captured_at=captured,
+                received_at=received,
+                visible_at=now,
+                rekognition_scores=fields["rekognition_scores"],
+                local_scores=fields["local_scores"],
+                local_done_ms=fields["local_done_ms"],
+            ),  # fmt: skip
         )
     created = 0
     by_run = defaultdict(list)
