@@ -31,7 +31,6 @@ import tracemalloc  # noqa: E402
 from datetime import UTC, date, datetime, timedelta  # noqa: E402
 
 from django.core.management import call_command  # noqa: E402
-from django.db import connection  # noqa: E402
 
 from bench.results import record  # noqa: E402
 
@@ -42,9 +41,7 @@ OBSERVATIONS_PER_PAIR = 4  # sample rate 0.25
 
 
 def _flush_tables() -> None:
-    with connection.cursor() as cursor:
-        for table in connection.introspection.django_table_names(only_existing=True):
-            cursor.execute(f'DELETE FROM "{table}"')
+    call_command("flush", interactive=False, verbosity=0)
 
 
 def _world(pairs: int):
@@ -60,8 +57,13 @@ def _world(pairs: int):
     )  # fmt: skip
     stage = Stage.objects.create(organization=org, festival=festival, name="Main", slug="main")
     cameras = [
-        Device.objects.create(organization=org, festival=festival, stage=stage,
-                              name=f"cam {i}", thing_name=f"bench-cam-{i}")  # fmt: skip
+        Device.objects.create(
+            organization=org,
+            festival=festival,
+            stage=stage,
+            name=f"cam {i}",
+            thing_name=f"bench-cam-{i}",
+        )  # fmt: skip
         for i in range(2)
     ]
     now = datetime.now(UTC).replace(microsecond=0)
@@ -145,6 +147,13 @@ def _measure(pairs: int) -> dict:
         started = time.process_time()
         assert services.refresh_comparison_runs(now=now) == 1
         cpu.append(time.process_time() - started)
+    if os.environ.get("BENCH_COMPARISON_PROFILE"):
+        import cProfile
+        import pstats
+
+        profile = cProfile.Profile()
+        profile.runcall(services.refresh_comparison_runs, now=now)
+        pstats.Stats(profile).sort_stats("cumulative").print_stats(25)
     tracemalloc.start()
     services.refresh_comparison_runs(now=now)
     _, peak = tracemalloc.get_traced_memory()

@@ -6,6 +6,7 @@ import math
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
+from django.db import connection
 from django.db.models import (
     BooleanField,
     Case,
@@ -18,7 +19,7 @@ from django.db.models import (
     Value,
     When,
 )
-from django.db.models.functions import TruncHour, TruncMinute
+from django.db.models.functions import Substr, TruncHour, TruncMinute
 from django.utils import timezone
 
 from edge_package.contracts import TOP_EMOTIONS, UNKNOWN_EXPRESSION
@@ -50,6 +51,35 @@ def page_context(run: ComparisonRun, *, now: datetime | None = None) -> dict:
         ],
         "computed": bool(result),
     }
+
+
+# Hours and minutes to group by. Django's Trunc on SQLite (the demo's database) calls a Python
+# function for every row, which was most of a refresh's time; SQLite keeps a datetime as UTC text
+# ("2026-07-10 21:04:05.123456"), so its first 13 or 16 characters are the UTC hour or minute.
+_PREFIX = {"hour": 13, "minute": 16}
+_TRUNC = {"hour": TruncHour, "minute": TruncMinute}
+
+
+def _bucket(field: str, kind: str, *, tz=UTC):
+    """An expression for `field`'s hour or minute in `tz` (read back with _bucket_time)."""
+    if connection.vendor == "sqlite" and tz is UTC:
+        return Substr(field, 1, _PREFIX[kind])
+    return _TRUNC[kind](field, tzinfo=tz)
+
+
+def _current_zone():
+    """The current time zone (the hours of the cameras' faces are counted in it, as before);
+    UTC itself when it is UTC, so that SQLite can count them without a Python call per row."""
+    zone = timezone.get_current_timezone()
+    return UTC if timezone.get_current_timezone_name() == "UTC" else zone
+
+
+def _bucket_time(value) -> datetime:
+    if isinstance(value, str):  # SQLite's "2026-07-10 21" or "2026-07-10 21:04"
+        return datetime.fromisoformat(value + (":00" if len(value) == 16 else ":00:00")).replace(
+            tzinfo=UTC
+        )
+    return value
 
 
 def _nearest_rank(values, share: float, n: int) -> float | None:
@@ -179,7 +209,7 @@ def build_result(run: ComparisonRun, *, now: datetime | None = None) -> dict:
     # faces it read, and how many it read.
     seen_both = both.filter(rekognition_faces__gt=0, local_faces__gt=0)
     minutes = (
-        seen_both.annotate(minute=TruncMinute("captured_at", tzinfo=UTC))
+        seen_both.annotate(minute=_bucket("captured_at", "minute"))
         .values("minute")
         .annotate(
             pairs=Count("id"),
@@ -212,6 +242,7 @@ def build_result(run: ComparisonRun, *, now: datetime | None = None) -> dict:
 
     minute_rows, xs, ys = [], [], []
     for group in minutes:
+        group["minute"] = _bucket_time(group["minute"])
         rek, loc = minute_energy(group, "rekognition"), minute_energy(group, "local")
         enough = group["pairs"] >= MIN_PAIRS_PER_MINUTE and rek is not None and loc is not None
         minute_rows.append(
@@ -237,10 +268,11 @@ def build_result(run: ComparisonRun, *, now: datetime | None = None) -> dict:
         for row in Observation.objects.filter(
             device_id__in=cameras, captured_at__gte=run.starts_at, captured_at__lt=run.ends_at
         )
-        .annotate(hour=TruncHour("captured_at"))
+        .annotate(hour=_bucket("captured_at", "hour", tz=_current_zone()))
         .values("hour")
         .annotate(faces=Count("id"))
     }
+    faces_per_hour = {_bucket_time(hour): faces for hour, faces in faces_per_hour.items()}
     per_face = {
         "cloud": round(totals["crop_bytes"] / totals["crops"]) if totals["crops"] else None,
         "edge": (
@@ -283,7 +315,7 @@ def build_result(run: ComparisonRun, *, now: datetime | None = None) -> dict:
     run_calls: dict[datetime, float] = {}
     extra_bytes: dict[datetime, int] = {}
     for row in (
-        readings.annotate(hour=TruncHour("captured_at", tzinfo=UTC))
+        readings.annotate(hour=_bucket("captured_at", "hour"))
         .values("hour")
         .annotate(
             n=Count("id"),
@@ -291,7 +323,7 @@ def build_result(run: ComparisonRun, *, now: datetime | None = None) -> dict:
             extra=Sum("crop_bytes", filter=Q(mode="edge")),
         )
     ):
-        hour = row["hour"]
+        hour = _bucket_time(row["hour"])
         run_calls[hour] = _settled(
             row["calls"] or 0.0,
             row["n"],
