@@ -346,6 +346,12 @@ class ComparisonRun(TenantModel):
         help_text="Share of each camera's crops read by both backends (0.001..1).",
     )
     cancelled_at = models.DateTimeField(null=True, blank=True, editable=False)
+    cancel_reason = models.CharField(
+        max_length=300,
+        blank=True,
+        editable=False,
+        help_text="Why the run ended early, when the service ended it (e.g. a mode switch).",
+    )
     settled_at = models.DateTimeField(
         null=True,
         blank=True,

@@ -57,13 +57,16 @@ class ComparisonRunSerializer(serializers.ModelSerializer):
             "sample_rate",
             "status",
             "cancelled_at",
+            "cancel_reason",
             "pairs",
             "refused",
             "result_at",
             "created_at",
             "page_url",
         ]
-        read_only_fields = ["key", "cancelled_at", "pairs", "refused", "result_at", "created_at"]
+        read_only_fields = [
+            "key", "cancelled_at", "cancel_reason", "pairs", "refused", "result_at", "created_at"
+        ]  # fmt: skip
 
     def get_status(self, run) -> str:
         return run.status_at(timezone.now())

@@ -41,6 +41,16 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.AddField(
+            model_name="comparisonrun",
+            name="cancel_reason",
+            field=models.CharField(
+                blank=True,
+                editable=False,
+                help_text="Why the run ended early, when the service ended it (e.g. a mode switch).",
+                max_length=300,
+            ),
+        ),
+        migrations.AddField(
             model_name="comparisonreading",
             name="latency_s",
             field=models.FloatField(
