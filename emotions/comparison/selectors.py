@@ -372,6 +372,14 @@ def build_result(run: ComparisonRun, *, now: datetime | None = None) -> dict:
             .distinct()
         )
     )
+    # Pairs without the camera's side (e.g. no_local_model: an older camera's cloud-mode crop
+    # read by an analyzer without the model), by reason: the page says why they count nowhere.
+    no_camera = dict(
+        readings.filter(local_available=False)
+        .values("local_reason")
+        .annotate(n=Count("id"))
+        .values_list("local_reason", "n")
+    )
     result = {
         "computed_at": now.isoformat(),
         "status": run.status_at(now),
@@ -379,6 +387,10 @@ def build_result(run: ComparisonRun, *, now: datetime | None = None) -> dict:
         "modes": {"cloud": totals["cloud"], "edge": totals["edge"]},
         "rekognition_available": rekognition_available,
         "rekognition_missing_reasons": missing,
+        "camera_reading_missing": {
+            "pairs": sum(no_camera.values()),
+            "reasons": sorted(reason or "unknown" for reason in no_camera),
+        },
         "agreement": {
             "labels": labels,
             "matrix": matrix,
