@@ -408,11 +408,12 @@ CELERY_BEAT_SCHEDULE: dict = {
     },
 }
 # Comparison runs (emotions.comparison, docs/comparison.md): the price of one DetectFaces image
-# in US dollars. Default: AWS's public price for Rekognition Image Group 2 APIs (DetectFaces
-# among them), US East (N. Virginia), first 1 million images a month: USD 0.001 per image
-# (aws.amazon.com/rekognition/pricing). Written 2026-12-02 from the published price list as the
-# author knew it; the build machine has no internet, so it was not re-read that day: verify it,
-# and set your region's and volume tier's price.
+# in US dollars. Default USD 0.001: Rekognition Image Group 2 APIs, first tier (first 1 million
+# images a month). https://aws.amazon.com/rekognition/pricing/ (read 2026-12-02 as a stored copy)
+# names DetectFaces a Group 2 API, billed per image in monthly volume tiers, but draws its
+# prices by script; the USD 0.0010 (next 1.5 million: 0.0008) is from a transcription of that
+# page dated 2026-10-07 (api-evangelist/amazon-rekognition), for US East (N. Virginia) as AWS's
+# examples are. Prices differ by region and fall with volume: set your region's and tier's.
 REKOGNITION_PRICE_USD_PER_IMAGE = float(
     os.environ.get("STAGEPULSE_REKOGNITION_PRICE_USD_PER_IMAGE", "0.001")
 )
