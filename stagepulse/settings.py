@@ -215,12 +215,18 @@ else:
     }
 
 # Password logins go through the brute-force guard (festival/login_guard.py, docs/security.md):
-# after this many failures per account, or per client address, in a window that long, every
-# login of that account (or from that address) is refused, right password included.
+# after this many failures at an account from one address, or from one address at any account,
+# in a window that long, those logins are refused, right password included.
 AUTHENTICATION_BACKENDS = ["festival.authentication.LockoutModelBackend"]
 LOGIN_FAILURES_PER_ACCOUNT = int(os.environ.get("LOGIN_FAILURES_PER_ACCOUNT", "5"))
 LOGIN_FAILURES_PER_ADDRESS = int(os.environ.get("LOGIN_FAILURES_PER_ADDRESS", "20"))
 LOGIN_LOCKOUT_SECONDS = int(os.environ.get("LOGIN_LOCKOUT_SECONDS", "900"))
+# guesses at one account spread over many addresses; it locks only addresses the account never
+# logged in from (remembered this many days), so the owner's usual places still get in
+LOGIN_FAILURES_PER_ACCOUNT_ALL_ADDRESSES = int(
+    os.environ.get("LOGIN_FAILURES_PER_ACCOUNT_ALL_ADDRESSES", "100")
+)
+LOGIN_KNOWN_ADDRESS_DAYS = int(os.environ.get("LOGIN_KNOWN_ADDRESS_DAYS", "30"))
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
