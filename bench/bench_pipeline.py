@@ -255,6 +255,11 @@ def main() -> int:
     freshness = [f for f, _ in visible]
     end = cameras_stopped_at or max(captured for _, captured in visible)
     last_minute = [f for f, captured in visible if captured >= end - 60]
+    # p95 per minute of capture since the first row: a slow start and a slow drift look different
+    first = min(captured for _, captured in visible)
+    by_minute: dict[int, list[float]] = {}
+    for f, captured in visible:
+        by_minute.setdefault(int((captured - first) // 60), []).append(f)
     sustained = (cameras_stopped_at or time.time()) - (tracker.first_answer_at or time.time())
     depths = queue.depths or [0]
     from bench.results import RESULTS_PATH
@@ -282,6 +287,7 @@ def main() -> int:
             "freshness_p95_s": percentile(freshness, 95),
             "freshness_max_s": round(max(freshness), 2),
             "freshness_p95_s_last_minute": percentile(last_minute, 95),
+            "freshness_p95_s_by_minute": [percentile(by_minute[m], 95) for m in sorted(by_minute)],
             "observations_visible": len(visible),
             "observations_visible_last_minute": len(last_minute),
             "never_visible": in_db - len(visible),
