@@ -1,6 +1,8 @@
 """Suite-wide fixtures: AWS calls never leave the machine, and every test gets fake credentials."""
 
+import copy
 import os
+import sys
 import warnings
 
 import pytest
@@ -85,13 +87,49 @@ def two_worlds(db):
     return make_world("ours"), make_world("theirs", public=False)
 
 
+def _tenant_worlds():
+    from tests.factories import add_tenant_rows, make_world
+
+    return add_tenant_rows(make_world("ours")), add_tenant_rows(make_world("theirs", public=False))
+
+
 @pytest.fixture
 def worlds(db):
     """Two worlds with a row of every tenant-owned model (tests.factories.add_tenant_rows): the
     generated cross-tenant checks of the API, the admin and the pages."""
-    from tests.factories import add_tenant_rows, make_world
+    return _tenant_worlds()
 
-    return add_tenant_rows(make_world("ours")), add_tenant_rows(make_world("theirs", public=False))
+
+@pytest.fixture(scope="module")
+def worlds_once(django_db_setup, django_db_blocker):
+    """`worlds`, written once for a whole module inside a transaction that is rolled back when
+    the module ends, as Django's TestCase.setUpTestData does for a class: each test's own
+    transaction is a savepoint inside it, so what a test writes is still undone after it. For
+    the generated cross-tenant matrices (hundreds of cases over the same two worlds); a module
+    that uses it must hold no transactional test. Tests take it through `worlds_copy`."""
+    from django.db import transaction
+    from django.test import override_settings
+
+    with django_db_blocker.unblock():
+        atomic = transaction.atomic()
+        atomic.__enter__()
+        try:  # the test hasher, as fast_password_hashing gives each test (this runs before it)
+            with override_settings(PASSWORD_HASHERS=FAST_PASSWORD_HASHERS):
+                built = _tenant_worlds()
+        except BaseException:
+            atomic.__exit__(*sys.exc_info())
+            raise
+    yield built
+    with django_db_blocker.unblock():
+        transaction.set_rollback(True)
+        atomic.__exit__(None, None, None)
+
+
+@pytest.fixture
+def worlds_copy(worlds_once, db):
+    """The module's `worlds_once` for one test: its own copies of the rows' Python objects (as
+    setUpTestData's TestData gives each test), the rows as the module wrote them."""
+    return copy.deepcopy(worlds_once)
 
 
 @pytest.fixture
@@ -101,10 +139,13 @@ def api_client():
     return APIClient()
 
 
+FAST_PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 @pytest.fixture(autouse=True)
 def fast_password_hashing(settings):
     """PBKDF2 costs ~0.3 s a user; tests create dozens. Production keeps the default hasher."""
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    settings.PASSWORD_HASHERS = FAST_PASSWORD_HASHERS
 
 
 @pytest.fixture(autouse=True)
