@@ -2,7 +2,8 @@
 service processes, the analyzer worker, and one simulated camera per stage running the real
 edge_package on a synthetic crowd whose size and mood differ per stage.
 
-`manage.py run_demo` drives it; the end-to-end test starts the same topology for a minute.
+`manage.py run_demo` drives it; the end-to-end test starts the same topology for about a minute
+(40 s of cameras).
 """
 
 from __future__ import annotations
