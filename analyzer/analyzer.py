@@ -44,6 +44,7 @@ from edge_package.contracts import (
 from .backends import Face
 from .comparison import (
     SecondLocalModel,
+    camera_reading,
     edge_reading,
     faces_reading,
     sampled_mode,
@@ -306,14 +307,22 @@ class Analyzer:
                 rekognition = faces_reading(
                     faces, done_ms=done_ms, calls=calls_share, model=self.backend.model
                 )
-                local, local_face = self.second_local.read(
-                    image, _detector_confidence(metadata), self._now_ms
-                )
             else:
                 rekognition = comparison_reading(available=False, reason="no_rekognition")
-                local = faces_reading(faces, done_ms=done_ms, calls=0.0, model=self.backend.model)
-                local_face = faces[0] if faces else None
-            edge_bytes = scores_item_bytes(crop, local_face, organization, local["model"])
+            camera = camera_reading(metadata)  # the camera read it itself
+            if camera is not None:
+                local, edge_bytes = camera
+            else:
+                if rekognition_here:  # an older camera: the analyzer's copy of the model
+                    local, local_face = self.second_local.read(
+                        image, _detector_confidence(metadata), self._now_ms
+                    )
+                else:
+                    local = faces_reading(
+                        faces, done_ms=done_ms, calls=0.0, model=self.backend.model
+                    )
+                    local_face = faces[0] if faces else None
+                edge_bytes = scores_item_bytes(crop, local_face, organization, local["model"])
         else:
             local, edge_bytes = edge_reading(metadata)
             if rekognition_here:

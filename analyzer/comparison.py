@@ -4,7 +4,9 @@ as one item (contracts.build_comparison_item) next to the observations.
 A crop's metadata says it is sampled (`comparison-run`) and in which mode its camera was:
 
 - cloud: the analyzer's own backend reads it as usual (its observation is written as for any
-  crop); the other backend reads the same decoded crop here;
+  crop); the camera's side of the pair is the camera's own reading, sent in the crop's metadata
+  as in edge mode (a Lambda bundle has no model: the model's wheels are too big for it); a crop
+  from an older camera without one is read here with the model when this analyzer has it;
 - edge: the camera already sent its own scores (they are in the metadata); the analyzer's backend
   reads the crop (Rekognition in production) and no observation is written, only the pair.
 
@@ -67,6 +69,20 @@ def edge_reading(metadata: dict) -> tuple[dict, int]:
         model=metadata.get(META_EDGE_MODEL, ""),
     )
     return reading, edge_bytes
+
+
+def camera_reading(metadata: dict) -> tuple[dict, int] | None:
+    """The camera's own reading of a cloud-mode sampled crop, when the camera sent one (cameras
+    read sampled crops with their model in both modes; an older release does not), else None. A
+    reading that breaks the contract is left out (logged), never half-used: the analyzer then
+    reads the crop itself if it has the model, or says it has none."""
+    if not metadata.get(META_EDGE_SCORES):
+        return None
+    try:
+        return edge_reading(metadata)
+    except ContractError as exc:
+        log.warning("comparison: the camera's reading of a cloud-mode crop is unusable: %s", exc)
+        return None
 
 
 def faces_reading(faces: list[Face], *, done_ms: int, calls: float, model: str) -> dict:

@@ -57,6 +57,20 @@ EMPTY_VISITS = 2
 CAMERA_SCHEDULE = {"tile_scales": (), "scheduled": ((0.375, 2, 64, 0.55), (1.0, 8, 64, 0.6))}
 
 
+def camera_schedule(min_face_px: int) -> dict:
+    """CAMERA_SCHEDULE for a camera that sends no face under `min_face_px`: a finer level is
+    searched only while the coarser ones would miss such a face (it is under RELIABLE_MODEL_PX
+    there). A camera sending 64 px faces and up skips the full-resolution level, 8 of its 11
+    model runs a frame; at the default 40 px every level runs."""
+    levels = sorted(CAMERA_SCHEDULE["scheduled"], key=lambda level: level[0])
+    kept = levels[:1]
+    for level in levels[1:]:
+        if min_face_px * kept[-1][0] >= RELIABLE_MODEL_PX:
+            break
+        kept.append(level)
+    return {**CAMERA_SCHEDULE, "scheduled": tuple(kept)}
+
+
 class DetectorError(RuntimeError):
     """A detector cannot start (model missing or unreadable); the message names the file."""
 

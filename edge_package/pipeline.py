@@ -20,7 +20,7 @@ from collections import deque
 
 from edge_package.crop import MaskSet, QualityGate, encode_jpeg, make_crop
 from edge_package.crowd import CrowdSignals
-from edge_package.detect import CAMERA_SCHEDULE, FrameShapeError, check_frame, make_detector
+from edge_package.detect import FrameShapeError, camera_schedule, check_frame, make_detector
 from edge_package.input_health import InputHealth
 from edge_package.sinks import Release
 from edge_package.sources import SourceError
@@ -186,13 +186,14 @@ class EdgeRunner:
             sha256,
             region=self.config.region,
             threshold=self.config.detection_threshold,
-            **CAMERA_SCHEDULE,
+            **camera_schedule(self.config.min_face_px),
         )
         return self.model_choice.detector
 
     def update_tunables(self, **changes) -> None:
         """Apply settings pushed from the service (pause, thresholds, masks) without a restart."""
         old_model, old_mode = self.config.face_model, self.config.mode
+        old_min_face = self.config.min_face_px
         was_face_free = self.config.face_free
         self.config = self.config.with_tunables(**changes)
         self.crowd.config = self.config
@@ -200,7 +201,10 @@ class EdgeRunner:
             self._enter_face_free()
         elif was_face_free and not self.config.face_free:
             self._ensure_detector()  # faces again: load the detector face-free mode never ran
-        if self.model_choice is not None and self.config.face_model != old_model:
+        searched_again = self.config.min_face_px != old_min_face  # the tile schedule follows it
+        if self.model_choice is not None and (
+            self.config.face_model != old_model or searched_again
+        ):
             if self.config.face_free:
                 self.detector = None  # loaded when face-free mode ends
             else:

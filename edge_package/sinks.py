@@ -214,13 +214,63 @@ class SpoolingSink:
         }
 
 
-class S3CropSink(SpoolingSink):
-    """Cloud mode: PutObject of the JPEG crop under the contract key, private and SSE-encrypted."""
+def scores_item(config, classifier, release: Release, key: str, analyzed_at_ms=None) -> dict:
+    """The observation item edge mode writes for this face: the camera's model's reading."""
+    return build_observation_item(
+        crop=parse_crop_key(key),
+        face_index=0,
+        scores=classifier.classify(release.image),
+        face_confidence=min(100.0, release.score * 100.0),  # 0..100, as the cloud writes
+        source="edge",
+        organization=config.organization,
+        model=getattr(classifier, "model_name", ""),
+        analyzed_at_ms=analyzed_at_ms or int(time.time() * 1000),
+    )
 
-    def __init__(self, config, spool, *, client=None, **kwargs):
+
+def camera_reading_metadata(item: dict, item_bytes: int) -> dict:
+    """The camera's own reading of a sampled crop, in the crop's S3 metadata (both modes)."""
+    return {
+        META_EDGE_SCORES: encode_scores(item["emotions"]),
+        META_EDGE_MODEL: str(item.get("model", ""))[:100],
+        META_EDGE_ANALYZED_AT_MS: str(item["analyzed_at_ms"]),
+        META_EDGE_BYTES: str(item_bytes),
+    }
+
+
+class S3CropSink(SpoolingSink):
+    """Cloud mode: PutObject of the JPEG crop under the contract key, private and SSE-encrypted.
+
+    A crop sampled by a comparison run also carries the camera's own reading of it (its model's
+    scores, as edge mode would send them), so that the analyzer needs no model of its own to
+    pair it with Rekognition (a Lambda bundle has none). The model is loaded on the first
+    sampled crop; a camera without it sends the crop without a reading (the analyzer then reads
+    it with its own model if it has one, else the pair says `no_local_model`)."""
+
+    def __init__(self, config, spool, *, client=None, classifier=None, **kwargs):
         super().__init__(spool, **kwargs)
         self.config = config
         self.client = client or aws_client("s3", config.region)
+        self.classifier = classifier
+        self.classifier_problem = ""
+
+    def _camera_reading(self, release: Release, key: str) -> dict:
+        if self.classifier is None and not self.classifier_problem:
+            try:
+                from edge_package.emotion_model import EmotionClassifier  # lazy: litert + fer
+
+                self.classifier = EmotionClassifier()
+            except Exception as exc:  # noqa: BLE001 - a camera without the model still uploads
+                self.classifier_problem = f"{type(exc).__name__}: {exc}"[:400]
+                self.last_error = f"comparison: no local model here ({self.classifier_problem})"
+        if self.classifier is None:
+            return {}
+        try:
+            item = scores_item(self.config, self.classifier, release, key)
+        except ValueError as exc:  # a crop the model cannot read: the analyzer will say so
+            self.last_error = f"comparison: the camera's model could not read a crop: {exc}"[:500]
+            return {}
+        return camera_reading_metadata(item, len(json.dumps(item).encode()))
 
     def prepare(self, release: Release) -> tuple[dict, bytes]:
         key = build_crop_key(
@@ -244,6 +294,7 @@ class S3CropSink(SpoolingSink):
         if release.comparison:
             meta["metadata"][META_COMPARISON_RUN] = release.comparison
             meta["metadata"][META_COMPARISON_MODE] = "cloud"
+            meta["metadata"].update(self._camera_reading(release, key))
         return meta, release.jpeg
 
     def send(self, release: Release) -> None:
@@ -308,16 +359,7 @@ class ObservationSink(SpoolingSink):
             release.captured_at_ms,
             release.seq,
         )
-        item = build_observation_item(
-            crop=parse_crop_key(key),
-            face_index=0,
-            scores=self.classifier.classify(release.image),
-            face_confidence=min(100.0, release.score * 100.0),  # 0..100, as the cloud writes
-            source="edge",
-            organization=self.config.organization,
-            model=getattr(self.classifier, "model_name", ""),
-            analyzed_at_ms=analyzed_at_ms or int(time.time() * 1000),
-        )
+        item = scores_item(self.config, self.classifier, release, key, analyzed_at_ms)
         meta = {"captured_at_ms": release.captured_at_ms, "kind": "observation"}
         return meta, json.dumps(item).encode()
 
@@ -343,10 +385,7 @@ class ObservationSink(SpoolingSink):
                 META_ORGANIZATION: self.config.organization,
                 META_COMPARISON_RUN: release.comparison,
                 META_COMPARISON_MODE: "edge",
-                META_EDGE_SCORES: encode_scores(observation["emotions"]),
-                META_EDGE_MODEL: str(observation.get("model", ""))[:100],
-                META_EDGE_ANALYZED_AT_MS: str(observation["analyzed_at_ms"]),
-                META_EDGE_BYTES: str(len(item)),
+                **camera_reading_metadata(observation, len(item)),
             },
         }
         return meta, release.jpeg

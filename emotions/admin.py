@@ -213,7 +213,9 @@ class ComparisonRunAdmin(FestivalZoneAdminMixin, TenantAdminMixin, admin.ModelAd
     list_display = ["__str__", "festival", "window", "sample_rate", "status", "pairs"]
     list_filter = ["festival"]
     list_select_related = ["festival"]
-    readonly_fields = ["page_link", "status", "key", "pairs", "refused", "result_at"]
+    readonly_fields = [
+        "page_link", "status", "cancel_reason", "key", "pairs", "refused", "result_at"
+    ]  # fmt: skip
     actions = ["cancel_runs", "recompute_results"]
 
     def festival_zone_for(self, obj):

@@ -346,6 +346,12 @@ class ComparisonRun(TenantModel):
         help_text="Share of each camera's crops read by both backends (0.001..1).",
     )
     cancelled_at = models.DateTimeField(null=True, blank=True, editable=False)
+    cancel_reason = models.CharField(
+        max_length=300,
+        blank=True,
+        editable=False,
+        help_text="Why the run ended early, when the service ended it (e.g. a mode switch).",
+    )
     settled_at = models.DateTimeField(
         null=True,
         blank=True,
@@ -412,10 +418,22 @@ class ComparisonReading(TenantModel):
     edge_bytes = models.PositiveIntegerField(
         default=0, help_text="bytes of the scores item (edge mode)"
     )
+    # Worked out once when the pair is stored (emotions.comparison.derived), so that the run's
+    # result is aggregated in SQL instead of reading every pair (docs/comparison.md).
+    latency_s = models.FloatField(
+        null=True, blank=True, help_text="capture to visible in the camera's mode, seconds"
+    )
+    rekognition_lively = models.FloatField(default=0, help_text="HAPPY + SURPRISED")
+    rekognition_read = models.BooleanField(default=False, help_text="some score above zero")
+    local_lively = models.FloatField(default=0, help_text="HAPPY + SURPRISED")
+    local_read = models.BooleanField(default=False, help_text="some score above zero")
 
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["run", "dynamo_sk"], name="one_reading_per_face")
         ]
-        indexes = [models.Index(fields=["run", "captured_at"])]
+        indexes = [
+            models.Index(fields=["run", "captured_at"]),
+            models.Index(fields=["run", "mode", "latency_s"], name="comparison_latency"),
+        ]
         ordering = ["captured_at"]

@@ -42,8 +42,9 @@ def lockout_message(wait: int) -> str:
 
 
 class LockoutModelBackend(ModelBackend):
-    """Django's password backend behind the brute-force guard (festival.login_guard): while an
-    account or address is locked out even the right password is refused, on every login path."""
+    """Django's password backend behind the brute-force guard (festival.login_guard): while a
+    login's account and address are locked out even the right password is refused, on every
+    login path."""
 
     def authenticate(self, request, username=None, password=None, **kwargs):
         if username is None:
@@ -52,7 +53,7 @@ class LockoutModelBackend(ModelBackend):
             raise PermissionDenied("locked out")  # stops the other backends too
         user = super().authenticate(request, username=username, password=password, **kwargs)
         if user is not None:
-            login_guard.clear_account(username or "")
+            login_guard.record_success(request, username or "")
         return user
 
 

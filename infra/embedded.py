@@ -91,6 +91,9 @@ class Resolver:
         if name == "AWS::NoValue":
             return NO_VALUE
         if name in self.params:
+            declared = self.template.get("Parameters", {}).get(name, {})
+            if declared.get("Type") == "CommaDelimitedList":  # as CloudFormation: a list
+                return str(self.params[name]).split(",")
             return self.params[name]
         if name in self.pseudo:
             return self.pseudo[name]

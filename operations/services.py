@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from devices.models import Device, Platform
 from devices.services import push_festival_cameras
+from emotions.comparison.services import end_runs_for_mode_change
 from festival.models import (
     Festival,
     Membership,
@@ -147,10 +148,11 @@ def seed_demo(today: date | None = None, password: str = DEMO_PASSWORD) -> list[
 def update_festival(festival: Festival, **changes) -> Festival:
     """The one way the API and the admin change a festival: `changes` applied, validated and
     saved. When the analysis mode or the face-free mode really changed (compared with the row
-    as loaded, Festival.from_db: no query), the festival's registered cameras get their new
-    config pushed to their shadows, after commit (devices.services.push_festival_cameras). Any
-    other save of a festival does nothing more. Vibe weights are checked here for both callers
-    (festival.models.vibe_weight_errors)."""
+    as loaded, Festival.from_db: no query), the festival's comparison runs that are on or to
+    come end, with the reason on each (emotions.comparison.services.end_runs_for_mode_change),
+    and its registered cameras get their new config pushed to their shadows, after commit
+    (devices.services.push_festival_cameras). Any other save of a festival does nothing more.
+    Vibe weights are checked here for both callers (festival.models.vibe_weight_errors)."""
     for name, value in changes.items():
         setattr(festival, name, value)
     check_festival_dates(festival.starts_on, festival.ends_on)
@@ -171,6 +173,8 @@ def update_festival(festival: Festival, **changes) -> Festival:
     festival.saved_analysis_mode = festival.analysis_mode
     festival.saved_face_free = festival.face_free
     if before[0] is not None and before != (festival.analysis_mode, festival.face_free):
+        # Its comparison runs end, with the reason (emotions.comparison.services).
+        end_runs_for_mode_change(festival, was=before)
         festival_id = festival.pk
         transaction.on_commit(lambda: push_festival_cameras(festival_id))
     return festival

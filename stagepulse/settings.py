@@ -215,12 +215,18 @@ else:
     }
 
 # Password logins go through the brute-force guard (festival/login_guard.py, docs/security.md):
-# after this many failures per account, or per client address, in a window that long, every
-# login of that account (or from that address) is refused, right password included.
+# after this many failures at an account from one address, or from one address at any account,
+# in a window that long, those logins are refused, right password included.
 AUTHENTICATION_BACKENDS = ["festival.authentication.LockoutModelBackend"]
 LOGIN_FAILURES_PER_ACCOUNT = int(os.environ.get("LOGIN_FAILURES_PER_ACCOUNT", "5"))
 LOGIN_FAILURES_PER_ADDRESS = int(os.environ.get("LOGIN_FAILURES_PER_ADDRESS", "20"))
 LOGIN_LOCKOUT_SECONDS = int(os.environ.get("LOGIN_LOCKOUT_SECONDS", "900"))
+# guesses at one account spread over many addresses; it locks only addresses the account never
+# logged in from (remembered this many days), so the owner's usual places still get in
+LOGIN_FAILURES_PER_ACCOUNT_ALL_ADDRESSES = int(
+    os.environ.get("LOGIN_FAILURES_PER_ACCOUNT_ALL_ADDRESSES", "100")
+)
+LOGIN_KNOWN_ADDRESS_DAYS = int(os.environ.get("LOGIN_KNOWN_ADDRESS_DAYS", "30"))
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -408,11 +414,12 @@ CELERY_BEAT_SCHEDULE: dict = {
     },
 }
 # Comparison runs (emotions.comparison, docs/comparison.md): the price of one DetectFaces image
-# in US dollars. Default: AWS's public price for Rekognition Image Group 2 APIs (DetectFaces
-# among them), US East (N. Virginia), first 1 million images a month: USD 0.001 per image
-# (aws.amazon.com/rekognition/pricing). Written 2026-12-02 from the published price list as the
-# author knew it; the build machine has no internet, so it was not re-read that day: verify it,
-# and set your region's and volume tier's price.
+# in US dollars. Default USD 0.001: Rekognition Image Group 2 APIs, first tier (first 1 million
+# images a month). https://aws.amazon.com/rekognition/pricing/ (read 2026-12-02 as a stored copy)
+# names DetectFaces a Group 2 API, billed per image in monthly volume tiers, but draws its
+# prices by script; the USD 0.0010 (next 1.5 million: 0.0008) is from a transcription of that
+# page dated 2026-10-07 (api-evangelist/amazon-rekognition), for US East (N. Virginia) as AWS's
+# examples are. Prices differ by region and fall with volume: set your region's and tier's.
 REKOGNITION_PRICE_USD_PER_IMAGE = float(
     os.environ.get("STAGEPULSE_REKOGNITION_PRICE_USD_PER_IMAGE", "0.001")
 )

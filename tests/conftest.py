@@ -1,6 +1,8 @@
 """Suite-wide fixtures: AWS calls never leave the machine, and every test gets fake credentials."""
 
+import copy
 import os
+import sys
 import warnings
 
 import pytest
@@ -24,17 +26,32 @@ os.environ.pop("AWS_PROFILE", None)
 moto_config.default_user_config["core"]["reset_boto3_session"] = False
 
 # The longest files first: with pytest-xdist (`make test`, whole files to each worker, in this
-# order: --no-loadscope-reorder) they start at once, beside the rest, instead of last and alone
-# (the e2e demo alone runs for about 90 s).
+# order: --no-loadscope-reorder) they start at once, beside the rest, instead of last and alone.
+# The order is the one measured (docs/benchmarks.md, 2026-12-02): the two wall-bound files (the
+# e2e demo, the analyzer's worker processes) first, then the edge package's detection-heavy
+# files; the browser files are long where Chromium is installed.
 LONGEST_FIRST = (
     "tests/e2e/",
     "tests/emotions/test_analysis_concurrency.py",
+    "tests/edge_package/test_pipeline.py",
+    "tests/edge_package/test_crowd_signals.py",
+    "tests/edge_package/test_runtimes.py",
     "tests/devices/test_greengrass_lifecycle.py",
     "tests/emotions/test_report_page_browser.py",
     "tests/festival/test_organizer_pages_browser.py",
     "tests/emotions/test_comparison_page_browser.py",
     "tests/operations/test_dashboard_browser.py",
+    "tests/edge_package/test_small_faces.py",
+    "tests/emotions/test_report_charts.py",
+    "tests/edge_package/test_detect.py",
     "tests/festival/test_settings_guard.py",
+    "tests/detectors/test_labelled_clips.py",
+    "tests/devices/test_deployments.py",
+    "tests/festival/test_cross_tenant_admin_and_pages.py",
+    "tests/festival/test_cross_tenant_routes.py",
+    "tests/infra/test_deploy.py",
+    "tests/detectors/test_training_confinement.py",
+    "tests/devices/test_registration.py",
     "tests/festival/test_openapi.py",
     "tests/festival/test_celery_worker.py",
     "tests/infra/test_template.py",
@@ -85,13 +102,49 @@ def two_worlds(db):
     return make_world("ours"), make_world("theirs", public=False)
 
 
+def _tenant_worlds():
+    from tests.factories import add_tenant_rows, make_world
+
+    return add_tenant_rows(make_world("ours")), add_tenant_rows(make_world("theirs", public=False))
+
+
 @pytest.fixture
 def worlds(db):
     """Two worlds with a row of every tenant-owned model (tests.factories.add_tenant_rows): the
     generated cross-tenant checks of the API, the admin and the pages."""
-    from tests.factories import add_tenant_rows, make_world
+    return _tenant_worlds()
 
-    return add_tenant_rows(make_world("ours")), add_tenant_rows(make_world("theirs", public=False))
+
+@pytest.fixture(scope="module")
+def worlds_once(django_db_setup, django_db_blocker):
+    """`worlds`, written once for a whole module inside a transaction that is rolled back when
+    the module ends, as Django's TestCase.setUpTestData does for a class: each test's own
+    transaction is a savepoint inside it, so what a test writes is still undone after it. For
+    the generated cross-tenant matrices (hundreds of cases over the same two worlds); a module
+    that uses it must hold no transactional test. Tests take it through `worlds_copy`."""
+    from django.db import transaction
+    from django.test import override_settings
+
+    with django_db_blocker.unblock():
+        atomic = transaction.atomic()
+        atomic.__enter__()
+        try:  # the test hasher, as fast_password_hashing gives each test (this runs before it)
+            with override_settings(PASSWORD_HASHERS=FAST_PASSWORD_HASHERS):
+                built = _tenant_worlds()
+        except BaseException:
+            atomic.__exit__(*sys.exc_info())
+            raise
+    yield built
+    with django_db_blocker.unblock():
+        transaction.set_rollback(True)
+        atomic.__exit__(None, None, None)
+
+
+@pytest.fixture
+def worlds_copy(worlds_once, db):
+    """The module's `worlds_once` for one test: its own copies of the rows' Python objects (as
+    setUpTestData's TestData gives each test), the rows as the module wrote them."""
+    return copy.deepcopy(worlds_once)
 
 
 @pytest.fixture
@@ -101,10 +154,13 @@ def api_client():
     return APIClient()
 
 
+FAST_PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 @pytest.fixture(autouse=True)
 def fast_password_hashing(settings):
     """PBKDF2 costs ~0.3 s a user; tests create dozens. Production keeps the default hasher."""
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    settings.PASSWORD_HASHERS = FAST_PASSWORD_HASHERS
 
 
 @pytest.fixture(autouse=True)

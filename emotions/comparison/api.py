@@ -57,13 +57,16 @@ class ComparisonRunSerializer(serializers.ModelSerializer):
             "sample_rate",
             "status",
             "cancelled_at",
+            "cancel_reason",
             "pairs",
             "refused",
             "result_at",
             "created_at",
             "page_url",
         ]
-        read_only_fields = ["key", "cancelled_at", "pairs", "refused", "result_at", "created_at"]
+        read_only_fields = [
+            "key", "cancelled_at", "cancel_reason", "pairs", "refused", "result_at", "created_at"
+        ]  # fmt: skip
 
     def get_status(self, run) -> str:
         return run.status_at(timezone.now())
@@ -117,6 +120,11 @@ class ComparisonResultSerializer(serializers.Serializer):
         help_text="False: no Rekognition (the demo), so agreement is not measured."
     )
     rekognition_missing_reasons = serializers.ListField(child=serializers.CharField())
+    camera_reading_missing = serializers.DictField(
+        required=False,
+        help_text="pairs without the camera's model's reading, and why (reasons, e.g. "
+        "no_local_model: an older camera's cloud-mode crop, read where there is no model).",
+    )
     agreement = serializers.DictField(
         help_text="labels, matrix (rows Rekognition, columns the camera's model; NO_FACE when "
         "a backend saw none), share (top expression agrees; null without Rekognition), faces."

@@ -25,6 +25,7 @@ from edge_package.contracts import (
     ContractError,
     normalise_scores,
 )
+from emotions.comparison.derived import derived_fields
 from emotions.comparison.selectors import build_result
 from emotions.models import ComparisonReading, ComparisonRun, RejectionReason
 from festival.models import Festival
@@ -147,19 +148,51 @@ def _release_cameras(run: ComparisonRun, now: datetime) -> None:
     run.settled_at = now
 
 
-def cancel_comparison(run: ComparisonRun, *, now: datetime | None = None) -> ComparisonRun:
-    """Stop a run now: cameras stop sampling, the pairs so far stay and the result is computed."""
+def cancel_comparison(
+    run: ComparisonRun, *, now: datetime | None = None, reason: str = ""
+) -> ComparisonRun:
+    """Stop a run now: cameras stop sampling, the pairs so far stay and the result is computed.
+    `reason`: why, when the service ends it (shown on the run's page and in the API)."""
     now = now or timezone.now()
     if run.cancelled_at or run.ends_at <= now:
         raise ValidationError("This run is over already.")
     with transaction.atomic():
         ComparisonRun.objects.filter(pk=run.pk).update(
-            cancelled_at=now, ends_at=max(run.starts_at, now)
+            cancelled_at=now, ends_at=max(run.starts_at, now), cancel_reason=reason[:300]
         )
         run.refresh_from_db()
         _release_cameras(run, now)
     compute_result(run, now=now)
     return run
+
+
+def end_runs_for_mode_change(
+    festival: Festival, *, was: tuple[str, bool], now: datetime | None = None
+) -> list[ComparisonRun]:
+    """The festival's analysis mode or face-free mode changed (`was`: the old (analysis_mode,
+    face_free)): its runs that are on or still to come are ended, with the reason. A run
+    measures the cameras in the modes they had; after a switch to edge mode an organizer expects
+    no crop to leave the cameras, which a run would go on doing, and in face-free mode there are
+    no faces to compare. The pairs so far stay, and the result is computed from them."""
+    now = now or timezone.now()
+    old_mode, old_free = was
+    if festival.face_free and not old_free:
+        why = "the festival switched to face-free mode (no face is detected or cropped)"
+    elif not festival.face_free and old_free:
+        why = "the festival left face-free mode"
+    else:
+        why = f"the festival's analysis mode changed from {old_mode} to {festival.analysis_mode}"
+        if festival.analysis_mode == "edge":
+            why += " (in edge mode no crop leaves the cameras)"
+    stamp = timezone.localtime(now, festival.tz).strftime("%Y-%m-%d %H:%M %Z")
+    reason = f"Ended early at {stamp}: {why}. Start a new run to compare in the new mode."
+    ended = []
+    for run in ComparisonRun.objects.filter(
+        festival=festival, cancelled_at__isnull=True, ends_at__gt=now
+    ):
+        ended.append(cancel_comparison(run, now=now, reason=reason))
+        log.info("comparison run %s ended: %s", run.key, why)
+    return ended
 
 
 def delete_comparison(run: ComparisonRun, *, now: datetime | None = None) -> None:
@@ -272,6 +305,7 @@ def store_pairs(entries: list, *, now: datetime | None = None) -> tuple[int, int
             refusals.append({**base, "reason": RejectionReason.NOT_IN_RUN, "detail": detail})
             continue
         valid += 1
+        received = datetime.fromtimestamp(entry.received_ms / 1000, tz=UTC)
         rows[(run.pk, sk)] = ComparisonReading(
             organization_id=run.organization_id,
             run=run,
@@ -281,11 +315,20 @@ def store_pairs(entries: list, *, now: datetime | None = None) -> tuple[int, int
             dynamo_sk=sk,
             mode=mode,
             captured_at=captured,
-            received_at=datetime.fromtimestamp(entry.received_ms / 1000, tz=UTC),
+            received_at=received,
             visible_at=now,
             crop_bytes=crop_bytes,
             edge_bytes=edge_bytes,
             **fields,
+            **derived_fields(
+                mode=mode,
+                captured_at=captured,
+                received_at=received,
+                visible_at=now,
+                rekognition_scores=fields["rekognition_scores"],
+                local_scores=fields["local_scores"],
+                local_done_ms=fields["local_done_ms"],
+            ),  # fmt: skip
         )
     created = 0
     by_run = defaultdict(list)

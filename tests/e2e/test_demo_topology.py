@@ -1,5 +1,8 @@
 """End to end: the demo topology (moto server, stack, web, Celery worker and beat, analyzer worker,
-one simulated camera per stage running the real edge code) for about a minute.
+one simulated camera per stage running the real edge code), the cameras for 40 s: by then its
+counts are about ten times what it asserts (2026-12-02: 230 crops, 396 observations, 16 crowd
+windows, 101 comparison pairs of both modes); the set report comes from the first set, which has
+ended when the cameras start.
 
 Asserts: crops were uploaded, analyzed, written to DynamoDB and ingested into the database; the
 live ranking puts the happy stages above the dull ones; a set report was built; no crop remains
@@ -90,7 +93,7 @@ def test_a_festival_runs_end_to_end(tmp_path):
     for name in ("CELERY_BROKER_URL", "CACHE_URL", "CELERY_RESULT_BACKEND", "AWS_ENDPOINT_URL"):
         env.pop(name, None)
     demo = subprocess.Popen(
-        [sys.executable, "manage.py", "run_demo", "--duration", "75", "--set-minutes", "1",
+        [sys.executable, "manage.py", "run_demo", "--duration", "40", "--set-minutes", "1",
          "--port", str(web_port), "--moto-port", str(moto_port)],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip

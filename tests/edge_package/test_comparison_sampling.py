@@ -12,7 +12,9 @@ from edge_package.contracts import (
     EMOTIONS,
     META_COMPARISON_MODE,
     META_COMPARISON_RUN,
+    META_EDGE_ANALYZED_AT_MS,
     META_EDGE_BYTES,
+    META_EDGE_MODEL,
     META_EDGE_SCORES,
     comparison_sampled,
     decode_scores,
@@ -112,6 +114,59 @@ def test_cloud_mode_marks_the_sampled_crop_and_sends_nothing_else(tmp_path):
     metadata = {o["Key"]: s3.head_object(Bucket="crops", Key=o["Key"])["Metadata"] for o in objects}
     marked = [m for m in metadata.values() if m.get(META_COMPARISON_RUN) == RUN]
     assert len(marked) == 1 and marked[0][META_COMPARISON_MODE] == "cloud"
+
+
+@mock_aws
+def test_cloud_mode_sends_the_cameras_own_reading_with_a_sampled_crop_only(tmp_path):
+    """The analyzer in Lambda has no model (its wheels are too big for a Lambda bundle): the
+    camera's side of a cloud-mode pair is the camera's own reading, as edge mode would send it."""
+    s3 = boto3.client("s3", region_name="eu-west-1")
+    s3.create_bucket(Bucket="crops", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+    config = parse_config({**IDENTITY, "bucket": "crops"})
+    sink = S3CropSink(config, Spool(str(tmp_path), 10**7), client=s3, classifier=CalmClassifier())
+    sink.send(release(1, comparison=RUN))
+    sink.send(release(2))
+    heads = {
+        o["Key"]: s3.head_object(Bucket="crops", Key=o["Key"])["Metadata"]
+        for o in s3.list_objects_v2(Bucket="crops")["Contents"]
+    }
+    (sampled,) = [m for m in heads.values() if m.get(META_COMPARISON_RUN) == RUN]
+    (plain,) = [m for m in heads.values() if not m.get(META_COMPARISON_RUN)]
+    assert sampled[META_COMPARISON_MODE] == "cloud"
+    assert decode_scores(sampled[META_EDGE_SCORES])["CALM"] == 70.0
+    assert sampled[META_EDGE_MODEL] == "test-double"
+    assert int(sampled[META_EDGE_ANALYZED_AT_MS]) >= T0
+    # the bytes edge mode would send for this face: its scores item, as ObservationSink builds it
+    edge = ObservationSink(config, Spool(str(tmp_path / "e"), 10**7), classifier=CalmClassifier(),
+                           client=object())  # fmt: skip
+    _, item = edge.prepare(release(1), analyzed_at_ms=int(sampled[META_EDGE_ANALYZED_AT_MS]))
+    assert int(sampled[META_EDGE_BYTES]) == len(item)
+    assert META_EDGE_SCORES not in plain  # an unsampled crop is read by nobody on the camera
+
+
+@mock_aws
+def test_a_cloud_camera_without_the_model_still_uploads_its_sampled_crop_and_says_why(tmp_path):
+    s3 = boto3.client("s3", region_name="eu-west-1")
+    s3.create_bucket(Bucket="crops", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+    sink = S3CropSink(parse_config({**IDENTITY, "bucket": "crops"}), Spool(str(tmp_path), 10**7),
+                      client=s3, classifier=None)  # fmt: skip
+    import edge_package.emotion_model as emotion_model
+
+    def missing(*_args, **_kwargs):
+        raise emotion_model.EmotionModelError("the 'fer' package is not installed")
+
+    original, emotion_model.EmotionClassifier = emotion_model.EmotionClassifier, missing
+    try:
+        sink.send(release(1, comparison=RUN))
+        sink.send(release(3, comparison=RUN))
+    finally:
+        emotion_model.EmotionClassifier = original
+    objects = s3.list_objects_v2(Bucket="crops")["Contents"]
+    assert len(objects) == 2  # the crops go as always
+    for obj in objects:
+        meta = s3.head_object(Bucket="crops", Key=obj["Key"])["Metadata"]
+        assert meta[META_COMPARISON_RUN] == RUN and META_EDGE_SCORES not in meta
+    assert "no local model here" in sink.last_error and "fer" in sink.last_error
 
 
 @mock_aws

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from edge_package.config import parse_config
-from edge_package.detect import CAMERA_SCHEDULE, BlazeFaceDetector, iou
+from edge_package.detect import CAMERA_SCHEDULE, BlazeFaceDetector, camera_schedule, iou
 from edge_package.pipeline import EdgeRunner
 from edge_package.sources import Frame
 from edge_package.synthetic import CrowdFace, make_background
@@ -224,3 +224,26 @@ def test_the_default_config_sends_faces_from_40_px(background, size, sent):
     assert any(iou(r.box, truth) >= 0.4 for r in sink.releases) is sent
     if not sent:
         assert runner.rejected.get("small", 0) > 0
+
+
+def scales(detector) -> list[float]:
+    return [level[0] for level in detector.scheduled]
+
+
+def test_a_camera_sending_only_larger_faces_skips_the_full_resolution_tiles(background):
+    """A face of min_face_px is 24 model px at the 0.375 level already: the 1.0 level (8 of 11
+    model runs a frame) would only find faces the camera never sends. Lowering min_face_px from
+    the service brings the fine tiles back without a restart, and the smallest face sent is
+    still found."""
+    assert [lv[0] for lv in camera_schedule(48)["scheduled"]] == [0.375, 1.0]
+    assert [lv[0] for lv in camera_schedule(64)["scheduled"]] == [0.375]
+    runner = EdgeRunner(parse_config({**BASE, "min_face_px": 64}), sink=Recorder())
+    assert scales(runner.detector) == [0.375]
+    image, truth = with_face(background, 64, 900, 500)
+    found = []
+    for _ in range(sweep_frames(runner.detector) + 1):
+        found += runner.detector.detect(image)
+    assert any(iou(d.box, truth) > 0.4 for d in found), "a 64 px face is found without 1.0 tiles"
+
+    runner.update_tunables(min_face_px=32)
+    assert scales(runner.detector) == [0.375, 1.0]

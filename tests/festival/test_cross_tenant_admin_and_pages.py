@@ -84,6 +84,13 @@ def _visible(model_admin, user) -> bool:
 
 
 @pytest.fixture
+def worlds(worlds_copy):
+    """The two worlds, written once for the module's few hundred cases (tests/conftest.py
+    worlds_once); each case's writes are still rolled back after it."""
+    return worlds_copy
+
+
+@pytest.fixture
 def ours_client(client, worlds):
     client.force_login(worlds[0].owner)
     return client

@@ -109,6 +109,13 @@ def one_row(model, organization):
 
 
 @pytest.fixture
+def worlds(worlds_copy):
+    """The two worlds, written once for the module's few hundred cases (tests/conftest.py
+    worlds_once); each case's writes are still rolled back after it."""
+    return worlds_copy
+
+
+@pytest.fixture
 def as_ours(api_client, worlds):
     api_client.force_authenticate(worlds[0].owner)
     return api_client

@@ -16,6 +16,7 @@ def limits(settings):
     settings.LOGIN_FAILURES_PER_ACCOUNT = 5
     settings.LOGIN_FAILURES_PER_ADDRESS = 20
     settings.LOGIN_LOCKOUT_SECONDS = 900
+    settings.LOGIN_FAILURES_PER_ACCOUNT_ALL_ADDRESSES = 30
 
 
 def login(client, username, password, address="203.0.113.7"):
@@ -32,8 +33,34 @@ def test_the_right_password_is_refused_after_too_many_wrong_ones(api_client):
     assert error["code"] == "login_locked"
     assert "Too many failed logins" in error["message"]
     assert 0 < int(response["Retry-After"]) <= 900
-    # per account: from another address too
-    assert login(api_client, "alice", PASSWORD, address="198.51.100.1").status_code == 429
+
+
+def test_failing_on_purpose_does_not_lock_the_owner_out(api_client):
+    """Anyone who knows a username can fail at it; that locks only their own address out of
+    that account, not the owner logging in from elsewhere (nor a fan of the same Wi-Fi logging
+    in to another account)."""
+    make_user("alice")
+    make_user("neighbour")
+    for _ in range(10):
+        login(api_client, "alice", "guess", address="192.0.2.66")
+    assert login(api_client, "alice", PASSWORD, address="192.0.2.66").status_code == 429
+    assert login(api_client, "alice", PASSWORD, address="198.51.100.1").status_code == 200
+    assert login(api_client, "neighbour", PASSWORD, address="192.0.2.66").status_code == 200
+
+
+def test_guesses_spread_over_many_addresses_lock_only_unknown_addresses(api_client):
+    """30 addresses failing once each at one account: a new address is refused even with the
+    right password, while the address the owner logged in from before still gets in."""
+    make_user("frank")
+    assert login(api_client, "frank", PASSWORD, address="198.51.100.9").status_code == 200
+    for n in range(30):
+        assert login(api_client, "frank", "guess", address=f"192.0.2.{n}").status_code == 400
+    assert login(api_client, "frank", PASSWORD, address="203.0.113.200").status_code == 429
+    assert login(api_client, "frank", PASSWORD, address="198.51.100.9").status_code == 200
+    # an unknown name answers the same, so the lock tells nobody which accounts exist
+    for n in range(30):
+        login(api_client, "no-such-frank", "guess", address=f"192.0.2.{n}")
+    assert login(api_client, "no-such-frank", "guess", address="203.0.113.200").status_code == 429
 
 
 def test_one_address_guessing_many_accounts_is_stopped(api_client):

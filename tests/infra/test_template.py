@@ -1,5 +1,6 @@
 """The template itself: cfn-lint clean, and the privacy/least-privilege promises it makes."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -264,3 +265,39 @@ def test_camera_boundary_allows_only_the_attributes_cameras_write(template):
     assert sorted(only) == sorted(contracts.DEVICE_WRITABLE_ATTRIBUTES)
     assert set(contracts.CROWD_SIGNAL_ATTRIBUTES) <= set(only)
     assert put["Condition"]["StringEqualsIfExists"] == {"dynamodb:ReturnValues": "NONE"}
+
+
+TRAINING_ROLES = [
+    "arn:aws:iam::123456789012:role/ours-sagemaker",
+    "arn:aws:iam::123456789012:role/ours-sagemaker-gpu",
+]
+
+
+def test_the_service_passes_only_the_named_training_roles_and_only_to_sagemaker(template):
+    """PassRole is the one IAM grant that reaches outside the stack: without TrainingRoleArns
+    the policy does not exist at all; with it, only those roles, only to SageMaker."""
+    _, defaults = cfn_template.resolve_parameters(template, {}, None)
+    without = json.loads(embedded.embedded_template_body(template, defaults))
+    assert "ServiceTrainingPolicy" not in without["Resources"]
+    assert "ServiceTrainingPolicyArn" not in without["Outputs"]
+    _, params = cfn_template.resolve_parameters(
+        template, {"TrainingRoleArns": ",".join(TRAINING_ROLES)}, None
+    )
+    with_roles = json.loads(embedded.embedded_template_body(template, params))
+    policy = with_roles["Resources"]["ServiceTrainingPolicy"]
+    resolver = embedded.Resolver(template, params, {}, {}, None)
+    (grant,) = [resolver.value(statement) for statement in statements(policy)]
+    assert grant["Action"] == "iam:PassRole"
+    assert grant["Resource"] == TRAINING_ROLES
+    assert grant["Condition"] == {
+        "StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}
+    }
+    passes = [
+        statement
+        for name, resource in template["Resources"].items()
+        if resource["Type"] in ("AWS::IAM::ManagedPolicy", "AWS::IAM::Role", "AWS::IAM::Policy")
+        and name != "ServiceTrainingPolicy"
+        for statement in statements(resource)
+        if "iam:PassRole" in str(statement.get("Action"))
+    ]
+    assert all("cam-" in str(statement["Resource"]) for statement in passes), passes

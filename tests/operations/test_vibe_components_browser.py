@@ -95,6 +95,24 @@ def test_dashboard_shows_each_component_beside_the_blend(live_server, face_free_
                 d = main_chart.locator(f'path[data-component="{name}"]').get_attribute("d")
                 assert d.count("L") >= 14, name  # a curve, not a dot
             assert main_chart.locator('path[data-component="expression"]').get_attribute("d") == ""
+            # four thin lines are told apart by their dash pattern, not only by hue
+            dashes = {
+                name: main_chart.locator(f'path[data-component="{name}"]').get_attribute(
+                    "stroke-dasharray"
+                )
+                for name in ("expression", "motion", "sound", "fill")
+            }
+            assert len(set(dashes.values())) == 4, dashes
+            # clicking a component in the legend fades the others; clicking it again restores
+            motion_line = main_chart.locator('path[data-component="motion"]')
+            sound_line = main_chart.locator('path[data-component="sound"]')
+            opacity = "el => getComputedStyle(el).opacity"
+            page.click('#component-legend button[data-component="motion"]')
+            assert float(sound_line.evaluate(opacity)) < 0.5 <= float(motion_line.evaluate(opacity))
+            if size == "desktop":
+                page.screenshot(path=str(shots / "vibe-v2-dashboard-motion-focus.png"))
+            page.click('#component-legend button[data-component="motion"]')
+            assert float(sound_line.evaluate(opacity)) == 1.0
             assert page.evaluate("document.documentElement.scrollWidth - window.innerWidth") <= 0
             # face-free: crowd signals are the stage's data, so no "no analysed face" alarm
             assert "no analysed face" not in page.locator("#attention").inner_text()

@@ -129,7 +129,7 @@ class Command(BaseCommand):
             self.step(f"final ingest: {created} observations")
         finally:
             moto.terminate()
-            moto.wait(timeout=10)
+            demo.wait_or_kill(moto, timeout_s=10)
         self.step("demo stopped")
 
     def run_until_stopped(self, group, duration: float) -> None:
