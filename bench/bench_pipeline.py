@@ -121,14 +121,14 @@ class Tracker:
             self.db = sqlite3.connect(f"file:{self.db_path}?mode=ro", uri=True, timeout=10)
         try:
             found = self.db.execute(
-                "SELECT o.id, o.captured_at, s.slug FROM emotions_observation o "
+                "SELECT o.id, o.captured_at, s.slug, o.dynamo_sk FROM emotions_observation o "
                 "JOIN stages_stage s ON s.id = o.stage_id WHERE o.id > ? ORDER BY o.id",
                 (self.last_id,),
             ).fetchall()
         except sqlite3.OperationalError:  # not migrated yet, or busy
             return
-        for obs_id, captured_at, stage in found:
-            self.rows[obs_id] = [parse_time(captured_at), stage, now, None]
+        for obs_id, captured_at, stage, sk in found:
+            self.rows[obs_id] = [parse_time(captured_at), stage, now, None, sk]
             self.pending.append(obs_id)
             self.last_id = max(self.last_id, obs_id)
 
@@ -173,6 +173,45 @@ def camera_uploads(log_text: str) -> tuple[int, int]:
     return total, cameras
 
 
+def analyzed_at(moto_port: int) -> dict[str, float]:
+    """sk -> when the analyzer wrote the item (analyzed_at_ms), scanned from moto after the drain:
+    it splits a row's freshness into capture -> analyzed -> in the database -> visible."""
+    try:
+        dynamodb = aws_client("dynamodb", moto_port)
+        found: dict[str, float] = {}
+        for table in dynamodb.list_tables()["TableNames"]:
+            if "observations" not in table:
+                continue
+            pages = dynamodb.get_paginator("scan").paginate(
+                TableName=table, ProjectionExpression="sk, analyzed_at_ms"
+            )
+            for page in pages:
+                for item in page["Items"]:
+                    if "analyzed_at_ms" in item:
+                        found[item["sk"]["S"]] = int(item["analyzed_at_ms"]["N"]) / 1000.0
+        return found
+    except Exception:  # noqa: BLE001 - moto already stopped: no breakdown
+        return {}
+
+
+def breakdown(rows, analyzed: dict[str, float]) -> dict[str, float | None]:
+    """p50 and p95 of each leg of freshness, over the rows with all four times."""
+    legs: dict[str, list[float]] = {
+        "capture_to_analyzed": [],
+        "analyzed_to_db": [],
+        "db_to_visible": [],
+    }
+    for captured, _, in_db, visible, sk in rows:
+        if visible is None or sk not in analyzed:
+            continue
+        legs["capture_to_analyzed"].append(analyzed[sk] - captured)
+        legs["analyzed_to_db"].append(in_db - analyzed[sk])
+        legs["db_to_visible"].append(visible - in_db)
+    return {
+        f"{name}_p{q}_s": percentile(values, q) for name, values in legs.items() for q in (50, 95)
+    }
+
+
 def crops_left(moto_port: int) -> int | None:
     try:
         s3 = aws_client("s3", moto_port)
@@ -215,6 +254,7 @@ def main() -> int:
         tracker, queue = Tracker(db_path), QueueProbe(moto_port)
         cameras_stopped_at = None
         left_in_s3 = None
+        analyzed: dict[str, float] = {}
         next_queue = 0.0
         try:
             while demo.poll() is None:
@@ -236,6 +276,7 @@ def main() -> int:
                     text = log_path.read_text(errors="replace")
                     if "queue drained" in text or "crops left in the queue" in text:
                         left_in_s3 = crops_left(moto_port)
+                        analyzed = analyzed_at(moto_port)
                 time.sleep(max(0.0, POLL_S - (time.monotonic() - tick)))
         finally:
             stop_demo(demo)
@@ -287,6 +328,7 @@ def main() -> int:
             "freshness_p95_s": percentile(freshness, 95),
             "freshness_max_s": round(max(freshness), 2),
             "freshness_p95_s_last_minute": percentile(last_minute, 95),
+            "freshness_breakdown": breakdown(tracker.rows.values(), analyzed),
             "freshness_p95_s_by_minute": [percentile(by_minute[m], 95) for m in sorted(by_minute)],
             "observations_visible": len(visible),
             "observations_visible_last_minute": len(last_minute),
