@@ -169,3 +169,33 @@ def test_one_poison_message_in_a_batch_of_ten_does_not_stop_the_worker(aws):
     assert stats.received == 10 and stats.deleted == 10 and stats.batch_errors == 0
     assert len(all_items(aws)) == 9 and queue_depth(aws) == 0
     assert not crop_exists(aws, poison_key)
+
+
+class CountingSqs:
+    """The real (moto) SQS client, counting ReceiveMessage calls."""
+
+    def __init__(self, real):
+        self.real, self.receives = real, 0
+
+    def receive_message(self, **kwargs):
+        self.receives += 1
+        return self.real.receive_message(**kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self.real, name)
+
+
+def test_a_batch_window_waits_for_more_crops_without_hammering_sqs(aws):
+    """One crop in the queue and a 0.5 s window: the worker tops the batch up a few times (SQS
+    waits whole seconds only) instead of asking again at once until the window closes (it made
+    ~100 calls a window, most of the demo's moto CPU, and each call is billed on AWS)."""
+    from analyzer.worker import gather
+
+    enqueue_crops(aws, 1)
+    sqs = CountingSqs(aws.sqs)
+    batch = gather(
+        sqs, aws.queue_url, batch_size=32, wait_time_s=0, batch_window_s=0.5,
+        visibility_timeout_s=30, stop_event=threading.Event(),
+    )  # fmt: skip
+    assert len(batch) == 1  # the crop in hand is analyzed when the window closes
+    assert sqs.receives <= 8, sqs.receives
