@@ -27,20 +27,41 @@ class Track:
 
 @dataclass
 class UploadBudget:
-    """At most `per_minute` releases in any sliding 60 s window."""
+    """At most `per_minute` releases in any sliding 60 s window, paced: a token bucket refills at
+    per_minute / 60 a second and holds a tenth of the minute (at least 3). Without the pacing a
+    busy camera spent its minute in the first seconds and then sent nothing for the rest of it,
+    so its crops waited up to a minute (most of the demo's capture-to-visible tail)."""
 
     per_minute: int
     _times: deque = field(default_factory=deque)
     refused: int = 0
+    _tokens: float | None = None
+    _refilled_at: float = 0.0
+
+    @property
+    def burst(self) -> float:
+        return max(3.0, self.per_minute / 10.0)
 
     def allow(self, now: float) -> bool:
         while self._times and now - self._times[0] >= 60.0:
             self._times.popleft()
-        if len(self._times) >= self.per_minute:
+        if self._tokens is None:
+            self._tokens = self.burst
+        else:  # time going backwards refills nothing (new_timeline starts afresh)
+            elapsed = max(0.0, now - self._refilled_at)
+            self._tokens = min(self.burst, self._tokens + elapsed * self.per_minute / 60.0)
+        self._refilled_at = now
+        if len(self._times) >= self.per_minute or self._tokens < 1.0:
             self.refused += 1
             return False
+        self._tokens -= 1.0
         self._times.append(now)
         return True
+
+    def restart(self) -> None:
+        """Forget the releases kept (their times are on another timeline)."""
+        self._times.clear()
+        self._tokens = None
 
 
 class Throttle:
@@ -112,7 +133,10 @@ class Throttle:
             due = ended or now - track.window_start >= track.window_s
             if due and track.best is not None:
                 if not self.budget.allow(now):
-                    alive.append(track)  # keep the crop; retry when the budget frees up
+                    # keep the crop and retry when the budget frees up; while it waits, a newer
+                    # crop of at least half its sharpness takes its place, so what is sent is fresh
+                    track.best_quality *= 0.5
+                    alive.append(track)
                     continue
                 out.append((track.track_id, track.best))
                 track.best, track.best_quality = None, -1.0
@@ -127,7 +151,7 @@ class Throttle:
     def new_timeline(self) -> None:
         """Time went backwards (another file, or a file after a live camera): the times kept are
         on the old timeline and would hold the budget shut, so they are forgotten."""
-        self.budget._times.clear()
+        self.budget.restart()
         for track in self.tracks:
             track.first_seen = track.last_seen = track.window_start = float("-inf")
 

@@ -113,3 +113,35 @@ def test_budget_refusal_keeps_the_crop_for_later():
     assert len(first) == 1
     later = throttle.update(61.0, boxes)
     assert len(later) == 1 and later[0][1] != first[0][1]
+
+
+def test_a_busy_camera_spends_its_budget_evenly_not_in_the_first_seconds():
+    """12 faces re-sent every 3 s want 240 crops a minute against a budget of 120: the releases
+    are spread over the minute (a tenth of it may go at once), so no face waits most of a
+    minute for the budget to come back."""
+    throttle = Throttle(interval_s=3.0, budget_per_min=120, first_wait_s=1.0)
+    faces = [((i * 80, 0, 60, 60), 1.0, f"face{i}") for i in range(12)]
+    sent_at = []
+    for step in range(600):  # 60 s at 10 fps
+        now = step / 10
+        sent_at += [now for _ in throttle.update(now, faces)]
+    assert len(sent_at) == 120  # the minute's budget, no more
+    per_ten_s = [sum(1 for t in sent_at if k * 10 <= t < (k + 1) * 10) for k in range(6)]
+    assert per_ten_s[0] <= 12 + 20  # a tenth of the minute at once, then 2 a second
+    assert all(18 <= n <= 22 for n in per_ten_s[1:5]), per_ten_s
+    steady = [t for t in sent_at if 5 <= t <= 50]
+    gaps = [b - a for a, b in zip(steady, steady[1:], strict=False)]
+    assert max(gaps) <= 1.0  # never a stall: the unpaced budget went silent for ~30 s
+
+
+def test_a_crop_waiting_for_the_budget_gives_way_to_a_fresher_one():
+    throttle = Throttle(interval_s=1.0, budget_per_min=3, first_wait_s=0.1)
+    faces = [((i * 100, 0, 50, 50), 1.0, f"face{i}-t0") for i in range(4)]
+    assert len(throttle.update(0.0, faces) + throttle.update(0.2, faces)) == 3  # the burst
+    waiting = [((300, 0, 50, 50), 0.8, "face3-later")]  # a bit less sharp, much newer
+    for step in range(1, 320):  # the face stays in view until the minute's budget is back
+        out = throttle.update(0.2 + step * 0.2, waiting)
+        if out:
+            break
+    assert [payload for _, payload in out] == ["face3-later"]
+    assert 60.0 <= 0.2 + step * 0.2 <= 61.0  # when the first three leave the minute
