@@ -26,6 +26,7 @@ are deleted after analysis.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -261,7 +262,15 @@ def main() -> int:
     from bench.results import record
 
     started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp:
+    # BENCH_PIPELINE_DIR keeps the demo's folder (its log, database, broker) for a post-mortem
+    keep = os.environ.get("BENCH_PIPELINE_DIR")
+    if keep:
+        Path(keep).mkdir(parents=True, exist_ok=True)
+    with (
+        contextlib.nullcontext(keep)
+        if keep
+        else tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp
+    ):
         demo, db_path, web_port, moto_port, log_path = start_demo(
             Path(tmp),
             PIPELINE_SECONDS,
@@ -312,6 +321,8 @@ def main() -> int:
     uploaded, cameras = camera_uploads(log_text)
     # the demo stops early (and says so) when one of its processes exits: the run is shorter
     early = re.search(r"stopping: (.+) exited", log_text)
+    if early:
+        print(log_text[-6000:], file=sys.stderr)
     visible = [(row[3] - row[0], row[0]) for row in tracker.rows.values() if row[3] is not None]
     if not visible:
         print(log_text[-4000:], file=sys.stderr)
