@@ -55,7 +55,10 @@ def test_cli_on_a_video_file_puts_crops_under_the_contract_keys(tmp_path, capsys
         people.update(face_id for face_id, *_ in frame.truth)
     writer.release()
     config = tmp_path / "device.json"
-    config.write_text(json.dumps({**BASE, "spool_dir": str(tmp_path / "spool"), "fps_cap": 60}))
+    # faces of 70-110 px: no full-resolution tiles needed (min_face_px 64, as above)
+    config.write_text(
+        json.dumps({**BASE, "spool_dir": str(tmp_path / "spool"), "fps_cap": 60, "min_face_px": 64})
+    )
     code = cli.main(["run", "--source", str(video), "--config", str(config), "--quiet"])
     assert code == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
@@ -129,7 +132,11 @@ def test_every_lingering_face_is_sent_while_uploads_stay_far_below_naive():
     from edge_package.detect import iou
 
     interval = 2.0
-    cfg = parse_config({**BASE, "throttle_interval_s": interval, "detection_threshold": 0.5})
+    # Its faces are 70-110 px: min_face_px 64 leaves out the full-resolution tiles (8 of the 11
+    # model runs a frame), which only find faces smaller than any here (test_small_faces).
+    cfg = parse_config(
+        {**BASE, "throttle_interval_s": interval, "detection_threshold": 0.5, "min_face_px": 64}
+    )
     sink = Recorder()
     runner = EdgeRunner(cfg, sink=sink)
     positions: dict[int, list] = {}

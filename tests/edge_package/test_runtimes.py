@@ -179,7 +179,9 @@ def test_deeplens_lambda_runs_the_loop_with_the_camera_and_iot_data(
     )
     crowd = SyntheticCrowdSource(width=960, height=540, faces=3, min_face=70, max_face=110)
     _fake_awscam(monkeypatch, [crowd.render(i).image for i in range(30)])
-    config = {**BASE, "spool_dir": str(tmp_path), "throttle_interval_s": 1.0}
+    # faces of 70-110 px: min_face_px 64 leaves out the full-resolution tiles (8 of the 11 model
+    # runs a frame), which only find faces smaller than these
+    config = {**BASE, "spool_dir": str(tmp_path), "throttle_interval_s": 1.0, "min_face_px": 64}
     monkeypatch.setenv("STAGEPULSE_CONFIG", json.dumps(config))
     runner, source = deeplens.build_runner()
     final = runner.run(source, max_frames=30)
