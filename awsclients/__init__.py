@@ -11,6 +11,8 @@ only answers DynamoDB Streams calls there (the ingest reads the observations tab
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import os
 import threading
 from functools import lru_cache
@@ -22,11 +24,41 @@ from botocore.config import Config
 os.environ.setdefault("AWS_ACCOUNT_ID_ENDPOINT_MODE", "disabled")
 
 DEFAULT_REGION = "eu-west-1"
+# Background work (Celery tasks, the analyzer, commands) can wait out a throttle or a blip.
+# botocore's `max_attempts` counts retries: 8 is 9 calls in all.
 RETRY_CONFIG = Config(
     retries={"max_attempts": 8, "mode": "adaptive"},
     connect_timeout=5,
     read_timeout=30,
 )
+# A person is waiting (a web request: the admin, the API, the dashboard): RETRY_CONFIG would keep
+# them up to ~4.5 minutes on an AWS that accepts connections and never answers (9 calls of a 30 s
+# read), ~8 s on one that refuses them. Two calls in all and short timeouts answer "try again"
+# (503) within about 25 s at worst, 1 s on a refused connection; the work is safe to repeat.
+INTERACTIVE_CONFIG = Config(
+    retries={"total_max_attempts": 2, "mode": "standard"},
+    connect_timeout=2,
+    read_timeout=10,
+)
+_someone_waiting: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "aws_someone_waiting", default=False
+)
+
+
+@contextlib.contextmanager
+def someone_waiting():
+    """Within this block (a web request), clients made or fetched here give up fast."""
+    token = _someone_waiting.set(True)
+    try:
+        yield
+    finally:
+        _someone_waiting.reset(token)
+
+
+def default_config() -> Config:
+    """INTERACTIVE_CONFIG while someone waits for the answer, else RETRY_CONFIG."""
+    return INTERACTIVE_CONFIG if _someone_waiting.get() else RETRY_CONFIG
+
 
 # AWS could not be reached at all (network, DNS, TLS, timeouts), as opposed to a ClientError,
 # where AWS answered and refused: callers answer "try again later", not "you asked wrongly".
@@ -76,7 +108,7 @@ def _session() -> boto3.session.Session:
 
 def _made(kind: str, service_name: str, kwargs: dict):
     kwargs.setdefault("endpoint_url", endpoint_url())
-    kwargs.setdefault("config", RETRY_CONFIG)
+    kwargs.setdefault("config", default_config())
     session = _session()
     with _sessions_lock:
         return getattr(session, kind)(service_name, **kwargs)
@@ -97,10 +129,15 @@ def resource(service_name: str, **kwargs):
     return _made("resource", service_name, kwargs)
 
 
-@lru_cache(maxsize=32)
 def cached_client(service_name: str):
-    """A process-wide client for hot paths (clients are thread-safe; creating one costs ~50 ms)."""
-    return client(service_name)
+    """A process-wide client for hot paths (clients are thread-safe; creating one costs ~50 ms),
+    one for background work and one for a waiting person (see someone_waiting)."""
+    return _cached_client(service_name, _someone_waiting.get())
+
+
+@lru_cache(maxsize=64)
+def _cached_client(service_name: str, waiting: bool):
+    return client(service_name, config=INTERACTIVE_CONFIG if waiting else RETRY_CONFIG)
 
 
 # Every AWS resource a festival's cameras get is tagged with the festival at creation, so closeout

@@ -99,6 +99,7 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "corsheaders.middleware.CorsMiddleware",  # before anything that may answer (CORS_* below)
     "festival.api_common.ApiErrorsAsJsonMiddleware",  # /api/ errors are JSON, even Django's own
+    "festival.middleware.AwsFailsFastMiddleware",  # a person waiting: AWS calls give up fast
     "django.middleware.http.ConditionalGetMiddleware",  # ETag + 304 for the polled fan API
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",

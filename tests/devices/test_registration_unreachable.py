@@ -136,3 +136,65 @@ def test_a_timeout_anywhere_else_in_the_api_is_a_503_too(two_worlds, api_client,
     monkeypatch.setattr(services, "issue_device_token", timeout)
     api_client.force_authenticate(two_worlds[0].operator)
     assert_503(api_client.post(f"/api/v1/devices/{two_worlds[0].device.pk}/token/"))
+
+
+class DroppingServer:
+    """Accepts every connection and closes it at once (an AWS endpoint that is down behind a
+    load balancer), counting the attempts botocore makes."""
+
+    def __init__(self):
+        import socket
+        import threading
+
+        from tests.isolation import free_port
+
+        self.attempts = 0
+        self.port = free_port()
+        self.listener = socket.create_server(("127.0.0.1", self.port))
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        while True:
+            try:
+                connection, _ = self.listener.accept()
+            except OSError:
+                return
+            self.attempts += 1
+            connection.close()
+
+    def close(self):
+        self.listener.close()
+
+
+@pytest.fixture
+def aws_endpoint_down(monkeypatch):
+    """Every client made from here on talks to a DroppingServer (cached ones too)."""
+    server = DroppingServer()
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{server.port}")
+    aws._cached_client.cache_clear()
+    yield server
+    server.close()
+    aws._cached_client.cache_clear()
+
+
+def test_a_person_waiting_on_an_aws_outage_gets_a_503_after_two_attempts(
+    registered, two_worlds, api_client, aws_endpoint_down, monkeypatch
+):
+    """Through the router: a request's AWS calls use the fail-fast config (two attempts), so the
+    operator hears "try again" in seconds; background work keeps its patient retries."""
+    import botocore.endpoint
+
+    backoff: list[float] = []  # botocore's waits between attempts, recorded instead of slept
+    monkeypatch.setattr(botocore.endpoint.time, "sleep", backoff.append)
+    device, _ = registered
+    api_client.force_authenticate(two_worlds[0].operator)
+    assert_503(api_client.post(f"/api/v1/devices/{device.pk}/deregister/"))
+    assert aws_endpoint_down.attempts == 2 and sum(backoff) <= 1.0
+    device.refresh_from_db()
+    assert device.status == DeviceStatus.REGISTERED  # nothing lost: it can be run again
+
+    aws_endpoint_down.attempts, backoff[:] = 0, []
+    with pytest.raises(services.AwsUnreachable):  # a Celery task or a command: no one waits
+        services.deregister_device(device)
+    assert aws_endpoint_down.attempts == 9  # botocore's max_attempts 8 counts the retries
