@@ -49,16 +49,18 @@ EMPTY_VISITS = 2
 # few tiles a frame (motion first, else round-robin; idle tiles rarely), with faces held between
 # visits. 0.375 sees 64-170 px faces at 24-64 model px (18 tiles, 2 a frame: 3 cost 12 % more on
 # the benchmark clip for no recall); full resolution sees 24-64 px faces (120 tiles, 8 a frame:
-# every tile once a second at 15 fps). At most 11 model runs a frame (where everything moves),
-# about 8 on the benchmark clip. Its own min scores (0.55, 0.6) drop background textures that
-# score ~0.5. Chosen by measurement on synthetic seed 11, checked on seeds 2026 and 7 (docs/edge.md,
-# "Small faces"); the class's own defaults stay the stateless 9-run pyramid that the model gate
-# compares.
+# every tile once a second at 15 fps, where the budget below allows). At most MAX_RUNS model
+# runs a frame (where everything moves), about 7 on the benchmark clip. Its own min scores
+# (0.55 at both levels) drop background textures that score ~0.5; full resolution was 0.6, which
+# lost a hard 32 px face (the cameraman portrait, 0.56-0.69 there) on seed 7. Chosen by
+# measurement on synthetic seed 11, checked on seeds 2026 and 7 (docs/edge.md, "Small faces");
+# the class's own defaults stay the stateless 9-run pyramid that the model gate compares.
 #
 # At most MAX_RUNS of them a frame, whatever moves: where every tile moves (a dancing crowd, a noisy
 # sensor) the 11 runs cost 96 ms a frame (10.4 fps); with 7 the full-resolution level searches 4
 # tiles a frame there (a sweep in 2 s instead of 1) and the tracker holds faces between visits.
-# Where fewer tiles are due (the benchmark clip, a still crowd) the budget changes nothing.
+# Where at most 4 fine tiles are due (a still crowd, most frames of the benchmark clip) the budget
+# changes nothing; 64 px faces, which both tiled levels are there for, hit it most (9 runs).
 MAX_RUNS = 7
 CAMERA_SCHEDULE = {
     "tile_scales": (),
@@ -70,8 +72,9 @@ CAMERA_SCHEDULE = {
 def camera_schedule(min_face_px: int) -> dict:
     """CAMERA_SCHEDULE for a camera that sends no face under `min_face_px`: a finer level is
     searched only while the coarser ones would miss such a face (it is under RELIABLE_MODEL_PX
-    there). A camera sending 64 px faces and up skips the full-resolution level, 8 of its 11
-    model runs a frame; at the default 40 px every level runs."""
+    there). A camera sending 64 px faces and up skips the full-resolution level (up to 8 model
+    runs a frame, 4 under MAX_RUNS where everything moves); at the default 40 px every level
+    runs."""
     levels = sorted(CAMERA_SCHEDULE["scheduled"], key=lambda level: level[0])
     kept = levels[:1]
     for level in levels[1:]:
@@ -246,10 +249,10 @@ def plan_tiles(width: int, height: int, tile: int, overlap: int) -> list[tuple[i
 
 def area_resize(image: np.ndarray, size: tuple[int, int], dst=None) -> np.ndarray:
     """cv2.resize INTER_AREA to `size` (w, h), halving first while the picture is over twice
-    as large: OpenCV's exact-halving path is ~10x cheaper per pixel than a fractional area
-    filter, so 1920x1080 -> 192x108 costs 2.8 ms instead of 4.8 and a 512 px tile -> 192 px
-    1.0 ms instead of 2.3 (one thread), for nearly the same picture (an area filter over two
-    steps)."""
+    as large: OpenCV's exact-halving path is far cheaper per pixel than a fractional area
+    filter, so the camera's whole frame, 1920x1080 -> 192x108, costs ~2.8 ms instead of 4.8
+    (one thread, loaded machine), for nearly the same picture. Not used for the 0.375 tiles: a
+    halving before their resize raised 96 px false alarms before (docs/edge.md)."""
     w, h = size
     while image.shape[1] >= 2 * w and image.shape[0] >= 2 * h:
         image = cv2.resize(
