@@ -361,7 +361,8 @@ def main(argv=None) -> dict:
             " grey levels (every fine tile reads as moving)",
             "detector": "blazeface full range; whole frame every frame, tiles at "
             + ", ".join(f"{lv[0]} ({lv[1]}/frame)" for lv in CAMERA_SCHEDULE["scheduled"])
-            + " round-robin, motion first, faces held between visits; 1 thread",
+            + f" round-robin, motion first, faces held between visits, at most"
+            f" {CAMERA_SCHEDULE.get('max_runs', 0) or 'any'} model runs a frame; 1 thread",
             "detection_threshold": args.threshold,
             "match_iou": MATCH_IOU,
             "throttle_interval_s": EDGE_CONFIG_DEFAULTS["throttle_interval_s"],

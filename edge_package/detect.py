@@ -49,19 +49,32 @@ EMPTY_VISITS = 2
 # few tiles a frame (motion first, else round-robin; idle tiles rarely), with faces held between
 # visits. 0.375 sees 64-170 px faces at 24-64 model px (18 tiles, 2 a frame: 3 cost 12 % more on
 # the benchmark clip for no recall); full resolution sees 24-64 px faces (120 tiles, 8 a frame:
-# every tile once a second at 15 fps). At most 11 model runs a frame (where everything moves),
-# about 8 on the benchmark clip. Its own min scores (0.55, 0.6) drop background textures that
-# score ~0.5. Chosen by measurement on synthetic seed 11, checked on seeds 2026 and 7 (docs/edge.md,
-# "Small faces"); the class's own defaults stay the stateless 9-run pyramid that the model gate
-# compares.
-CAMERA_SCHEDULE = {"tile_scales": (), "scheduled": ((0.375, 2, 64, 0.55), (1.0, 8, 64, 0.6))}
+# every tile once a second at 15 fps, where the budget below allows). At most MAX_RUNS model
+# runs a frame (where everything moves), about 7 on the benchmark clip. Its own min scores
+# (0.55 at both levels) drop background textures that score ~0.5; full resolution was 0.6, which
+# lost a hard 32 px face (the cameraman portrait, 0.56-0.69 there) on seed 7. Chosen by
+# measurement on synthetic seed 11, checked on seeds 2026 and 7 (docs/edge.md, "Small faces");
+# the class's own defaults stay the stateless 9-run pyramid that the model gate compares.
+#
+# At most MAX_RUNS of them a frame, whatever moves: where every tile moves (a dancing crowd, a noisy
+# sensor) the 11 runs cost 96 ms a frame (10.4 fps); with 7 the full-resolution level searches 4
+# tiles a frame there (a sweep in 2 s instead of 1) and the tracker holds faces between visits.
+# Where at most 4 fine tiles are due (a still crowd, most frames of the benchmark clip) the budget
+# changes nothing; 64 px faces, which both tiled levels are there for, hit it most (9 runs).
+MAX_RUNS = 7
+CAMERA_SCHEDULE = {
+    "tile_scales": (),
+    "scheduled": ((0.375, 2, 64, 0.55), (1.0, 8, 64, 0.55)),
+    "max_runs": MAX_RUNS,
+}
 
 
 def camera_schedule(min_face_px: int) -> dict:
     """CAMERA_SCHEDULE for a camera that sends no face under `min_face_px`: a finer level is
     searched only while the coarser ones would miss such a face (it is under RELIABLE_MODEL_PX
-    there). A camera sending 64 px faces and up skips the full-resolution level, 8 of its 11
-    model runs a frame; at the default 40 px every level runs."""
+    there). A camera sending 64 px faces and up skips the full-resolution level (up to 8 model
+    runs a frame, 4 under MAX_RUNS where everything moves); at the default 40 px every level
+    runs."""
     levels = sorted(CAMERA_SCHEDULE["scheduled"], key=lambda level: level[0])
     kept = levels[:1]
     for level in levels[1:]:
@@ -234,6 +247,25 @@ def plan_tiles(width: int, height: int, tile: int, overlap: int) -> list[tuple[i
     return [(x, y, tile_w, tile_h) for y in starts(height, tile_h) for x in starts(width, tile_w)]
 
 
+def area_resize(image: np.ndarray, size: tuple[int, int], dst=None) -> np.ndarray:
+    """cv2.resize INTER_AREA to `size` (w, h), halving first while the picture is over twice
+    as large: OpenCV's exact-halving path is far cheaper per pixel than a fractional area
+    filter, so the camera's whole frame, 1920x1080 -> 192x108, costs ~2.8 ms instead of 4.8
+    (one thread, loaded machine), for nearly the same picture. Not used for the 0.375 tiles: a
+    halving before their resize raised 96 px false alarms before (docs/edge.md)."""
+    w, h = size
+    while image.shape[1] >= 2 * w and image.shape[0] >= 2 * h:
+        image = cv2.resize(
+            image, (image.shape[1] // 2, image.shape[0] // 2), interpolation=cv2.INTER_AREA
+        )
+    if image.shape[:2] == (h, w):
+        if dst is None:
+            return image
+        dst[...] = image
+        return dst
+    return cv2.resize(image, (w, h), dst=dst, interpolation=cv2.INTER_AREA)
+
+
 # --- detectors -----------------------------------------------------------------------------------
 class FaceDetector:
     """Interface: detect(frame_bgr) -> list[Detection] in frame pixels, best first."""
@@ -268,6 +300,7 @@ class BlazeFaceDetector(FaceDetector):
         scheduled: tuple[tuple, ...] = (),
         scheduled_overlap: int = 48,
         hold_frames: int = 0,
+        max_runs: int = 0,
     ):
         self.model_path = model_path or default_blazeface_path()
         self.threshold = threshold
@@ -290,6 +323,13 @@ class BlazeFaceDetector(FaceDetector):
         )
         self.scheduled_overlap = scheduled_overlap
         self.hold_frames = hold_frames
+        # Model runs a frame, all levels together (0: no cap). The scheduled levels, in order,
+        # take what the whole frame and the fixed tiles leave: where more tiles are due than the
+        # budget allows, a level searches fewer (moved and longest-unvisited first) and faces are
+        # held longer (two sweeps at the pace the budget leaves).
+        self.max_runs = int(max_runs)
+        self._runs = 0
+        self._fixed_runs = 1
         self._mask_polygons = []
         self._mask_grid = None
         self.reset()
@@ -329,13 +369,23 @@ class BlazeFaceDetector(FaceDetector):
         fit = self.input_size / max(width, height)
         return [fit] + [s for s in self.tile_scales if s > fit * 1.5]
 
-    def _infer(self, tile: np.ndarray, min_score: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
-        """One model pass on a normalised RGB tile (<= input size, padded); boxes in tile px."""
+    def _infer(
+        self, tile: np.ndarray, min_score: float = 0.0, bgr: bool = False
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """One model pass on a normalised RGB tile, or (bgr=True) on a uint8 BGR one normalised
+        straight into the model's input buffer (one pass, no intermediate float image); the tile
+        is <= input size, padded; boxes in tile px."""
         th, tw = tile.shape[:2]
         canvas = self._canvas
         if (th, tw) != canvas.shape[1:3]:
             canvas.fill(-1.0)  # padding; a whole tile overwrites every pixel
-        canvas[0, :th, :tw] = tile
+        view = canvas[0, :th, :tw]
+        if bgr:
+            np.multiply(tile[..., ::-1], 2.0 / 255.0, out=view, casting="unsafe")
+            view -= 1.0
+        else:
+            view[...] = tile
+        self._runs += 1
         self._interp.set_tensor(self._input_index, canvas)
         self._interp.invoke()
         scores = sigmoid_scores(self._interp.get_tensor(self._score_index))
@@ -354,12 +404,12 @@ class BlazeFaceDetector(FaceDetector):
         tensor -= 1.0
         return tensor
 
-    def _tile_boxes(self, tensor, edges, to_frame, min_score: float = 0.0):
+    def _tile_boxes(self, tensor, edges, to_frame, min_score: float = 0.0, bgr: bool = False):
         """Faces in one tile: model pass, drop boxes cut by an inner tile edge (a neighbour sees
         them whole; `edges` = which of left, top, right, bottom is the level's border), map to
-        frame px with `to_frame` = (sx, sy, ox, oy)."""
+        frame px with `to_frame` = (sx, sy, ox, oy). `bgr`: the tile is the uint8 picture."""
         th, tw = tensor.shape[:2]
-        boxes, scores = self._infer(tensor, min_score)
+        boxes, scores = self._infer(tensor, min_score, bgr)
         if not len(scores):
             return None
         if not all(edges):
@@ -382,13 +432,17 @@ class BlazeFaceDetector(FaceDetector):
         height, width = frame.shape[:2]
         size = self.input_size
         found = []  # (boxes xyxy in frame px, scores, level scale)
+        self._runs = 0
         self._rasterise_masks(width, height)
         previous = frame
         # Finest level first; each coarser level is resized from the one before (cheaper than
         # resizing the full frame again).
         for scale in sorted(self._levels(width, height), reverse=True):
             sw, sh = max(1, round(width * scale)), max(1, round(height * scale))
-            scaled = cv2.resize(previous, (sw, sh), interpolation=cv2.INTER_AREA)
+            if self.scheduled:  # the camera's whole-frame pass
+                scaled = area_resize(previous, (sw, sh))
+            else:  # the stateless pyramid, as the model gate has always compared it
+                scaled = cv2.resize(previous, (sw, sh), interpolation=cv2.INTER_AREA)
             previous = scaled
             tensor = self._normalise(scaled)
             for x0, y0, tw, th in plan_tiles(sw, sh, size, self.tile_overlap):
@@ -401,6 +455,7 @@ class BlazeFaceDetector(FaceDetector):
                 )
                 if hit is not None:
                     found.append((*hit, scale))
+        self._fixed_runs = self._runs
         searched = self._scheduled_pass(frame, found) if self.scheduled else []
         if self.scheduled:
             found = self._drop_coarse_boxes_around_small_faces(found)
@@ -496,6 +551,8 @@ class BlazeFaceDetector(FaceDetector):
                     ),
                     "age": ages,
                     "moved": np.zeros(len(tiles), bool),
+                    # moved thumbnail pixels in the tile since its last visit
+                    "motion": np.zeros(len(tiles)),
                     # a face was reported in the tile on the last frame (fresh or held)
                     "busy": np.zeros(len(tiles), bool),
                     # visits in a row that found nothing there (idle from EMPTY_VISITS on)
@@ -503,6 +560,7 @@ class BlazeFaceDetector(FaceDetector):
                     "sweep": sweep,
                     "idle_after": IDLE_SWEEPS * sweep,
                     "overlap": overlap,
+                    "buffer": None,  # the resized tile (levels under full resolution)
                 }
             )
         self._plans = ((width, height), levels)
@@ -544,9 +602,24 @@ class BlazeFaceDetector(FaceDetector):
                     ] = 0
             counts = cv2.integral(level_changed)
             a, b, c, e = level["cells"]
-            level["moved"] |= (
-                counts[c, e] - counts[a, e] - counts[c, b] + counts[a, b] >= MOTION_PIXELS
-            )
+            pixels = counts[c, e] - counts[a, e] - counts[c, b] + counts[a, b]
+            level["motion"] += pixels
+            level["moved"] |= pixels >= MOTION_PIXELS
+
+    def _level_runs(self, level: dict) -> int:
+        """Tiles this level may search this frame: its tiles-per-frame, or what is left of
+        max_runs (the levels are served in order)."""
+        if self.max_runs <= 0:
+            return level["per_frame"]
+        return max(0, min(level["per_frame"], self.max_runs - self._runs))
+
+    def _pace(self, level_no: int) -> int:
+        """Tiles a frame this level gets where every tile is due (the budget's worst case)."""
+        level = self._plans[1][level_no]
+        if self.max_runs <= 0:
+            return max(1, level["per_frame"])
+        before = self._fixed_runs + sum(lv["per_frame"] for lv in self._plans[1][:level_no])
+        return max(1, min(level["per_frame"], self.max_runs - before))
 
     @staticmethod
     def _level_sees(level: dict, size: float, scales: list) -> bool:
@@ -570,19 +643,25 @@ class BlazeFaceDetector(FaceDetector):
             age += 1
             # Motion is worth one sweep of waiting: a moving tile jumps the queue, a still one
             # is never starved.
-            priority = age + moved * (len(tiles) / max(1, level["per_frame"]))
+            # Among equals (everything moves, all tiles as old), the most motion first.
+            priority = (
+                age
+                + moved * (len(tiles) / max(1, level["per_frame"]))
+                + np.minimum(level["motion"], 1e4) * 1e-5
+            )
             # Due: a tile with motion since its last visit at once; one with a face in it once a
             # sweep (the round-robin's pace); an idle one (still and empty) every IDLE_SWEEPS.
             active = level["busy"] | (level["empty"] < EMPTY_VISITS)
             due = moved | (active & (age >= level["sweep"])) | (age >= level["idle_after"])
             done = 0
+            limit = self._level_runs(level)
             for i in np.argsort(-priority, kind="stable"):
-                if done >= level["per_frame"]:
+                if done >= limit:
                     break
                 if not due[i]:
                     continue
                 (rx0, ry0, rx1, ry1), (tw, th), border = tiles[i]
-                age[i], moved[i] = 0, False
+                age[i], moved[i], level["motion"][i] = 0, False, 0.0
                 level["empty"][i] += 1  # back to 0 in _mark_busy if a face is reported there
                 if self._masked(rx0, ry0, rx1, ry1):
                     continue  # privacy masks: never searched, and costs nothing
@@ -591,12 +670,16 @@ class BlazeFaceDetector(FaceDetector):
                 if region.shape[:2] == (th, tw):
                     tile = region  # full resolution: the frame's own pixels, no resize
                 else:
-                    tile = cv2.resize(region, (tw, th), interpolation=cv2.INTER_AREA)
+                    buf = level["buffer"]
+                    if buf is None or buf.shape[:2] != (th, tw):
+                        buf = level["buffer"] = np.empty((th, tw, 3), np.uint8)
+                    tile = cv2.resize(region, (tw, th), dst=buf, interpolation=cv2.INTER_AREA)
                 hit = self._tile_boxes(
-                    self._normalise(tile),
+                    tile,
                     border,
                     ((rx1 - rx0) / tw, (ry1 - ry0) / th, rx0, ry0),
                     level["min_score"],
+                    bgr=True,
                 )
                 if hit is not None:
                     found.append((*hit, level["scale"]))

@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 
 from edge_package.config import parse_config
-from edge_package.detect import CAMERA_SCHEDULE, BlazeFaceDetector, camera_schedule, iou
+from edge_package.detect import (
+    CAMERA_SCHEDULE,
+    MAX_RUNS,
+    BlazeFaceDetector,
+    area_resize,
+    camera_schedule,
+    iou,
+)
 from edge_package.pipeline import EdgeRunner
 from edge_package.sources import Frame
 from edge_package.synthetic import CrowdFace, make_background
@@ -153,14 +160,17 @@ def test_a_still_empty_scene_costs_a_few_model_runs_a_frame(camera, background):
     """Tiles where nothing moved and nobody was seen are idle: searching them again would give
     the same answer, so once every tile was searched twice the camera spends far fewer than its
     11 runs a frame."""
-    sweep = sweep_frames(camera)
+    sweep_frames(camera)
+    sweep = -(-120 // (MAX_RUNS - 1 - 2))  # at the budget's pace: 120 fine tiles, 4 a frame
     counts = model_runs(camera)
     per_frame = []
     for _ in range(4 * sweep):
         counts[0] = 0
         assert camera.detect(background) == []
         per_frame.append(counts[0])
-    assert per_frame[0] == 11  # the first frame: everything is new (1 + 2 + 8 runs)
+    # The first frame: everything is new, and the per-frame budget caps it (1 + 2 + 4 runs, not
+    # the 1 + 2 + 8 the levels would take).
+    assert per_frame[0] == MAX_RUNS == 7
     settled = per_frame[2 * sweep :]  # each tile searched twice and found empty
     assert sum(settled) / len(settled) < 4
 
@@ -183,8 +193,8 @@ def test_one_missed_visit_does_not_drop_a_still_face_but_leaving_does(camera, ba
     real = camera._tile_boxes
     missed = []
 
-    def blink(tensor, edges, to_frame, min_score=0.0):
-        hit = real(tensor, edges, to_frame, min_score)
+    def blink(tensor, edges, to_frame, min_score=0.0, **kwargs):
+        hit = real(tensor, edges, to_frame, min_score, **kwargs)
         # One frame (every tile searched in it) where the full-resolution level misses the face.
         if hit is not None and missed in ([], [camera._frame_no]) and to_frame[0] == 1.0:
             boxes, scores = hit
@@ -249,3 +259,38 @@ def test_a_camera_sending_only_larger_faces_skips_the_full_resolution_tiles(back
 
     runner.update_tunables(min_face_px=32)
     assert scales(runner.detector) == [0.375, 1.0]
+
+
+def test_where_every_tile_moves_the_camera_keeps_its_budget_and_still_finds_a_small_face(
+    camera, background
+):
+    """Sensor noise (or a dancing crowd) makes every tile read as moving: the camera still runs
+    at most MAX_RUNS models a frame (its fps holds), spreads the full-resolution tiles over more
+    frames, and a 32 px face anywhere is found within a sweep at that pace and then kept."""
+    image, truth = with_face(background, 32, 1310, 700)
+    rng = np.random.default_rng(3)
+    counts = model_runs(camera)
+    per_frame, found = [], []
+    sweep_at_budget = -(-120 // (MAX_RUNS - 1 - 2))  # 120 fine tiles, 4 a frame
+    for _ in range(sweep_at_budget + 4):
+        noisy = np.clip(image + rng.normal(0, 8, image.shape), 0, 255).astype(np.uint8)
+        counts[0] = 0
+        found.append(any(iou(d.box, truth) >= 0.4 for d in camera.detect(noisy)))
+        per_frame.append(counts[0])
+    assert max(per_frame) == MAX_RUNS
+    first = found.index(True)  # raises if never found
+    assert first <= sweep_at_budget
+    assert all(found[first:]), "held between visits of its tile"
+
+
+def test_area_resize_matches_opencvs_area_filter(background):
+    """The two-step resize (exact halvings, then the fractional rest) gives the same picture as
+    one INTER_AREA resize, to a grey level or so, into the caller's buffer when given one."""
+    import cv2
+
+    for src, size in ((background, (192, 108)), (background[:512, :512], (192, 192))):
+        direct = cv2.resize(src, size, interpolation=cv2.INTER_AREA).astype(np.int16)
+        buf = np.empty((size[1], size[0], 3), np.uint8)
+        out = area_resize(src, size, buf)
+        assert out is buf and out.shape == direct.shape
+        assert np.abs(out.astype(np.int16) - direct).mean() < 2.0
