@@ -348,6 +348,9 @@ CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "filesystem://")
 if CELERY_BROKER_URL == "filesystem://":
     # The folders are made when the Celery app is configured (stagepulse/celery.py).
     _broker_dir = VAR_DIR / "celery" / "broker"
+    # kombu's filesystem transport with whole-file writes: its own lets a reader take a message
+    # before it is written, which kills the worker (stagepulse/broker.py)
+    CELERY_BROKER_TRANSPORT = "stagepulse.broker:AtomicFilesystemTransport"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_broker_dir),
         "data_folder_out": str(_broker_dir),
