@@ -19,6 +19,13 @@ for _name, _value in {
 }.items():
     os.environ[_name] = _value
 os.environ.pop("AWS_ENDPOINT_URL", None)
+# With PYTHONDONTWRITEBYTECODE set (this machine's image sets it), each of the suite's ~40 Python
+# processes (two workers, the e2e demo's services and cameras, the settings and schema checks'
+# manage.py runs) compiled the project again, and each worker rewrote the asserts of all ~480
+# test modules again: ~17 s of CPU per worker's collection alone. The suite writes its bytecode
+# (__pycache__/, ignored by git) and later processes and runs read it back.
+sys.dont_write_bytecode = False
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 os.environ.pop("AWS_PROFILE", None)
 # moto drops boto3's default Session at each mock's start, and a new Session parses botocore's
 # service models again: ~0.1-0.3 s per client a test builds with boto3.client(), about a fifth

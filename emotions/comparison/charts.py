@@ -8,9 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from matplotlib.figure import Figure
-
-from emotions.reports.charts import _png
+from emotions.reports.charts import _png, new_figure
 
 CLOUD, EDGE = "#3a89c9", "#f25c05"
 
@@ -24,7 +22,7 @@ def _confusion(result: dict) -> str | None:
     keep = [i for i in range(len(labels)) if any(matrix[i]) or any(row[i] for row in matrix)]
     data = [[matrix[r][c] for c in keep] for r in keep]
     names = [labels[i].title().replace("_", " ") for i in keep]
-    figure = Figure(figsize=(5.6, 4.6))
+    figure = new_figure(figsize=(5.6, 4.6))
     axes = figure.subplots()
     image = axes.imshow(data, cmap="Blues")
     axes.set_xticks(range(len(keep)), names, rotation=40, ha="right", fontsize=8)
@@ -47,7 +45,7 @@ def _vibe(result: dict, tz) -> str | None:
     if not result.get("rekognition_available") or len(minutes) < 2:
         return None
     times = [datetime.fromisoformat(m["minute"]).astimezone(tz) for m in minutes]
-    figure = Figure(figsize=(8, 2.8))
+    figure = new_figure(figsize=(8, 2.8))
     axes = figure.subplots()
     axes.plot(times, [m["rekognition"] for m in minutes], color=CLOUD, label="Rekognition")
     axes.plot(times, [m["local"] for m in minutes], color=EDGE, label="camera's model")
@@ -66,7 +64,7 @@ def _hours(result: dict, tz, keys: tuple[str, str], labels: tuple[str, str], yla
     if not hours:
         return None
     names = [datetime.fromisoformat(h["hour"]).astimezone(tz).strftime("%H:00") for h in hours]
-    figure = Figure(figsize=(8, 2.8))
+    figure = new_figure(figsize=(8, 2.8))
     axes = figure.subplots()
     width = 0.4
     for offset, key, label, colour in ((-width / 2, keys[0], labels[0], CLOUD),
@@ -95,7 +93,7 @@ def _latency(result: dict) -> str | None:
     modes = [(m, v) for m, v in modes if v.get("p50_s") is not None]
     if not modes:
         return None
-    figure = Figure(figsize=(5.6, 2.4))
+    figure = new_figure(figsize=(5.6, 2.4))
     axes = figure.subplots()
     for row, (mode, values) in enumerate(modes):
         colour = CLOUD if mode == "cloud" else EDGE

@@ -8,15 +8,13 @@ from __future__ import annotations
 import base64
 import io
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
-import matplotlib
+from edge_package.contracts import EMOTIONS
+from festival.localtime import zone_abbreviation
 
-matplotlib.use("Agg")
-
-from matplotlib.figure import Figure  # noqa: E402
-
-from edge_package.contracts import EMOTIONS  # noqa: E402
-from festival.localtime import zone_abbreviation  # noqa: E402
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 COLOURS = {
     "HAPPY": "#f2b705",
@@ -28,6 +26,18 @@ COLOURS = {
     "DISGUSTED": "#5b8c3a",
     "FEAR": "#333333",
 }
+
+
+def new_figure(**kwargs) -> Figure:
+    """A matplotlib Figure (Agg, no display). matplotlib is imported with the first chart, not
+    with the URLconf: every process that loads Django (web, Celery, the analyzer, each
+    manage.py command) paid ~1.5 s of CPU importing it, most never drawing a chart."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    return Figure(**kwargs)
 
 
 def _png(figure: Figure) -> str:
@@ -93,7 +103,7 @@ def _time_axis(axes, payload: dict, tz) -> None:
 def _line(payload: dict, tz, key: str, title: str, ylabel: str, colour: str) -> str:
     times = _times(payload, tz)
     values = [m[key] if m[key] is not None else float("nan") for m in payload["minutes"]]
-    figure = Figure(figsize=(8, 2.6))
+    figure = new_figure(figsize=(8, 2.6))
     axes = figure.subplots()
     # one point per minute, drawn at the middle of its minute
     middles = [t + timedelta(seconds=30) for t in times]
@@ -115,7 +125,7 @@ def _share(payload: dict, tz) -> str:
     """Stacked bars, one per minute: a single minute is a visible bar (an area chart of one
     point is empty), and a suppressed minute is a gap."""
     times = _times(payload, tz)
-    figure = Figure(figsize=(8, 2.8))
+    figure = new_figure(figsize=(8, 2.8))
     axes = figure.subplots()
     width = 1 / 1440 * 0.92  # a minute in matplotlib's day units, with a hairline between bars
     bottoms = [0.0] * len(times)
@@ -154,7 +164,7 @@ def _components(payload: dict, tz) -> str:
     """Vibe v2 (thick) and each component's score per minute: every curve, not only the blend.
     A minute without a component is a gap in its line."""
     times = [t + timedelta(seconds=30) for t in _times(payload, tz)]
-    figure = Figure(figsize=(8, 2.8))
+    figure = new_figure(figsize=(8, 2.8))
     axes = figure.subplots()
     few = sum(1 for m in payload["minutes"] if m.get("vibe_v2") is not None) < 40
     for name, colour in COMPONENT_COLOURS.items():
