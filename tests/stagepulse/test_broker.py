@@ -17,7 +17,12 @@ from stagepulse.broker import AtomicFilesystemTransport
 def broker(tmp_path):
     folder = tmp_path / "broker"
     folder.mkdir()
-    options = {"data_folder_in": str(folder), "data_folder_out": str(folder)}
+    options = {
+        "data_folder_in": str(folder),
+        "data_folder_out": str(folder),
+        "control_folder": str(tmp_path / "control"),  # kombu's default is ./control
+        "processed_folder": str(folder / "processed"),
+    }
     with Connection("filesystem://", transport=AtomicFilesystemTransport,
                     transport_options=options) as connection:  # fmt: skip
         yield connection, folder
