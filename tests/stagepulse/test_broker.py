@@ -5,6 +5,7 @@ Celery worker with `Unrecoverable error: JSONDecodeError` after 14 minutes)."""
 from __future__ import annotations
 
 import threading
+import uuid
 from pathlib import Path
 
 import pytest
@@ -15,8 +16,11 @@ from stagepulse.broker import AtomicFilesystemTransport
 
 @pytest.fixture
 def broker(tmp_path):
+    """A connection on a fresh folder. kombu remembers declared exchanges per transport class
+    (in memory), so each test also uses a queue name of its own."""
     folder = tmp_path / "broker"
     folder.mkdir()
+    (tmp_path / "control").mkdir()
     options = {
         "data_folder_in": str(folder),
         "data_folder_out": str(folder),
@@ -25,16 +29,16 @@ def broker(tmp_path):
     }
     with Connection("filesystem://", transport=AtomicFilesystemTransport,
                     transport_options=options) as connection:  # fmt: skip
-        yield connection, folder
+        yield connection, folder, f"tasks{uuid.uuid4().hex}"
 
 
 def test_messages_arrive_once_each_while_several_writers_publish(broker):
-    connection, _ = broker
+    connection, _, name = broker
     sent = [{"writer": w, "n": n} for w in range(4) for n in range(100)]
 
     def publish(writer):
         with connection.clone() as mine:
-            queue = mine.SimpleQueue("tasks")
+            queue = mine.SimpleQueue(name)
             for message in sent:
                 if message["writer"] == writer:
                     queue.put(message)
@@ -44,7 +48,7 @@ def test_messages_arrive_once_each_while_several_writers_publish(broker):
     for thread in writers:
         thread.start()
     received = []
-    queue = connection.SimpleQueue("tasks")
+    queue = connection.SimpleQueue(name)
     while len(received) < len(sent):
         message = queue.get(timeout=10)
         received.append(message.payload)
@@ -56,10 +60,10 @@ def test_messages_arrive_once_each_while_several_writers_publish(broker):
 
 
 def test_a_message_still_being_written_is_not_read(broker):
-    connection, folder = broker
-    queue = connection.SimpleQueue("tasks")
+    connection, folder, name = broker
+    queue = connection.SimpleQueue(name)
     # what a writer holds before its rename: a dot-file of the queue's name, half written
-    (folder / ".1_abc.tasks.msg.part").write_text('{"body": "hal')
+    (folder / f".1_abc.{name}.msg.part").write_text('{"body": "hal')
     with pytest.raises(queue.Empty):
         queue.get(timeout=0.2)
     queue.put({"whole": True})
@@ -70,15 +74,15 @@ def test_a_message_still_being_written_is_not_read(broker):
 
 
 def test_an_unreadable_message_is_set_aside_and_the_next_one_delivered(broker, caplog):
-    connection, folder = broker
-    queue = connection.SimpleQueue("tasks")
+    connection, folder, name = broker
+    queue = connection.SimpleQueue(name)
     # an empty message file, as kombu's own transport could leave or hand over
-    (folder / "1_broken.tasks.msg").write_bytes(b"")
+    (folder / f"1_broken.{name}.msg").write_bytes(b"")
     queue.put({"after": "the broken one"})
     message = queue.get(timeout=5)
     assert message.payload == {"after": "the broken one"}
     message.ack()
     rejected = list(Path(folder, "rejected").iterdir())
-    assert [p.name for p in rejected] == ["1_broken.tasks.msg"]
+    assert [p.name for p in rejected] == [f"1_broken.{name}.msg"]
     assert "is not JSON" in caplog.text and "the queue goes on" in caplog.text
     queue.close()
