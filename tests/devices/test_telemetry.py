@@ -14,6 +14,15 @@ pytestmark = pytest.mark.django_db
 URL = "/api/v1/telemetry/"
 
 
+def request_client(name: str):
+    """The cached client that code answering a request gets (awsclients.someone_waiting: a
+    person waits, so it gives up fast); the one a Celery task gets is another instance."""
+    import awsclients as aws
+
+    with aws.someone_waiting():
+        return aws.cached_client(name)
+
+
 def report(device: Device, **extra) -> dict:
     payload = {
         "contract": 1,
@@ -278,10 +287,8 @@ def test_the_iot_rule_destination_confirms_itself(api_client, settings):
     destinations, so the IoT call is checked with botocore's Stubber on its real shape."""
     from botocore.stub import Stubber
 
-    import awsclients as aws
-
     settings.TELEMETRY_IOT_RULE_SECRET = "rule-secret-0123456789"
-    with Stubber(aws.cached_client("iot")) as iot:
+    with Stubber(request_client("iot")) as iot:
         iot.add_response(
             "confirm_topic_rule_destination",
             {},
@@ -296,9 +303,7 @@ def test_the_iot_rule_destination_confirms_itself(api_client, settings):
 def test_a_bad_or_foreign_confirmation_is_refused_without_calling_aws(api_client, settings):
     from botocore.stub import Stubber
 
-    import awsclients as aws
-
-    with Stubber(aws.cached_client("iot")):  # any IoT call would fail the test
+    with Stubber(request_client("iot")):  # any IoT call would fail the test
         forged = api_client.post(URL, {**CONFIRMATION, "arn": "arn:aws:s3:::bucket"}, format="json")
         elsewhere = api_client.post(
             URL,
@@ -315,11 +320,9 @@ def test_the_first_deploy_is_confirmed_before_the_rule_secret_is_configured(api_
     none configured: it is confirmed anyway (AWS checks the token against our account)."""
     from botocore.stub import Stubber
 
-    import awsclients as aws
-
     settings.TELEMETRY_IOT_RULE_SECRET = ""
     settings.TELEMETRY_IOT_RULE_SECRET_ARN = ""
-    with Stubber(aws.cached_client("iot")) as iot:
+    with Stubber(request_client("iot")) as iot:
         iot.add_response(
             "confirm_topic_rule_destination",
             {},
@@ -333,9 +336,7 @@ def test_the_first_deploy_is_confirmed_before_the_rule_secret_is_configured(api_
 def test_a_refused_confirmation_logs_the_token_for_the_manual_fallback(api_client, caplog):
     from botocore.stub import Stubber
 
-    import awsclients as aws
-
-    with Stubber(aws.cached_client("iot")) as iot:
+    with Stubber(request_client("iot")) as iot:
         iot.add_client_error(
             "confirm_topic_rule_destination",
             "UnauthorizedException",
@@ -357,7 +358,6 @@ def test_rule_requests_are_checked_against_the_stacks_secret(api_client, setting
 
     from botocore.stub import Stubber
 
-    import awsclients as aws
     from devices import selectors
 
     device, _ = ours
@@ -373,7 +373,7 @@ def test_rule_requests_are_checked_against_the_stacks_secret(api_client, setting
         "SecretString": _json.dumps({"token": "generated-token-0123456789abcdef"}),
         "VersionStages": ["AWSCURRENT"],
     }
-    with Stubber(aws.cached_client("secretsmanager")) as sm:
+    with Stubber(request_client("secretsmanager")) as sm:
         sm.add_response(
             "get_secret_value", secret, {"SecretId": settings.TELEMETRY_IOT_RULE_SECRET_ARN}
         )
@@ -399,10 +399,8 @@ def test_rule_requests_are_checked_against_the_stacks_secret(api_client, setting
 def test_aws_refusing_the_token_is_a_clear_400(api_client, settings):
     from botocore.stub import Stubber
 
-    import awsclients as aws
-
     settings.TELEMETRY_IOT_RULE_SECRET = "rule-secret-0123456789"
-    with Stubber(aws.cached_client("iot")) as iot:
+    with Stubber(request_client("iot")) as iot:
         iot.add_client_error(
             "confirm_topic_rule_destination", "InvalidRequestException", "token expired"
         )
