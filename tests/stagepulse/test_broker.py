@@ -44,11 +44,13 @@ def test_messages_arrive_once_each_while_several_writers_publish(broker):
                     queue.put(message)
             queue.close()
 
+    # the queue is declared before the writers start: kombu's own exchange-table file (not the
+    # messages) is created without a lock when it does not exist yet
+    queue = connection.SimpleQueue(name)
     writers = [threading.Thread(target=publish, args=(w,)) for w in range(4)]
     for thread in writers:
         thread.start()
     received = []
-    queue = connection.SimpleQueue(name)
     while len(received) < len(sent):
         message = queue.get(timeout=10)
         received.append(message.payload)
