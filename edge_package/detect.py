@@ -29,6 +29,9 @@ COARSE_MIN_MODEL_PX = 18
 # A level that searched a held face's tile may say the face is gone only if it sees faces that
 # size reliably (BlazeFace full range: from about 24 model px; at 18 px it misses 1 in 6).
 RELIABLE_MODEL_PX = 24
+# Share of a held face's thumbnail pixels that, changed in one frame, mean the person may have
+# left: a face leaving changes nearly all of them, one drifting by a fraction of a px none.
+HELD_FACE_CHANGED = 0.5
 SCENE_CHANGE = 0.4  # share of moved thumbnail pixels that means another scene: drop held faces
 # A held face is dropped after this many searches, at a level that sees its size, that miss it in
 # a row: BlazeFace misses a hard face (profile, blur, occlusion) on one visit in ten or so, and one
@@ -50,10 +53,12 @@ EMPTY_VISITS = 2
 # visits. 0.375 sees 64-170 px faces at 24-64 model px (18 tiles, 2 a frame: 3 cost 12 % more on
 # the benchmark clip for no recall); full resolution sees 24-64 px faces (120 tiles, 8 a frame:
 # every tile once a second at 15 fps, where the budget below allows). At most MAX_RUNS model
-# runs a frame (where everything moves), about 7 on the benchmark clip. Its own min scores
-# (0.55 at both levels) drop background textures that score ~0.5; full resolution was 0.6, which
-# lost a hard 32 px face (the cameraman portrait, 0.56-0.69 there) on seed 7. Chosen by
-# measurement on synthetic seed 11, checked on seeds 2026 and 7 (docs/edge.md, "Small faces");
+# runs a frame (where everything moves), about 7 on the benchmark clip. Its own min scores drop
+# background textures that score ~0.5: 0.55 at 0.375; 0.53 at full resolution, where a hard
+# 32 px face (the seed-7 cameraman portrait, 0.53-0.69 across tile placements) was never found
+# at 0.55 (seed 7 32 px recall 0.87 -> 0.96, 24 px 0.88 -> 0.90); at 0.52 and under, 48 px
+# textures came through (precision 0.95 -> 0.91 on seed 2026). Chosen by measurement on seeds
+# 11, 2026 and 7, checked on seeds 3 and 42 (docs/edge.md, "Small faces");
 # the class's own defaults stay the stateless 9-run pyramid that the model gate compares.
 #
 # At most MAX_RUNS of them a frame, whatever moves: where every tile moves (a dancing crowd, a noisy
@@ -67,9 +72,15 @@ MAX_RUNS = 7
 # cameraman portrait, 0.56 centred and less on most tile placements) is not lost because one tile
 # placement sees it at 0.5. A new face still needs the level's own min score.
 TRACKED_MIN_SCORE = 0.45
+# A box from a finer scheduled level wider than this many times the level's overlap (frame px:
+# full resolution's 64) is a face of a coarser level's size, and needs that level's min score:
+# the full-resolution level's lower min score is for the small faces it is there for (an 87 px
+# background texture scored 0.53 there).
+COARSE_SIZE = 1.25
+FULL_RESOLUTION_MIN_SCORE = 0.53
 CAMERA_SCHEDULE = {
     "tile_scales": (),
-    "scheduled": ((0.375, 2, 64, 0.55), (1.0, 8, 64, 0.55)),
+    "scheduled": ((0.375, 2, 64, 0.55), (1.0, 8, 64, FULL_RESOLUTION_MIN_SCORE)),
     "max_runs": MAX_RUNS,
 }
 
@@ -556,6 +567,8 @@ class BlazeFaceDetector(FaceDetector):
                     ),
                     "age": ages,
                     "moved": np.zeros(len(tiles), bool),
+                    # holds a held face whose picture changed: searched before anything else
+                    "urgent": np.zeros(len(tiles), bool),
                     # moved thumbnail pixels in the tile since its last visit
                     "motion": np.zeros(len(tiles)),
                     # a face was reported in the tile on the last frame (fresh or held)
@@ -565,9 +578,17 @@ class BlazeFaceDetector(FaceDetector):
                     "sweep": sweep,
                     "idle_after": IDLE_SWEEPS * sweep,
                     "overlap": overlap,
+                    # (frame px, score): a box wider than this is a coarser level's size and
+                    # needs that level's min score (None at the coarsest level)
+                    "coarse_size": None,
                     "buffer": None,  # the resized tile (levels under full resolution)
                 }
             )
+        for level in levels:
+            coarser = [lv["min_score"] for lv in levels if lv["scale"] < level["scale"]]
+            if coarser and max(coarser) > level["min_score"]:
+                width_limit = COARSE_SIZE * level["overlap"] / level["scale"]
+                level["coarse_size"] = (width_limit, max(coarser))
         self._plans = ((width, height), levels)
         self._thumb = None
         return levels
@@ -588,6 +609,7 @@ class BlazeFaceDetector(FaceDetector):
             for level in levels:
                 level["moved"][:] = True
             return
+        self._recheck_changed_faces(changed, levels)
         for level in levels:
             # A face already reported that another level is there for (a 100 px face at full
             # resolution) moving is not news to this level: its pixels do not flag its tiles.
@@ -610,6 +632,33 @@ class BlazeFaceDetector(FaceDetector):
             pixels = counts[c, e] - counts[a, e] - counts[c, b] + counts[a, b]
             level["motion"] += pixels
             level["moved"] |= pixels >= MOTION_PIXELS
+
+    def _recheck_changed_faces(self, changed: np.ndarray, levels: list) -> None:
+        """A held face most of whose picture changed this frame (`changed`: the 1/4 thumbnail's
+        moved pixels) has left, or moved: its tiles at the levels that see its size are searched
+        first, on this frame where the budget allows, and one miss there drops it (a dancing
+        face is found again, a person who left is no longer counted). Before, such a face waited
+        behind the budget's backlog and was held for up to two sweeps."""
+        scales = [lv["scale"] for lv in levels]
+        for n, (face, seen, misses) in enumerate(self._held):
+            x0, y0 = max(0, int(face.x // 4)), max(0, int(face.y // 4))
+            x1, y1 = int(-(-(face.x + face.w) // 4)), int(-(-(face.y + face.h) // 4))
+            region = changed[y0:y1, x0:x1]
+            if not region.size or region.mean() <= HELD_FACE_CHANGED:
+                continue
+            self._held[n] = (face, seen, max(misses, MISSES_TO_DROP - 1))
+            for level in levels:
+                if not self._level_sees(level, max(face.w, face.h), scales):
+                    continue
+                r = level["regions"]
+                whole = (
+                    (r[:, 0] <= face.x)
+                    & (r[:, 1] <= face.y)
+                    & (r[:, 2] >= face.x + face.w)
+                    & (r[:, 3] >= face.y + face.h)
+                )
+                level["urgent"] |= whole
+                level["moved"] |= whole
 
     def _level_runs(self, level: dict) -> int:
         """Tiles this level may search this frame: its tiles-per-frame, or what is left of
@@ -647,11 +696,15 @@ class BlazeFaceDetector(FaceDetector):
             tiles, age, moved = level["tiles"], level["age"], level["moved"]
             age += 1
             # Motion is worth one sweep of waiting: a moving tile jumps the queue, a still one
-            # is never starved.
+            # is never starved. The sweep at the pace the budget leaves: where it allows fewer
+            # tiles a frame than the level's own, due tiles wait longer than a sweep at the
+            # level's pace, and a bonus of that sweep left a face that just left (motion where it
+            # was) held for two sweeps behind them.
             # Among equals (everything moves, all tiles as old), the most motion first.
             priority = (
                 age
-                + moved * (len(tiles) / max(1, level["per_frame"]))
+                + moved * (len(tiles) / self._pace(level_no))
+                + level["urgent"] * (4.0 * len(tiles) * IDLE_SWEEPS)
                 + np.minimum(level["motion"], 1e4) * 1e-5
             )
             # Due: a tile with motion since its last visit at once; one with a face in it once a
@@ -667,6 +720,7 @@ class BlazeFaceDetector(FaceDetector):
                     continue
                 (rx0, ry0, rx1, ry1), (tw, th), border = tiles[i]
                 age[i], moved[i], level["motion"][i] = 0, False, 0.0
+                level["urgent"][i] = False
                 level["empty"][i] += 1  # back to 0 in _mark_busy if a face is reported there
                 if self._masked(rx0, ry0, rx1, ry1):
                     continue  # privacy masks: never searched, and costs nothing
@@ -689,6 +743,8 @@ class BlazeFaceDetector(FaceDetector):
                 )
                 if hit is not None and tracked:
                     hit = self._keep_tracked(hit, level["min_score"], tracked)
+                if hit is not None and level["coarse_size"]:
+                    hit = self._coarse_sized_need_coarse_score(hit, *level["coarse_size"])
                 if hit is not None:
                     found.append((*hit, level["scale"]))
                 searched.append((rx0, ry0, rx1, ry1, level["scale"], level_no, i))
@@ -715,6 +771,16 @@ class BlazeFaceDetector(FaceDetector):
             x1, y1, x2, y2 = boxes[n]
             box = (x1, y1, x2 - x1, y2 - y1)
             keep[n] = any(iou(box, t) >= 0.3 for t in tracked)
+        if not keep.any():
+            return None
+        return boxes[keep], scores[keep]
+
+    @staticmethod
+    def _coarse_sized_need_coarse_score(hit, width_limit: float, min_score: float):
+        """Of one tile's boxes (frame px), drop those wider than `width_limit` that score under
+        `min_score`: a face that size is a coarser level's to find, at that level's min score."""
+        boxes, scores = hit
+        keep = ((boxes[:, 2] - boxes[:, 0]) <= width_limit) | (scores >= min_score)
         if not keep.any():
             return None
         return boxes[keep], scores[keep]

@@ -11,7 +11,9 @@ import pytest
 from edge_package.config import parse_config
 from edge_package.detect import (
     CAMERA_SCHEDULE,
+    FULL_RESOLUTION_MIN_SCORE,
     MAX_RUNS,
+    TRACKED_MIN_SCORE,
     BlazeFaceDetector,
     area_resize,
     camera_schedule,
@@ -209,14 +211,24 @@ def test_one_missed_visit_does_not_drop_a_still_face_but_leaving_does(camera, ba
         assert any(iou(d.box, truth) >= 0.4 for d in camera.detect(image))
     assert missed, "the face's tile was searched (and missed it) meanwhile"
     camera._tile_boxes = real
-    # The person leaves: the picture changes there, the tile is searched at once, and the face
-    # is gone within a few frames (not held for a sweep).
-    gone_after = next(
-        n
-        for n in range(sweep)
-        if not any(iou(d.box, truth) > 0.1 for d in camera.detect(background))
-    )
-    assert gone_after <= 2
+    # The person leaves: most of the picture where the face was changes, so it is not held on
+    # the very frame it left (before, it waited for its tile to be searched and miss it twice:
+    # with the budget's backlog, up to two sweeps of a face counted that was not there).
+    assert not any(iou(d.box, truth) > 0.1 for d in camera.detect(background))
+
+
+def test_a_dancing_face_stays_reported_between_visits(camera, background):
+    """A face that moves a few px a frame changes only its edges: it is held between its tiles'
+    visits, not taken for a person who left."""
+    sweep = sweep_frames(camera)
+    frames = [with_face(background, 32, 1000 + 2 * n, 400 + (n % 3)) for n in range(3 * sweep)]
+    reported = []
+    for image, truth in frames:
+        reported.append([d for d in camera.detect(image) if iou(d.box, truth) >= 0.3])
+    first = next(n for n, found in enumerate(reported) if found)
+    assert first <= 2
+    assert all(reported[first:]), "reported on every frame once found"
+    assert any(d.held for found in reported[first:] for d in found), "held between visits"
 
 
 @pytest.mark.parametrize(("size", "sent"), [(44, True), (32, False)])
@@ -300,8 +312,9 @@ def test_a_tracked_face_is_kept_at_a_lower_score_but_a_new_one_needs_the_level_m
     camera, background
 ):
     """A hard face (the seed-7 cameraman portrait) scores just under the full-resolution level's
-    min score (0.55) on some tile placements: once it is tracked it is still found fresh there
-    down to TRACKED_MIN_SCORE, while a face never seen before at that score is not reported."""
+    min score on some tile placements: once it is tracked it is still found fresh there down to
+    TRACKED_MIN_SCORE, while a face never seen before at that score is not reported."""
+    under_the_level = (TRACKED_MIN_SCORE + FULL_RESOLUTION_MIN_SCORE) / 2
     image, truth = with_face(background, 32, 1000, 400)
     sweep = sweep_frames(camera)
     real = camera._infer
@@ -309,8 +322,8 @@ def test_a_tracked_face_is_kept_at_a_lower_score_but_a_new_one_needs_the_level_m
 
     def hard_face(tile, min_score=0.0, bgr=False):
         boxes, scores = real(tile, 0.0, bgr)
-        if bgr and capped[0]:  # the scheduled levels see it at 0.5 only
-            scores = np.minimum(scores, 0.5)
+        if bgr and capped[0]:  # the scheduled levels see it just under their min score
+            scores = np.minimum(scores, under_the_level)
         keep = scores >= max(camera.threshold, min_score)
         return boxes[keep], scores[keep]
 
@@ -328,4 +341,4 @@ def test_a_tracked_face_is_kept_at_a_lower_score_but_a_new_one_needs_the_level_m
         reported = [d for d in camera.detect(image) if iou(d.box, truth) >= 0.4]
         assert reported, "still tracked"
         fresh += any(not d.held for d in reported)
-    assert fresh >= 2, "found again (fresh) on its tiles' visits at 0.5"
+    assert fresh >= 2, "found again (fresh) on its tiles' visits under the level's min"
