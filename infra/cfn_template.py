@@ -26,8 +26,11 @@ ENV_TO_PARAMETER = {
 }
 
 
-class _CfnLoader(yaml.SafeLoader):
-    """PyYAML loader for CloudFormation short forms (!Ref, !Sub, !If ...)."""
+class _CfnLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
+    """PyYAML loader for CloudFormation short forms (!Ref, !Sub, !If ...). On libyaml's parser
+    where PyYAML has it (the safe constructor either way, the same dict): the pure-Python one
+    took 0.05 s of CPU per load of the stack's template (libyaml: 0.007 s), and every deploy
+    loads it (tests/infra deploys 20 stacks)."""
 
 
 def _cfn_tag(loader: yaml.SafeLoader, tag_suffix: str, node: yaml.Node) -> dict:

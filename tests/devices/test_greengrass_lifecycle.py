@@ -84,18 +84,47 @@ def _fake_ipc(folder: Path, locked: dict) -> Path:
     return folder
 
 
+# What `python3 -m venv` adds after making the folders: ensurepip installs the wheels it bundles
+# (pip, setuptools) into the new venv by running pip on them, ~4 s of CPU (ten on a loaded
+# machine). The shim unpacks the same wheels into the venv's site-packages and writes pip's
+# console scripts, as installing them does; the venv's own pip (ensurepip's version) then runs the
+# Install script's `pip install`s as before. (The scripts get no .pyc files ahead: pip compiles
+# what it imports on its first run.)
+BUNDLED_WHEELS = r"""
+import ensurepip, pathlib, site, sys, zipfile
+site_packages = pathlib.Path(site.getsitepackages()[0])
+bundled = sorted((pathlib.Path(ensurepip.__file__).parent / "_bundled").glob("*.whl"))
+assert any(w.name.startswith("pip-") for w in bundled), bundled
+for wheel in bundled:
+    zipfile.ZipFile(wheel).extractall(site_packages)
+bin = pathlib.Path(sys.prefix) / "bin"
+version = "%d.%d" % sys.version_info[:2]
+for name in ("pip", "pip3", "pip" + version):
+    script = bin / name
+    script.write_text(
+        f"#!{bin / 'python'}\n"
+        "import sys\nfrom pip._internal.cli.main import main\nsys.exit(main())\n"
+    )
+    script.chmod(0o755)
+"""
+
+
 def _python3_shim(folder: Path, paths: list[str]) -> Path:
-    """`python3` for the Install script: the real venv module, then a .pth that lets the new venv
-    see the fake IPC and this run's packages (the offline stand-in for PyPI)."""
+    """`python3` for the Install script: the real venv module (its pip from ensurepip's wheels,
+    BUNDLED_WHEELS), then a .pth that lets the new venv see the fake IPC and this run's packages
+    (the offline stand-in for PyPI)."""
     folder.mkdir()
+    (folder / "bundled_wheels.py").write_text(BUNDLED_WHEELS)
     shim = folder / "python3"
     pth = "\\n".join(paths)
     base = getattr(sys, "_base_executable", sys.executable)
     shim.write_text(
         "#!/bin/sh\n"
         'if [ "$1" = "-m" ] && [ "$2" = "venv" ]; then\n'
-        f'  "{base}" "$@" || exit $?\n'
-        '  site=$("$3/bin/python" -c "import site; print(site.getsitepackages()[0])")\n'
+        "  shift 2\n"
+        f'  "{base}" -m venv --without-pip "$@" || exit $?\n'
+        f'  "$1/bin/python" "{folder / "bundled_wheels.py"}" || exit $?\n'
+        '  site=$("$1/bin/python" -c "import site; print(site.getsitepackages()[0])")\n'
         f"  printf '{pth}\\n' > \"$site/_stagepulse_test.pth\"\n"
         "  exit 0\n"
         "fi\n"

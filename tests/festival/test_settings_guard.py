@@ -1,7 +1,16 @@
 """Production refuses to start without its secrets or on the embedded defaults (SQLite, file
 cache, folder broker), passes Django's deployment checks, and sets database connection reuse
-deliberately."""
+deliberately.
 
+Each scenario is a real `manage.py` run in its own process with its own environment, as a
+deployment starts it. They used to be a fresh interpreter each (~1 s of CPU apiece, 15 of them);
+now one child (MANAGE_RUNS) imports Django and the third-party packages once, then forks a process
+per scenario that sets its environment and runs manage.py from the start: the settings, the app
+registry and the checks are all the scenario's own, as before. The child refuses to fork if those
+imports configured the settings. Each test still asserts on its own scenario's exit status and
+output (the module-scoped `runs` fixture runs them all at once, the first time a test asks)."""
+
+import json
 import os
 import subprocess
 import sys
@@ -23,62 +32,164 @@ PRODUCTION = {
     **SERVICES,
 }
 CONFIG_NAMES = {"SECRET_KEY", "ALLOWED_HOSTS", "DB_CONN_MAX_AGE", *SERVICES}
+EMBEDDED_BACKENDS = [
+    ("DATABASE_URL", "sqlite:////tmp/prod.sqlite3"),
+    ("CACHE_URL", "locmem://"),
+    ("CELERY_BROKER_URL", "filesystem://"),
+]
+DATABASE_SETTINGS = (
+    "from django.conf import settings; d = settings.DATABASES['default']; "
+    "print(d['CONN_MAX_AGE'], d['CONN_HEALTH_CHECKS'])"
+)
+
+# name -> (manage.py arguments, environment on top of the test run's, less CONFIG_NAMES)
+SCENARIOS = {
+    "no-secret-key-or-hosts": (["check"], {"STAGEPULSE_ENV": "production"}),
+    "short-secret-key": (
+        ["check"],
+        {
+            "STAGEPULSE_ENV": "production",
+            "SECRET_KEY": "short",
+            "ALLOWED_HOSTS": "stagepulse.example.org",
+        },
+    ),
+    "unknown-mode": (["check"], {"STAGEPULSE_ENV": "staging"}),
+    "check-deploy": (["check", "--deploy", "--fail-level", "WARNING"], PRODUCTION),
+    **{
+        f"without-{missing}": (
+            ["check"],
+            {k: v for k, v in PRODUCTION.items() if k != missing},
+        )
+        for missing in SERVICES
+    },
+    **{
+        f"embedded-{name}": (["check"], {**PRODUCTION, name: value})
+        for name, value in EMBEDDED_BACKENDS
+    },
+    **{
+        f"embedded-defaults-{mode}": (["check"], {"STAGEPULSE_ENV": mode})
+        for mode in ("dev", "demo", "test")
+    },
+    "database-default": (["shell", "--no-imports", "-c", DATABASE_SETTINGS], PRODUCTION),
+    "database-tuned": (
+        ["shell", "--no-imports", "-c", DATABASE_SETTINGS],
+        {"DB_CONN_MAX_AGE": "30", **SERVICES},
+    ),
+}
+
+# The child: reads [{name, args, env, out, err}] on stdin, prints {name: exit status}. What it
+# imports before forking reads no settings (checked); manage.py then runs in each fork as
+# `python manage.py ARGS` runs it, its output in the scenario's two files.
+MANAGE_RUNS = r"""
+import json, os, runpy, sys, traceback
+import django, django.core.management, django.db.models, django.urls, django.test  # noqa
+import rest_framework, celery, boto3, botocore.session, dj_database_url, yaml  # noqa
+from django.conf import settings
+if settings.configured or "stagepulse.settings" in sys.modules:
+    sys.exit("the pre-imports configured the settings: a scenario would not start fresh")
+statuses = {}
+for run in json.load(sys.stdin):
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            os.environ.clear()
+            os.environ.update(run["env"])
+            for fd, path in ((1, run["out"]), (2, run["err"])):
+                target = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+                os.dup2(target, fd)
+                os.close(target)
+            sys.argv = ["manage.py", *run["args"]]
+            try:
+                runpy.run_path("manage.py", run_name="__main__")
+                code = 0
+            except SystemExit as stop:
+                if stop.code is None or isinstance(stop.code, int):
+                    code = stop.code or 0
+                else:
+                    print(stop.code, file=sys.stderr)
+            except BaseException:
+                traceback.print_exc()
+        finally:
+            try:
+                sys.stdout.flush()
+                sys.stderr.flush()
+            finally:
+                os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    statuses[run["name"]] = os.waitstatus_to_exitcode(status)
+print(json.dumps(statuses))
+"""
 
 
-def run_manage(tmp_path, *args, **env):
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> dict[str, subprocess.CompletedProcess]:
+    """Every scenario's manage.py run, each with its own (empty) STAGEPULSE_VAR_DIR."""
+    folder = tmp_path_factory.mktemp("settings-guard")
     clean = {k: v for k, v in os.environ.items() if k not in CONFIG_NAMES}
-    clean.update(STAGEPULSE_VAR_DIR=str(tmp_path), **env)
-    return subprocess.run(
-        [sys.executable, "manage.py", *args],
+    plan = []
+    for name, (args, env) in SCENARIOS.items():
+        var = folder / name
+        var.mkdir()
+        plan.append(
+            {
+                "name": name,
+                "args": args,
+                "env": {**clean, "STAGEPULSE_VAR_DIR": str(var), **env},
+                "out": str(folder / f"{name}.out"),
+                "err": str(folder / f"{name}.err"),
+            }
+        )
+    child = subprocess.run(
+        [sys.executable, "-c", MANAGE_RUNS],
         cwd=ROOT,
-        env=clean,
+        input=json.dumps(plan),
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=300,
     )
+    assert child.returncode == 0, child.stdout + child.stderr
+    statuses = json.loads(child.stdout.strip().splitlines()[-1])
+    return {
+        run["name"]: subprocess.CompletedProcess(
+            run["args"],
+            statuses[run["name"]],
+            Path(run["out"]).read_text(),
+            Path(run["err"]).read_text(),
+        )
+        for run in plan
+    }
 
 
-def test_production_without_secret_key_or_hosts_is_a_clear_error(tmp_path):
-    result = run_manage(tmp_path, "check", STAGEPULSE_ENV="production")
+def test_production_without_secret_key_or_hosts_is_a_clear_error(runs):
+    result = runs["no-secret-key-or-hosts"]
     assert result.returncode != 0
     assert "needs SECRET_KEY and ALLOWED_HOSTS" in result.stderr
 
 
-def test_production_with_short_secret_key_is_refused(tmp_path):
-    result = run_manage(
-        tmp_path,
-        "check",
-        STAGEPULSE_ENV="production",
-        SECRET_KEY="short",
-        ALLOWED_HOSTS="stagepulse.example.org",
-    )
+def test_production_with_short_secret_key_is_refused(runs):
+    result = runs["short-secret-key"]
     assert result.returncode != 0
     assert "at least 50 characters" in result.stderr
 
 
-def test_unknown_mode_is_refused(tmp_path):
-    result = run_manage(tmp_path, "check", STAGEPULSE_ENV="staging")
+def test_unknown_mode_is_refused(runs):
+    result = runs["unknown-mode"]
     assert result.returncode != 0
     assert "STAGEPULSE_ENV='staging'" in result.stderr
 
 
-def test_check_deploy_is_clean_in_production(tmp_path):
-    result = run_manage(
-        tmp_path,
-        "check",
-        "--deploy",
-        "--fail-level",
-        "WARNING",
-        **PRODUCTION,
-    )
+def test_check_deploy_is_clean_in_production(runs):
+    result = runs["check-deploy"]
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
 
 
 @pytest.mark.parametrize("missing", sorted(SERVICES))
-def test_production_without_a_service_url_refuses_to_start(tmp_path, missing):
-    env = {k: v for k, v in PRODUCTION.items() if k != missing}
-    result = run_manage(tmp_path, "check", **env)
+def test_production_without_a_service_url_refuses_to_start(runs, missing):
+    result = runs[f"without-{missing}"]
     assert result.returncode != 0
     assert "ImproperlyConfigured" in result.stderr and missing in result.stderr
     others = set(SERVICES) - {missing}
@@ -87,39 +198,24 @@ def test_production_without_a_service_url_refuses_to_start(tmp_path, missing):
     )
 
 
-@pytest.mark.parametrize(
-    "name, value",
-    [
-        ("DATABASE_URL", "sqlite:////tmp/prod.sqlite3"),
-        ("CACHE_URL", "locmem://"),
-        ("CELERY_BROKER_URL", "filesystem://"),
-    ],
-)
-def test_production_refuses_the_embedded_backends_named_explicitly(tmp_path, name, value):
-    result = run_manage(tmp_path, "check", **{**PRODUCTION, name: value})
+@pytest.mark.parametrize("name, value", EMBEDDED_BACKENDS)
+def test_production_refuses_the_embedded_backends_named_explicitly(runs, name, value):
+    result = runs[f"embedded-{name}"]
     assert result.returncode != 0
     assert name in result.stderr
 
 
-def test_embedded_defaults_still_start_outside_production(tmp_path):
+def test_embedded_defaults_still_start_outside_production(runs):
     for mode in ("dev", "demo", "test"):
-        result = run_manage(tmp_path, "check", STAGEPULSE_ENV=mode)
+        result = runs[f"embedded-defaults-{mode}"]
         assert result.returncode == 0, result.stderr[-2000:]
 
 
-DATABASE_SETTINGS = (
-    "from django.conf import settings; d = settings.DATABASES['default']; "
-    "print(d['CONN_MAX_AGE'], d['CONN_HEALTH_CHECKS'])"
-)
-
-
-def test_postgres_connections_are_not_kept_idle_by_default_and_are_health_checked(tmp_path):
+def test_postgres_connections_are_not_kept_idle_by_default_and_are_health_checked(runs):
     """A persistent connection per gthread thread, kept while the thread idles, exhausted
     PostgreSQL's max_connections: by default each request opens and closes its own."""
-    result = run_manage(tmp_path, "shell", "--no-imports", "-c", DATABASE_SETTINGS, **PRODUCTION)
+    result = runs["database-default"]
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.split() == ["0", "True"]
-    tuned = run_manage(
-        tmp_path, "shell", "--no-imports", "-c", DATABASE_SETTINGS, DB_CONN_MAX_AGE="30", **SERVICES
-    )
+    tuned = runs["database-tuned"]
     assert tuned.stdout.split() == ["30", "True"]
