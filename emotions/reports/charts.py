@@ -124,25 +124,31 @@ def _line(payload: dict, tz, key: str, title: str, ylabel: str, colour: str) -> 
 def _share(payload: dict, tz) -> str:
     """Stacked bars, one per minute: a single minute is a visible bar (an area chart of one
     point is empty), and a suppressed minute is a gap."""
+    from matplotlib.collections import PolyCollection
+
     times = _times(payload, tz)
     figure = new_figure(figsize=(8, 2.8))
     axes = figure.subplots()
     width = 1 / 1440 * 0.92  # a minute in matplotlib's day units, with a hairline between bars
+    axes.xaxis.update_units(times)  # a date axis, as Axes.bar would make it
+    lefts = axes.convert_xunits(times)
     bottoms = [0.0] * len(times)
     for name in EMOTIONS:
         heights = [
             (m["expression_share"] or {}).get(name, 0.0) if m["expression_share"] else 0.0
             for m in payload["minutes"]
         ]
-        axes.bar(
-            times,
-            heights,
-            width=width,
-            bottom=bottoms,
-            align="edge",
-            color=COLOURS[name],
-            label=name.title(),
-            linewidth=0,
+        # One collection of rectangles per emotion, not Axes.bar's one patch per minute: the
+        # same picture, but 8 emotions x a set's minutes of patches made this chart cost ~5x
+        # the others together (0.9 s of CPU for a 90-minute set, for each report page view).
+        bars = [
+            ((x, b), (x + width, b), (x + width, b + h), (x, b + h))
+            for x, b, h in zip(lefts, bottoms, heights, strict=True)
+            if h
+        ]
+        axes.add_collection(
+            PolyCollection(bars, facecolors=COLOURS[name], linewidths=0, label=name.title()),
+            autolim=False,
         )
         bottoms = [b + h for b, h in zip(bottoms, heights, strict=True)]
     axes.set_ylim(0, 100)

@@ -380,9 +380,12 @@ def test_a_file_after_a_live_camera_is_not_held_by_the_old_timelines_budget(tmp_
     for _ in range(30):
         writer.write(rng.integers(40, 200, (240, 320, 3), dtype=np.uint8))
     writer.release()
+    # fps_cap 60: the file plays on its own timeline (media_s) whatever the pace, so the default
+    # 15 fps cap only made the 30 frames wait 2 s of wall time
     cfg = parse_config(
-        {**BASE, "throttle_interval_s": 1, "upload_budget_per_min": 2, "min_face_px": 40}
-    )
+        {**BASE, "throttle_interval_s": 1, "upload_budget_per_min": 2, "min_face_px": 40,
+         "fps_cap": 60}
+    )  # fmt: skip
     sink = Recorder()
     runner = EdgeRunner(cfg, detector=SteadyFace(), sink=sink)
     live = next(iter(VideoSource(str(video))))

@@ -15,6 +15,12 @@ _seq = iter(range(1, 10_000_000))
 
 def faces(stage: Stage, device: str, minute: datetime, n: int, model="fer-tflite", **scores):
     """Store `n` faces captured within `minute` (one per second), each with `scores`."""
+    return store_items(stage, face_items(stage, device, minute, n, model, **scores))
+
+
+def face_items(stage: Stage, device: str, minute: datetime, n: int, model="fer-tflite", **scores):
+    """The items `faces` stores, for a caller that stores many minutes as one batch (as the
+    stream delivers them): one store_items call instead of one a minute."""
     items = []
     for i in range(n):
         captured = minute + timedelta(seconds=i % 60, milliseconds=i // 60)
@@ -32,7 +38,7 @@ def faces(stage: Stage, device: str, minute: datetime, n: int, model="fer-tflite
                 analyzed_at_ms=int(captured.timestamp() * 1000) + 500,
             )
         )
-    return store_items(stage, items)
+    return items
 
 
 def add_set(stage: Stage, artist: str, starts_at: datetime, minutes: int) -> Set:

@@ -15,7 +15,8 @@ from PIL import Image
 from emotions.models import ReportStatus, SetReport
 from emotions.reports import charts
 from emotions.reports.selectors import build_payload
-from tests.emotions.report_helpers import add_set, faces
+from emotions.services import store_items
+from tests.emotions.report_helpers import add_set, face_items
 from tests.factories import utc
 
 pytestmark = pytest.mark.django_db
@@ -51,10 +52,12 @@ def pixels_of(data_uri: str, hex_colour: str) -> int:
 
 def payload_for(world, start, minutes, data_minutes, *, happy=(80,), now=None, artist="Act"):
     the_set = add_set(world.stage, artist, start, minutes)
+    items = []  # one batch through the real ingest, as the stream delivers minutes
     for index, offset in enumerate(data_minutes):
         value = happy[index % len(happy)]
-        faces(world.stage, "ours-cam-1", start + timedelta(minutes=offset), 10,
-              HAPPY=value, CALM=100 - value)  # fmt: skip
+        items += face_items(world.stage, "ours-cam-1", start + timedelta(minutes=offset), 10,
+                            HAPPY=value, CALM=100 - value)  # fmt: skip
+    store_items(world.stage, items)
     return the_set, build_payload(the_set, now=now or start + timedelta(days=1))
 
 
