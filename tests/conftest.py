@@ -34,35 +34,42 @@ moto_config.default_user_config["core"]["reset_boto3_session"] = False
 
 # The longest files first: with pytest-xdist (`make test`, whole files to each worker, in this
 # order: --no-loadscope-reorder) they start at once, beside the rest, instead of last and alone.
-# The order is the one measured (docs/benchmarks.md, 2026-12-02): the two wall-bound files (the
-# e2e demo, the analyzer's worker processes) first, then the edge package's detection-heavy
-# files; the browser files are long where Chromium is installed.
+# The order is the one measured (the files of 3 s and more in a quiet `make test`, 2026-12-02
+# 17:52, docs/benchmarks.md); the browser files are long where Chromium is installed.
 LONGEST_FIRST = (
     "tests/e2e/",
+    "tests/emotions/test_report_page_browser.py",
+    "tests/edge_package/test_small_faces.py",
+    "tests/festival/test_organizer_pages_browser.py",
     "tests/emotions/test_analysis_concurrency.py",
     "tests/edge_package/test_pipeline.py",
-    "tests/edge_package/test_crowd_signals.py",
-    "tests/edge_package/test_runtimes.py",
-    "tests/devices/test_greengrass_lifecycle.py",
-    "tests/emotions/test_report_page_browser.py",
-    "tests/festival/test_organizer_pages_browser.py",
     "tests/emotions/test_comparison_page_browser.py",
-    "tests/operations/test_dashboard_browser.py",
-    "tests/edge_package/test_small_faces.py",
-    "tests/emotions/test_report_charts.py",
-    "tests/edge_package/test_detect.py",
-    "tests/festival/test_settings_guard.py",
-    "tests/detectors/test_labelled_clips.py",
-    "tests/devices/test_deployments.py",
-    "tests/festival/test_cross_tenant_admin_and_pages.py",
-    "tests/festival/test_cross_tenant_routes.py",
     "tests/infra/test_deploy.py",
-    "tests/detectors/test_training_confinement.py",
-    "tests/devices/test_registration.py",
-    "tests/festival/test_openapi.py",
+    "tests/edge_package/test_runtimes.py",
+    "tests/emotions/test_report_charts.py",
+    "tests/operations/test_vibe_components_browser.py",
+    "tests/edge_package/test_crowd_signals.py",
     "tests/festival/test_celery_worker.py",
-    "tests/infra/test_template.py",
-    "tests/festival/test_schemathesis.py",
+    "tests/devices/test_greengrass_lifecycle.py",
+    "tests/operations/test_dashboard_browser.py",
+    "tests/emotions/test_pipeline_end_to_end.py",
+    "tests/festival/test_settings_guard.py",
+    "tests/festival/test_browsable_api_setting.py",
+    "tests/devices/test_input_health.py",
+    "tests/emotions/test_ingest.py",
+    "tests/festival/test_cross_tenant_admin_and_pages.py",
+    "tests/festival/test_settings_env.py",
+    "tests/emotions/test_comparison_aggregates.py",
+    "tests/festival/test_cross_tenant_routes.py",
+    "tests/operations/test_closeout.py",
+    "tests/devices/test_telemetry_throttle_parallel.py",
+    "tests/infra/test_real_deployment.py",
+    "tests/edge_package/test_detect.py",
+    "tests/emotions/test_privacy_differencing.py",
+    "tests/devices/test_deployments.py",
+    "tests/detectors/test_labelled_clips.py",
+    "tests/devices/test_health.py",
+    "tests/devices/test_registration.py",
 )
 
 

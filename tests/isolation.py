@@ -1,8 +1,8 @@
 """What each test process may use on a shared machine: its own Redis database and its own slice
 of this checkout's TCP ports, whether the suite runs in one process or in pytest-xdist workers
-(`make test` runs two). Django-free, so subprocess helpers can import it too.
+(`make test` runs three). Django-free, so subprocess helpers can import it too.
 
-Environment (defaults in brackets): STAGEPULSE_TEST_REDIS_DBS, one database per worker ["12,13"];
+Environment (defaults in brackets): STAGEPULSE_TEST_REDIS_DBS, one database per worker ["11,12,13"];
 STAGEPULSE_TEST_PORTS, this checkout's port range, split evenly between workers ["18400-18499"].
 """
 
@@ -24,7 +24,7 @@ def worker_count() -> int:
 
 def redis_url() -> str:
     """This worker's Redis database (each test that uses it flushes it first)."""
-    dbs = [db.strip() for db in os.environ.get("STAGEPULSE_TEST_REDIS_DBS", "12,13").split(",")]
+    dbs = [db.strip() for db in os.environ.get("STAGEPULSE_TEST_REDIS_DBS", "11,12,13").split(",")]
     index = worker_index()
     if index >= len(dbs):
         raise RuntimeError(
