@@ -1,3 +1,5 @@
 """StagePulse edge software: runs on the camera, never imports Django or any server module."""
 
-__version__ = "0.1.0"
+# 0.2.0: the small-faces detector (budgeted tile schedule, held-face re-check, full resolution
+# from 0.53), so a camera still on the old one is told apart in telemetry and rollouts.
+__version__ = "0.2.0"

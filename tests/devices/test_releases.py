@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import re
 import shutil
 import zipfile
 from pathlib import Path
@@ -16,6 +17,7 @@ import awsclients as aws
 from devices import services
 from devices.models import EdgeRelease
 from devices.services.releases import EDGE_ROOT, build_artifact
+from edge_package import __version__
 
 pytestmark = pytest.mark.django_db
 
@@ -80,7 +82,8 @@ def test_build_uploads_once_and_is_idempotent(moto_aws, settings, edge_copy):
     body = s3.get_object(Bucket=settings.ARTIFACTS_BUCKET, Key=release.key)["Body"].read()
     assert hashlib.sha256(body).hexdigest() == release.sha256
     assert (
-        release.uri == f"s3://{settings.ARTIFACTS_BUCKET}/edge-releases/0.1.0/stagepulse-edge.zip"
+        release.uri
+        == f"s3://{settings.ARTIFACTS_BUCKET}/edge-releases/{__version__}/stagepulse-edge.zip"
     )
     again = services.build_edge_release(root=edge_copy)
     assert again.pk == release.pk
@@ -93,10 +96,12 @@ def test_new_content_under_an_existing_version_is_refused(moto_aws, edge_copy):
     services.build_edge_release(root=edge_copy)
     with open(edge_copy / "cli.py", "a") as handle:
         handle.write("\n# hotfix\n")
-    with pytest.raises(ValidationError, match="0.1.0 already exists with different content"):
+    with pytest.raises(
+        ValidationError, match=f"{re.escape(__version__)} already exists with different content"
+    ):
         services.build_edge_release(root=edge_copy)
-    patched = services.build_edge_release(root=edge_copy, version="0.1.1")
-    assert EdgeRelease.objects.count() == 2 and patched.version == "0.1.1"
+    patched = services.build_edge_release(root=edge_copy, version=f"{__version__}.1")
+    assert EdgeRelease.objects.count() == 2 and patched.version == f"{__version__}.1"
 
 
 def test_missing_bucket_is_a_clear_error_and_records_nothing(moto_aws, settings, edge_copy):
