@@ -56,7 +56,7 @@ EMPTY_VISITS = 2
 # runs a frame (where everything moves), about 7 on the benchmark clip. Its own min scores drop
 # background textures that score ~0.5: 0.55 at 0.375; 0.53 at full resolution, where a hard
 # 32 px face (the seed-7 cameraman portrait, 0.53-0.69 across tile placements) was never found
-# at 0.55 (seed 7 32 px recall 0.87 -> 0.96, 24 px 0.88 -> 0.90); at 0.52 and under, 48 px
+# at 0.55 (seed 7 32 px recall 0.87 -> 0.95); at 0.52 and under, 48 px
 # textures came through (precision 0.95 -> 0.91 on seed 2026). Chosen by measurement on seeds
 # 11, 2026 and 7, checked on seeds 3 and 42 (docs/edge.md, "Small faces");
 # the class's own defaults stay the stateless 9-run pyramid that the model gate compares.
@@ -98,6 +98,27 @@ def camera_schedule(min_face_px: int) -> dict:
             break
         kept.append(level)
     return {**CAMERA_SCHEDULE, "scheduled": tuple(kept)}
+
+
+def _kept(hit: tuple, keep: np.ndarray):
+    """The boxes and scores of a tile's hit where `keep`, or None where none is kept."""
+    if not keep.any():
+        return None
+    boxes, scores = hit
+    return boxes[keep], scores[keep]
+
+
+def _thumbnail_window(face: Detection, margin: float = 0.0) -> tuple[slice, slice]:
+    """The rows and columns of the 1/4 motion thumbnail under a face's box (frame px), grown
+    by `margin` frame px on each side."""
+    return (
+        slice(
+            max(0, int((face.y - margin) // 4)), max(0, int(-(-(face.y + face.h + margin) // 4)))
+        ),
+        slice(
+            max(0, int((face.x - margin) // 4)), max(0, int(-(-(face.x + face.w + margin) // 4)))
+        ),
+    )
 
 
 class DetectorError(RuntimeError):
@@ -623,10 +644,7 @@ class BlazeFaceDetector(FaceDetector):
                 level_changed = changed.copy()
                 for d in others:
                     m = 0.25 * max(d.w, d.h)
-                    level_changed[
-                        max(0, int((d.y - m) // 4)) : max(0, int(-(-(d.y + d.h + m) // 4))),
-                        max(0, int((d.x - m) // 4)) : max(0, int(-(-(d.x + d.w + m) // 4))),
-                    ] = 0
+                    level_changed[_thumbnail_window(d, m)] = 0
             counts = cv2.integral(level_changed)
             a, b, c, e = level["cells"]
             pixels = counts[c, e] - counts[a, e] - counts[c, b] + counts[a, b]
@@ -641,9 +659,7 @@ class BlazeFaceDetector(FaceDetector):
         behind the budget's backlog and was held for up to two sweeps."""
         scales = [lv["scale"] for lv in levels]
         for n, (face, seen, misses) in enumerate(self._held):
-            x0, y0 = max(0, int(face.x // 4)), max(0, int(face.y // 4))
-            x1, y1 = int(-(-(face.x + face.w) // 4)), int(-(-(face.y + face.h) // 4))
-            region = changed[y0:y1, x0:x1]
+            region = changed[_thumbnail_window(face)]
             if not region.size or region.mean() <= HELD_FACE_CHANGED:
                 continue
             self._held[n] = (face, seen, max(misses, MISSES_TO_DROP - 1))
@@ -771,9 +787,7 @@ class BlazeFaceDetector(FaceDetector):
             x1, y1, x2, y2 = boxes[n]
             box = (x1, y1, x2 - x1, y2 - y1)
             keep[n] = any(iou(box, t) >= 0.3 for t in tracked)
-        if not keep.any():
-            return None
-        return boxes[keep], scores[keep]
+        return _kept(hit, keep)
 
     @staticmethod
     def _coarse_sized_need_coarse_score(hit, width_limit: float, min_score: float):
@@ -781,9 +795,7 @@ class BlazeFaceDetector(FaceDetector):
         `min_score`: a face that size is a coarser level's to find, at that level's min score."""
         boxes, scores = hit
         keep = ((boxes[:, 2] - boxes[:, 0]) <= width_limit) | (scores >= min_score)
-        if not keep.any():
-            return None
-        return boxes[keep], scores[keep]
+        return _kept(hit, keep)
 
     def _drop_coarse_boxes_around_small_faces(self, found: list) -> list:
         """A coarse level sees a 24 px face as a few pixels and often answers with a box twice its
