@@ -152,10 +152,7 @@ class Stopper(threading.Thread):
         while not self.running.wait(0.5):
             if self.done.is_set() or self.demo.poll() is not None:
                 return
-        started = time.monotonic()
-        # The demo installs its SIGTERM handler right after the banner; 20 crops take seconds of
-        # camera time anyway, so nothing is lost by not asking in the first two.
-        self.done.wait(2.0)
+        started = time.monotonic()  # the demo heeds SIGTERM from its banner on
         while not self.done.is_set() and self.demo.poll() is None:
             self.missing = minimums_reached(self.database, self.watcher)
             if self.missing is None:

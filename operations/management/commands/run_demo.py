@@ -105,6 +105,7 @@ class Command(BaseCommand):
             demo.wait_for_port(port, timeout_s=60)
             for camera in cameras:
                 group.start(camera)
+            stop = self.stop_on_signals()  # before the banner: a Ctrl-C after it is always heard
             self.stdout.write(
                 self.style.SUCCESS("\nStagePulse demo is running. Look here:")
                 + f"\n  dashboard    {base}/dashboard/"
@@ -119,7 +120,7 @@ class Command(BaseCommand):
                 + f"\n  Sets last {set_minutes} minutes; a set's report appears shortly after"
                 " it ends.\n  Ctrl-C stops everything.\n"
             )
-            self.run_until_stopped(group, duration)
+            self.run_until_stopped(group, duration, stop)
             self.step("stopping the cameras, then letting the analyzer drain its queue …")
             group.stop([camera.name for camera in cameras])
             left = demo.drain(extra["STAGEPULSE_ANALYZER_QUEUE_URL"], timeout_s=45)
@@ -132,7 +133,10 @@ class Command(BaseCommand):
             demo.wait_or_kill(moto, timeout_s=10)
         self.step("demo stopped")
 
-    def run_until_stopped(self, group, duration: float) -> None:
+    @staticmethod
+    def stop_on_signals() -> dict:
+        """From now on SIGTERM and Ctrl-C ask the demo to stop (the cameras first, then a drain)
+        instead of interrupting it."""
         stop = {"now": False}
 
         def request_stop(*_):
@@ -140,6 +144,9 @@ class Command(BaseCommand):
 
         signal.signal(signal.SIGTERM, request_stop)
         signal.signal(signal.SIGINT, request_stop)
+        return stop
+
+    def run_until_stopped(self, group, duration: float, stop: dict) -> None:
         deadline = time.monotonic() + duration if duration else None
         while not stop["now"]:
             if deadline and time.monotonic() >= deadline:
