@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 
 from django.contrib.auth import get_user_model
+from django.contrib.auth.hashers import make_password
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
@@ -68,17 +69,32 @@ DEMO_ORGS = [
 ]
 
 
-def ensure_member(organization: Organization, username: str, role: str, password: str):
+def ensure_member(organization: Organization, username: str, role: str, password_hash):
+    """The user (made with `password_hash()` as its stored password if new) and its membership."""
     user_model = get_user_model()
     user, created = user_model.objects.get_or_create(
         username=username,
         defaults={"email": f"{username}@{organization.slug}.example", "is_staff": True},
     )
     if created:
-        user.set_password(password)
+        user.password = password_hash()
         user.save()
     Membership.objects.get_or_create(user=user, organization=organization, defaults={"role": role})
     return user
+
+
+def _hashed_once(password: str):
+    """The demo's one shared password, hashed on first use and then reused: each hash is a
+    million PBKDF2 rounds (~1 s of CPU), and the demo made seven of the same password at every
+    first start. The password is printed in the demo's banner, so a salt per user hides nothing."""
+    encoded: list[str] = []
+
+    def password_hash() -> str:
+        if not encoded:
+            encoded.append(make_password(password))
+        return encoded[0]
+
+    return password_hash
 
 
 @transaction.atomic
@@ -88,12 +104,13 @@ def seed_demo(today: date | None = None, password: str = DEMO_PASSWORD) -> list[
     Idempotent: existing rows are kept as they are, so a second run changes nothing.
     """
     logins: list[DemoLogin] = []
+    password_hash = _hashed_once(password)
     for spec in DEMO_ORGS:
         organization, _ = Organization.objects.get_or_create(
             slug=spec["slug"], defaults={"name": spec["name"]}
         )
         for username, role in spec["users"]:
-            ensure_member(organization, username, role, password)
+            ensure_member(organization, username, role, password_hash)
             logins.append(DemoLogin(username, organization.name, role))
         fest = spec["festival"]
         festival, created = Festival.objects.get_or_create(
@@ -139,7 +156,9 @@ def seed_demo(today: date | None = None, password: str = DEMO_PASSWORD) -> list[
                 raise RuntimeError(f"demo lineup did not import: {result.errors[:3]}")
     user_model = get_user_model()
     if not user_model.objects.filter(username="admin").exists():
-        user_model.objects.create_superuser("admin", "admin@stagepulse.example", password)
+        admin = user_model.objects.create_superuser("admin", "admin@stagepulse.example", None)
+        admin.password = password_hash()
+        admin.save(update_fields=["password"])
     logins.append(DemoLogin("admin", "(superuser: every organization)", "superuser"))
     return logins
 

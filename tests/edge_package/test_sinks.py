@@ -269,3 +269,19 @@ def test_an_abandoned_sink_sends_none_of_the_entries_it_already_read(tmp_path):
     sink.pump(max_items=8)
     assert Recording.sent == [0]  # the one already on the wire, and nothing after it
     assert sink.pump(max_items=8) == 0
+
+
+def test_clients_share_one_session_until_the_cameras_credentials_change(monkeypatch):
+    """A camera makes several clients (crops, records, shadow, models); a new boto3 Session each
+    parsed botocore's models again. One is reused, but rotated credentials are never missed."""
+    from edge_package.sinks import aws_client
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "first-key")
+    s3, dynamodb = aws_client("s3"), aws_client("dynamodb")
+    assert s3._loader is dynamodb._loader  # one Session's model cache
+    assert s3._request_signer._credentials.access_key == "first-key"
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "rotated-key")
+    rotated = aws_client("s3")
+    assert rotated._loader is not s3._loader
+    assert rotated._request_signer._credentials.access_key == "rotated-key"
+    assert aws_client("s3", "us-east-1").meta.region_name == "us-east-1"

@@ -10,7 +10,6 @@ import cv2
 import numpy as np
 import pytest
 import skimage.data
-from matplotlib import cbook
 
 from edge_package.contracts import EMOTIONS, top_emotion
 from edge_package.emotion_model import (
@@ -31,6 +30,8 @@ def astronaut_face_bgr() -> np.ndarray:
 
 
 def grace_hopper_face_bgr() -> np.ndarray:
+    from matplotlib import cbook  # here, not at collection (every xdist worker collects)
+
     with cbook.get_sample_data("grace_hopper.jpg") as handle:
         image = cv2.imdecode(np.frombuffer(handle.read(), np.uint8), cv2.IMREAD_COLOR)
     return image[130:340, 150:370]

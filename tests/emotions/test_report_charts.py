@@ -9,7 +9,6 @@ from datetime import date, timedelta
 
 import numpy as np
 import pytest
-from matplotlib.dates import num2date
 from PIL import Image
 
 from emotions.models import ReportStatus, SetReport
@@ -37,6 +36,9 @@ def figures(monkeypatch):
 
 
 def x_axis(figure):
+    # matplotlib loads when a chart is drawn, not when every xdist worker collects this module
+    from matplotlib.dates import num2date
+
     axes = figure.axes[0]
     low, high = axes.get_xlim()
     labels = [t.get_text() for t in axes.get_xticklabels() if t.get_text()]

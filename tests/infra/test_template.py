@@ -8,7 +8,6 @@ from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import pytest
-from cfnlint.runner import main as cfn_lint_main
 
 from analyzer.config import AnalyzerSettings
 from analyzer.mosaic import MosaicLimits
@@ -24,6 +23,9 @@ def cfn_lint(path: Path) -> subprocess.CompletedProcess:
     cfn-lint script calls: the same options, config discovery, rules, output and exit status),
     run in this process. As a subprocess each run paid ~1.3 s of interpreter start and imports
     on top of its ~0.9 s of linting."""
+    from cfnlint.runner import main as cfn_lint_main  # here: its import (sympy, networkx) is
+    # ~0.6 s, which every pytest-xdist worker paid collecting this module
+
     out, err = io.StringIO(), io.StringIO()
     argv, sys.argv = sys.argv, ["cfn-lint", str(path)]
     try:

@@ -36,3 +36,19 @@ def test_demo_logins_work_and_stay_in_their_organization(client):
     assert client.login(username="bob", password="stagepulse-demo")
     page = client.get("/admin/festival/festival/").content.decode()
     assert "Riverside Sessions" in page and "Pulse Festival" not in page
+
+
+def test_every_demo_login_works_and_the_password_is_hashed_once(client, monkeypatch):
+    """The first start hashed the shared demo password once per user (~1 s of CPU each on the
+    real hasher); now once in all, and every login printed in the banner still works."""
+    from operations import services
+
+    hashed = []
+    real = services.make_password
+    monkeypatch.setattr(services, "make_password", lambda raw: hashed.append(raw) or real(raw))
+    logins = services.seed_demo()
+    assert hashed == [services.DEMO_PASSWORD]
+    assert len(logins) == get_user_model().objects.count() >= 5
+    for login in logins:
+        assert client.login(username=login.username, password=services.DEMO_PASSWORD), login
+    assert get_user_model().objects.get(username="admin").is_superuser
