@@ -213,6 +213,23 @@ def chromium():
 
 
 @pytest.fixture(scope="session")
+def _migrations_from_template():
+    """Armed while pytest-django's django_db_setup (below) builds the test databases, only."""
+    from tests.db_template import arm_migrations_from_template
+
+    disarm = arm_migrations_from_template()
+    yield disarm
+    disarm()
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(_migrations_from_template, django_db_setup):
+    """pytest-django's own, with SQLite's in-memory test database copied from a template that
+    one worker migrated (tests/db_template.py) instead of migrated again by every worker."""
+    _migrations_from_template()
+
+
+@pytest.fixture(scope="session")
 def django_db_modify_db_settings_xdist_suffix(request):
     """Each xdist worker's own test database: PostgreSQL's named test_<name>_gwN, as pytest-django
     names it; SQLite's in memory, private to the process. (pytest-django's own fixture takes
