@@ -10,6 +10,8 @@ import pytest
 from moto import mock_aws  # imported before any boto3 session exists (awsclients reuses one)
 from moto.core import config as moto_config
 
+from tests.moto_keys import pool_moto_keys
+
 for _name, _value in {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
@@ -32,6 +34,8 @@ os.environ.pop("AWS_PROFILE", None)
 # service models again: ~0.1-0.3 s per client a test builds with boto3.client(), about a fifth
 # of the suite's CPU time. The credentials are fake either way, so every mock keeps the one.
 moto_config.default_user_config["core"]["reset_boto3_session"] = False
+# moto's IoT and KMS make an RSA key per certificate and per key (~50 ms each): a few, reused.
+pool_moto_keys()
 
 # The longest files first: with pytest-xdist (`make test`, whole files to each worker, in this
 # order: --no-loadscope-reorder) they start at once, beside the rest, instead of last and alone.

@@ -25,7 +25,7 @@ def moto_resources(settings, tmp_path, monkeypatch):
     settings.SAGEMAKER_ROLE_ARN = ROLE_ARN
     settings.SAGEMAKER_TRAINING_IMAGE = IMAGE
     monkeypatch.setenv("STAGEPULSE_MODEL_DIR", str(tmp_path / "edge-models"))
-    aws.client("s3").create_bucket(
+    aws.cached_client("s3").create_bucket(
         Bucket=settings.ARTIFACTS_BUCKET,
         CreateBucketConfiguration={"LocationConstraint": aws.region()},
     )

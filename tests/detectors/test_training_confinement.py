@@ -57,7 +57,7 @@ def start(organization, **kwargs) -> TrainingJob:
 
 
 def no_job_in_sagemaker() -> bool:
-    return aws.client("sagemaker").list_training_jobs()["TrainingJobSummaries"] == []
+    return aws.cached_client("sagemaker").list_training_jobs()["TrainingJobSummaries"] == []
 
 
 @pytest.mark.parametrize("uri", FOREIGN)

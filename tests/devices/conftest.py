@@ -27,11 +27,11 @@ LAMBDA_TRUST = {
 @pytest.fixture
 def moto_resources(settings):
     """In moto (tests/conftest.py moto_aws): the artifacts bucket and the DeepLens Lambda role."""
-    aws.client("s3").create_bucket(
+    aws.cached_client("s3").create_bucket(
         Bucket=settings.ARTIFACTS_BUCKET,
         CreateBucketConfiguration={"LocationConstraint": aws.region()},
     )
-    role = aws.client("iam").create_role(
+    role = aws.cached_client("iam").create_role(
         RoleName="stagepulse-deeplens-lambda",
         AssumeRolePolicyDocument=json.dumps(LAMBDA_TRUST),
     )["Role"]

@@ -5,7 +5,6 @@ without taking the page down; face items from face-free cameras refused."""
 
 from datetime import datetime, timedelta
 
-import boto3
 import pytest
 from django.utils import timezone
 
@@ -20,6 +19,7 @@ from tests.emotions.test_ingest import (  # noqa: F401
     aws,
     ingest,
     now_worlds,
+    observations_table,
     put_face,
 )
 
@@ -77,7 +77,7 @@ def put_crowd(world, end: datetime, **fields) -> dict:
     from edge_package.contracts import to_dynamodb
 
     item = crowd_item(world, end, **fields)
-    boto3.resource("dynamodb", region_name=REGION).Table(TABLE).put_item(Item=to_dynamodb(item))
+    observations_table().put_item(Item=to_dynamodb(item))
     return item
 
 

@@ -2,6 +2,7 @@
 item the analyzer wrote lands exactly once whatever its capture time; refused items are counted
 per reason; checkpoints survive crashes, expired iterators and trimmed data."""
 
+import functools
 from datetime import UTC, datetime, timedelta
 from unittest import mock
 
@@ -67,6 +68,13 @@ def now_worlds(two_worlds):
 _seq = iter(range(1, 10_000_000))
 
 
+@functools.cache
+def observations_table():
+    """The observations table, through one boto3 resource for the module (a resource costs
+    ~10 ms of CPU to make; moto answers it inside each test's own mock)."""
+    return boto3.resource("dynamodb", region_name=REGION).Table(TABLE)
+
+
 def put_face(world, when: datetime, *, happy=80.0, calm=10.0, device=None, stage=None, **extra):
     crop = CropKey(
         festival=world.festival.slug,
@@ -86,7 +94,7 @@ def put_face(world, when: datetime, *, happy=80.0, calm=10.0, device=None, stage
         analyzed_at_ms=int(datetime.now(UTC).timestamp() * 1000),
     )
     item.update(extra)
-    boto3.resource("dynamodb", region_name=REGION).Table(TABLE).put_item(Item=to_dynamodb(item))
+    observations_table().put_item(Item=to_dynamodb(item))
     return item
 
 
@@ -540,7 +548,7 @@ def test_ttl_removals_on_the_stream_are_read_past_and_delete_nothing(aws, now_wo
     ours, _ = now_worlds
     first = put_face(ours, timezone.now() - timedelta(seconds=2))
     put_face(ours, timezone.now() - timedelta(seconds=1))
-    boto3.resource("dynamodb", region_name=REGION).Table(TABLE).delete_item(
+    observations_table().delete_item(
         Key={"pk": first["pk"], "sk": first["sk"]}  # as the TTL would, days later
     )
     result = ingest(aws)
