@@ -1,33 +1,16 @@
 """The browsable API (HTML) is a development tool: production answers JSON only unless asked."""
 
 import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.fresh_processes import run_fresh
+
 GOOD_KEY = "k" * 20 + "production-secret-key-for-the-check-only-0123456789"
 PRINT_RENDERERS = (
     "from rest_framework.settings import api_settings as s; "
     "print(','.join(c.__name__ for c in s.DEFAULT_RENDERER_CLASSES))"
 )
-
-
-def renderers(tmp_path, **env) -> str:
-    clean = {k: v for k, v in os.environ.items() if k not in {"DEBUG", "BROWSABLE_API"}}
-    clean.update(STAGEPULSE_VAR_DIR=str(tmp_path), **env)
-    result = subprocess.run(
-        [sys.executable, "manage.py", "shell", "-c", PRINT_RENDERERS],
-        cwd=ROOT,
-        env=clean,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
-    return result.stdout.strip().splitlines()[-1]
 
 
 PRODUCTION = {
@@ -41,15 +24,36 @@ PRODUCTION = {
 }
 
 
-@pytest.mark.parametrize(
-    ("env", "expected"),
-    [
-        (PRODUCTION, "JSONRenderer"),
-        ({**PRODUCTION, "BROWSABLE_API": "true"}, "JSONRenderer,BrowsableAPIRenderer"),
-        ({"STAGEPULSE_ENV": "dev"}, "JSONRenderer,BrowsableAPIRenderer"),
-        ({"STAGEPULSE_ENV": "dev", "BROWSABLE_API": "false"}, "JSONRenderer"),
-    ],
-    ids=["production", "production-opted-in", "dev", "dev-opted-out"],
-)
-def test_browsable_api_only_in_development_or_when_asked(tmp_path, env, expected):
-    assert renderers(tmp_path, **env) == expected
+CASES = {
+    "production": (PRODUCTION, "JSONRenderer"),
+    "production-opted-in": (
+        {**PRODUCTION, "BROWSABLE_API": "true"},
+        "JSONRenderer,BrowsableAPIRenderer",
+    ),
+    "dev": ({"STAGEPULSE_ENV": "dev"}, "JSONRenderer,BrowsableAPIRenderer"),
+    "dev-opted-out": ({"STAGEPULSE_ENV": "dev", "BROWSABLE_API": "false"}, "JSONRenderer"),
+}
+
+
+@pytest.fixture(scope="module")
+def renderers(tmp_path_factory) -> dict[str, str]:
+    """Each case's renderers, printed by `manage.py shell` started in its own environment
+    (forked from one pre-imported interpreter, tests/fresh_processes.py)."""
+    folder = tmp_path_factory.mktemp("browsable-api")
+    clean = {k: v for k, v in os.environ.items() if k not in {"DEBUG", "BROWSABLE_API"}}
+    plan = {
+        name: {
+            "args": ["shell", "-c", PRINT_RENDERERS],
+            "env": {**clean, "STAGEPULSE_VAR_DIR": str(folder / name), **env},
+        }
+        for name, (env, _) in CASES.items()
+    }
+    runs = run_fresh(plan, folder)
+    for name, run in runs.items():
+        assert run.returncode == 0, (name, run.stderr[-2000:])
+    return {name: run.stdout.strip().splitlines()[-1] for name, run in runs.items()}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_browsable_api_only_in_development_or_when_asked(renderers, case):
+    assert renderers[case] == CASES[case][1]

@@ -4,15 +4,14 @@ connection, the Celery app for the embedded broker and results, run_demo for its
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
 from stagepulse.settings import env_bool
+from tests.fresh_processes import run_fresh
 
-ROOT = Path(__file__).resolve().parents[2]
 CONFIG_NAMES = {"DATABASE_URL", "CACHE_URL", "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND", "DEBUG"}
 
 
@@ -45,47 +44,71 @@ def test_a_typo_is_refused_not_read_as_false(monkeypatch, value):
         env_bool("SOME_FLAG")
 
 
-def python(tmp_path, code, **env):
+FOLDER_CODE = (
+    "import django; django.setup()\n"
+    "from django.db import connection\n"
+    "from stagepulse.celery import app\n"
+    "connection.ensure_connection()\n"
+    "print(app.conf.broker_url)\n"
+)
+# name -> (code for `python -c`, environment on top of the test run's, less CONFIG_NAMES); the
+# run's STAGEPULSE_VAR_DIR is its own empty folder's "var" (not made beforehand)
+STARTS = {
+    "debug-typo": ("import django; django.setup()", {"DEBUG": "ture"}),
+    "import-only": (
+        "import django; django.setup(); from django.conf import settings; print(settings.VAR_DIR)",
+        {},
+    ),
+    "folders-where-needed": (FOLDER_CODE, {}),
+    "redis-broker": (
+        "import django; django.setup(); from stagepulse.celery import app; app.conf.broker_url",
+        {
+            "CELERY_BROKER_URL": "redis://127.0.0.1:1/0",
+            "DATABASE_URL": "sqlite:///{folder}/db.sqlite3",
+        },
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def started(tmp_path_factory) -> dict[str, tuple[subprocess.CompletedProcess, Path]]:
+    """Each start's result and its STAGEPULSE_VAR_DIR, every start a fresh Django in its own
+    process (forked from one pre-imported interpreter, tests/fresh_processes.py)."""
+    root = tmp_path_factory.mktemp("settings-env")
     clean = {k: v for k, v in os.environ.items() if k not in CONFIG_NAMES}
-    clean.update(DJANGO_SETTINGS_MODULE="stagepulse.settings", **env)
-    return subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=ROOT,
-        env=clean,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    plan, var_dirs = {}, {}
+    for name, (code, env) in STARTS.items():
+        folder = root / name
+        folder.mkdir()
+        var_dirs[name] = folder / "var"
+        plan[name] = {
+            "code": code,
+            "env": {
+                **clean,
+                "DJANGO_SETTINGS_MODULE": "stagepulse.settings",
+                "STAGEPULSE_VAR_DIR": str(var_dirs[name]),
+                **{key: value.format(folder=folder) for key, value in env.items()},
+            },
+        }
+    runs = run_fresh(plan, root)
+    return {name: (runs[name], var_dirs[name]) for name in STARTS}
 
 
-def test_debug_typo_stops_the_start(tmp_path):
-    result = python(tmp_path, "import django; django.setup()", DEBUG="ture")
+def test_debug_typo_stops_the_start(started):
+    result, _ = started["debug-typo"]
     assert result.returncode != 0
     assert "ImproperlyConfigured" in result.stderr and "DEBUG='ture'" in result.stderr
 
 
-def test_importing_the_settings_creates_no_folder(tmp_path):
-    var = tmp_path / "var"
-    result = python(
-        tmp_path,
-        "import django; django.setup(); from django.conf import settings; print(settings.VAR_DIR)",
-        STAGEPULSE_VAR_DIR=str(var),
-    )
+def test_importing_the_settings_creates_no_folder(started):
+    result, var = started["import-only"]
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == str(var)
     assert not var.exists()
 
 
-def test_the_folders_are_made_where_they_are_needed(tmp_path):
-    var = tmp_path / "var"
-    code = (
-        "import django; django.setup()\n"
-        "from django.db import connection\n"
-        "from stagepulse.celery import app\n"
-        "connection.ensure_connection()\n"
-        "print(app.conf.broker_url)\n"
-    )
-    result = python(tmp_path, code, STAGEPULSE_VAR_DIR=str(var))
+def test_the_folders_are_made_where_they_are_needed(started):
+    result, var = started["folders-where-needed"]
     assert result.returncode == 0, result.stderr[-2000:]
     assert (var / "stagepulse.sqlite3").is_file()  # the SQLite backend, on connecting
     broker = var / "celery" / "broker"
@@ -93,15 +116,7 @@ def test_the_folders_are_made_where_they_are_needed(tmp_path):
         assert folder.is_dir(), folder  # the Celery app, when configured
 
 
-def test_no_embedded_folders_with_a_redis_broker(tmp_path):
-    var = tmp_path / "var"
-    code = "import django; django.setup(); from stagepulse.celery import app; app.conf.broker_url"
-    result = python(
-        tmp_path,
-        code,
-        STAGEPULSE_VAR_DIR=str(var),
-        CELERY_BROKER_URL="redis://127.0.0.1:1/0",
-        DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",
-    )
+def test_no_embedded_folders_with_a_redis_broker(started):
+    result, var = started["redis-broker"]
     assert result.returncode == 0, result.stderr[-2000:]
     assert not (var / "celery").exists()

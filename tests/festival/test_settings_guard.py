@@ -3,22 +3,18 @@ cache, folder broker), passes Django's deployment checks, and sets database conn
 deliberately.
 
 Each scenario is a real `manage.py` run in its own process with its own environment, as a
-deployment starts it. They used to be a fresh interpreter each (~1 s of CPU apiece, 15 of them);
-now one child (MANAGE_RUNS) imports Django and the third-party packages once, then forks a process
-per scenario that sets its environment and runs manage.py from the start: the settings, the app
-registry and the checks are all the scenario's own, as before. The child refuses to fork if those
-imports configured the settings. Each test still asserts on its own scenario's exit status and
+deployment starts it, forked from one interpreter that imported Django and the third-party
+packages once (tests/fresh_processes.py): the settings, the app registry and the checks are each
+scenario's own. Each test still asserts on its own scenario's exit status and
 output (the module-scoped `runs` fixture runs them all at once, the first time a test asks)."""
 
-import json
 import os
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.fresh_processes import run_fresh
+
 GOOD_KEY = "k" * 20 + "production-secret-key-for-the-check-only-0123456789"
 SERVICES = {
     "DATABASE_URL": "postgres://stagepulse@db.invalid:5432/stagepulse",
@@ -77,90 +73,17 @@ SCENARIOS = {
     ),
 }
 
-# The child: reads [{name, args, env, out, err}] on stdin, prints {name: exit status}. What it
-# imports before forking reads no settings (checked); manage.py then runs in each fork as
-# `python manage.py ARGS` runs it, its output in the scenario's two files.
-MANAGE_RUNS = r"""
-import json, os, runpy, sys, traceback
-import django, django.core.management, django.db.models, django.urls, django.test  # noqa
-import rest_framework, celery, boto3, botocore.session, dj_database_url, yaml  # noqa
-from django.conf import settings
-if settings.configured or "stagepulse.settings" in sys.modules:
-    sys.exit("the pre-imports configured the settings: a scenario would not start fresh")
-statuses = {}
-for run in json.load(sys.stdin):
-    sys.stdout.flush()
-    sys.stderr.flush()
-    pid = os.fork()
-    if pid == 0:
-        code = 1
-        try:
-            os.environ.clear()
-            os.environ.update(run["env"])
-            for fd, path in ((1, run["out"]), (2, run["err"])):
-                target = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-                os.dup2(target, fd)
-                os.close(target)
-            sys.argv = ["manage.py", *run["args"]]
-            try:
-                runpy.run_path("manage.py", run_name="__main__")
-                code = 0
-            except SystemExit as stop:
-                if stop.code is None or isinstance(stop.code, int):
-                    code = stop.code or 0
-                else:
-                    print(stop.code, file=sys.stderr)
-            except BaseException:
-                traceback.print_exc()
-        finally:
-            try:
-                sys.stdout.flush()
-                sys.stderr.flush()
-            finally:
-                os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    statuses[run["name"]] = os.waitstatus_to_exitcode(status)
-print(json.dumps(statuses))
-"""
-
-
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> dict[str, subprocess.CompletedProcess]:
     """Every scenario's manage.py run, each with its own (empty) STAGEPULSE_VAR_DIR."""
     folder = tmp_path_factory.mktemp("settings-guard")
     clean = {k: v for k, v in os.environ.items() if k not in CONFIG_NAMES}
-    plan = []
+    plan = {}
     for name, (args, env) in SCENARIOS.items():
         var = folder / name
         var.mkdir()
-        plan.append(
-            {
-                "name": name,
-                "args": args,
-                "env": {**clean, "STAGEPULSE_VAR_DIR": str(var), **env},
-                "out": str(folder / f"{name}.out"),
-                "err": str(folder / f"{name}.err"),
-            }
-        )
-    child = subprocess.run(
-        [sys.executable, "-c", MANAGE_RUNS],
-        cwd=ROOT,
-        input=json.dumps(plan),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert child.returncode == 0, child.stdout + child.stderr
-    statuses = json.loads(child.stdout.strip().splitlines()[-1])
-    return {
-        run["name"]: subprocess.CompletedProcess(
-            run["args"],
-            statuses[run["name"]],
-            Path(run["out"]).read_text(),
-            Path(run["err"]).read_text(),
-        )
-        for run in plan
-    }
+        plan[name] = {"args": args, "env": {**clean, "STAGEPULSE_VAR_DIR": str(var), **env}}
+    return run_fresh(plan, folder)
 
 
 def test_production_without_secret_key_or_hosts_is_a_clear_error(runs):
