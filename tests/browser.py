@@ -15,6 +15,27 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not 
 if CHROMIUM is None:
     pytest.skip("no Chromium on this machine (apt-get install chromium)", allow_module_level=True)
 
+# Chromium reads only the last --disable-features, and Playwright passes its own first: this
+# one is Playwright 1.65's list (its chromiumSwitches) and the omnibox popup's two WebUIs, which
+# headless Chromium 156 still builds for every window (every browser context): two renderers
+# a context, ~0.8 s of CPU each, ~25 s of the suite's (counted with psutil, 2026-12-03).
+PLAYWRIGHT_DISABLED_FEATURES = [
+    "AvoidUnnecessaryBeforeUnloadCheckSync",
+    "DestroyProfileOnBrowserClose",
+    "HttpsUpgrades",
+    "HttpsFirstBalancedModeAutoEnable",
+    "LensOverlay",
+    "MediaRouter",
+    "PaintHolding",
+    "ThirdPartyStoragePartitioning",
+    "AvoidCorsURLLoaderRestartOnRedirect",
+    "TcpPortRandomizationWin",
+    "OptimizationHints",
+    "NetworkTimeServiceQuerying",
+    "AimEnabled",
+    "PreconnectToSearch",
+]
+WINDOW_WEBUIS = ["WebUIOmniboxPopup", "WebUIOmniboxAimPopup"]
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -24,6 +45,7 @@ CHROMIUM_ARGS = [
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-sync",
+    "--disable-features=" + ",".join(PLAYWRIGHT_DISABLED_FEATURES + WINDOW_WEBUIS),
 ]
 
 

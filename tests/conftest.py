@@ -243,10 +243,15 @@ def _migrations_from_template():
 
 
 @pytest.fixture(scope="session")
-def django_db_setup(_migrations_from_template, django_db_setup):
+def django_db_setup(_migrations_from_template, django_db_setup, django_db_blocker):
     """pytest-django's own, with SQLite's in-memory test database copied from a template that
-    one worker migrated (tests/db_template.py) instead of migrated again by every worker."""
+    one worker migrated (tests/db_template.py) instead of migrated again by every worker; its
+    transactional tests' flushes put back post_migrate's rows instead of emitting it again."""
+    from tests.db_template import flushes_keep_post_migrate_rows
+
     _migrations_from_template()
+    with django_db_blocker.unblock():
+        flushes_keep_post_migrate_rows()
 
 
 @pytest.fixture(scope="session")

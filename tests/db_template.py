@@ -63,3 +63,43 @@ def arm_migrations_from_template():
 
     management.call_command = call_command
     return disarm
+
+
+# What post_migrate writes (contenttypes and auth): TransactionTestCase's flush after each
+# transactional test emptied these tables and emitted post_migrate to write them again, ~28 ms of
+# the flush's ~30 (measured with 50 flushes). Parents first, for the foreign keys.
+POST_MIGRATE_TABLES = ("django_content_type", "auth_permission")
+
+
+def flushes_keep_post_migrate_rows() -> None:
+    """From now on, a flush of an SQLite test database (TransactionTestCase's, after each
+    transactional test) runs without post_migrate and puts back the rows post_migrate had made,
+    as they are now: the same content types and permissions, under the same ids."""
+    from django.db import connections
+    from django.test import testcases
+
+    saved: dict[str, list[tuple[str, str, list[tuple]]]] = {}
+    for connection in connections.all():
+        if connection.vendor != "sqlite":
+            continue
+        tables = []
+        with connection.cursor() as cursor:
+            for table in POST_MIGRATE_TABLES:
+                cursor.execute(f'SELECT * FROM "{table}"')
+                columns = ", ".join(f'"{c[0]}"' for c in cursor.description)
+                tables.append((table, columns, cursor.fetchall()))
+        saved[connection.alias] = tables
+    real_call_command = testcases.call_command
+
+    def call_command(name, *args, **options):
+        tables = saved.get(options.get("database", "default"))
+        if name != "flush" or options.get("inhibit_post_migrate") or tables is None:
+            return real_call_command(name, *args, **options)
+        result = real_call_command(name, *args, **{**options, "inhibit_post_migrate": True})
+        with connections[options.get("database", "default")].cursor() as cursor:
+            for table, columns, rows in tables:
+                marks = ", ".join("%s" for _ in columns.split(", "))
+                cursor.executemany(f'INSERT INTO "{table}" ({columns}) VALUES ({marks})', rows)
+        return result
+
+    testcases.call_command = call_command

@@ -23,7 +23,8 @@ _FORKING_PARENT = r"""
 import json, os, runpy, sys, traceback
 import django, django.core.management, django.db.models, django.urls, django.test  # noqa
 import rest_framework, celery, boto3, botocore.session, dj_database_url, yaml  # noqa
-import celery.app, rest_framework.fields, drf_spectacular.utils, django.contrib.postgres.fields  # noqa
+import celery.app, rest_framework.fields, drf_spectacular.utils  # noqa
+import django.contrib.postgres.fields  # noqa
 import cv2, numpy, requests, psycopg, jsonschema  # noqa
 from django.conf import settings
 if settings.configured or "stagepulse.settings" in sys.modules:

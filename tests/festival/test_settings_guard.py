@@ -73,6 +73,7 @@ SCENARIOS = {
     ),
 }
 
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> dict[str, subprocess.CompletedProcess]:
     """Every scenario's manage.py run, each with its own (empty) STAGEPULSE_VAR_DIR."""
