@@ -277,5 +277,6 @@ def test_a_festival_runs_end_to_end(tmp_path, demo_database):
     rows = {row["stage"]["slug"]: row for row in ranking["stages"]}
     happy = {slug: (row["expression_share"] or {}).get("HAPPY", 0) for slug, row in rows.items()}
     order = [row["stage"]["slug"] for row in ranking["stages"]]
-    assert set(order[:2]) == {"main", "forest"}, (order, happy)
+    parts = {slug: (row["vibe_v2"], row.get("components")) for slug, row in rows.items()}
+    assert set(order[:2]) == {"main", "forest"}, (order, happy, parts)
     assert happy["main"] > happy["tent"] and happy["forest"] > happy["harbour"], happy

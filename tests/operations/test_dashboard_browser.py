@@ -80,3 +80,15 @@ def test_fits_a_phone_screen(browser_page):
     overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
     assert overflow <= 0
     assert page.locator("#ranking tr.ranked").count() == 2
+
+
+def test_a_browser_context_opens_its_page_and_no_window_webui(chromium):
+    """The page tests' Chromium (tests/browser.py) builds no omnibox WebUI for each context."""
+    contexts = [chromium.new_context() for _ in range(2)]
+    for context in contexts:
+        context.new_page().set_content("<p>a page</p>")
+    targets = chromium.new_browser_cdp_session().send("Target.getTargets")["targetInfos"]
+    for context in contexts:
+        context.close()
+    assert [t["type"] for t in targets].count("page") == 2
+    assert not [t["url"] for t in targets if t["type"] == "browser_ui"], tests.browser.WINDOW_WEBUIS

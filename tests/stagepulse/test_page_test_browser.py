@@ -1,12 +1,11 @@
-"""The page tests' headless Chromium (tests/browser.py): no per-window WebUI renderers, and still
-every feature Playwright itself switches off (Chromium reads only the last --disable-features)."""
+"""The page tests' headless Chromium (tests/browser.py) still switches off every feature Playwright
+itself does (Chromium reads only the last --disable-features). That it builds no per-window WebUI
+is checked in a browser module (tests/operations/test_dashboard_browser.py), in its Chromium."""
 
 import re
 from pathlib import Path
 
-import pytest
-
-from tests.browser import PLAYWRIGHT_DISABLED_FEATURES, WINDOW_WEBUIS
+from tests.browser import PLAYWRIGHT_DISABLED_FEATURES
 
 
 def playwrights_own_disabled_features() -> list[str]:
@@ -24,15 +23,3 @@ def test_the_browser_keeps_every_feature_playwright_disables():
     assert not missing, (
         f"Playwright now also disables {sorted(missing)}: add them to tests/browser.py"
     )
-
-
-@pytest.mark.slow
-def test_a_browser_context_opens_its_page_and_no_window_webui(chromium):
-    contexts = [chromium.new_context() for _ in range(2)]
-    for context in contexts:
-        context.new_page().set_content("<p>a page</p>")
-    targets = chromium.new_browser_cdp_session().send("Target.getTargets")["targetInfos"]
-    for context in contexts:
-        context.close()
-    assert [t["type"] for t in targets].count("page") == 2
-    assert not [t["url"] for t in targets if t["type"] == "browser_ui"], WINDOW_WEBUIS
