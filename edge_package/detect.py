@@ -423,16 +423,22 @@ class BlazeFaceDetector(FaceDetector):
         else:
             view[...] = tile
         self._runs += 1
-        self._interp.set_tensor(self._input_index, canvas)
-        self._interp.invoke()
-        scores = sigmoid_scores(self._interp.get_tensor(self._score_index))
+        raw_scores, raw_boxes = self._run_model(canvas)
+        scores = sigmoid_scores(raw_scores)
         keep = scores >= max(self.threshold, min_score)
         if not keep.any():
             return np.zeros((0, 4)), np.zeros(0)
-        raw = self._interp.get_tensor(self._box_index)[0][keep]
+        raw = raw_boxes[0][keep]
         return decode_boxes(raw, self.anchors[keep], self.input_size) * self.input_size, scores[
             keep
         ]
+
+    def _run_model(self, canvas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The model on one input tensor: its raw scores and box regressions (a pure function
+        of the tensor and the model file)."""
+        self._interp.set_tensor(self._input_index, canvas)
+        self._interp.invoke()
+        return self._interp.get_tensor(self._score_index), self._interp.get_tensor(self._box_index)
 
     @staticmethod
     def _normalise(bgr: np.ndarray) -> np.ndarray:

@@ -72,16 +72,15 @@ POST_MIGRATE_TABLES = ("django_content_type", "auth_permission")
 
 
 def flushes_keep_post_migrate_rows() -> None:
-    """From now on, a flush of an SQLite test database (TransactionTestCase's, after each
-    transactional test) runs without post_migrate and puts back the rows post_migrate had made,
-    as they are now: the same content types and permissions, under the same ids."""
+    """From now on, a flush of a test database (TransactionTestCase's, after each transactional
+    test) runs without post_migrate and puts back the rows post_migrate had made, as they are
+    now: the same content types and permissions, under the same ids (below every sequence's
+    next value on PostgreSQL, which a flush without reset_sequences leaves as it was)."""
     from django.db import connections
     from django.test import testcases
 
     saved: dict[str, list[tuple[str, str, list[tuple]]]] = {}
     for connection in connections.all():
-        if connection.vendor != "sqlite":
-            continue
         tables = []
         with connection.cursor() as cursor:
             for table in POST_MIGRATE_TABLES:
