@@ -79,26 +79,28 @@ def flushes_keep_post_migrate_rows() -> None:
     from django.db import connections
     from django.test import testcases
 
-    saved: dict[str, list[tuple[str, str, list[tuple]]]] = {}
+    saved: dict[str, list[tuple[str, list[tuple]]]] = {}  # alias -> [(INSERT statement, rows)]
     for connection in connections.all():
         tables = []
         with connection.cursor() as cursor:
             for table in POST_MIGRATE_TABLES:
                 cursor.execute(f'SELECT * FROM "{table}"')
-                columns = ", ".join(f'"{c[0]}"' for c in cursor.description)
-                tables.append((table, columns, cursor.fetchall()))
+                columns = [column[0] for column in cursor.description]
+                insert = 'INSERT INTO "{}" ({}) VALUES ({})'.format(
+                    table, ", ".join(f'"{c}"' for c in columns), ", ".join(["%s"] * len(columns))
+                )
+                tables.append((insert, cursor.fetchall()))
         saved[connection.alias] = tables
     real_call_command = testcases.call_command
 
     def call_command(name, *args, **options):
-        tables = saved.get(options.get("database", "default"))
-        if name != "flush" or options.get("inhibit_post_migrate") or tables is None:
+        alias = options.get("database", "default")
+        if name != "flush" or options.get("inhibit_post_migrate") or alias not in saved:
             return real_call_command(name, *args, **options)
         result = real_call_command(name, *args, **{**options, "inhibit_post_migrate": True})
-        with connections[options.get("database", "default")].cursor() as cursor:
-            for table, columns, rows in tables:
-                marks = ", ".join("%s" for _ in columns.split(", "))
-                cursor.executemany(f'INSERT INTO "{table}" ({columns}) VALUES ({marks})', rows)
+        with connections[alias].cursor() as cursor:
+            for insert, rows in saved[alias]:
+                cursor.executemany(insert, rows)
         return result
 
     testcases.call_command = call_command

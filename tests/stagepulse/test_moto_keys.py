@@ -7,6 +7,12 @@ from cryptography.hazmat.primitives import serialization
 import awsclients as aws
 
 
+def pem(public_key) -> bytes:
+    return public_key.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
 def test_each_certificate_is_its_own_and_matches_its_key_pair(moto_aws):
     iot = aws.client("iot")
     made = [iot.create_keys_and_certificate(setAsActive=True) for _ in range(6)]
@@ -15,9 +21,5 @@ def test_each_certificate_is_its_own_and_matches_its_key_pair(moto_aws):
     for m in made:
         cert = x509.load_pem_x509_certificate(m["certificatePem"].encode())
         key = serialization.load_pem_private_key(m["keyPair"]["PrivateKey"].encode(), None)
-        public = serialization.PublicFormat.SubjectPublicKeyInfo
-        encoding = serialization.Encoding.PEM
-        assert cert.public_key().public_bytes(encoding, public) == key.public_key().public_bytes(
-            encoding, public
-        )
-        assert m["keyPair"]["PublicKey"].encode() == key.public_key().public_bytes(encoding, public)
+        assert pem(cert.public_key()) == pem(key.public_key())
+        assert m["keyPair"]["PublicKey"].encode() == pem(key.public_key())
