@@ -105,6 +105,18 @@ def pytest_collection_finish(session):
 
 
 @pytest.fixture
+def mid_minute():
+    """The throttle's clock fixed in the middle of a minute: a test counting a per-minute limit
+    never sees its window turn between two requests (a slow run crossed one, 2026-12-03)."""
+    from unittest import mock
+
+    from festival.throttling import FixedWindowRateThrottle
+
+    with mock.patch.object(FixedWindowRateThrottle, "timer", return_value=1_795_000_030.0):
+        yield
+
+
+@pytest.fixture
 def aws_region() -> str:
     return os.environ["AWS_DEFAULT_REGION"]
 

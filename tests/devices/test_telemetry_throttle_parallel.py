@@ -19,7 +19,6 @@ from rest_framework.test import APIClient
 from rest_framework.throttling import SimpleRateThrottle
 
 from devices import services
-from festival.throttling import FixedWindowRateThrottle
 from tests.isolation import redis_url
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -104,13 +103,10 @@ def device(two_worlds):
 
 
 @pytest.fixture(autouse=True)
-def one_window():
+def one_window(mid_minute):
     """A fixed clock mid-minute (no run straddles a window) and a 30/minute limit."""
     rates = {**SimpleRateThrottle.THROTTLE_RATES, "telemetry": f"{LIMIT}/minute"}
-    with (
-        mock.patch.object(FixedWindowRateThrottle, "timer", return_value=1_795_000_030.0),
-        mock.patch.object(SimpleRateThrottle, "THROTTLE_RATES", rates),
-    ):
+    with mock.patch.object(SimpleRateThrottle, "THROTTLE_RATES", rates):
         yield
 
 

@@ -59,7 +59,7 @@ def test_writes_are_not_allowed(api_client, two_worlds):
     assert response.status_code == 405
 
 
-def test_fan_api_is_throttled_with_the_common_error_format(api_client, two_worlds):
+def test_fan_api_is_throttled_with_the_common_error_format(api_client, two_worlds, mid_minute):
     from unittest import mock
 
     from rest_framework.throttling import SimpleRateThrottle
@@ -75,7 +75,7 @@ def test_fan_api_is_throttled_with_the_common_error_format(api_client, two_world
     assert "Retry-After" in response
 
 
-def test_live_fast_path_is_throttled_too(api_client, two_worlds):
+def test_live_fast_path_is_throttled_too(api_client, two_worlds, mid_minute):
     from unittest import mock
 
     from rest_framework.throttling import SimpleRateThrottle

@@ -71,7 +71,7 @@ def test_every_fan_operation_documents_its_404_and_429(openapi):
             assert "404" in responses, path
 
 
-def test_fan_404_and_429_bodies_match_the_error_schema(openapi, api_client, two_worlds):
+def test_fan_404_and_429_bodies_match_the_error_schema(openapi, api_client, two_worlds, mid_minute):
     path = "/api/v1/public/festivals/{slug}/"
     missing = api_client.get("/api/v1/public/festivals/no-such-fest/")
     assert_body_matches(openapi, path, "get", 404, missing)

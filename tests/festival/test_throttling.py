@@ -28,12 +28,8 @@ def redis_cache(settings, url: str) -> None:
 
 
 @pytest.fixture(autouse=True)
-def mid_minute():
-    """A fixed clock in the middle of a window: no test straddles a minute boundary."""
-    from festival.throttling import FixedWindowRateThrottle
-
-    with mock.patch.object(FixedWindowRateThrottle, "timer", return_value=1_795_000_030.0):
-        yield
+def _every_test_mid_minute(mid_minute):
+    """No test here straddles a minute boundary (tests/conftest.py mid_minute)."""
 
 
 @pytest.fixture
