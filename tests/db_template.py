@@ -83,6 +83,8 @@ def flushes_keep_post_migrate_rows() -> None:
     for connection in connections.all():
         tables = []
         with connection.cursor() as cursor:
+            if not set(connection.introspection.table_names(cursor)) >= set(POST_MIGRATE_TABLES):
+                continue  # no test database was set up (a run of tests that need none)
             for table in POST_MIGRATE_TABLES:
                 cursor.execute(f'SELECT * FROM "{table}"')
                 columns = [column[0] for column in cursor.description]
