@@ -28,7 +28,7 @@ def blazeface():
 
 @pytest.fixture(scope="session", autouse=True)
 def backgrounds_rendered_once():
-    """Each synthetic scene's background (gradient, light blobs, 6 M noise draws at 1080p: ~0.2 s
+    """Each synthetic scene's background (gradient, light blobs, 6 M noise draws at 1080p: ~0.05 s
     of CPU) is drawn once per size and generator state for the whole session, not once per
     SyntheticCrowdSource: the same pixels, and the generator is left as drawing them leaves it."""
     from edge_package import synthetic
