@@ -15,7 +15,8 @@ import os
 
 import cv2
 
-from bench.results import record
+from bench.bench_edge_motion import FIGURE_KEYS as MOTION_FIGURE_KEYS
+from bench.results import figures_of_others, record
 from detectors.evaluation import (
     MATCH_IOU,
     MIN_FACE,
@@ -370,7 +371,9 @@ def main(argv=None) -> dict:
             "jpeg_quality": EDGE_CONFIG_DEFAULTS["jpeg_quality"],
         },
     }
-    saved = figures if args.dry_run else record("edge", figures)
+    # bench_edge_motion's figures share the section: a rerun here keeps them
+    motion = figures_of_others("edge", lambda key: key in MOTION_FIGURE_KEYS)
+    saved = figures if args.dry_run else record("edge", {**motion, **figures})
     for key, value in saved.items():
         print(f"{key}: {value}")
     return saved

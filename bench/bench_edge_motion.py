@@ -10,7 +10,8 @@
   goes or drifts; still, still+strobe,
   still+wash, light dancing, hard dancing), at 1080p and 15 fps.
 
-Records into the "edge" section without removing bench_edge's figures (it runs first).
+Records into the "edge" section (stamped `motion_measured_at`) without removing bench_edge's
+figures; bench_edge, which replaces the section, carries these over (FIGURE_KEYS).
 `python -m bench.bench_edge_motion [--seconds N]`.
 """
 
@@ -19,7 +20,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from bench.results import record
+from bench.results import record, stamp
 from edge_package.config import parse_config
 from edge_package.crowd import CrowdSignals
 from edge_package.detect import BlazeFaceDetector
@@ -37,6 +38,20 @@ CASES = {
     "light_dancing": {"dance": 0.3},
     "hard_dancing": {"dance": 1.0},
 }
+# What this module writes into the "edge" section (bench_edge keeps them when it rewrites it).
+FIGURE_KEYS = (
+    "motion_cost_share",
+    "motion_ms_per_s_1080p",
+    "motion_loop_ms_per_frame_1080p",
+    "facefree_loop_ms_per_frame_1080p",
+    "facefree_motion_share",
+    "strobe_false_energy_rate",
+    "strobe_unmeasured_share",
+    "motion_energy",
+    "motion_settings",
+    "motion_measured_at",
+    "motion_machine",
+)
 BASE = {"device": "bench-cam", "festival": "bench", "stage": "main", "bucket": "b"}
 
 
@@ -123,6 +138,7 @@ def main() -> None:
     free_loop_s, free_motion_s = loop_cost(args.frames, face_free=True)
     media_s = args.frames / FPS
     figures = {
+        **stamp("motion_"),
         "motion_cost_share": round(motion_s / loop_s, 4),
         "motion_ms_per_s_1080p": round(1000 * motion_s / media_s, 2),
         "motion_loop_ms_per_frame_1080p": round(1000 * loop_s / args.frames, 2),
@@ -142,6 +158,7 @@ def main() -> None:
             "detector": "blazeface (1 thread)",
         },
     }
+    assert set(figures) == set(FIGURE_KEYS), set(figures) ^ set(FIGURE_KEYS)
     print(record("edge", figures, merge=True))
 
 

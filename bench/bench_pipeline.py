@@ -259,7 +259,7 @@ def edge_comparison_pairs(db_path: Path) -> int:
 
 def main() -> int:
     sys.path.insert(0, str(ROOT))
-    from bench.results import record
+    from bench.results import figures_of_others, record
 
     started = time.monotonic()
     # BENCH_PIPELINE_DIR keeps the demo's folder (its log, database, broker) for a post-mortem
@@ -337,16 +337,11 @@ def main() -> int:
         by_minute.setdefault(int((captured - first) // 60), []).append(f)
     sustained = (cameras_stopped_at or time.time()) - (tracker.first_answer_at or time.time())
     depths = queue.depths or [0]
-    from bench.results import RESULTS_PATH
-
-    previous = (
-        json.loads(RESULTS_PATH.read_text()).get("pipeline", {}) if RESULTS_PATH.exists() else {}
-    )
     figures = record(
         "pipeline",
         {
             # bench_facefree's figures live in this section too: a rerun here keeps them
-            **{k: v for k, v in previous.items() if k.startswith("facefree_")},
+            **figures_of_others("pipeline", lambda key: key.startswith("facefree_")),
             "sustained_s": round(sustained, 1),
             "demo_stopped_early": early.group(1) if early else None,
             "crops_uploaded": uploaded,

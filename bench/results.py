@@ -23,6 +23,14 @@ def stamp(prefix: str) -> dict:
     }
 
 
+def figures_of_others(section: str, keep) -> dict:
+    """The figures another benchmark merged into `section` (`keep(key)` says which), for a
+    benchmark that replaces the section to carry over: bench_edge keeps bench_edge_motion's,
+    bench_pipeline keeps bench_facefree's."""
+    data = json.loads(RESULTS_PATH.read_text()) if RESULTS_PATH.exists() else {}
+    return {k: v for k, v in data.get(section, {}).items() if keep(k)}
+
+
 def record(section: str, figures: dict, *, merge: bool = False) -> dict:
     """Merge `figures` under `section` (e.g. "edge"), stamped with when and where measured.
     With merge=True the section's other figures stay (a second module writing into "edge" or
