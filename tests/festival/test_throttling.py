@@ -10,7 +10,8 @@ from rest_framework.throttling import SimpleRateThrottle
 
 from tests.isolation import redis_url
 
-pytestmark = pytest.mark.django_db
+# no test here straddles a minute boundary (tests/conftest.py mid_minute)
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("mid_minute")]
 
 # this test process's own database (tests/isolation.py: STAGEPULSE_TEST_REDIS_DBS)
 REDIS_URL = redis_url()
@@ -25,11 +26,6 @@ def redis_cache(settings, url: str) -> None:
             "KEY_PREFIX": "stagepulse-test",
         }
     }
-
-
-@pytest.fixture(autouse=True)
-def _every_test_mid_minute(mid_minute):
-    """No test here straddles a minute boundary (tests/conftest.py mid_minute)."""
 
 
 @pytest.fixture
